@@ -1,0 +1,12 @@
+"""Built-in MuJoCo tasks and the Task protocol."""
+
+from apprentice.envs.base import (
+    Oracle,
+    Task,
+    make_task,
+    make_task_from_env_args,
+    register_task,
+    task_names,
+)
+
+__all__ = ["Oracle", "Task", "make_task", "make_task_from_env_args", "register_task", "task_names"]

@@ -1,0 +1,148 @@
+"""The Task protocol and the task registry.
+
+Every task is a `gymnasium.Env` with a `Dict` observation space and a `Box` action space
+in [-1, 1]. Manipulation tasks also offer what replay, generation and evaluation need:
+success, full simulator state, end-effector and object poses, subtask signals, the map
+between target poses and actions, and a scripted oracle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+
+from apprentice.errors import ApprenticeError
+
+
+@runtime_checkable
+class Oracle(Protocol):
+    """A scripted expert bound to one env; it may read privileged simulator state."""
+
+    def reset(self) -> None:
+        """Forget any plan; called after every `env.reset`."""
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """The action (A,) for the current state of the env it is bound to."""
+        ...
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What a manipulation task offers beyond `gymnasium.Env`."""
+
+    name: str
+    horizon: int
+    """Steps before an episode is truncated."""
+    control_freq: float
+    """Actions per second (Hz)."""
+
+    observation_space: gym.spaces.Dict
+    action_space: gym.spaces.Box
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]: ...
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+    def is_success(self) -> bool: ...
+
+    def get_state(self) -> np.ndarray:
+        """The full simulator state (S,), enough to replay exactly."""
+        ...
+
+    def set_state(self, state: np.ndarray) -> None: ...
+
+    def get_observation(self) -> dict[str, np.ndarray]:
+        """The observation of the current state (after `set_state`, for example)."""
+        ...
+
+    def eef_pose(self) -> np.ndarray:
+        """(4, 4) end-effector pose in the world frame."""
+        ...
+
+    def object_poses(self) -> dict[str, np.ndarray]:
+        """Object name -> (4, 4) pose in the world frame."""
+        ...
+
+    def subtask_signals(self) -> dict[str, bool]:
+        """Which stages of the task are done, e.g. {"grasp": True, "lift": False}."""
+        ...
+
+    def target_pose_to_action(self, pose: np.ndarray, gripper: float) -> np.ndarray:
+        """The action (A,) that drives the eef from its current pose towards `pose` (4, 4)."""
+        ...
+
+    def action_to_target_pose(self, action: np.ndarray) -> np.ndarray:
+        """The (4, 4) eef target pose that `action` commands from the current state."""
+        ...
+
+    def oracle(self, rng: np.random.Generator) -> Oracle: ...
+
+    def render_frame(self, camera: str, size: int = 84) -> np.ndarray:
+        """An (H, W, 3) uint8 image from a named camera."""
+        ...
+
+    @property
+    def env_args(self) -> dict[str, Any]:
+        """robomimic-style {"env_name", "env_type", "env_kwargs"}: enough to rebuild the env."""
+        ...
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    factory: Callable[..., Task]
+    description: str
+
+
+_REGISTRY: dict[str, TaskEntry] = {}
+
+
+def register_task(name: str, description: str) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
+    """Class decorator: make a task constructible by name."""
+
+    def wrap(factory: Callable[..., Task]) -> Callable[..., Task]:
+        _REGISTRY[name] = TaskEntry(name, factory, description)
+        return factory
+
+    return wrap
+
+
+def task_names() -> list[str]:
+    _load_builtin_tasks()
+    return sorted(_REGISTRY)
+
+
+def make_task(name: str, **kwargs: Any) -> Task:
+    """Build a registered task, e.g. `make_task("lift", camera=True)`."""
+    _load_builtin_tasks()
+    if name not in _REGISTRY:
+        raise ApprenticeError(
+            f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}"
+        )
+    return _REGISTRY[name].factory(**kwargs)
+
+
+def make_task_from_env_args(env_args: dict[str, Any], **overrides: Any) -> Task:
+    """Rebuild the task named in a dataset's or checkpoint's env_args."""
+    try:
+        name = env_args["env_name"]
+    except (KeyError, TypeError):
+        raise ApprenticeError(f"env_args {env_args!r} has no 'env_name'") from None
+    kwargs = dict(env_args.get("env_kwargs", {}))
+    kwargs.update(overrides)
+    return make_task(name, **kwargs)
+
+
+def _load_builtin_tasks() -> None:
+    # Importing the modules registers them; done lazily so `base` has no import cycle.
+    import apprentice.envs.tasks  # noqa: F401
