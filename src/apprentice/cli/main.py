@@ -1,0 +1,135 @@
+"""`apprentice <command>`: quickstart, collect, train, eval, inspect."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from apprentice.cli.args import add_dataclass_args, dataclass_from_args
+from apprentice.errors import ApprenticeError
+
+console = Console(stderr=False)
+
+
+def print_table(title: str, rows: Sequence[tuple[str, Any]]) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def _task_names() -> list[str]:
+    from apprentice.envs import task_names
+
+    return task_names()
+
+
+def cmd_collect(ns: argparse.Namespace) -> None:
+    from apprentice.collect.oracle import CollectConfig, collect_demos
+
+    cfg = dataclass_from_args(CollectConfig, ns)
+    r = collect_demos(cfg)
+    print_table(
+        f"collected {cfg.task} demos",
+        [
+            ("file", r.path),
+            ("successful demos", r.successes),
+            ("resumed from", r.resumed_from),
+            ("attempts this run", r.attempts),
+            ("failed kept", r.kept_failed),
+        ],
+    )
+
+
+def cmd_eval(ns: argparse.Namespace) -> None:
+    from apprentice.evaluate.rollout import EvalConfig, evaluate
+
+    cfg = dataclass_from_args(EvalConfig, ns)
+    s = evaluate(cfg)
+    print_table(
+        f"evaluation on {s['task']}",
+        [
+            ("checkpoint", s["checkpoint"]),
+            ("success rate", f"{s['success_rate']:.1%} ({s['successes']}/{s['episodes']})"),
+            ("95% Wilson interval", f"{s['ci_low']:.1%} - {s['ci_high']:.1%}"),
+            ("mean episode length", f"{s['mean_episode_length']:.1f}"),
+            ("results", s["results_path"]),
+            ("videos", len(s["videos"])),
+        ],
+    )
+
+
+def cmd_inspect(ns: argparse.Namespace) -> None:
+    from apprentice.data.inspect import summarize
+
+    console.print(summarize(ns.file), markup=False, highlight=False)
+
+
+def cmd_train(ns: argparse.Namespace) -> None:
+    from apprentice.pipelines.train import TrainCommand, run_train
+
+    cfg = dataclass_from_args(TrainCommand, ns)
+    result = run_train(cfg)
+    print_table(f"trained {cfg.policy} on {cfg.dataset}", list(result.items()))
+
+
+def cmd_quickstart(ns: argparse.Namespace) -> None:
+    from apprentice.pipelines.quickstart import QuickstartConfig, quickstart
+
+    cfg = dataclass_from_args(QuickstartConfig, ns)
+    result = quickstart(cfg)
+    print_table("quickstart", list(result.items()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from apprentice.collect.oracle import CollectConfig
+    from apprentice.evaluate.rollout import EvalConfig
+    from apprentice.pipelines.quickstart import QuickstartConfig
+    from apprentice.pipelines.train import TrainCommand
+
+    parser = argparse.ArgumentParser(
+        prog="apprentice", description="Teach robots skills from demonstrations."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands: list[tuple[str, str, type | None, Callable[[argparse.Namespace], None], dict[str, Any]]] = [
+        ("quickstart", "collect lift demos, train BC-RNN, evaluate, write a report",
+         QuickstartConfig, cmd_quickstart, {}),
+        ("collect", "record scripted-oracle demonstrations", CollectConfig, cmd_collect,
+         {"choices": {"task": _task_names()}}),
+        ("train", "train a behavioral-cloning policy on a dataset", TrainCommand, cmd_train, {}),
+        ("eval", "evaluate a policy on held-out initial states", EvalConfig, cmd_eval,
+         {"positional": ("checkpoint",)}),
+        ("inspect", "print per-demo and per-key statistics of a dataset", None, cmd_inspect, {}),
+    ]
+    for name, help_text, cfg_cls, fn, extra in commands:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if cfg_cls is not None:
+            add_dataclass_args(p, cfg_cls, **extra)
+        p.set_defaults(fn=fn)
+    sub.choices["inspect"].add_argument("file", help="an HDF5 dataset")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        ns.fn(ns)
+    except ApprenticeError as e:
+        print(f"apprentice {ns.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"apprentice {ns.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Collect demonstrations from a task's scripted oracle, in a process pool."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from apprentice.collect.pool import make_pool, worker_task
+from apprentice.collect.record import record_episode
+from apprentice.data.episode import Episode
+from apprentice.data.store import DemoFile, DemoWriter, write_mask
+from apprentice.envs.base import make_task
+from apprentice.envs.seeds import HELD_OUT_SEED_BASE
+from apprentice.errors import ApprenticeError
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Record successful oracle demonstrations of a task into a robomimic-layout HDF5 file."""
+
+    task: str = "lift"
+    """Name of a registered task."""
+    n: int = 100
+    """Number of successful demos wanted in the file."""
+    out: str = "demos.hdf5"
+    """Output HDF5 file; an existing file of the same task is resumed."""
+    workers: int = 2
+    """Processes running the oracle."""
+    camera: bool = False
+    """Also record 84x84 agentview and eye-in-hand images."""
+    keep_failed: bool = False
+    """Keep failed attempts too, under mask/failed."""
+    seed: int = 0
+    """First initial-state seed; attempt i uses seed + i."""
+    valid_fraction: float = 0.1
+    """Fraction of successful demos put in mask/valid (the rest in mask/train)."""
+    max_attempts_factor: float = 3.0
+    """Give up after n * factor attempts."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass(frozen=True)
+class CollectResult:
+    path: Path
+    successes: int
+    attempts: int
+    kept_failed: int
+    resumed_from: int
+
+
+def _oracle_episode(task_name: str, camera: bool, seed: int) -> Episode:
+    task = worker_task(task_name, (("camera", camera),))
+    oracle = task.oracle(np.random.default_rng(seed))
+    return record_episode(task, oracle.act, seed=seed, source="oracle", on_reset=oracle.reset)
+
+
+def _episodes(cfg: CollectConfig, seeds: Iterator[int]) -> Iterator[Episode]:
+    """Episodes in seed order (so a given seed gives the same file whatever the workers)."""
+    if cfg.workers <= 1:
+        for seed in seeds:
+            yield _oracle_episode(cfg.task, cfg.camera, seed)
+        return
+    with make_pool(cfg.workers) as pool:
+        batch = 4 * cfg.workers
+        while True:
+            chunk = [s for _, s in zip(range(batch), seeds, strict=False)]
+            if not chunk:
+                return
+            yield from pool.map(_oracle_episode, *zip(*[(cfg.task, cfg.camera, s) for s in chunk], strict=True))
+
+
+def collect_demos(cfg: CollectConfig) -> CollectResult:
+    if cfg.n <= 0:
+        raise ApprenticeError(f"--n must be positive, got {cfg.n}")
+    if cfg.seed < 0 or cfg.seed >= HELD_OUT_SEED_BASE:
+        raise ApprenticeError(f"--seed must lie in [0, {HELD_OUT_SEED_BASE}): higher seeds are held out")
+    task = make_task(cfg.task, camera=cfg.camera)
+    env_args = task.env_args
+    task.close()
+    path = Path(cfg.out)
+    done_seeds: set[int] = set()
+    successes = 0
+    if path.exists():
+        with DemoFile(path) as f:
+            for name in f.demo_names:
+                attrs = f.attrs(name)
+                if attrs.get("seed") is not None:
+                    done_seeds.add(int(attrs["seed"]))
+                successes += bool(attrs.get("success", True))
+    resumed_from = successes
+    max_attempts = int(cfg.n * cfg.max_attempts_factor) + 10
+    attempts, kept_failed = 0, 0
+
+    def seed_stream() -> Iterator[int]:
+        s = cfg.seed
+        while s < HELD_OUT_SEED_BASE:
+            if s not in done_seeds:
+                yield s
+            s += 1
+
+    bar = tqdm(total=cfg.n, initial=successes, desc=f"collect {cfg.task}", disable=not cfg.progress)
+    with DemoWriter(path, env_args=env_args) as writer:
+        stream = seed_stream()
+        while successes < cfg.n and attempts < max_attempts:
+            need = min(cfg.n - successes, max_attempts - attempts)
+            for episode in _episodes(cfg, (next(stream) for _ in range(need))):
+                attempts += 1
+                if episode.success:
+                    writer.append(episode, masks=("success",))
+                    successes += 1
+                    bar.update(1)
+                elif cfg.keep_failed:
+                    writer.append(episode, masks=("failed",))
+                    kept_failed += 1
+                bar.set_postfix(attempts=attempts, rate=f"{successes - resumed_from}/{attempts}")
+    bar.close()
+    _write_split(path, cfg.valid_fraction, cfg.seed)
+    if successes < cfg.n:
+        raise ApprenticeError(
+            f"the {cfg.task} oracle succeeded {successes - resumed_from} times in {attempts} "
+            f"attempts; {path} holds {successes} successful demos, fewer than --n {cfg.n}"
+        )
+    return CollectResult(path, successes, attempts, kept_failed, resumed_from)
+
+
+def _write_split(path: Path, valid_fraction: float, seed: int) -> None:
+    """mask/train and mask/valid over the successful demos (robomimic's mask names)."""
+    with DemoFile(path) as f:
+        good = [n for n in f.demo_names if bool(f.attrs(n).get("success", True))]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(good))
+    n_valid = round(len(good) * valid_fraction) if len(good) > 1 else 0
+    valid = sorted((good[i] for i in order[:n_valid]), key=lambda s: int(s.split("_")[-1]))
+    write_mask(path, "valid", valid)
+    write_mask(path, "train", [n for n in good if n not in set(valid)])

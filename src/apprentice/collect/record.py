@@ -1,0 +1,85 @@
+"""Record one episode of any actor on a task, with everything replay and generation need."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from apprentice.data.episode import DatagenInfo, Episode
+from apprentice.envs.base import Task
+
+ActFn = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+def record_episode(
+    task: Task,
+    act: ActFn,
+    *,
+    seed: int,
+    source: str,
+    stop_on_success: bool = True,
+    on_reset: Callable[[], None] | None = None,
+) -> Episode:
+    """Run `act` from the initial state drawn by `seed` until success or the horizon.
+
+    Per step t the episode holds obs_t, action_t, next_obs_t, the simulator state before
+    the action (so `set_state(states[t])` then `step(actions[t])` replays it), and the
+    datagen_info of MimicGen: eef pose, commanded target pose, gripper action, object
+    poses and subtask signals, all taken before the action.
+    """
+    obs, _ = task.reset(seed=seed)
+    if on_reset is not None:
+        on_reset()
+    steps: dict[str, list[np.ndarray]] = {
+        "actions": [],
+        "rewards": [],
+        "dones": [],
+        "states": [],
+        "eef_pose": [],
+        "target_pose": [],
+    }
+    obs_seq: list[dict[str, np.ndarray]] = []
+    next_obs_seq: list[dict[str, np.ndarray]] = []
+    object_poses: dict[str, list[np.ndarray]] = {}
+    signals: dict[str, list[bool]] = {}
+    success = False
+    for _ in range(task.horizon):
+        action = np.clip(np.asarray(act(obs), dtype=np.float32), -1.0, 1.0)
+        steps["states"].append(task.get_state())
+        steps["eef_pose"].append(task.eef_pose())
+        steps["target_pose"].append(task.action_to_target_pose(action))
+        for name, pose in task.object_poses().items():
+            object_poses.setdefault(name, []).append(pose)
+        for name, done in task.subtask_signals().items():
+            signals.setdefault(name, []).append(done)
+        next_obs, reward, terminated, truncated, info = task.step(action)
+        success = bool(info.get("success", False))
+        end = terminated or truncated or (success and stop_on_success)
+        steps["actions"].append(action)
+        steps["rewards"].append(np.float32(reward))
+        steps["dones"].append(np.float32(end))
+        obs_seq.append(obs)
+        next_obs_seq.append(next_obs)
+        obs = next_obs
+        if end:
+            break
+    actions = np.stack(steps["actions"])
+    return Episode(
+        obs={k: np.stack([o[k] for o in obs_seq]) for k in obs_seq[0]},
+        next_obs={k: np.stack([o[k] for o in next_obs_seq]) for k in next_obs_seq[0]},
+        actions=actions,
+        rewards=np.asarray(steps["rewards"], dtype=np.float32),
+        dones=np.asarray(steps["dones"], dtype=np.float32),
+        states=np.stack(steps["states"]),
+        datagen_info=DatagenInfo(
+            eef_pose=np.stack(steps["eef_pose"]),
+            target_pose=np.stack(steps["target_pose"]),
+            gripper_action=actions[:, -1:].copy(),
+            object_poses={k: np.stack(v) for k, v in object_poses.items()},
+            subtask_term_signals={k: np.asarray(v, dtype=np.int8) for k, v in signals.items()},
+        ),
+        seed=seed,
+        success=success,
+        source=source,
+    )

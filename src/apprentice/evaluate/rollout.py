@@ -1,0 +1,241 @@
+"""Policy rollouts from held-out initial states: vectorized in a process, pooled across processes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from apprentice.collect.pool import make_pool, worker_task
+from apprentice.envs.base import Task, make_task
+from apprentice.envs.seeds import held_out_seeds
+from apprentice.errors import ApprenticeError
+from apprentice.evaluate.metrics import success_rate
+from apprentice.policies.base import Policy
+from apprentice.policies.checkpoint import check_task, load_checkpoint, load_policy
+
+VIDEO_CAMERA = "agentview"
+VIDEO_SIZE = 192
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    seed: int
+    success: bool
+    length: int
+    frames: np.ndarray | None = field(default=None, repr=False)
+    """(T, H, W, 3) uint8 when recorded."""
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    task: str
+    episodes: list[EpisodeResult]
+    wall_seconds: float
+
+    @property
+    def successes(self) -> int:
+        return sum(e.success for e in self.episodes)
+
+    def summary(self) -> dict[str, Any]:
+        """The results JSON: success_rate, ci_low, ci_high, episodes, seeds, ..."""
+        sr = success_rate(self.successes, len(self.episodes))
+        steps = sum(e.length for e in self.episodes)
+        return {
+            "task": self.task,
+            "success_rate": sr.rate,
+            "ci_low": sr.ci_low,
+            "ci_high": sr.ci_high,
+            "successes": sr.successes,
+            "episodes": sr.trials,
+            "mean_episode_length": float(np.mean([e.length for e in self.episodes])),
+            "seeds": [e.seed for e in self.episodes],
+            "per_episode_success": [bool(e.success) for e in self.episodes],
+            "wall_seconds": self.wall_seconds,
+            "env_steps_per_second": steps / max(self.wall_seconds, 1e-9),
+        }
+
+
+def rollout_batch(
+    policy: Policy,
+    tasks: Sequence[Task],
+    seeds: Sequence[int],
+    *,
+    record_video: int = 0,
+) -> list[EpisodeResult]:
+    """Roll `policy` out on len(tasks) envs in lockstep, one seed each.
+
+    The policy sees a (B, D) batch per step, so its cost is paid once per step rather than
+    once per env; finished envs keep their last observation and are no longer stepped.
+    """
+    if len(tasks) != len(seeds):
+        raise ValueError("one seed per task")
+    obs = [t.reset(seed=s)[0] for t, s in zip(tasks, seeds, strict=True)]
+    policy.reset()
+    n = len(tasks)
+    active = np.ones(n, dtype=bool)
+    success = np.zeros(n, dtype=bool)
+    length = np.zeros(n, dtype=np.int64)
+    frames: list[list[np.ndarray]] = [[] for _ in range(min(record_video, n))]
+    for i, f in enumerate(frames):
+        f.append(tasks[i].render_frame(VIDEO_CAMERA, VIDEO_SIZE))
+    horizon = max(t.horizon for t in tasks)
+    for _ in range(horizon):
+        batch = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
+        actions = policy.act_batch(batch)  # (B, A)
+        for i in np.flatnonzero(active):
+            obs[i], _, terminated, truncated, info = tasks[i].step(actions[i])
+            length[i] += 1
+            if i < len(frames):
+                frames[i].append(tasks[i].render_frame(VIDEO_CAMERA, VIDEO_SIZE))
+            if info.get("success", False):
+                success[i] = True
+            if success[i] or terminated or truncated or length[i] >= tasks[i].horizon:
+                active[i] = False
+        if not active.any():
+            break
+    return [
+        EpisodeResult(
+            seed=int(seeds[i]),
+            success=bool(success[i]),
+            length=int(length[i]),
+            frames=np.stack(frames[i]) if i < len(frames) else None,
+        )
+        for i in range(n)
+    ]
+
+
+@lru_cache(maxsize=2)
+def _worker_policy(checkpoint: str, mtime_ns: int) -> Policy:
+    del mtime_ns  # part of the cache key only: a rewritten checkpoint is reloaded
+    return load_policy(checkpoint)
+
+
+def _rollout_chunk(
+    checkpoint: str, task: str, task_kwargs: tuple[tuple[str, Any], ...], seeds: list[int], video: int
+) -> list[EpisodeResult]:
+    policy = _worker_policy(checkpoint, Path(checkpoint).stat().st_mtime_ns)
+    tasks = [worker_task(task, task_kwargs, i) for i in range(len(seeds))]
+    return rollout_batch(policy, tasks, seeds, record_video=video)
+
+
+def resolve_checkpoint(run_or_checkpoint: str | Path) -> Path:
+    """A checkpoint file, or the best one of a run folder (best.pt, then final.pt, last.pt)."""
+    path = Path(run_or_checkpoint)
+    if path.is_dir():
+        for name in ("best.pt", "final.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise ApprenticeError(f"run folder {path} holds no checkpoint (best.pt, final.pt, last.pt)")
+    if not path.exists():
+        raise ApprenticeError(f"no such run folder or checkpoint: {path}")
+    return path
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluate a trained policy on held-out initial states."""
+
+    checkpoint: str
+    """A run folder or a checkpoint file."""
+    task: str | None = None
+    """Task to evaluate on (default: the task the policy was trained for)."""
+    episodes: int = 50
+    """Number of rollouts, each from its own held-out seed."""
+    workers: int = 2
+    """Processes running rollouts."""
+    seed_offset: int = 0
+    """Offset into the held-out seed range (to draw a different set of initial states)."""
+    videos: int = 0
+    """Number of rollouts to record as MP4."""
+    envs_per_worker: int = 10
+    """Envs stepped in lockstep inside a worker (policy calls batched across them)."""
+    out: str | None = None
+    """Results JSON (default: eval_<task>.json next to the checkpoint)."""
+
+
+def evaluate(cfg: EvalConfig, *, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run the rollouts, write the results JSON (and videos), and return its content."""
+    ckpt_path = resolve_checkpoint(cfg.checkpoint)
+    ckpt = load_checkpoint(ckpt_path)
+    task_name = cfg.task or ckpt["env_args"]["env_name"]
+    check_task(ckpt["env_args"], task_name)
+    if cfg.episodes <= 0:
+        raise ApprenticeError(f"--episodes must be positive, got {cfg.episodes}")
+    kwargs = dict(ckpt["env_args"].get("env_kwargs", {}))
+    kwargs["camera"] = bool(kwargs.get("camera", False))
+    make_task(task_name, **kwargs).close()  # fail here, not in a worker, on a bad task
+    seeds = held_out_seeds(cfg.episodes, cfg.seed_offset)
+    chunk = max(1, min(cfg.envs_per_worker, -(-cfg.episodes // max(cfg.workers, 1))))
+    chunks = [seeds[i : i + chunk] for i in range(0, len(seeds), chunk)]
+    kw_items = tuple(sorted(kwargs.items()))
+    start = time.perf_counter()
+    results: list[EpisodeResult] = []
+    videos = [min(max(cfg.videos - i * chunk, 0), len(c)) for i, c in enumerate(chunks)]
+    if cfg.workers <= 1:
+        for c, v in zip(chunks, videos, strict=True):
+            results += _rollout_chunk(str(ckpt_path), task_name, kw_items, c, v)
+            if progress:
+                progress(len(c))
+    else:
+        with make_pool(cfg.workers) as pool:
+            futures = [
+                pool.submit(_rollout_chunk, str(ckpt_path), task_name, kw_items, c, v)
+                for c, v in zip(chunks, videos, strict=True)
+            ]
+            for fut in futures:
+                part = fut.result()
+                results += part
+                if progress:
+                    progress(len(part))
+    result = EvalResult(task_name, results, time.perf_counter() - start)
+    summary = result.summary()
+    summary["checkpoint"] = str(ckpt_path)
+    out = Path(cfg.out) if cfg.out else ckpt_path.parent / f"eval_{task_name}.json"
+    video_paths = write_videos(result, out.parent / "videos")
+    summary["videos"] = [str(p) for p in video_paths]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2))
+    summary["results_path"] = str(out)
+    return summary
+
+
+def write_videos(result: EvalResult, folder: Path) -> list[Path]:
+    paths = []
+    for ep in result.episodes:
+        if ep.frames is None:
+            continue
+        import imageio.v2 as imageio
+
+        folder.mkdir(parents=True, exist_ok=True)
+        tag = "success" if ep.success else "failure"
+        path = folder / f"{result.task}_seed{ep.seed}_{tag}.mp4"
+        imageio.mimwrite(path, list(ep.frames), fps=20, macro_block_size=1)
+        paths.append(path)
+    return paths
+
+
+def rollout_callback(
+    task: str, episodes: int, seed_offset: int = 100_000
+) -> Callable[[Policy, int], dict[str, float]]:
+    """A trainer callback: success rate of the in-memory policy on held-out seeds.
+
+    It runs in the training process, vectorized over `episodes` envs, so no checkpoint has
+    to be written and no pool started; the seeds differ from the final evaluation's by
+    `seed_offset` so model selection does not peek at the test initial states.
+    """
+    tasks = [make_task(task) for _ in range(episodes)]
+    seeds = held_out_seeds(episodes, seed_offset)
+
+    def run(policy: Policy, epoch: int) -> dict[str, float]:
+        del epoch
+        results = rollout_batch(policy, tasks, seeds)
+        return {"success_rate": float(np.mean([r.success for r in results]))}
+
+    return run

@@ -1,0 +1,1 @@
+"""Pipelines that compose the layers: train-with-evaluation and the quickstart."""
