@@ -98,14 +98,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="apprentice", description="Teach robots skills from demonstrations."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    commands: list[tuple[str, str, type | None, Callable[[argparse.Namespace], None], dict[str, Any]]] = [
-        ("quickstart", "collect lift demos, train BC-RNN, evaluate, write a report",
-         QuickstartConfig, cmd_quickstart, {}),
-        ("collect", "record scripted-oracle demonstrations", CollectConfig, cmd_collect,
-         {"choices": {"task": _task_names()}}),
+    commands: list[
+        tuple[str, str, type | None, Callable[[argparse.Namespace], None], dict[str, Any]]
+    ] = [
+        (
+            "quickstart",
+            "collect lift demos, train BC-RNN, evaluate, write a report",
+            QuickstartConfig,
+            cmd_quickstart,
+            {},
+        ),
+        (
+            "collect",
+            "record scripted-oracle demonstrations",
+            CollectConfig,
+            cmd_collect,
+            {"choices": {"task": _task_names()}},
+        ),
         ("train", "train a behavioral-cloning policy on a dataset", TrainCommand, cmd_train, {}),
-        ("eval", "evaluate a policy on held-out initial states", EvalConfig, cmd_eval,
-         {"positional": ("checkpoint",)}),
+        (
+            "eval",
+            "evaluate a policy on held-out initial states",
+            EvalConfig,
+            cmd_eval,
+            {"positional": ("checkpoint",)},
+        ),
         ("inspect", "print per-demo and per-key statistics of a dataset", None, cmd_inspect, {}),
     ]
     for name, help_text, cfg_cls, fn, extra in commands:
@@ -126,7 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"apprentice {ns.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"apprentice {ns.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(
+            f"apprentice {ns.command}: interrupted; rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

@@ -71,14 +71,18 @@ def _episodes(cfg: CollectConfig, seeds: Iterator[int]) -> Iterator[Episode]:
             chunk = [s for _, s in zip(range(batch), seeds, strict=False)]
             if not chunk:
                 return
-            yield from pool.map(_oracle_episode, *zip(*[(cfg.task, cfg.camera, s) for s in chunk], strict=True))
+            yield from pool.map(
+                _oracle_episode, *zip(*[(cfg.task, cfg.camera, s) for s in chunk], strict=True)
+            )
 
 
 def collect_demos(cfg: CollectConfig) -> CollectResult:
     if cfg.n <= 0:
         raise ApprenticeError(f"--n must be positive, got {cfg.n}")
     if cfg.seed < 0 or cfg.seed >= HELD_OUT_SEED_BASE:
-        raise ApprenticeError(f"--seed must lie in [0, {HELD_OUT_SEED_BASE}): higher seeds are held out")
+        raise ApprenticeError(
+            f"--seed must lie in [0, {HELD_OUT_SEED_BASE}): higher seeds are held out"
+        )
     task = make_task(cfg.task, camera=cfg.camera)
     env_args = task.env_args
     task.close()

@@ -33,12 +33,12 @@ def record_episode(
         on_reset()
     steps: dict[str, list[np.ndarray]] = {
         "actions": [],
-        "rewards": [],
-        "dones": [],
         "states": [],
         "eef_pose": [],
         "target_pose": [],
     }
+    rewards: list[float] = []
+    dones: list[bool] = []
     obs_seq: list[dict[str, np.ndarray]] = []
     next_obs_seq: list[dict[str, np.ndarray]] = []
     object_poses: dict[str, list[np.ndarray]] = {}
@@ -57,8 +57,8 @@ def record_episode(
         success = bool(info.get("success", False))
         end = terminated or truncated or (success and stop_on_success)
         steps["actions"].append(action)
-        steps["rewards"].append(np.float32(reward))
-        steps["dones"].append(np.float32(end))
+        rewards.append(float(reward))
+        dones.append(end)
         obs_seq.append(obs)
         next_obs_seq.append(next_obs)
         obs = next_obs
@@ -69,8 +69,8 @@ def record_episode(
         obs={k: np.stack([o[k] for o in obs_seq]) for k in obs_seq[0]},
         next_obs={k: np.stack([o[k] for o in next_obs_seq]) for k in next_obs_seq[0]},
         actions=actions,
-        rewards=np.asarray(steps["rewards"], dtype=np.float32),
-        dones=np.asarray(steps["dones"], dtype=np.float32),
+        rewards=np.asarray(rewards, dtype=np.float32),
+        dones=np.asarray(dones, dtype=np.float32),
         states=np.stack(steps["states"]),
         datagen_info=DatagenInfo(
             eef_pose=np.stack(steps["eef_pose"]),

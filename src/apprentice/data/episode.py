@@ -56,7 +56,9 @@ class Episode:
     def validate(self, where: str = "episode") -> None:
         """Raise ApprenticeError naming the field at fault."""
         if self.actions.ndim != 2:
-            raise ApprenticeError(f"{where}/actions: expected (T, A), got shape {self.actions.shape}")
+            raise ApprenticeError(
+                f"{where}/actions: expected (T, A), got shape {self.actions.shape}"
+            )
         t = self.actions.shape[0]
         if t == 0:
             raise ApprenticeError(f"{where}/actions: empty episode")

@@ -55,7 +55,6 @@ def _lock(fd: int, path: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        os.close(fd)
         raise ApprenticeError(
             f"{path}: another process is writing this file (its journal is locked); "
             "wait for it to finish or stop it"
@@ -136,10 +135,10 @@ class JournaledFile:
     @classmethod
     def open(cls, path: Path, *, durable: bool = True) -> JournaledFile:
         jfd = os.open(journal_path(path), os.O_RDWR | os.O_CREAT, 0o644)
-        _lock(jfd, path)
         try:
+            _lock(jfd, path)
             fd = os.open(path, os.O_RDWR)
-        except OSError:
+        except BaseException:
             os.close(jfd)
             raise
         jf = cls(path, fd, jfd, durable)

@@ -4,7 +4,8 @@
       demo_<i>           attrs: num_samples, seed, success, source, + Episode.attrs
         obs/<key>, next_obs/<key>   (T, ...)
         actions (T, A), rewards (T,), dones (T,), states (T, S)
-        datagen_info/    eef_pose, target_pose, gripper_action, object_poses/*, subtask_term_signals/*
+        datagen_info/    eef_pose, target_pose, gripper_action, object_poses/*,
+                         subtask_term_signals/*
     mask/<name>          (M,) bytes: demo names
 
 Every write goes through `apprentice.data.journal`, so a killed writer loses at most the episode in

@@ -107,7 +107,9 @@ class TaskEntry:
 _REGISTRY: dict[str, TaskEntry] = {}
 
 
-def register_task(name: str, description: str) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
+def register_task(
+    name: str, description: str
+) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
     """Class decorator: make a task constructible by name."""
 
     def wrap(factory: Callable[..., Task]) -> Callable[..., Task]:
@@ -126,9 +128,7 @@ def make_task(name: str, **kwargs: Any) -> Task:
     """Build a registered task, e.g. `make_task("lift", camera=True)`."""
     _load_builtin_tasks()
     if name not in _REGISTRY:
-        raise ApprenticeError(
-            f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}"
-        )
+        raise ApprenticeError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name].factory(**kwargs)
 
 

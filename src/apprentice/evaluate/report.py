@@ -41,7 +41,9 @@ def _learning_curve_png(records: list[dict[str, Any]]) -> str:
     ax_loss.set_ylabel("loss")
     ax_loss.legend()
     ax_loss.set_title("training loss")
-    pts = [(e, r["success_rate"]) for e, r in zip(epochs, records, strict=True) if "success_rate" in r]
+    pts = [
+        (e, r["success_rate"]) for e, r in zip(epochs, records, strict=True) if "success_rate" in r
+    ]
     if pts:
         ax_sr.plot(*zip(*pts, strict=True), marker="o")
     ax_sr.set_ylim(-0.02, 1.02)

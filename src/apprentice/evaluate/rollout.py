@@ -1,4 +1,4 @@
-"""Policy rollouts from held-out initial states: vectorized in a process, pooled across processes."""
+"""Policy rollouts on held-out initial states: vectorized per process, pooled across them."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def rollout_batch(
     for _ in range(horizon):
         batch = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
         actions = policy.act_batch(batch)  # (B, A)
-        for i in np.flatnonzero(active):
+        for i in map(int, np.flatnonzero(active)):
             obs[i], _, terminated, truncated, info = tasks[i].step(actions[i])
             length[i] += 1
             if i < len(frames):
@@ -118,7 +118,11 @@ def _worker_policy(checkpoint: str, mtime_ns: int) -> Policy:
 
 
 def _rollout_chunk(
-    checkpoint: str, task: str, task_kwargs: tuple[tuple[str, Any], ...], seeds: list[int], video: int
+    checkpoint: str,
+    task: str,
+    task_kwargs: tuple[tuple[str, Any], ...],
+    seeds: list[int],
+    video: int,
 ) -> list[EpisodeResult]:
     policy = _worker_policy(checkpoint, Path(checkpoint).stat().st_mtime_ns)
     tasks = [worker_task(task, task_kwargs, i) for i in range(len(seeds))]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import itertools
 import textwrap
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -106,7 +107,9 @@ def policy_config_from_dict(d: dict[str, Any]) -> PolicyConfig:
             f"policy config for {cls.name!r} has unknown field(s) {', '.join(unknown)}; "
             f"known: {', '.join(sorted(known))}"
         )
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k != "name"}
+    kwargs: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k != "name"
+    }
     return cls(**kwargs)
 
 
@@ -122,7 +125,7 @@ def config_field_docs(cls: type) -> dict[str, str]:
         if not body or not isinstance(body[0], ast.ClassDef):
             continue
         stmts = body[0].body
-        for stmt, nxt in zip(stmts, stmts[1:], strict=False):
+        for stmt, nxt in itertools.pairwise(stmts):
             if (
                 isinstance(stmt, ast.AnnAssign)
                 and isinstance(stmt.target, ast.Name)
@@ -168,6 +171,9 @@ class Policy(nn.Module):
     Subclasses implement `loss` and `_act_step`; recurrent ones also `_reset_rows`.
     """
 
+    obs_mean: Tensor
+    obs_std: Tensor
+
     def __init__(
         self, config: PolicyConfig, spec: ObsActSpec, normalizer_state: dict[str, Any]
     ) -> None:
@@ -189,13 +195,18 @@ class Policy(nn.Module):
         self.config = config
         self.spec = spec
         self.normalizer_state = normalizer_state
+        self.env_args: dict[str, Any] = {}
+        """The task this policy was trained for (set by `load_policy` from the checkpoint)."""
         self.obs_keys: list[str] = keys
         self.obs_dims: list[int] = [int(spec.obs_shapes[k][0]) for k in keys]
         self.obs_dim = sum(self.obs_dims)
         self.action_dim = int(spec.action_dim)
         self.input_dim = self.obs_dim * config.frame_stack
         means, stds = zip(
-            *(_obs_affine(normalizer_state, k, d) for k, d in zip(keys, self.obs_dims, strict=True)),
+            *(
+                _obs_affine(normalizer_state, k, d)
+                for k, d in zip(keys, self.obs_dims, strict=True)
+            ),
             strict=True,
         )
         self.register_buffer("obs_mean", torch.cat(means))  # (D,)
@@ -222,8 +233,7 @@ class Policy(nn.Module):
         fs = self.config.frame_stack
         if x.shape[1] < fs:
             raise ApprenticeError(
-                f"training batch has {x.shape[1]} observation frames, fewer than "
-                f"frame_stack={fs}"
+                f"training batch has {x.shape[1]} observation frames, fewer than frame_stack={fs}"
             )
         # Step t sees frames t .. t+fs-1 of the window (the last one is the current frame).
         x = x.unfold(1, fs, 1)  # (B, T, D, fs)
@@ -268,7 +278,9 @@ class Policy(nn.Module):
 
     def _act_normalized(self, x: Tensor) -> np.ndarray:
         self.eval()
-        with torch.inference_mode():
+        # no_grad rather than inference_mode: the run-time state kept between calls must stay
+        # an ordinary tensor so reset(rows=...) can edit it in place.
+        with torch.no_grad():
             x = (x - self.obs_mean) / self.obs_std  # (B, D)
             b = x.shape[0]
             if self._history is None or self._fresh is None or self._history.shape[0] != b:

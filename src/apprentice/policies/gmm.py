@@ -122,7 +122,9 @@ class GMMHead(nn.Module):
         else:
             mode = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]  # (B,)
             rows = torch.arange(h.shape[0])
-            std = torch.full_like(stds[rows, mode], _LOW_NOISE_STD) if low_noise else stds[rows, mode]
+            std = (
+                torch.full_like(stds[rows, mode], _LOW_NOISE_STD) if low_noise else stds[rows, mode]
+            )
             noise = torch.randn(std.shape, generator=generator)  # (B, A)
             action = means[rows, mode] + std * noise
         return action.tanh() if self.use_tanh else action

@@ -1,0 +1,134 @@
+"""Benchmark apprentice's built-in tasks: oracle success and simulation speed.
+
+    .venv/bin/python benchmarks/bench_envs.py --episodes 200
+
+For each task: the oracle's success rate over seeds 0..N-1 with a 95% Wilson interval, env
+steps per second with low-dim observations under random actions on one core, and the bare
+`mj_step` rate of the same model, so that `env_steps/s * n_substeps / mj_steps/s` tells how
+much of the step time is physics. Prints a markdown table and writes benchmarks/out/envs.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from apprentice.envs import make_task, task_names
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial rate (Wilson 1927)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def oracle_success(name: str, episodes: int) -> tuple[int, float]:
+    """(successes, mean steps to success) of the oracle over seeds 0..episodes-1."""
+    env = make_task(name)
+    successes, lengths = 0, []
+    for seed in range(episodes):
+        obs, _ = env.reset(seed=seed)
+        oracle = env.oracle(np.random.default_rng(seed))
+        oracle.reset()
+        for t in range(env.horizon):
+            obs, _, _, _, info = env.step(oracle.act(obs))
+            if info["success"]:
+                successes += 1
+                lengths.append(t + 1)
+                break
+    env.close()
+    return successes, float(np.mean(lengths)) if lengths else float("nan")
+
+
+def env_steps_per_s(name: str, steps: int) -> float:
+    env = make_task(name)
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(steps, 7)).astype(np.float32)
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for t in range(steps):
+        # Random actions drift the gripper to its limits; restart every horizon as a rollout would.
+        _, _, _, truncated, _ = env.step(actions[t])
+        if truncated:
+            env.reset(seed=t)
+    return steps / (time.perf_counter() - start)
+
+
+def mj_steps_per_s(name: str, env_steps: int) -> tuple[float, int]:
+    """Bare physics rate of the task's model under the same kind of random servo targets."""
+    env = make_task(name)
+    model, data = env.model, env.data  # type: ignore[attr-defined]
+    n_substeps: int = env.n_substeps  # type: ignore[attr-defined]
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(env_steps, 7))
+    env.reset(seed=0)
+    elapsed = 0.0
+    for t in range(env_steps):
+        if t % env.horizon == 0:
+            env.reset(seed=t)
+        env._apply_action(actions[t])  # type: ignore[attr-defined]  # untimed: not physics
+        start = time.perf_counter()
+        mujoco.mj_step(model, data, n_substeps)
+        elapsed += time.perf_counter() - start
+    return env_steps * n_substeps / elapsed, n_substeps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=200, help="oracle episodes per task")
+    parser.add_argument("--steps", type=int, default=5000, help="env steps for the speed test")
+    parser.add_argument("--tasks", nargs="*", default=None, help="tasks (default: all)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "envs.json")
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
+    rows: list[dict[str, Any]] = []
+    for name in args.tasks or task_names():
+        successes, mean_len = oracle_success(name, args.episodes)
+        low, high = wilson_interval(successes, args.episodes)
+        env_rate = env_steps_per_s(name, args.steps)
+        mj_rate, n_substeps = mj_steps_per_s(name, args.steps)
+        rows.append(
+            {
+                "task": name,
+                "episodes": args.episodes,
+                "oracle_successes": successes,
+                "oracle_success_rate": successes / args.episodes,
+                "wilson95": [low, high],
+                "oracle_mean_steps": mean_len,
+                "env_steps_per_s": env_rate,
+                "mj_steps_per_s": mj_rate,
+                "n_substeps": n_substeps,
+                "physics_fraction": env_rate * n_substeps / mj_rate,
+            }
+        )
+    print(
+        "| task | oracle success | 95% Wilson | mean steps | env steps/s | mj_step/s | "
+        "env·substeps / mj |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['task']} | {r['oracle_successes']}/{r['episodes']} "
+            f"({r['oracle_success_rate']:.1%}) | [{r['wilson95'][0]:.3f}, {r['wilson95'][1]:.3f}] "
+            f"| {r['oracle_mean_steps']:.1f} | {r['env_steps_per_s']:.0f} "
+            f"| {r['mj_steps_per_s']:.0f} | {r['physics_fraction']:.2f} |"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"mujoco": mujoco.__version__, "numpy": np.__version__}
+    args.out.write_text(json.dumps({"meta": meta, "tasks": rows}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

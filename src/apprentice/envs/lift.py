@@ -1,0 +1,60 @@
+"""lift: grasp a cube and raise it 10 cm above where it started (robomimic's Lift)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from apprentice.envs.base import Oracle, register_task
+from apprentice.envs.mujoco_task import MujocoTask, eef_yaw, yaw_of
+from apprentice.envs.scripted_oracle import ScriptedOracle
+
+CUBE_HALF = 0.0225
+LIFT_HEIGHT = 0.10
+"""Success: the cube's centre this far above its start height."""
+XY_RANGE = 0.05
+"""Start xy drawn uniformly in [-XY_RANGE, XY_RANGE]^2 around the table centre."""
+
+
+@register_task("lift", "Grasp a 4.5 cm cube and lift it 10 cm.")
+class Lift(MujocoTask):
+    name = "lift"
+    horizon = 100
+    xml_file = "lift.xml"
+    object_names = ("cube",)
+
+    def _place_objects(self, rng: np.random.Generator) -> None:
+        xy = rng.uniform(-XY_RANGE, XY_RANGE, size=2)
+        yaw = rng.uniform(-math.pi, math.pi)
+        self.set_object_pose("cube", np.array([xy[0], xy[1], CUBE_HALF]), yaw)
+
+    def cube_pos(self) -> np.ndarray:
+        return np.asarray(self.data.xpos[self._object_bodies[0]], dtype=np.float64)
+
+    def is_success(self) -> bool:
+        return bool(self.cube_pos()[2] > CUBE_HALF + LIFT_HEIGHT)
+
+    def subtask_signals(self) -> dict[str, bool]:
+        return {"grasp": self.holds(self.cube_pos(), CUBE_HALF), "lift": self.is_success()}
+
+    def oracle(self, rng: np.random.Generator) -> Oracle:
+        return LiftOracle(self, rng)
+
+
+class LiftOracle(ScriptedOracle):
+    """Pick the cube, then raise it; start over if it slips out."""
+
+    env: Lift
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        env = self.env
+        cube = env.object_poses()["cube"]
+        p = cube[:3, 3]
+        if self.phase == "carry" and not env.holds(p, CUBE_HALF):
+            self.goto("reach")
+        action = self.pick(p, yaw_of(cube[:3, :3]), math.pi / 2)
+        if action is not None:
+            return action
+        goal = np.array([p[0], p[1], CUBE_HALF + LIFT_HEIGHT + self.hover / 2])
+        return self.servo(self.eef_target_for(p, goal), eef_yaw(env.eef_pose()[:3, :3]), 1.0)

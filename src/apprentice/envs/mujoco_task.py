@@ -1,0 +1,373 @@
+"""The shared base of apprentice's built-in MuJoCo tasks.
+
+A floating parallel-jaw gripper (slide x, y, z and hinge x, y, z joints, each driven by a
+position servo, with gravity compensation) moves through physics; it is never teleported.
+An action (7,) in [-1, 1] is a robosuite-OSC-style delta: position (x 0.05 m), axis-angle
+rotation in the world frame (x 0.5 rad) and the gripper (-1 open, +1 close). The controller
+is stateless: the target pose is the current eef pose composed with the scaled delta.
+
+A task subclass names its MJCF file and objects, draws the objects' start poses, and defines
+success, subtask signals and its oracle.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from apprentice.envs.base import Oracle
+from apprentice.errors import ApprenticeError
+
+ASSETS = Path(__file__).parent / "assets"
+
+MAX_DELTA_POS = 0.05
+"""Metres per step at |action| = 1, as robosuite's OSC controller."""
+MAX_DELTA_ROT = 0.5
+"""Radians per step at |action| = 1."""
+FINGER_OPEN = 0.04
+"""Finger target (m from the grasp centre) for gripper = -1."""
+FINGER_CLOSED = -0.02
+"""Finger target for gripper = +1; past the joint limit so the squeeze never fades."""
+
+# The eef frame is the gripper body's frame turned half a turn about x, so its z axis points
+# along the approach direction (down) as in robosuite. diag(1, -1, -1) is its own inverse.
+EEF_IN_BODY = np.diag([1.0, -1.0, -1.0])
+
+CAMERAS = ("agentview", "eye_in_hand")
+GRASP_MIN_Z = 0.015
+"""Lowest grasp point (m): the pad tips reach 13 mm below it and must clear the table."""
+
+
+def topdown_rotation(yaw: float) -> np.ndarray:
+    """(3, 3) eef rotation of a gripper pointing straight down, turned `yaw` about world z."""
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ EEF_IN_BODY
+
+
+def yaw_of(rot: np.ndarray) -> float:
+    """Yaw of a (3, 3) object rotation (the heading of its x axis in the table plane)."""
+    return math.atan2(float(rot[1, 0]), float(rot[0, 0]))
+
+
+def eef_yaw(rot: np.ndarray) -> float:
+    """Yaw of a (3, 3) eef rotation, the inverse of `topdown_rotation` for top-down poses."""
+    return yaw_of(rot @ EEF_IN_BODY)
+
+
+def wrap_angle(angle: float) -> float:
+    return (angle + math.pi) % (2.0 * math.pi) - math.pi
+
+
+def nearest_symmetric_yaw(yaw: float, reference: float, period: float) -> float:
+    """The yaw equivalent to `yaw` modulo `period` that lies closest to `reference`."""
+    return reference + (wrap_angle(yaw - reference + period / 2) % period) - period / 2
+
+
+def _rotvec_to_mat(rotvec: np.ndarray) -> np.ndarray:
+    quat = np.zeros(4)
+    angle = float(np.linalg.norm(rotvec))
+    if angle < 1e-12:
+        return np.eye(3)
+    mujoco.mju_axisAngle2Quat(quat, rotvec / angle, angle)
+    mat = np.zeros(9)
+    mujoco.mju_quat2Mat(mat, quat)
+    return mat.reshape(3, 3)
+
+
+def _mat_to_rotvec(mat: np.ndarray) -> np.ndarray:
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, np.ascontiguousarray(mat, dtype=np.float64).reshape(9))
+    rotvec = np.zeros(3)
+    mujoco.mju_quat2Vel(rotvec, quat, 1.0)
+    return rotvec
+
+
+def _euler_xyz(rot: np.ndarray) -> tuple[float, float, float]:
+    """Angles (a, b, c) with rot = Rx(a) Ry(b) Rz(c), the order of the gripper's hinges."""
+    b = math.asin(max(-1.0, min(1.0, float(rot[0, 2]))))
+    a = math.atan2(-float(rot[1, 2]), float(rot[2, 2]))
+    c = math.atan2(-float(rot[0, 1]), float(rot[0, 0]))
+    return a, b, c
+
+
+class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
+    """A built-in manipulation task: see the module docstring for the gripper and actions."""
+
+    # Plain (not ClassVar) annotations: the Task protocol declares these as attributes.
+    name: str = ""
+    horizon: int = 100
+    """Steps before an episode is truncated."""
+    control_freq: float = 20.0
+    observation_space: gym.spaces.Dict  # type: ignore[assignment]
+    action_space: gym.spaces.Box
+    xml_file: ClassVar[str] = ""
+    object_names: ClassVar[tuple[str, ...]] = ()
+    """Bodies with a free joint whose poses the observation and `object_poses` report."""
+    n_substeps: ClassVar[int] = 10
+    """Physics steps per env step: 10 x 5 ms = 50 ms = 1 / control_freq."""
+
+    def __init__(self, *, camera: bool = False, image_size: int = 84, **unknown: Any) -> None:
+        if unknown:
+            raise ApprenticeError(
+                f"task {self.name!r} got unknown arguments {sorted(unknown)}; "
+                "it accepts camera (bool) and image_size (int)"
+            )
+        if not isinstance(camera, bool):
+            raise ApprenticeError(f"camera must be True or False, not {camera!r}")
+        if (
+            isinstance(image_size, bool)
+            or not isinstance(image_size, int)
+            or not (8 <= image_size <= 512)
+        ):
+            raise ApprenticeError(f"image_size must be an int in [8, 512], not {image_size!r}")
+        self.metadata = {"render_modes": ["rgb_array"], "render_fps": self.control_freq}
+        self.camera = camera
+        self.image_size = image_size
+        self.model = mujoco.MjModel.from_xml_path(str(ASSETS / self.xml_file))
+        self.data = mujoco.MjData(self.model)
+        m = self.model
+        self._eef_site = m.site("eef").id
+        self._gripper_body = m.body("gripper").id
+        self._home = m.body_pos[self._gripper_body].copy()
+        self._arm_qpos = np.array(
+            [m.jnt_qposadr[m.joint(f"gripper_{j}").id] for j in ("x", "y", "z", "rx", "ry", "rz")]
+        )
+        self._finger_qpos = np.array(
+            [m.jnt_qposadr[m.joint(f).id] for f in ("finger_l", "finger_r")]
+        )
+        self._object_bodies = np.array([m.body(n).id for n in self.object_names], dtype=int)
+        self._object_qpos = {
+            n: int(m.jnt_qposadr[m.body_jntadr[m.body(n).id]]) for n in self.object_names
+        }
+        self._state_spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        self._state_size = mujoco.mj_stateSize(m, self._state_spec)
+        self._steps = 0
+        self._renderers: dict[int, mujoco.Renderer] = {}
+
+        box = gym.spaces.Box
+        spaces: dict[str, gym.spaces.Space[Any]] = {
+            "eef_pos": box(-np.inf, np.inf, (3,), np.float32),
+            "eef_quat": box(-1.0, 1.0, (4,), np.float32),
+            "gripper_qpos": box(-np.inf, np.inf, (2,), np.float32),
+            "object": box(-np.inf, np.inf, (10 * len(self.object_names),), np.float32),
+        }
+        if camera:
+            shape = (image_size, image_size, 3)
+            spaces["agentview_image"] = box(0, 255, shape, np.uint8)
+            spaces["eye_in_hand_image"] = box(0, 255, shape, np.uint8)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (7,), np.float32)
+        self._reset_sim()
+
+    # --- hooks for the task subclasses -------------------------------------------------------
+
+    def _place_objects(self, rng: np.random.Generator) -> None:
+        """Draw the objects' start poses (with `set_object_pose`)."""
+        raise NotImplementedError
+
+    def is_success(self) -> bool:
+        raise NotImplementedError
+
+    def subtask_signals(self) -> dict[str, bool]:
+        raise NotImplementedError
+
+    def oracle(self, rng: np.random.Generator) -> Oracle:
+        raise NotImplementedError
+
+    # --- gymnasium ---------------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        self._reset_sim()
+        self._place_objects(self.np_random)
+        mujoco.mj_forward(self.model, self.data)
+        return self.get_observation(), {"success": self.is_success()}
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape != (7,) or not np.all(np.isfinite(a)):
+            raise ApprenticeError(f"action must be 7 finite numbers, got {action!r}")
+        self._apply_action(np.clip(a, -1.0, 1.0))
+        mujoco.mj_step(self.model, self.data, self.n_substeps)
+        # mj_step leaves body poses at the state before the last integration; recompute them
+        # (kinematics only, cheap) so observations and signals describe the state now.
+        mujoco.mj_kinematics(self.model, self.data)
+        self._steps += 1
+        success = self.is_success()
+        truncated = self._steps >= self.horizon
+        return self.get_observation(), float(success), False, truncated, {"success": success}
+
+    def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
+
+    # --- state -------------------------------------------------------------------------------
+
+    def get_state(self) -> np.ndarray:
+        state = np.empty(self._state_size + 1)
+        mujoco.mj_getState(self.model, self.data, state[:-1], self._state_spec)
+        state[-1] = self._steps
+        return state
+
+    def set_state(self, state: np.ndarray) -> None:
+        s = np.asarray(state, dtype=np.float64).reshape(-1)
+        if s.shape != (self._state_size + 1,):
+            raise ApprenticeError(
+                f"state for task {self.name!r} must have {self._state_size + 1} values, "
+                f"got {s.shape[0]}; was it recorded with another task or mujoco version?"
+            )
+        mujoco.mj_setState(self.model, self.data, np.ascontiguousarray(s[:-1]), self._state_spec)
+        self._steps = int(s[-1])
+        mujoco.mj_kinematics(self.model, self.data)
+
+    @property
+    def steps(self) -> int:
+        """Env steps since the last reset."""
+        return self._steps
+
+    # --- poses and the controller ------------------------------------------------------------
+
+    def eef_pose(self) -> np.ndarray:
+        pose = np.eye(4)
+        pose[:3, :3] = self.data.site_xmat[self._eef_site].reshape(3, 3)
+        pose[:3, 3] = self.data.site_xpos[self._eef_site]
+        return pose
+
+    def object_poses(self) -> dict[str, np.ndarray]:
+        poses = {}
+        for name, body in zip(self.object_names, self._object_bodies, strict=True):
+            pose = np.eye(4)
+            pose[:3, :3] = self.data.xmat[body].reshape(3, 3)
+            pose[:3, 3] = self.data.xpos[body]
+            poses[name] = pose
+        return poses
+
+    def action_to_target_pose(self, action: np.ndarray) -> np.ndarray:
+        a = np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[:6], -1.0, 1.0)
+        pose = np.eye(4)
+        pose[:3, 3] = self.data.site_xpos[self._eef_site] + MAX_DELTA_POS * a[:3]
+        current = self.data.site_xmat[self._eef_site].reshape(3, 3)
+        # The rotation delta acts in the world frame (left-multiplied), as in robosuite's OSC.
+        pose[:3, :3] = _rotvec_to_mat(MAX_DELTA_ROT * a[3:6]) @ current
+        return pose
+
+    def target_pose_to_action(self, pose: np.ndarray, gripper: float) -> np.ndarray:
+        target = np.asarray(pose, dtype=np.float64)
+        action = np.empty(7)
+        action[:3] = (target[:3, 3] - self.data.site_xpos[self._eef_site]) / MAX_DELTA_POS
+        current = self.data.site_xmat[self._eef_site].reshape(3, 3)
+        action[3:6] = _mat_to_rotvec(target[:3, :3] @ current.T) / MAX_DELTA_ROT
+        action[6] = gripper
+        return np.clip(action, -1.0, 1.0)
+
+    def _apply_action(self, action: np.ndarray) -> None:
+        """Turn a clipped action (7,) into servo targets for the gripper's joints."""
+        target = self.action_to_target_pose(action)
+        ctrl = self.data.ctrl
+        ctrl[0:3] = target[:3, 3] - self._home
+        a, b, c = _euler_xyz(target[:3, :3] @ EEF_IN_BODY)
+        # The yaw hinge is unlimited: pick the turn of the target angle nearest the current one
+        # so the servo never spins the gripper the long way round.
+        qpos = self.data.qpos
+        a += 2.0 * math.pi * round((qpos[self._arm_qpos[3]] - a) / (2.0 * math.pi))
+        c += 2.0 * math.pi * round((qpos[self._arm_qpos[5]] - c) / (2.0 * math.pi))
+        ctrl[3:6] = (a, b, c)
+        g = float(action[6])
+        ctrl[6:8] = FINGER_OPEN + (FINGER_CLOSED - FINGER_OPEN) * (g + 1.0) / 2.0
+
+    # --- observations ------------------------------------------------------------------------
+
+    def get_observation(self) -> dict[str, np.ndarray]:
+        d = self.data
+        eef_pos = d.site_xpos[self._eef_site]
+        eef_quat = np.empty(4)
+        mujoco.mju_mat2Quat(eef_quat, d.site_xmat[self._eef_site])
+        bodies = self._object_bodies
+        # object (10 * n_objects,): per object [world pos (3), quat wxyz (4), pos - eef_pos (3)]
+        objects = np.concatenate(
+            [d.xpos[bodies], d.xquat[bodies], d.xpos[bodies] - eef_pos], axis=1
+        ).reshape(-1)
+        obs = {
+            "eef_pos": eef_pos.astype(np.float32),
+            "eef_quat": eef_quat.astype(np.float32),
+            "gripper_qpos": d.qpos[self._finger_qpos].astype(np.float32),
+            "object": objects.astype(np.float32),
+        }
+        if self.camera:
+            obs["agentview_image"] = self.render_frame("agentview", self.image_size)
+            obs["eye_in_hand_image"] = self.render_frame("eye_in_hand", self.image_size)
+        return obs
+
+    def render_frame(self, camera: str, size: int = 84) -> np.ndarray:
+        if camera not in CAMERAS:
+            raise ApprenticeError(f"unknown camera {camera!r}; cameras: {', '.join(CAMERAS)}")
+        if not 8 <= size <= 512:
+            raise ApprenticeError(f"frame size must be in [8, 512], not {size}")
+        renderer = self._renderers.get(size)
+        if renderer is None:
+            # Made on first use so low-dim envs never open a GL context.
+            renderer = mujoco.Renderer(self.model, size, size)
+            self._renderers[size] = renderer
+        renderer.update_scene(self.data, camera=camera)
+        return np.asarray(renderer.render(), dtype=np.uint8)
+
+    def render(self) -> np.ndarray:
+        return self.render_frame("agentview", 256)
+
+    @property
+    def env_args(self) -> dict[str, Any]:
+        return {
+            "env_name": self.name,
+            "env_type": "apprentice",
+            "env_kwargs": {"camera": self.camera, "image_size": self.image_size},
+        }
+
+    # --- helpers for subclasses --------------------------------------------------------------
+
+    def _reset_sim(self) -> None:
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[self._finger_qpos] = FINGER_OPEN
+        self.data.ctrl[:] = 0.0
+        self.data.ctrl[6:8] = FINGER_OPEN
+        self._steps = 0
+
+    def set_object_pose(self, name: str, pos: np.ndarray, yaw: float) -> None:
+        """Put a free object at `pos` (3,) turned `yaw` about world z, at rest."""
+        adr = self._object_qpos[name]
+        self.data.qpos[adr : adr + 3] = pos
+        self.data.qpos[adr + 3 : adr + 7] = (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
+
+    def finger_gap(self) -> float:
+        """Distance (m) between the finger pads."""
+        return float(self.data.qpos[self._finger_qpos].sum())
+
+    def holds(self, point: np.ndarray, half_width: float) -> bool:
+        """Whether the closed fingers squeeze a part `half_width` thick whose centre is `point`.
+
+        A geometric test, so it is a pure function of the simulator state (exact on replay).
+        """
+        d = self.data
+        body = self._gripper_body
+        local = d.xmat[body].reshape(3, 3).T @ (point - d.xpos[body])
+        fingers = d.qpos[self._finger_qpos]
+        closing = bool(d.ctrl[6] < 0.5 * FINGER_OPEN)
+        return (
+            closing
+            and abs(local[0]) < 0.02
+            and abs(local[1]) < 0.012
+            and -0.01 < local[2] < 0.03
+            # The pads sink ~1.5 mm into what they squeeze; fingers closed on nothing read
+            # about -4 mm, so the lower bound tells a grip from an empty fist.
+            and bool(np.all(fingers < half_width + 0.006))
+            and bool(np.all(fingers > half_width - 0.006))
+        )

@@ -1,0 +1,160 @@
+"""Self-describing checkpoints: one file holds everything `load_policy` needs.
+
+A checkpoint is a `torch.save`d dict: format tag and version, package version, the policy
+config (JSON-safe dict), observation/action spec, normalizer state, weights, the task's
+env_args, and caller extras (the trainer's optimizer and RNG state). It is read back with
+`weights_only=True`, so opening a checkpoint never runs pickled code; numpy arrays are stored
+as tensors for that reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import apprentice
+from apprentice.data.spec import ObsActSpec
+from apprentice.errors import ApprenticeError
+from apprentice.policies.base import Policy, policy_config_from_dict
+
+FORMAT = "apprentice-checkpoint"
+FORMAT_VERSION = 1
+
+
+def _to_storable(value: Any) -> Any:
+    """numpy arrays/scalars -> tensors/Python numbers, recursively (weights_only-safe)."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _to_storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_storable(v) for v in value)
+    return value
+
+
+def _to_numpy(value: Any) -> Any:
+    """Inverse of `_to_storable` for the numpy-side normalizer state."""
+    if isinstance(value, torch.Tensor):
+        return value.numpy()
+    if isinstance(value, dict):
+        return {k: _to_numpy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_numpy(v) for v in value)
+    return value
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """torch.save to a temporary file beside `path`, fsync, then rename over it.
+
+    A process killed at any instant leaves either the old file or the new one, never half.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    policy: Policy,
+    *,
+    env_args: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write `policy` and what rebuilds it to one file, atomically."""
+    atomic_torch_save(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "apprentice_version": apprentice.__version__,
+            "policy_config": policy.config.to_dict(),
+            "spec": policy.spec.to_dict(),
+            "normalizer_state": _to_storable(policy.normalizer_state),
+            "state_dict": {k: v.detach().clone() for k, v in policy.state_dict().items()},
+            "env_args": _to_storable(dict(env_args)),
+            "extra": _to_storable(dict(extra or {})),
+        },
+        path,
+    )
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checkpoint dict (see the module docstring); tensors on the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise ApprenticeError(f"checkpoint {path} does not exist (or is not a file)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise ApprenticeError(
+            f"checkpoint {path} is truncated, corrupt or not an apprentice checkpoint "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ApprenticeError(f"{path} is not an apprentice checkpoint (no {FORMAT!r} tag)")
+    if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
+        raise ApprenticeError(
+            f"checkpoint {path} has format version {ckpt['format_version']}, newer than this "
+            f"apprentice {apprentice.__version__} reads ({FORMAT_VERSION}); upgrade apprentice"
+        )
+    missing = [
+        k for k in ("policy_config", "spec", "normalizer_state", "state_dict") if k not in ckpt
+    ]
+    if missing:
+        raise ApprenticeError(f"checkpoint {path} lacks {', '.join(missing)}")
+    ckpt["normalizer_state"] = _to_numpy(ckpt["normalizer_state"])
+    ckpt["path"] = str(path)
+    return ckpt
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """Rebuild the policy saved at `path`, in eval mode; `policy.env_args` names its task."""
+    ckpt = load_checkpoint(path)
+    config = policy_config_from_dict(ckpt["policy_config"])
+    policy = config.build(ObsActSpec.from_dict(ckpt["spec"]), ckpt["normalizer_state"])
+    try:
+        policy.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise ApprenticeError(
+            f"checkpoint {path}: weights do not fit its {config.name!r} config ({exc})"
+        ) from None
+    policy.env_args = dict(ckpt.get("env_args", {}))
+    return policy.eval()
+
+
+def task_name(env_args: dict[str, Any]) -> str:
+    """The task name recorded in env_args (robomimic's "env_name")."""
+    return _env_name(env_args)
+
+
+def _env_name(env_args: dict[str, Any]) -> str:
+    # Separate from `task_name` because check_task's parameter of that name shadows it.
+    try:
+        return str(env_args["env_name"])
+    except (KeyError, TypeError):
+        raise ApprenticeError(f"env_args {env_args!r} has no 'env_name'") from None
+
+
+def check_task(
+    checkpoint_env_args: dict[str, Any], task_name: str, *, checkpoint: str = "checkpoint"
+) -> None:
+    """Raise unless the checkpoint was trained for `task_name`; `checkpoint` names it."""
+    trained_for = _env_name(checkpoint_env_args)
+    if trained_for != task_name:
+        raise ApprenticeError(
+            f"checkpoint {checkpoint} was trained for task {trained_for!r}, not {task_name!r}"
+        )

@@ -1,0 +1,142 @@
+"""BC-RNN: an LSTM over observation sequences with a deterministic or GMM head.
+
+robomimic (Mandlekar et al. 2021) found BC-RNN the strongest BC variant on low-dim human data:
+LSTM 2x400, trained on windows of 10 steps from a zero state. At rollout, robomimic starts the
+hidden state afresh every `horizon` (10) steps, so run time sees the same context lengths as
+training; `rnn_horizon` keeps that behaviour (0 = never reset within an episode).
+The "gmm" head is robomimic's BC-RNN-GMM (5 modes).
+
+Shape legend: B batch, T time, Din input features, H hidden size, L layers, A action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from apprentice.data.spec import ObsActSpec
+from apprentice.errors import ApprenticeError
+from apprentice.policies.base import Policy, PolicyConfig, masked_mean, register_policy
+from apprentice.policies.gmm import GMMHead, check_gmm
+
+_HEADS = ("deterministic", "gmm")
+
+
+@dataclass(frozen=True)
+class RNNConfig(PolicyConfig):
+    """Behaviour cloning with an LSTM (robomimic BC-RNN / BC-RNN-GMM)."""
+
+    seq_len: int = 10
+    """Training window length T (robomimic BC-RNN: 10)."""
+    hidden_dim: int = 400
+    """LSTM hidden size H."""
+    num_layers: int = 2
+    """Stacked LSTM layers L."""
+    rnn_horizon: int = 10
+    """At act time, restart the hidden state every this many steps (robomimic); 0 = never."""
+    head: str = "deterministic"
+    """Action head: "deterministic" (tanh, L2 loss) or "gmm" (BC-RNN-GMM, NLL loss)."""
+    num_modes: int = 5
+    """Mixture components K of the gmm head."""
+    min_std: float = 1e-4
+    """Floor added to each softplus standard deviation of the gmm head."""
+    use_tanh: bool = False
+    """gmm head: squash the mixture through tanh (True) or only the means (False, robomimic)."""
+    deterministic_act: bool = True
+    """gmm head: act returns the most likely mode's mean; False samples the mixture."""
+    low_noise_eval: bool = True
+    """gmm head, sampling: use std 1e-4 (robomimic) instead of the predicted stds."""
+    sample_seed: int = 0
+    """Seed of the act-time sampler, re-applied on every reset()."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.head not in _HEADS:
+            raise ApprenticeError(
+                f"rnn policy: unknown head {self.head!r}; known: {', '.join(_HEADS)}"
+            )
+        if self.hidden_dim < 1 or self.num_layers < 1:
+            raise ApprenticeError("rnn policy: hidden_dim and num_layers must be >= 1")
+        if self.rnn_horizon < 0:
+            raise ApprenticeError(f"rnn policy: rnn_horizon must be >= 0, got {self.rnn_horizon}")
+        check_gmm(self.num_modes, self.min_std, self.name)
+
+    def build(self, spec: ObsActSpec, normalizer_state: dict[str, Any]) -> RNNPolicy:
+        return RNNPolicy(self, spec, normalizer_state)
+
+
+class RNNPolicy(Policy):
+    """obs sequence (frame-stacked, normalized) -> LSTM -> per-step action head."""
+
+    config: RNNConfig
+
+    def __init__(self, config: RNNConfig, spec: ObsActSpec, normalizer_state: dict[str, Any]):
+        super().__init__(config, spec, normalizer_state)
+        self.lstm = nn.LSTM(
+            self.input_dim, config.hidden_dim, num_layers=config.num_layers, batch_first=True
+        )
+        self.gmm: GMMHead | None = None
+        self.linear: nn.Linear | None = None
+        if config.head == "gmm":
+            self.gmm = GMMHead(
+                config.hidden_dim,
+                self.action_dim,
+                num_modes=config.num_modes,
+                min_std=config.min_std,
+                use_tanh=config.use_tanh,
+            )
+        else:
+            self.linear = nn.Linear(config.hidden_dim, self.action_dim)
+        self._generator = torch.Generator().manual_seed(config.sample_seed)
+        # Act-time recurrent state: (h, c) each (L, B, H), and steps since each row's restart.
+        self._state: tuple[Tensor, Tensor] | None = None
+        self._counter: Tensor | None = None  # (B,) int64
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        x = self.obs_windows(batch)  # (B, T, Din)
+        actions, mask = self.targets(batch, x.shape[1])  # (B, T, A), (B, T)
+        h, _ = self.lstm(x)  # (B, T, H), from a zero state as robomimic trains
+        if self.gmm is not None:
+            loss = masked_mean(-self.gmm.log_prob(h, actions), mask)
+            return loss, {"nll": float(loss.detach())}
+        assert self.linear is not None
+        per_step = (self.linear(h).tanh() - actions).pow(2).mean(-1)  # (B, T)
+        loss = masked_mean(per_step, mask)
+        return loss, {"mse": float(loss.detach())}
+
+    def _act_step(self, x: Tensor, fresh: Tensor) -> Tensor:
+        b = x.shape[0]
+        layers, hidden = self.config.num_layers, self.config.hidden_dim
+        if self._state is None or self._counter is None or self._state[0].shape[1] != b:
+            self._state = (torch.zeros(layers, b, hidden), torch.zeros(layers, b, hidden))
+            self._counter = torch.zeros(b, dtype=torch.long)
+        restart = fresh.clone()  # (B,)
+        if self.config.rnn_horizon > 0:
+            restart |= self._counter % self.config.rnn_horizon == 0
+        h0, c0 = self._state
+        keep = (~restart).to(h0.dtype)[None, :, None]  # (1, B, 1)
+        self._counter = torch.where(restart, torch.zeros_like(self._counter), self._counter)
+        out, self._state = self.lstm(x[:, None], (h0 * keep, c0 * keep))  # out (B, 1, H)
+        self._counter = self._counter + 1
+        feat = out[:, 0]  # (B, H)
+        if self.gmm is not None:
+            return self.gmm.act(
+                feat,
+                deterministic=self.config.deterministic_act,
+                low_noise=self.config.low_noise_eval,
+                generator=self._generator,
+            )
+        assert self.linear is not None
+        return self.linear(feat).tanh()
+
+    def _reset_rows(self, rows: Tensor | None) -> None:
+        if rows is None:
+            self._state = None
+            self._counter = None
+            self._generator.manual_seed(self.config.sample_seed)
+
+
+register_policy("rnn")(RNNConfig)

@@ -1,0 +1,243 @@
+"""The shared trainer: run folder, best/last/final, determinism, resume after SIGKILL, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import apprentice.algos.trainer as trainer_module
+from apprentice.algos import TrainConfig, train
+from apprentice.algos.bc import NonFiniteLoss
+from apprentice.errors import ApprenticeError
+from apprentice.policies import (
+    MLPConfig,
+    RNNConfig,
+    check_task,
+    load_checkpoint,
+    load_policy,
+    task_name,
+)
+
+
+def _config(demo_file: Path, out: Path, **kw: Any) -> TrainConfig:
+    base: dict[str, Any] = {
+        "dataset": str(demo_file),
+        "out_dir": str(out),
+        "policy": MLPConfig(hidden_dims=(64, 64)),
+        "epochs": 3,
+        "steps_per_epoch": 5,
+        "batch_size": 32,
+        "lr": 1e-3,
+        "progress": False,
+    }
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _records(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_writes_a_complete_run_folder(demo_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = train(_config(demo_file, run))
+    assert json.loads((run / "config.json").read_text())["policy"]["name"] == "mlp"
+    records = _records(run)
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    for r in records:
+        assert {"train_loss", "valid_loss", "seconds", "steps_per_s"} <= set(r)
+        assert r["valid_loss"] is not None and r["steps"] == 5
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    for name in ("last.pt", "best.pt", "final.pt"):
+        assert (run / name).exists()
+    assert any((run / "tb").iterdir())
+    # Without rollouts, best.pt is the epoch of the lowest validation loss.
+    best_epoch = min(records, key=lambda r: r["valid_loss"])["epoch"]
+    assert result.best_epoch == best_epoch
+    assert load_checkpoint(run / "best.pt")["extra"]["epoch"] == best_epoch
+    assert result.best_metric == pytest.approx(records[best_epoch - 1]["valid_loss"])
+    policy = load_policy(result.final_checkpoint)
+    assert task_name(policy.env_args) == "lift"
+    obs = {k: np.zeros(d, np.float32) for k, d in policy.spec.obs_shapes.items()}
+    assert policy.act(obs).shape == (7,)
+
+
+def test_best_checkpoint_follows_the_rollout_success_rate(
+    demo_file: Path, tmp_path: Path
+) -> None:
+    rates = iter([0.2, 0.8, 0.5, 0.7])
+    calls: list[int] = []
+
+    def evaluate(policy: Any, episodes: int) -> dict[str, float]:
+        calls.append(episodes)
+        obs = {k: np.zeros(d, np.float32) for k, d in policy.spec.obs_shapes.items()}
+        policy.act(obs)  # the callback may roll out; training must carry on afterwards
+        return {"success_rate": next(rates)}
+
+    run = tmp_path / "run"
+    result = train(
+        _config(demo_file, run, epochs=4, eval_every=2, eval_episodes=7), evaluate=evaluate
+    )
+    # Epochs 2 and 4 (every 2, and the last); best is epoch 4 (0.8 vs 0.2 -> second call).
+    assert calls == [7, 7]
+    records = _records(run)
+    assert [r.get("success_rate") for r in records] == [None, 0.2, None, 0.8]
+    assert result.best_epoch == 4 and result.best_metric == pytest.approx(0.8)
+
+
+def test_same_seed_same_curve(demo_file: Path, tmp_path: Path) -> None:
+    a = train(_config(demo_file, tmp_path / "a", policy=RNNConfig(hidden_dim=16, seq_len=4)))
+    b = train(_config(demo_file, tmp_path / "b", policy=RNNConfig(hidden_dim=16, seq_len=4)))
+    assert [r["train_loss"] for r in a.metrics] == [r["train_loss"] for r in b.metrics]
+    wa = load_checkpoint(a.final_checkpoint)["state_dict"]
+    wb = load_checkpoint(b.final_checkpoint)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+_SCRIPT = """
+import json, sys
+sys.path.insert(0, {fake_dir!r})
+import fake_data
+fake_data.install()
+from apprentice.algos import TrainConfig, train
+train(TrainConfig.from_dict(json.loads(sys.argv[1])))
+"""
+
+
+def test_resume_after_sigkill_loses_at_most_the_epoch_in_flight(
+    demo_file: Path, tmp_path: Path
+) -> None:
+    kw: dict[str, Any] = {"epochs": 30, "steps_per_epoch": 40}
+    run = tmp_path / "killed"
+    config = _config(demo_file, run, **kw)
+    script = tmp_path / "train_script.py"
+    script.write_text(_SCRIPT.format(fake_dir=str(Path(__file__).parent)))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), json.dumps(config.to_dict())],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = len(_records(run))
+    assert 4 <= killed_at < 30
+
+    resumed = train(config)
+    assert resumed.resumed_from_epoch >= killed_at - 1
+    assert resumed.epochs_done == 30
+    records = _records(run)
+    assert [r["epoch"] for r in records] == list(range(1, 31))
+    # Resuming restores weights, optimizer and sampler RNG: the curve is the uninterrupted one.
+    straight = train(_config(demo_file, tmp_path / "straight", **kw))
+    np.testing.assert_allclose(
+        [r["train_loss"] for r in records], [r["train_loss"] for r in straight.metrics], rtol=1e-5
+    )
+    # Training again with the same config finds the run finished and does no more epochs.
+    again = train(config)
+    assert again.resumed_from_epoch == 30 and len(_records(run)) == 30
+
+
+def test_incompatible_run_folder_is_refused(demo_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(_config(demo_file, run, epochs=1))
+    with pytest.raises(ApprenticeError, match=r"different config \(lr differ\)"):
+        train(_config(demo_file, run, epochs=1, lr=5e-4))
+    with pytest.raises(ApprenticeError, match="overwrite"):
+        train(_config(demo_file, run, epochs=1, resume=False))
+    result = train(_config(demo_file, run, epochs=2, lr=5e-4, overwrite=True))
+    assert result.resumed_from_epoch == 0 and [r["epoch"] for r in _records(run)] == [1, 2]
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(ApprenticeError, match="no config.json"):
+        train(_config(demo_file, stranger))
+
+
+def test_corrupt_or_truncated_checkpoints_raise_naming_the_path(
+    demo_file: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    train(_config(demo_file, run, epochs=1))
+    last = run / "last.pt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ApprenticeError, match=str(last)):
+        train(_config(demo_file, run, epochs=2))
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ApprenticeError, match=str(garbage)):
+        load_policy(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(ApprenticeError, match="not an apprentice checkpoint"):
+        load_policy(foreign)
+    with pytest.raises(ApprenticeError, match="does not exist"):
+        load_policy(tmp_path / "missing.pt")
+
+
+def test_checkpoint_from_another_task_is_rejected(demo_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = train(_config(demo_file, run, epochs=1))
+    ckpt = load_checkpoint(result.final_checkpoint)
+    check_task(ckpt["env_args"], "lift")
+    with pytest.raises(ApprenticeError, match=r"trained for task 'lift', not 'stack'"):
+        check_task(ckpt["env_args"], "stack", checkpoint=str(result.final_checkpoint))
+
+
+def test_nan_actions_in_the_dataset_are_reported(fake_data: Any, tmp_path: Path) -> None:
+    path = fake_data.write_demo_file(tmp_path / "nan.hdf5", nan_action=True)
+    with pytest.raises(ApprenticeError, match="demo_1"):
+        train(_config(path, tmp_path / "run"))
+
+
+def test_nan_loss_names_epoch_and_step(
+    demo_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = trainer_module.bc_update
+    calls = {"n": 0}
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 8:  # epoch 2 (5 steps each), step 2
+            raise NonFiniteLoss(float("nan"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "bc_update", flaky)
+    with pytest.raises(ApprenticeError, match="epoch 2, step 2"):
+        train(_config(demo_file, tmp_path / "run"))
+
+
+def test_dataset_masks_pick_train_and_valid(fake_data: Any, tmp_path: Path) -> None:
+    path = fake_data.write_demo_file(
+        tmp_path / "masked.hdf5",
+        masks={"train": ["demo_0", "demo_1", "demo_2", "demo_3"], "valid": ["demo_4"]},
+    )
+    data = trainer_module._load_data(_config(path, tmp_path / "run"))
+    assert list(data.train.demo_names) == ["demo_0", "demo_1", "demo_2", "demo_3"]
+    assert data.valid is not None and list(data.valid.demo_names) == ["demo_4"]
+    # Without masks: a seeded 10% split, disjoint and complete.
+    plain = trainer_module._load_data(_config(fake_data.write_demo_file(tmp_path / "p.hdf5", num_demos=10), tmp_path / "r"))
+    names = set(plain.train.demo_names) | set(plain.valid.demo_names)
+    assert len(plain.valid.demo_names) == 1 and len(names) == 10
+
+
+def test_missing_dataset_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ApprenticeError, match="nope.hdf5"):
+        train(_config(tmp_path / "nope.hdf5", tmp_path / "run"))

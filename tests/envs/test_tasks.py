@@ -1,0 +1,209 @@
+"""Contract test over every registered task, plus the cameras."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from apprentice.envs import Oracle, Task, make_task, make_task_from_env_args, task_names
+from apprentice.errors import ApprenticeError
+
+TASKS = task_names()
+ORACLE_SEEDS = tuple(range(10))
+
+
+def _random_actions(n: int, seed: int) -> np.ndarray:
+    # Beyond [-1, 1] on purpose: the env must clip.
+    return np.random.default_rng(seed).uniform(-1.5, 1.5, size=(n, 7)).astype(np.float32)
+
+
+def _rollout(env: object, actions: np.ndarray) -> list[dict[str, np.ndarray]]:
+    return [env.step(a)[0] for a in actions]  # type: ignore[attr-defined]
+
+
+def test_builtin_tasks_are_registered() -> None:
+    assert {"lift", "stack", "pick_place", "peg_insert"} <= set(TASKS)
+    for name in TASKS:
+        env = make_task(name)
+        assert isinstance(env, Task)
+        assert isinstance(env.oracle(np.random.default_rng(0)), Oracle)
+
+
+def test_unknown_task_name_raises() -> None:
+    with pytest.raises(ApprenticeError, match="unknown task 'nope'"):
+        make_task("nope")
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_bad_kwargs_raise(name: str) -> None:
+    with pytest.raises(ApprenticeError, match="unknown arguments"):
+        make_task(name, colour="red")
+    with pytest.raises(ApprenticeError, match="image_size"):
+        make_task(name, image_size=0)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_spaces_and_observations(name: str) -> None:
+    env = make_task(name)
+    assert env.name == name
+    assert env.control_freq == 20.0
+    assert env.action_space.shape == (7,)
+    assert np.all(env.action_space.low == -1.0) and np.all(env.action_space.high == 1.0)
+    obs, info = env.reset(seed=0)
+    assert set(obs) == set(env.observation_space.spaces)
+    assert {"eef_pos", "eef_quat", "gripper_qpos", "object"} <= set(obs)
+    for key, space in env.observation_space.spaces.items():
+        assert obs[key].dtype == space.dtype == np.float32, key
+        assert obs[key].shape == space.shape, key
+    assert obs["object"].shape[0] == 10 * len(env.object_poses())
+    assert info["success"] is False
+    obs, reward, terminated, truncated, info = env.step(np.full(7, 5.0))
+    assert env.observation_space.contains(obs)
+    assert reward == 0.0 and terminated is False and truncated is False
+    assert isinstance(info["success"], bool)
+    # An out-of-range action acts as its clipped self.
+    env.reset(seed=1)
+    clipped = _rollout(env, np.clip(_random_actions(5, 3), -1, 1))
+    env.reset(seed=1)
+    raw = _rollout(env, _random_actions(5, 3))
+    np.testing.assert_array_equal(clipped[-1]["eef_pos"], raw[-1]["eef_pos"])
+    with pytest.raises(ApprenticeError, match="7 finite"):
+        env.step(np.full(7, np.nan))
+    assert set(env.subtask_signals()) and all(
+        isinstance(v, bool) for v in env.subtask_signals().values()
+    )
+    assert env.eef_pose().shape == (4, 4)
+    assert all(p.shape == (4, 4) for p in env.object_poses().values())
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_truncates_at_horizon(name: str) -> None:
+    env = make_task(name)
+    env.reset(seed=0)
+    truncated = [env.step(np.zeros(7))[3] for _ in range(env.horizon)]
+    assert not any(truncated[:-1]) and truncated[-1]
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_seeded_reset_is_deterministic(name: str) -> None:
+    env = make_task(name)
+    first, _ = env.reset(seed=7)
+    first_run = _rollout(env, _random_actions(10, 0))
+    second, _ = env.reset(seed=7)
+    second_run = _rollout(env, _random_actions(10, 0))
+    np.testing.assert_array_equal(first["object"], second["object"])
+    np.testing.assert_array_equal(first_run[-1]["object"], second_run[-1]["object"])
+    other, _ = env.reset(seed=8)
+    assert not np.array_equal(first["object"], other["object"])
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_set_state_replays_exactly(name: str) -> None:
+    env = make_task(name)
+    obs, _ = env.reset(seed=3)
+    oracle = env.oracle(np.random.default_rng(0))
+    oracle.reset()
+    actions, states, observations = [], [], []
+    for _ in range(30):
+        states.append(env.get_state())
+        action = oracle.act(obs)
+        obs = env.step(action)[0]
+        actions.append(action)
+        observations.append(obs)
+    assert states[0].dtype == np.float64 and states[0].ndim == 1
+    env.reset(seed=99)
+    env.set_state(states[10])
+    assert env.get_observation()["object"].tobytes() == observations[9]["object"].tobytes()
+    for t in range(10, 30):
+        replayed = env.step(actions[t])[0]
+        for key in observations[t]:
+            assert replayed[key].tobytes() == observations[t][key].tobytes(), (t, key)
+    with pytest.raises(ApprenticeError, match="must have"):
+        env.set_state(np.zeros(3))
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_action_and_target_pose_round_trip(name: str) -> None:
+    env = make_task(name)
+    env.reset(seed=0)
+    _rollout(env, _random_actions(3, 1))
+    for action in np.random.default_rng(2).uniform(-1, 1, size=(20, 7)):
+        pose = env.action_to_target_pose(action)
+        np.testing.assert_allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-12)
+        back = env.target_pose_to_action(pose, float(action[6]))
+        np.testing.assert_allclose(back, action, atol=1e-9)
+    far = env.eef_pose()
+    far[:3, 3] += 1.0
+    assert np.all(env.target_pose_to_action(far, 3.0) <= 1.0)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_controller_tracks_the_commanded_delta(name: str) -> None:
+    # The gripper moves through physics, so it should cover most of the commanded 5 cm per
+    # step along x and 0.5 rad per step in yaw, without overshooting wildly.
+    env = make_task(name)
+    env.reset(seed=0)
+    start = env.eef_pose()
+    for _ in range(4):
+        env.step(np.array([1.0, 0, 0, 0, 0, 0, -1.0]))
+    moved = env.eef_pose()[:3, 3] - start[:3, 3]
+    assert 0.15 < moved[0] < 0.22 and abs(moved[1]) < 0.005 and abs(moved[2]) < 0.005
+    start = env.eef_pose()
+    for _ in range(2):
+        env.step(np.array([0, 0, 0, 0, 0, 1.0, -1.0]))
+    turn = env.eef_pose()[:3, :3] @ start[:3, :3].T
+    assert 0.7 < np.arctan2(turn[1, 0], turn[0, 0]) < 1.1
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_env_args_rebuild_the_task(name: str) -> None:
+    env = make_task(name)
+    args = env.env_args
+    assert args["env_name"] == name and args["env_type"] == "apprentice"
+    rebuilt = make_task_from_env_args(args)
+    assert rebuilt.env_args == args
+    a, _ = env.reset(seed=5)
+    b, _ = rebuilt.reset(seed=5)
+    np.testing.assert_array_equal(a["object"], b["object"])
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_oracle_succeeds(name: str) -> None:
+    env = make_task(name)
+    successes = 0
+    for seed in ORACLE_SEEDS:
+        obs, _ = env.reset(seed=seed)
+        oracle = env.oracle(np.random.default_rng(seed))
+        oracle.reset()
+        seen = {k: False for k in env.subtask_signals()}
+        for _ in range(env.horizon):
+            action = oracle.act(obs)
+            assert action.shape == (7,) and np.all(np.abs(action) <= 1.0)
+            obs, reward, _, _, info = env.step(action)
+            seen = {k: seen[k] or v for k, v in env.subtask_signals().items()}
+            if info["success"]:
+                assert reward == 1.0 and env.is_success()
+                break
+        successes += info["success"]
+        if info["success"]:
+            assert all(seen.values()), seen
+    assert successes == len(ORACLE_SEEDS)
+
+
+def test_camera_observations() -> None:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    env = make_task("lift", camera=True)
+    obs, _ = env.reset(seed=0)
+    for key in ("agentview_image", "eye_in_hand_image"):
+        image = obs[key]
+        assert image.shape == (84, 84, 3) and image.dtype == np.uint8
+        assert env.observation_space[key].contains(image)
+        assert image.std() > 5.0, f"{key} looks blank"
+    assert not np.array_equal(obs["agentview_image"], obs["eye_in_hand_image"])
+    frame = env.render_frame("agentview", 160)
+    assert frame.shape == (160, 160, 3) and frame.dtype == np.uint8
+    with pytest.raises(ApprenticeError, match="unknown camera"):
+        env.render_frame("ceiling")
+    env.close()

@@ -1,0 +1,217 @@
+"""One contract over every registered policy: train, act, checkpoint, reset, batch."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from apprentice.algos.bc import batch_to_tensors
+from apprentice.errors import ApprenticeError
+from apprentice.policies import (
+    Policy,
+    PolicyConfig,
+    load_policy,
+    policy_config_class,
+    policy_config_from_dict,
+    policy_names,
+    save_checkpoint,
+)
+
+# Small networks keep the contract fast; every registered name runs, with these overrides.
+SMALL: dict[str, dict[str, Any]] = {
+    "mlp": {"hidden_dims": (64, 64)},
+    "gmm": {"hidden_dims": (64, 64)},
+    "rnn": {"hidden_dim": 32, "seq_len": 5, "rnn_horizon": 4},
+}
+VARIANTS = [(name, SMALL.get(name, {})) for name in policy_names()] + [
+    ("mlp", {"hidden_dims": (64,), "frame_stack": 3}),
+    ("gmm", {"hidden_dims": (64,), "use_tanh": True}),
+    ("rnn", {"hidden_dim": 32, "seq_len": 5, "head": "gmm", "frame_stack": 2}),
+]
+IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for n, o in VARIANTS]
+
+
+def _config(name: str, overrides: dict[str, Any]) -> PolicyConfig:
+    return policy_config_class(name)(**overrides)
+
+
+@pytest.fixture(scope="module")
+def data(demo_file: Path, fake_data: Any) -> tuple[Any, Any, dict[str, Any]]:
+    demo_cls, sampler_cls, normalizer_cls = fake_data.data_layer()
+    dataset = demo_cls.load(demo_file, with_images=False)
+    return dataset, sampler_cls, normalizer_cls.fit(dataset).state_dict()
+
+
+def _build(name: str, overrides: dict[str, Any], data: Any) -> tuple[Policy, Any]:
+    dataset, sampler_cls, norm_state = data
+    torch.manual_seed(0)
+    config = _config(name, overrides)
+    policy = config.build(dataset.spec, norm_state)
+    sampler = sampler_cls(
+        dataset,
+        seq_len=config.seq_len,
+        frame_stack=config.frame_stack,
+        batch_size=32,
+        rng=np.random.default_rng(0),
+    )
+    return policy, sampler
+
+
+def _obs_stream(dataset: Any, steps: int, start: int = 0) -> list[dict[str, np.ndarray]]:
+    return [{k: v[start + t] for k, v in dataset.obs.items()} for t in range(steps)]
+
+
+@pytest.fixture(scope="module", params=VARIANTS, ids=IDS)
+def trained(request: pytest.FixtureRequest, data: Any) -> tuple[Policy, Any]:
+    """A policy overfit for a few hundred steps, and the losses seen on the way."""
+    name, overrides = request.param
+    policy, sampler = _build(name, overrides, data)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=2e-3)
+    batch = batch_to_tensors(sampler.sample())  # one fixed batch: an overfit problem
+    losses = []
+    policy.train()
+    for _ in range(150):
+        loss, info = policy.loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        assert info and all(np.isfinite(v) for v in info.values())
+    return policy, losses
+
+
+def test_loss_decreases_on_an_overfit_problem(trained: tuple[Policy, list[float]]) -> None:
+    _, losses = trained
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    assert last < first - 0.3 * abs(first), (first, last)
+
+
+def test_act_returns_a_clipped_float32_action(trained: Any, data: Any) -> None:
+    policy, _ = trained
+    policy.reset()
+    for obs in _obs_stream(data[0], 5):
+        action = policy.act(obs)
+        assert action.shape == (7,) and action.dtype == np.float32
+        assert np.all(np.abs(action) <= 1.0)
+    # Huge inputs must still give actions inside the box.
+    wild = {k: v * 1e4 for k, v in _obs_stream(data[0], 1)[0].items()}
+    assert np.all(np.abs(policy.act(wild)) <= 1.0)
+
+
+def test_checkpoint_round_trip_acts_identically(
+    trained: Any, data: Any, tmp_path: Path
+) -> None:
+    policy, _ = trained
+    path = tmp_path / "policy.pt"
+    save_checkpoint(path, policy, env_args={"env_name": "lift"}, extra={"note": "x"})
+    loaded = load_policy(path)
+    assert loaded.config == policy.config and loaded.env_args["env_name"] == "lift"
+    stream = _obs_stream(data[0], 12)
+    policy.reset()
+    loaded.reset()
+    a = np.stack([policy.act(o) for o in stream])
+    b = np.stack([loaded.act(o) for o in stream])
+    np.testing.assert_array_equal(a, b)
+    # reset() starts afresh: the same stream gives the same actions again.
+    loaded.reset()
+    np.testing.assert_array_equal(np.stack([loaded.act(o) for o in stream]), a)
+
+
+def test_act_batch_matches_act_row_wise(trained: Any, data: Any) -> None:
+    policy, _ = trained
+    streams = [_obs_stream(data[0], 9, start=s) for s in (0, 40, 95)]
+    single = []
+    for stream in streams:
+        policy.reset()
+        single.append(np.stack([policy.act(o) for o in stream]))  # (T, A)
+    policy.reset()
+    batched = [
+        policy.act_batch({k: np.stack([s[t][k] for s in streams]) for k in streams[0][0]})
+        for t in range(9)
+    ]  # T x (B, A)
+    np.testing.assert_allclose(np.stack(batched, 1), np.stack(single), atol=1e-5)
+
+
+def test_reset_of_one_row_restarts_only_that_row(trained: Any, data: Any) -> None:
+    policy, _ = trained
+    streams = [_obs_stream(data[0], 6, start=s) for s in (0, 50)]
+    fresh = []
+    for stream in streams:
+        policy.reset()
+        fresh.append(np.stack([policy.act(o) for o in stream]))
+    policy.reset()
+    for t in range(3):
+        policy.act_batch({k: np.stack([streams[0][t][k], streams[1][t][k]]) for k in streams[0][0]})
+    policy.reset(rows=[1])
+    # Row 1 now replays stream 1 from its start and must match a fresh single stream.
+    out = [
+        policy.act_batch({k: np.stack([streams[0][t][k], streams[1][t - 3][k]]) for k in streams[0][0]})
+        for t in range(3, 6)
+    ]
+    np.testing.assert_allclose(np.stack(out)[:, 1], fresh[1][:3], atol=1e-5)
+
+
+def test_padded_steps_do_not_change_the_loss(trained: Any, data: Any) -> None:
+    policy, _ = trained
+    name = policy.config.name
+    _, sampler = _build(name, dataclasses.asdict(policy.config), data)
+    batch = batch_to_tensors(sampler.sample())
+    batch["mask"] = torch.ones_like(batch["mask"])
+    batch["mask"][:, -1] = 0.0
+    with torch.no_grad():
+        base, _ = policy.loss(batch)
+        batch["actions"][:, -1] = 0.9  # change only masked steps
+        moved, _ = policy.loss(batch)
+    assert float(base) == pytest.approx(float(moved), rel=1e-6)
+
+
+def test_observation_errors_name_the_key(trained: Any, data: Any) -> None:
+    policy, _ = trained
+    obs = _obs_stream(data[0], 1)[0]
+    key = policy.obs_keys[0]
+    with pytest.raises(ApprenticeError, match=key):
+        policy.act({k: v for k, v in obs.items() if k != key})
+    with pytest.raises(ApprenticeError, match=rf"{key}.*shape"):
+        policy.act({**obs, key: np.zeros(obs[key].shape[0] + 1, np.float32)})
+    bad = obs[key].copy()
+    bad[0] = np.nan
+    with pytest.raises(ApprenticeError, match=rf"{key}.*NaN"):
+        policy.act({**obs, key: bad})
+    with pytest.raises(ApprenticeError, match=key):
+        policy.act_batch({k: v[None] for k, v in obs.items()} | {key: obs[key]})
+
+
+def test_normalizer_stats_are_buffers_of_the_policy(trained: Any, data: Any) -> None:
+    policy, _ = trained
+    dataset = data[0]
+    mean = np.concatenate([dataset.obs[k].mean(0) for k in policy.obs_keys])
+    np.testing.assert_allclose(policy.obs_mean.numpy(), mean, rtol=1e-3, atol=1e-3)
+    assert "obs_mean" in policy.state_dict() and "obs_std" in policy.state_dict()
+
+
+@pytest.mark.parametrize(("name", "overrides"), VARIANTS, ids=IDS)
+def test_config_round_trips_through_a_dict(name: str, overrides: dict[str, Any]) -> None:
+    config = _config(name, overrides)
+    d = config.to_dict()
+    assert d["name"] == name
+    assert policy_config_from_dict(d) == config
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ApprenticeError, match="unknown policy 'nope'"):
+        policy_config_from_dict({"name": "nope"})
+    with pytest.raises(ApprenticeError, match="hidden_size"):
+        policy_config_from_dict({"name": "mlp", "hidden_size": 3})
+    with pytest.raises(ApprenticeError, match="seq_len"):
+        policy_config_class("mlp")(seq_len=0)
+    assert {"mlp", "gmm", "rnn"} <= set(policy_names())
+
+
+def test_unknown_obs_key_is_reported(data: Any) -> None:
+    with pytest.raises(ApprenticeError, match="'joint_pos'"):
+        policy_config_class("mlp")(obs_keys=("joint_pos",)).build(data[0].spec, data[2])
