@@ -39,6 +39,8 @@ def _config(demo_file: Path, out: Path, **kw: Any) -> TrainConfig:
         "batch_size": 32,
         "lr": 1e-3,
         "progress": False,
+        # One thread: tiny GEMMs gain nothing from two, and lose a lot on a busy machine.
+        "num_threads": 1,
     }
     base.update(kw)
     return TrainConfig(**base)
@@ -72,9 +74,7 @@ def test_train_writes_a_complete_run_folder(demo_file: Path, tmp_path: Path) -> 
     assert policy.act(obs).shape == (7,)
 
 
-def test_best_checkpoint_follows_the_rollout_success_rate(
-    demo_file: Path, tmp_path: Path
-) -> None:
+def test_best_checkpoint_follows_the_rollout_success_rate(demo_file: Path, tmp_path: Path) -> None:
     rates = iter([0.2, 0.8, 0.5, 0.7])
     calls: list[int] = []
 
@@ -106,9 +106,6 @@ def test_same_seed_same_curve(demo_file: Path, tmp_path: Path) -> None:
 
 _SCRIPT = """
 import json, sys
-sys.path.insert(0, {fake_dir!r})
-import fake_data
-fake_data.install()
 from apprentice.algos import TrainConfig, train
 train(TrainConfig.from_dict(json.loads(sys.argv[1])))
 """
@@ -117,11 +114,11 @@ train(TrainConfig.from_dict(json.loads(sys.argv[1])))
 def test_resume_after_sigkill_loses_at_most_the_epoch_in_flight(
     demo_file: Path, tmp_path: Path
 ) -> None:
-    kw: dict[str, Any] = {"epochs": 30, "steps_per_epoch": 40}
+    kw: dict[str, Any] = {"epochs": 12, "steps_per_epoch": 20}
     run = tmp_path / "killed"
     config = _config(demo_file, run, **kw)
     script = tmp_path / "train_script.py"
-    script.write_text(_SCRIPT.format(fake_dir=str(Path(__file__).parent)))
+    script.write_text(_SCRIPT)
     proc = subprocess.Popen(
         [sys.executable, str(script), json.dumps(config.to_dict())],
         stdout=subprocess.DEVNULL,
@@ -130,20 +127,20 @@ def test_resume_after_sigkill_loses_at_most_the_epoch_in_flight(
     metrics = run / "metrics.jsonl"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 4:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
             break
         time.sleep(0.005)
     assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = len(_records(run))
-    assert 4 <= killed_at < 30
+    assert 3 <= killed_at < 12
 
     resumed = train(config)
     assert resumed.resumed_from_epoch >= killed_at - 1
-    assert resumed.epochs_done == 30
+    assert resumed.epochs_done == 12
     records = _records(run)
-    assert [r["epoch"] for r in records] == list(range(1, 31))
+    assert [r["epoch"] for r in records] == list(range(1, 13))
     # Resuming restores weights, optimizer and sampler RNG: the curve is the uninterrupted one.
     straight = train(_config(demo_file, tmp_path / "straight", **kw))
     np.testing.assert_allclose(
@@ -151,7 +148,7 @@ def test_resume_after_sigkill_loses_at_most_the_epoch_in_flight(
     )
     # Training again with the same config finds the run finished and does no more epochs.
     again = train(config)
-    assert again.resumed_from_epoch == 30 and len(_records(run)) == 30
+    assert again.resumed_from_epoch == 12 and len(_records(run)) == 12
 
 
 def test_incompatible_run_folder_is_refused(demo_file: Path, tmp_path: Path) -> None:
@@ -201,8 +198,8 @@ def test_checkpoint_from_another_task_is_rejected(demo_file: Path, tmp_path: Pat
         check_task(ckpt["env_args"], "stack", checkpoint=str(result.final_checkpoint))
 
 
-def test_nan_actions_in_the_dataset_are_reported(fake_data: Any, tmp_path: Path) -> None:
-    path = fake_data.write_demo_file(tmp_path / "nan.hdf5", nan_action=True)
+def test_nan_actions_in_the_dataset_are_reported(synthetic: Any, tmp_path: Path) -> None:
+    path = synthetic.write_demo_file(tmp_path / "nan.hdf5", nan_action=True)
     with pytest.raises(ApprenticeError, match="demo_1"):
         train(_config(path, tmp_path / "run"))
 
@@ -224,8 +221,8 @@ def test_nan_loss_names_epoch_and_step(
         train(_config(demo_file, tmp_path / "run"))
 
 
-def test_dataset_masks_pick_train_and_valid(fake_data: Any, tmp_path: Path) -> None:
-    path = fake_data.write_demo_file(
+def test_dataset_masks_pick_train_and_valid(synthetic: Any, tmp_path: Path) -> None:
+    path = synthetic.write_demo_file(
         tmp_path / "masked.hdf5",
         masks={"train": ["demo_0", "demo_1", "demo_2", "demo_3"], "valid": ["demo_4"]},
     )
@@ -233,7 +230,9 @@ def test_dataset_masks_pick_train_and_valid(fake_data: Any, tmp_path: Path) -> N
     assert list(data.train.demo_names) == ["demo_0", "demo_1", "demo_2", "demo_3"]
     assert data.valid is not None and list(data.valid.demo_names) == ["demo_4"]
     # Without masks: a seeded 10% split, disjoint and complete.
-    plain = trainer_module._load_data(_config(fake_data.write_demo_file(tmp_path / "p.hdf5", num_demos=10), tmp_path / "r"))
+    plain = trainer_module._load_data(
+        _config(synthetic.write_demo_file(tmp_path / "p.hdf5", num_demos=10), tmp_path / "r")
+    )
     names = set(plain.train.demo_names) | set(plain.valid.demo_names)
     assert len(plain.valid.demo_names) == 1 and len(names) == 10
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny demo file and the data layer (real, or stand-ins until it lands)."""
+"""Shared fixtures: the synthetic-demo helper and a tiny demo file."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-_FAKE = Path(__file__).resolve().parents[1] / "algos" / "fake_data.py"
+_FAKE = Path(__file__).resolve().parents[1] / "algos" / "synthetic_demos.py"
 
 
-def _fake_data_module() -> Any:
+def _synthetic_module() -> Any:
     # Loaded by path under one name so tests/policies and tests/algos share it.
-    name = "apprentice_test_fake_data"
+    name = "apprentice_test_synthetic_demos"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, _FAKE)
         assert spec is not None and spec.loader is not None
@@ -25,13 +25,11 @@ def _fake_data_module() -> Any:
 
 
 @pytest.fixture(scope="session")
-def fake_data() -> Any:
-    module = _fake_data_module()
-    module.install()
-    return module
+def synthetic() -> Any:
+    return _synthetic_module()
 
 
 @pytest.fixture(scope="session")
-def demo_file(tmp_path_factory: pytest.TempPathFactory, fake_data: Any) -> Path:
+def demo_file(tmp_path_factory: pytest.TempPathFactory, synthetic: Any) -> Path:
     path = tmp_path_factory.mktemp("demos") / "demos.hdf5"
-    return fake_data.write_demo_file(path)
+    return synthetic.write_demo_file(path)

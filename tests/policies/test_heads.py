@@ -18,7 +18,10 @@ SPEC = ObsActSpec({"eef_pos": (3,), "object": (5,)}, 7)
 
 def _obs(rng: np.random.Generator, steps: int) -> list[dict[str, np.ndarray]]:
     return [
-        {"eef_pos": rng.normal(size=3).astype(np.float32), "object": rng.normal(size=5).astype(np.float32)}
+        {
+            "eef_pos": rng.normal(size=3).astype(np.float32),
+            "object": rng.normal(size=5).astype(np.float32),
+        }
         for _ in range(steps)
     ]
 

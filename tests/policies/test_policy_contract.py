@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from apprentice.algos.bc import batch_to_tensors
+from apprentice.data.dataset import DemoDataset, WindowSampler
+from apprentice.data.normalize import Normalizer
 from apprentice.errors import ApprenticeError
 from apprentice.policies import (
     Policy,
@@ -41,10 +43,9 @@ def _config(name: str, overrides: dict[str, Any]) -> PolicyConfig:
 
 
 @pytest.fixture(scope="module")
-def data(demo_file: Path, fake_data: Any) -> tuple[Any, Any, dict[str, Any]]:
-    demo_cls, sampler_cls, normalizer_cls = fake_data.data_layer()
-    dataset = demo_cls.load(demo_file, with_images=False)
-    return dataset, sampler_cls, normalizer_cls.fit(dataset).state_dict()
+def data(demo_file: Path) -> tuple[DemoDataset, type[WindowSampler], dict[str, Any]]:
+    dataset = DemoDataset.load(demo_file, with_images=False)
+    return dataset, WindowSampler, Normalizer.fit(dataset).state_dict()
 
 
 def _build(name: str, overrides: dict[str, Any], data: Any) -> tuple[Policy, Any]:
@@ -103,9 +104,7 @@ def test_act_returns_a_clipped_float32_action(trained: Any, data: Any) -> None:
     assert np.all(np.abs(policy.act(wild)) <= 1.0)
 
 
-def test_checkpoint_round_trip_acts_identically(
-    trained: Any, data: Any, tmp_path: Path
-) -> None:
+def test_checkpoint_round_trip_acts_identically(trained: Any, data: Any, tmp_path: Path) -> None:
     policy, _ = trained
     path = tmp_path / "policy.pt"
     save_checkpoint(path, policy, env_args={"env_name": "lift"}, extra={"note": "x"})
@@ -150,7 +149,9 @@ def test_reset_of_one_row_restarts_only_that_row(trained: Any, data: Any) -> Non
     policy.reset(rows=[1])
     # Row 1 now replays stream 1 from its start and must match a fresh single stream.
     out = [
-        policy.act_batch({k: np.stack([streams[0][t][k], streams[1][t - 3][k]]) for k in streams[0][0]})
+        policy.act_batch(
+            {k: np.stack([streams[0][t][k], streams[1][t - 3][k]]) for k in streams[0][0]}
+        )
         for t in range(3, 6)
     ]
     np.testing.assert_allclose(np.stack(out)[:, 1], fresh[1][:3], atol=1e-5)

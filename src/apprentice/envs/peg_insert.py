@@ -23,7 +23,7 @@ from apprentice.envs.scripted_oracle import ScriptedOracle
 NUT_HALF_HEIGHT = 0.01
 HANDLE_OFFSET = np.array([0.045, 0.0, 0.0])
 """The handle's centre in the nut frame; the gripper holds the nut there."""
-HANDLE_HALF_WIDTH = 0.007
+HANDLE_HALF_WIDTH = 0.009
 PEG_XY = np.array([0.08, 0.08])
 PEG_TOP = 0.08
 PEG_YAW = 0.0

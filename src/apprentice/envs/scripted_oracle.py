@@ -39,7 +39,7 @@ class ScriptedOracle:
         self.timer = 0
         self.speed = float(self.rng.uniform(0.6, 1.0))
         self.hover = float(self.rng.uniform(0.05, 0.09))
-        self.close_steps = int(self.rng.integers(4, 7))
+        self.close_steps = int(self.rng.integers(5, 8))
         self._draw()
 
     def _draw(self) -> None:

@@ -142,26 +142,17 @@ def masked_mean(per_step: Tensor, mask: Tensor) -> Tensor:
     return (per_step * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def _obs_affine(normalizer_state: dict[str, Any], key: str, dim: int) -> tuple[Tensor, Tensor]:
-    """(mean, std), each (D,), of the data layer's normalization of `key`.
-
-    The data layer's `Normalizer` is the one owner of the stats' format; asking it to
-    normalize 0 and 1 recovers its affine map without depending on how it stores them.
-    An empty state means no normalization.
-    """
+def _obs_stats(normalizer_state: dict[str, Any], key: str, dim: int) -> tuple[Tensor, Tensor]:
+    """(mean, std), each (D,), of the data layer's normalization of `key`; {} = identity."""
     if not normalizer_state:
         return torch.zeros(dim), torch.ones(dim)
     from apprentice.data.normalize import Normalizer
 
-    normalizer = Normalizer.from_state_dict(normalizer_state)
-    probe = np.stack([np.zeros(dim, np.float32), np.ones(dim, np.float32)])  # (2, D)
-    try:
-        z = np.asarray(normalizer.normalize_obs(key, probe), dtype=np.float64)  # (2, D)
-    except KeyError:
-        raise ApprenticeError(f"the normalizer has no statistics for observation {key!r}") from None
-    scale = z[1] - z[0]  # 1 / std
-    std = 1.0 / scale
-    mean = -z[0] * std
+    mean, std = Normalizer.from_state_dict(normalizer_state).obs_stats(key)
+    if np.shape(mean) != (dim,):
+        raise ApprenticeError(
+            f"normalizer stats for {key!r} have shape {np.shape(mean)}, the data has ({dim},)"
+        )
     return torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
 
 
