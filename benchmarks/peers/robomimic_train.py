@@ -39,6 +39,10 @@ Timing: robomimic.utils.train_utils.run_epoch is wrapped (train.py calls it thro
 to time each training epoch; steps/s = gradient steps / time inside training run_epoch calls
 (each includes robomimic's batch fetch + process_batch + forward/backward + log_info). Dataset
 load, model build, per-epoch logging/checkpointing are excluded from that number but reported.
+Also reported: the rate after the first (warm-up) epoch and the median per-epoch rate. robomimic's
+train() pins torch.set_num_threads(2); --threads N overrides that (documented in the JSON).
+On a shared 2-core machine epochs vary several-fold: compare with apprentice only in one script,
+alternating runs, as ratios (see /work/shared/BENCHMARKING.md).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import glob
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -157,6 +162,8 @@ def main() -> None:
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--no-tb", action="store_true", help="turn off robomimic's tensorboardX logging")
     p.add_argument("--skip-ckpt-check", action="store_true")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads; default: what robomimic's train() sets (2)")
     args = p.parse_args()
 
     import torch
@@ -182,6 +189,11 @@ def main() -> None:
         return out
 
     TrainUtils.run_epoch = timed_run_epoch
+    orig_set_threads = torch.set_num_threads
+    if args.threads is not None:
+        # robomimic's train() calls torch.set_num_threads(2) unconditionally; honour --threads instead
+        orig_set_threads(args.threads)
+        torch.set_num_threads = lambda n: None
     stdout, stderr = sys.stdout, sys.stderr   # train() redirects both to a PrintLogger; restore after
     t_start = time.perf_counter()
     try:
@@ -189,6 +201,7 @@ def main() -> None:
     finally:
         sys.stdout, sys.stderr = stdout, stderr
         TrainUtils.run_epoch = orig_run_epoch
+        torch.set_num_threads = orig_set_threads
     t_end = time.perf_counter()
 
     run_dirs = sorted(glob.glob(os.path.join(os.path.abspath(args.out), config.experiment.name, "*")))
@@ -205,11 +218,12 @@ def main() -> None:
         "peer": "robomimic",
         "robomimic_version": robomimic.__version__,
         "torch_version": torch.__version__,
-        "torch_threads": torch.get_num_threads(),  # robomimic's train() sets 2
+        "torch_threads": torch.get_num_threads(),  # robomimic's train() sets 2 unless --threads
         "algo": args.algo,
         "steps_per_s": steps / secs,
         "steps_per_s_after_first_epoch": (sum(e["steps"] for e in warm) / sum(e["seconds"] for e in warm))
         if warm else None,
+        "steps_per_s_median_epoch": statistics.median(e["steps"] / e["seconds"] for e in train_ep),
         "train_steps": steps,
         "train_seconds": secs,
         "setup_seconds": marks["first_epoch_start"] - t_start,  # dataset load + model build + logging setup

@@ -8,7 +8,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-
 OBS_DIMS = {"eef_pos": 3, "eef_quat": 4, "gripper_qpos": 2, "object": 10}
 ACTION_DIM = 7
 

@@ -23,6 +23,7 @@ from apprentice.policies import (
     policy_names,
     save_checkpoint,
 )
+from apprentice.policies.base import config_field_docs
 
 # Small networks keep the contract fast; every registered name runs, with these overrides.
 SMALL: dict[str, dict[str, Any]] = {
@@ -216,3 +217,12 @@ def test_config_errors() -> None:
 def test_unknown_obs_key_is_reported(data: Any) -> None:
     with pytest.raises(ApprenticeError, match="'joint_pos'"):
         policy_config_class("mlp")(obs_keys=("joint_pos",)).build(data[0].spec, data[2])
+
+
+@pytest.mark.parametrize("name", policy_names())
+def test_every_config_field_has_a_default_and_a_docstring(name: str) -> None:
+    cls = policy_config_class(name)
+    docs = config_field_docs(cls)
+    for f in dataclasses.fields(cls):
+        assert f.default is not dataclasses.MISSING, f.name
+        assert docs.get(f.name), f"{name}.{f.name} has no docstring"

@@ -31,9 +31,15 @@ def bc_update(
     batch: dict[str, np.ndarray],
     *,
     grad_clip: float | None = None,
+    bf16: bool = False,
 ) -> tuple[float, dict[str, float]]:
-    """One gradient step on `batch`; returns the loss before the step and the policy's info."""
-    loss, info = policy.loss(batch_to_tensors(batch))
+    """One gradient step on `batch`; returns the loss before the step and the policy's info.
+
+    bf16: run the forward pass under CPU bfloat16 autocast (weights and the optimizer stay
+    float32); the backward pass follows the forward's dtypes, as autocast prescribes.
+    """
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss, info = policy.loss(batch_to_tensors(batch))
     value = float(loss.detach())
     if not math.isfinite(value):
         raise NonFiniteLoss(value)

@@ -76,7 +76,9 @@ class TrainConfig:
     eval_episodes: int = 50
     """Episodes per rollout evaluation (passed to the callback)."""
     num_threads: int | None = None
-    """torch CPU threads; None = torch's default."""
+    """torch CPU threads; None = torch's default (one per core)."""
+    precision: str = "fp32"
+    """Forward-pass precision: "fp32", or "bf16" (CPU autocast; faster on CPUs with bf16 units)."""
     log_every: int = 50
     """Log the step loss to TensorBoard every this many steps."""
     progress: bool = True
@@ -97,6 +99,7 @@ class TrainConfig:
             (0.0 <= self.valid_fraction < 1.0, "valid_fraction must be in [0, 1)"),
             (self.eval_every >= 0, "eval_every must be >= 0"),
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0"),
+            (self.precision in ("fp32", "bf16"), "precision must be 'fp32' or 'bf16'"),
         ]
         for ok, message in checks:
             if not ok:
@@ -301,10 +304,10 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
 
     torch.manual_seed(config.seed)
     policy = config.policy.build(data.train.spec, data.normalizer_state)
-    # foreach Adam: one multi-tensor kernel per step instead of one per parameter; see
-    # benchmarks/bench_train.py for the measured gain on CPU.
+    # Fused Adam: one kernel updates every parameter; 10-25% more steps/s than the
+    # per-parameter loop for the 2x1024 MLP on CPU (benchmarks/bench_train.py).
     optimizer = torch.optim.Adam(
-        policy.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True
+        policy.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
     )
     rng = np.random.default_rng(config.seed)
     start_epoch, global_step = 0, 0
@@ -336,7 +339,13 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
             losses: list[float] = []
             for step, batch in enumerate(_progress(batches, total, epoch, config)):
                 try:
-                    loss, _ = bc_update(policy, optimizer, batch, grad_clip=config.grad_clip)
+                    loss, _ = bc_update(
+                        policy,
+                        optimizer,
+                        batch,
+                        grad_clip=config.grad_clip,
+                        bf16=config.precision == "bf16",
+                    )
                 except NonFiniteLoss as exc:
                     raise ApprenticeError(
                         f"training loss became {exc.args[0]} at epoch {epoch}, step {step}; "

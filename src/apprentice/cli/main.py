@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     from apprentice.evaluate.rollout import EvalConfig
     from apprentice.pipelines.quickstart import QuickstartConfig
     from apprentice.pipelines.train import TrainCommand
+    from apprentice.policies.base import policy_names
 
     parser = argparse.ArgumentParser(
         prog="apprentice", description="Teach robots skills from demonstrations."
@@ -115,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
             cmd_collect,
             {"choices": {"task": _task_names()}},
         ),
-        ("train", "train a behavioral-cloning policy on a dataset", TrainCommand, cmd_train, {}),
+        ("train", "train a behavioral-cloning policy on a dataset", TrainCommand, cmd_train,
+         {"choices": {"policy": policy_names()}}),
         (
             "eval",
             "evaluate a policy on held-out initial states",

@@ -62,14 +62,15 @@ def write_report(
     *,
     title: str,
     evaluation: dict[str, Any],
+    metrics: Path | None = None,
     sections: Sequence[tuple[str, str]] = (),
 ) -> Path:
-    """Write run_dir/report.html from run_dir/metrics.jsonl and an evaluation summary.
+    """Write run_dir/report.html from a metrics.jsonl (default: run_dir's) and an evaluation.
 
     `sections` are extra (heading, preformatted text) blocks, e.g. the dataset summary.
     Videos are linked relative to the run folder so the report stays small.
     """
-    records = read_metrics(run_dir / "metrics.jsonl")
+    records = read_metrics(metrics or run_dir / "metrics.jsonl")
     curve = _learning_curve_png(records) if records else ""
     rate = evaluation["success_rate"]
     parts = [

@@ -57,7 +57,7 @@ def quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
         TrainCommand(
             dataset=str(demos),
             policy=cfg.policy,
-            out=str(run_dir),
+            out=str(run_dir / "train"),
             epochs=cfg.epochs,
             steps_per_epoch=cfg.steps_per_epoch,
             seed=cfg.seed,
@@ -68,7 +68,7 @@ def quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     evaluation = evaluate(
         EvalConfig(
-            checkpoint=str(run_dir),
+            checkpoint=str(run_dir / "train"),
             episodes=cfg.eval_episodes,
             workers=cfg.workers,
             videos=2,
@@ -81,6 +81,7 @@ def quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
         run_dir,
         title=f"apprentice quickstart: BC-{cfg.policy.upper()} on {cfg.task}",
         evaluation=evaluation,
+        metrics=run_dir / "train" / "metrics.jsonl",
         sections=[("Dataset", summarize(demos))],
     )
     return {

@@ -194,10 +194,7 @@ class Policy(nn.Module):
         self.action_dim = int(spec.action_dim)
         self.input_dim = self.obs_dim * config.frame_stack
         means, stds = zip(
-            *(
-                _obs_affine(normalizer_state, k, d)
-                for k, d in zip(keys, self.obs_dims, strict=True)
-            ),
+            *(_obs_stats(normalizer_state, k, d) for k, d in zip(keys, self.obs_dims, strict=True)),
             strict=True,
         )
         self.register_buffer("obs_mean", torch.cat(means))  # (D,)
