@@ -57,28 +57,38 @@ def synthetic_dataset(num_demos: int = 50, length: int = 200, seed: int = 0) -> 
     return DemoDataset(obs, actions, starts, lengths, names, {"env_name": "bench"})
 
 
-def rate(step: Callable[[], Any], *, seconds: float, warmup: int = 5, repeats: int = 3) -> float:
-    """Median calls/s over `repeats` windows of about `seconds` each (after warm-up calls)."""
-    for _ in range(warmup):
-        step()
-    rates = []
-    for _ in range(repeats):
-        count, t0 = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - t0) < seconds:
+def interleaved_rates(
+    steps: dict[str, Callable[[], Any]], *, seconds: float, repeats: int
+) -> dict[str, float]:
+    """Median calls/s of each step, timed in round-robin windows of about `seconds`.
+
+    Round-robin rather than one after the other: on a shared machine the load changes from
+    minute to minute, and a ratio (steps/s over its bound) is only fair if both numerators
+    and denominators saw the same load.
+    """
+    for step in steps.values():  # warm-up (and compilation, if any)
+        for _ in range(2):
             step()
-            count += 1
-        rates.append(count / elapsed)
-    return statistics.median(rates)
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            count, t0 = 0, time.perf_counter()
+            while (elapsed := time.perf_counter() - t0) < seconds:
+                step()
+                count += 1
+            samples[name].append(count / elapsed)
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
-def peak_gemm_flops(dtype: torch.dtype, seconds: float, n: int = 1024) -> float:
+def gemm_step(dtype: torch.dtype, n: int = 1024) -> Callable[[], Any]:
+    """One n x n x n torch.mm (2 n^3 FLOPs)."""
     a = torch.randn(n, n).to(dtype)
     b = torch.randn(n, n).to(dtype)
-    return 2 * n**3 * rate(lambda: torch.mm(a, b), seconds=seconds)
+    return lambda: torch.mm(a, b)
 
 
-def bare_matmul_step(dims: list[int], seconds: float) -> float:
-    """fwd+bwd of the Linear stack with torch.addmm only: the GEMM-bound step rate."""
+def bare_matmul_step(dims: list[int]) -> Callable[[], None]:
+    """fwd+bwd of the Linear stack with torch.addmm only: the GEMM-bound step."""
     torch.manual_seed(0)
     ws = [(torch.randn(i, o) / i**0.5).requires_grad_() for i, o in itertools.pairwise(dims)]
     bs = [torch.zeros(o, requires_grad=True) for o in dims[1:]]
@@ -88,14 +98,14 @@ def bare_matmul_step(dims: list[int], seconds: float) -> float:
     def step() -> None:
         h = x
         for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
-            h = torch.addmm(b, h, w)
+            h = torch.addmm(b, h, w)  # (B, D_i+1)
             h = h.relu() if i < len(ws) - 1 else h.tanh()
         loss = (h - y).pow(2).mean()
         for p in (*ws, *bs):
             p.grad = None
         loss.backward()
 
-    return rate(step, seconds=seconds)
+    return step
 
 
 def trainer_step(
@@ -151,19 +161,30 @@ def accuracy_check(dataset: DemoDataset, steps: int, autocast: bool) -> float:
     return float(loss)
 
 
+MLP_VARIANTS: dict[str, dict[str, Any]] = {
+    "adam for-loop": {"optimizer": "for-loop"},
+    "adam foreach": {"optimizer": "foreach"},
+    "adam fused (trainer)": {"optimizer": "fused"},
+    "fused + bf16 autocast": {"optimizer": "fused", "autocast": True},
+    "fused + torch.compile(forward)": {"optimizer": "fused", "compile_loss": True},
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter timing windows")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--threads", default="2,1", help="torch thread counts to time")
+    parser.add_argument("--out", default=str(OUT), help="where to write the JSON results")
     args = parser.parse_args()
-    seconds = 0.5 if args.quick else 1.5
+    seconds, repeats = (0.4, 3) if args.quick else (1.0, 5)
     dataset = synthetic_dataset()
-    mlp = MLPConfig()
+    mlp, rnn = MLPConfig(), RNNConfig()
     dims = [sum(OBS.values()), *mlp.hidden_dims, ACTION_DIM]
     params = sum(i * o + o for i, o in itertools.pairwise(dims))
     flops_per_step = 6 * params * BATCH
     results: dict[str, Any] = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "load_avg_start": os.getloadavg(),
@@ -174,11 +195,29 @@ def main() -> None:
         "rows": [],
     }
     rows: list[dict[str, Any]] = results["rows"]
-    for threads in (2, 1):
+    for threads in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)
-        peak32 = peak_gemm_flops(torch.float32, seconds)
-        peak16 = peak_gemm_flops(torch.bfloat16, seconds)
-        bare = bare_matmul_step(dims, seconds)
+        steps: dict[str, Callable[[], Any]] = {
+            "gemm fp32": gemm_step(torch.float32),
+            "gemm bf16": gemm_step(torch.bfloat16),
+            "bare": bare_matmul_step(dims),
+        }
+        errors: dict[str, str] = {}
+        for name, kw in MLP_VARIANTS.items():
+            if args.no_compile and kw.get("compile_loss"):
+                continue
+            try:
+                step, _ = trainer_step(mlp, dataset, **kw)
+                step()  # compilation, if any, fails here rather than mid-timing
+                steps[name] = step
+            except Exception as exc:  # torch.compile may lack a toolchain; record, go on
+                errors[name] = str(exc).splitlines()[0]
+        rnn_steps, rnn_policy = trainer_step(rnn, dataset, optimizer="fused")
+        steps["rnn"] = rnn_steps
+        measured = interleaved_rates(steps, seconds=seconds, repeats=repeats)
+        peak32 = measured["gemm fp32"] * 2 * 1024**3
+        peak16 = measured["gemm bf16"] * 2 * 1024**3
+        bare = measured["bare"]
         common = {
             "threads": threads,
             "peak_gflops_fp32": peak32 / 1e9,
@@ -187,69 +226,65 @@ def main() -> None:
             "flop_bound_steps_s_fp32": peak32 / flops_per_step,
             "flop_bound_steps_s_bf16": peak16 / flops_per_step,
         }
-        variants: list[tuple[str, dict[str, Any]]] = [
-            ("adam for-loop", {"optimizer": "for-loop"}),
-            ("adam foreach", {"optimizer": "foreach"}),
-            ("adam fused (trainer)", {"optimizer": "fused"}),
-            ("fused + bf16 autocast", {"optimizer": "fused", "autocast": True}),
-        ]
-        if not args.no_compile:
-            variants.append(
-                ("fused + torch.compile(forward)", {"optimizer": "fused", "compile_loss": True})
-            )
-        for name, kw in variants:
-            try:
-                step, _ = trainer_step(mlp, dataset, **kw)
-                t0 = time.perf_counter()
-                step()  # compile (if any) happens here
-                first = time.perf_counter() - t0
-                steps_s = rate(step, seconds=seconds)
-            except Exception as exc:  # torch.compile may lack a toolchain; record, go on
-                rows.append({"policy": "mlp 2x1024", "variant": name, **common, "error": str(exc)})
-                continue
-            rows.append(
-                {
-                    "policy": "mlp 2x1024",
-                    "variant": name,
-                    **common,
-                    "steps_s": steps_s,
-                    "first_step_s": first,
-                    "fraction_of_matmul_bound": steps_s / bare,
-                    "fraction_of_flop_bound_fp32": steps_s / (peak32 / flops_per_step),
-                }
-            )
-        rnn = RNNConfig()
-        for name, kw in [("adam foreach", {}), ("adam fused (trainer)", {"optimizer": "fused"})]:
-            step, policy = trainer_step(rnn, dataset, **kw)
-            steps_s = rate(step, seconds=seconds, warmup=2)
-            # LSTM weights are applied at every one of the seq_len steps.
-            rnn_flops = 6 * sum(p.numel() for p in policy.parameters()) * BATCH * rnn.seq_len
-            rows.append(
-                {
-                    "policy": "rnn lstm 2x400 seq10",
-                    "variant": name,
-                    "threads": threads,
-                    "steps_s": steps_s,
-                    "flop_bound_steps_s_fp32": peak32 / rnn_flops,
-                    "fraction_of_flop_bound_fp32": steps_s / (peak32 / rnn_flops),
-                }
-            )
-    torch.set_num_threads(2)
-    steps = 150 if args.quick else 400
+        for name in MLP_VARIANTS:
+            if name in errors:
+                rows.append(
+                    {"policy": "mlp 2x1024", "variant": name, **common, "error": errors[name]}
+                )
+            elif name in measured:
+                steps_s = measured[name]
+                rows.append(
+                    {
+                        "policy": "mlp 2x1024",
+                        "variant": name,
+                        **common,
+                        "steps_s": steps_s,
+                        "fraction_of_matmul_bound": steps_s / bare,
+                        "fraction_of_flop_bound_fp32": steps_s / common["flop_bound_steps_s_fp32"],
+                    }
+                )
+        # LSTM weights are applied at every one of the seq_len steps.
+        rnn_params = sum(p.numel() for p in rnn_policy.parameters())
+        rnn_bound = peak32 / (6 * rnn_params * BATCH * rnn.seq_len)
+        rows.append(
+            {
+                "policy": "rnn lstm 2x400 seq10",
+                "variant": "adam fused (trainer)",
+                "threads": threads,
+                "steps_s": measured["rnn"],
+                "flop_bound_steps_s_fp32": rnn_bound,
+                "fraction_of_flop_bound_fp32": measured["rnn"] / rnn_bound,
+            }
+        )
+    steps_acc = 150 if args.quick else 400
     results["bf16_accuracy"] = {
-        "steps": steps,
-        "held_out_mse_fp32": accuracy_check(dataset, steps, autocast=False),
-        "held_out_mse_bf16": accuracy_check(dataset, steps, autocast=True),
+        "steps": steps_acc,
+        "held_out_mse_fp32": accuracy_check(dataset, steps_acc, autocast=False),
+        "held_out_mse_bf16": accuracy_check(dataset, steps_acc, autocast=True),
     }
     results["load_avg_end"] = os.getloadavg()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def print_table(results: dict[str, Any]) -> None:
-    print(f"torch {results['torch']}, {results['cpu_count']} CPUs, batch {results['batch']}, ")
-    print(f"MLP params {results['mlp_params']:,}, {results['flops_per_step'] / 1e6:.0f} MFLOP/step")
+    print(f"{results['cpu']}, {results['cpu_count']} CPUs, torch {results['torch']}")
+    print(
+        f"batch {results['batch']}, obs dim {results['obs_dim']}, MLP params "
+        f"{results['mlp_params']:,}, {results['flops_per_step'] / 1e6:.0f} MFLOP/step"
+    )
     print(f"load average at start {results['load_avg_start']}, end {results['load_avg_end']}\n")
     print("| policy | variant | threads | steps/s | matmul bound | frac | FLOP bound fp32 | frac |")
     print("|---|---|---|---|---|---|---|---|")

@@ -6,7 +6,8 @@ Layout (robomimic's, as apprentice's store writes it):
       demo_<i>           attrs: num_samples (int; robomimic's SequenceDataset REQUIRES it)
         obs/{eef_pos (T,3), eef_quat (T,4), gripper_qpos (T,2), object (T,20)}   float32
         next_obs/<same>  obs shifted by one step (last step repeated)
-        actions (T,7) float32 in [-1, 1], rewards (T,) float32, dones (T,) uint8, states (T,32) float64
+        actions (T,7) float32 in [-1, 1], rewards (T,) float32, dones (T,) uint8,
+        states (T,32) float64
     mask/train, mask/valid   np.array of bytes demo names
 
 Needs only numpy and h5py, so it runs in the project's venv or in .venv-robomimic:
@@ -31,7 +32,9 @@ def _demo(rng: np.random.Generator, t: int, w: np.ndarray) -> dict[str, np.ndarr
     # smooth random walk per key, so consecutive frames are correlated like real trajectories
     obs = {}
     for k, d in OBS_DIMS.items():
-        x = np.cumsum(rng.normal(0.0, 0.05, size=(t + 1, d)), axis=0) + rng.normal(0.0, 0.5, size=(1, d))
+        x = np.cumsum(rng.normal(0.0, 0.05, size=(t + 1, d)), axis=0) + rng.normal(
+            0.0, 0.5, size=(1, d)
+        )
         if k == "eef_quat":
             x = x / np.linalg.norm(x, axis=1, keepdims=True)
         obs[k] = x.astype(np.float32)
@@ -95,8 +98,13 @@ def write_fixture(
 
 
 def write_with_apprentice(
-    path: str, demos: int = 50, steps: int = 100, min_steps: int | None = None,
-    valid_fraction: float = 0.1, seed: int = 0, env_args: dict | None = None,
+    path: str,
+    demos: int = 50,
+    steps: int = 100,
+    min_steps: int | None = None,
+    valid_fraction: float = 0.1,
+    seed: int = 0,
+    env_args: dict | None = None,
 ) -> dict:
     """Same data, written by apprentice's DemoWriter (needs the project's venv)."""
     from apprentice.data.episode import Episode
@@ -112,16 +120,33 @@ def write_with_apprentice(
         for i in range(demos):
             t = steps if min_steps is None else int(rng.integers(min_steps, steps + 1))
             d = _demo(rng, t, w)
-            wr.append(Episode(obs=d["obs"], next_obs=d["next_obs"], actions=d["actions"],
-                              rewards=d["rewards"], dones=d["dones"], states=d["states"], seed=i))
+            wr.append(
+                Episode(
+                    obs=d["obs"],
+                    next_obs=d["next_obs"],
+                    actions=d["actions"],
+                    rewards=d["rewards"],
+                    dones=d["dones"],
+                    states=d["states"],
+                    seed=i,
+                )
+            )
             total += t
     train, valid = split_train_valid(path, valid_fraction=valid_fraction, seed=seed)
-    return {"path": path, "writer": "apprentice", "demos": demos, "total": total,
-            "train": len(train), "valid": len(valid)}
+    return {
+        "path": path,
+        "writer": "apprentice",
+        "demos": demos,
+        "total": total,
+        "train": len(train),
+        "valid": len(valid),
+    }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--demos", type=int, default=50)
     p.add_argument("--steps", type=int, default=100, help="steps per demo (max if --min-steps)")
@@ -134,17 +159,34 @@ def main() -> None:
         action="store_true",
         help="leave out demo attrs num_samples (to show that robomimic cannot read such a file)",
     )
-    p.add_argument("--writer", choices=["h5py", "apprentice"], default="h5py",
-                   help="apprentice: write through apprentice's DemoWriter (project venv)")
+    p.add_argument(
+        "--writer",
+        choices=["h5py", "apprentice"],
+        default="h5py",
+        help="apprentice: write through apprentice's DemoWriter (project venv)",
+    )
     a = p.parse_args()
     if a.writer == "apprentice":
-        info = write_with_apprentice(a.out, a.demos, a.steps, a.min_steps, a.valid_fraction, a.seed,
-                                     json.loads(a.env_args) if a.env_args else None)
+        info = write_with_apprentice(
+            a.out,
+            a.demos,
+            a.steps,
+            a.min_steps,
+            a.valid_fraction,
+            a.seed,
+            json.loads(a.env_args) if a.env_args else None,
+        )
         print(json.dumps(info))
         return
     info = write_fixture(
-        a.out, a.demos, a.steps, a.min_steps, a.valid_fraction, a.seed,
-        json.loads(a.env_args) if a.env_args else None, a.omit_num_samples,
+        a.out,
+        a.demos,
+        a.steps,
+        a.min_steps,
+        a.valid_fraction,
+        a.seed,
+        json.loads(a.env_args) if a.env_args else None,
+        a.omit_num_samples,
     )
     print(json.dumps(info))
 

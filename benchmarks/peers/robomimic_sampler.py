@@ -4,9 +4,10 @@ Run with the robomimic venv (see setup_robomimic.sh):
 
     .venv-robomimic/bin/python benchmarks/peers/robomimic_sampler.py \
         --dataset benchmarks/out/peers/fixture.hdf5 --seq-len 10 --frame-stack 1 --batch-size 100 \
-        --obs-keys eef_pos eef_quat gripper_qpos object --seconds 10 --json benchmarks/out/peers/rm_sampler.json
+        --obs-keys eef_pos eef_quat gripper_qpos object --seconds 10 \
+        --json benchmarks/out/peers/rm_sampler.json
 
-What is measured (robomimic's settings for low-dim training, as robomimic/scripts/train.py builds them):
+What is measured (robomimic's low-dim training settings, as robomimic/scripts/train.py builds them):
   * robomimic.utils.dataset.SequenceDataset(hdf5_cache_mode="all", pad_seq_length=True,
     pad_frame_stack=True, dataset_keys=("actions", "rewards", "dones"), load_next_obs=False as in
     BCConfig, hdf5_use_swmr=True, filter_by_attribute="train" when mask/train exists, else None).
@@ -42,7 +43,9 @@ def build_dataset(args):
     from robomimic.utils.dataset import SequenceDataset
 
     # robomimic must know each key's modality before building datasets or models
-    ObsUtils.initialize_obs_utils_with_obs_specs({"obs": {"low_dim": list(args.obs_keys), "rgb": []}})
+    ObsUtils.initialize_obs_utils_with_obs_specs(
+        {"obs": {"low_dim": list(args.obs_keys), "rgb": []}}
+    )
     filter_key = args.filter_key
     if filter_key == "auto":
         filter_key = "train" if _mask_exists(args.dataset, "train") else None
@@ -66,14 +69,22 @@ def build_dataset(args):
     return ds, time.perf_counter() - t0, filter_key
 
 
-def measure(ds, batch_size: int, num_workers: int, seconds: float, warmup_s: float, seed: int) -> dict:
+def measure(
+    ds, batch_size: int, num_workers: int, seconds: float, warmup_s: float, seed: int
+) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
     g = torch.Generator()
     g.manual_seed(seed)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-                        drop_last=True, generator=g)
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=num_workers,
+        drop_last=True,
+        generator=g,
+    )
     it = iter(loader)
 
     def next_batch():
@@ -103,7 +114,9 @@ def measure(ds, batch_size: int, num_workers: int, seconds: float, warmup_s: flo
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset", required=True)
     p.add_argument("--seq-len", type=int, default=10)
     p.add_argument("--frame-stack", type=int, default=1)
@@ -112,9 +125,14 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per repeat")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds before each repeat")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--filter-key", default="auto", help='mask name, "auto" (train if present), or "none"')
+    p.add_argument(
+        "--filter-key", default="auto", help='mask name, "auto" (train if present), or "none"'
+    )
     p.add_argument("--load-next-obs", action="store_true", help="also load next_obs (BC does not)")
     p.add_argument("--no-workers2", action="store_true", help="skip the num_workers=2 measurement")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", required=True)
     args = p.parse_args()
@@ -125,14 +143,18 @@ def main() -> None:
     import robomimic
     import torch
 
-    np.random.seed(args.seed)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    np.random.seed(args.seed)  # noqa: NPY002  (robomimic's own code uses the global RNG)
     torch.manual_seed(args.seed)
     ds, load_s, filter_key = build_dataset(args)
 
     results = {}
-    for nw in ([0] if args.no_workers2 else [0, 2]):
-        runs = [measure(ds, args.batch_size, nw, args.seconds, args.warmup, args.seed + r)
-                for r in range(args.repeats)]
+    for nw in [0] if args.no_workers2 else [0, 2]:
+        runs = [
+            measure(ds, args.batch_size, nw, args.seconds, args.warmup, args.seed + r)
+            for r in range(args.repeats)
+        ]
         rates = [r["batches_per_s"] for r in runs]
         results[f"num_workers={nw}"] = {
             "batches_per_s": statistics.median(rates),
@@ -140,8 +162,12 @@ def main() -> None:
             "samples_per_s": statistics.median(rates) * args.batch_size,
             "batch_shapes": runs[0]["batch_shapes"],
         }
-        print(f"num_workers={nw}: {statistics.median(rates):.1f} batches/s (runs: "
-              + ", ".join(f"{x:.1f}" for x in rates) + ")", file=sys.stderr)
+        print(
+            f"num_workers={nw}: {statistics.median(rates):.1f} batches/s (runs: "
+            + ", ".join(f"{x:.1f}" for x in rates)
+            + ")",
+            file=sys.stderr,
+        )
 
     out = {
         "peer": "robomimic",
@@ -171,7 +197,11 @@ def main() -> None:
             "warmup_s": args.warmup,
             "repeats": args.repeats,
         },
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:

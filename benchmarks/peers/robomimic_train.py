@@ -5,7 +5,8 @@ Run with the robomimic venv (see setup_robomimic.sh):
     .venv-robomimic/bin/python benchmarks/peers/robomimic_train.py \
         --dataset benchmarks/out/peers/fixture.hdf5 --algo bc_rnn \
         --obs-keys eef_pos eef_quat gripper_qpos object --epochs 3 --steps-per-epoch 100 \
-        --batch-size 100 --out benchmarks/out/peers/rm_runs --json benchmarks/out/peers/rm_bc_rnn.json --seed 1
+        --batch-size 100 --out benchmarks/out/peers/rm_runs \
+        --json benchmarks/out/peers/rm_bc_rnn.json --seed 1
 
 What it runs: robomimic.scripts.train.train(config, device) in this process, i.e. robomimic's real
 training script minus its argparse main() (main() catches every exception and exits 0; calling
@@ -16,7 +17,8 @@ Config: config_factory("bc"), then robomimic's own paper-config code from
 robomimic/scripts/generate_paper_configs.py: modify_config_for_default_low_dim_exp() and
 modify_bc_config_for_dataset() / modify_bc_rnn_config_for_dataset() for a ("lift", "ph", "low_dim")
 dataset, which gives
-    bc:     actor_layer_dims (1024, 1024), lr 1e-4, GMM enabled (5 modes)  [--gmm off for plain MSE BC]
+    bc:     actor_layer_dims (1024, 1024), lr 1e-4, GMM enabled (5 modes)
+            [--gmm off for plain MSE BC]
     bc_rnn: rnn enabled, LSTM, horizon 10, hidden_dim 400, num_layers 2, actor_layer_dims (),
             train.seq_length 10, lr 1e-4, GMM enabled (5 modes)
     both:   batch 100, hdf5_cache_mode "all", num_data_workers 0.
@@ -58,13 +60,13 @@ import time
 
 
 def build_config(args):
+    import h5py
     from robomimic.config import config_factory
     from robomimic.scripts.generate_paper_configs import (
         modify_bc_config_for_dataset,
         modify_bc_rnn_config_for_dataset,
         modify_config_for_default_low_dim_exp,
     )
-    import h5py
 
     with h5py.File(args.dataset, "r") as f:
         has_train = "mask/train" in f
@@ -77,12 +79,14 @@ def build_config(args):
     else:
         config = modify_bc_rnn_config_for_dataset(config, "lift", "ph", "low_dim")
 
-    name = "{}_seed{}_{}_{}".format(args.algo, args.seed, time.strftime("%Y%m%d-%H%M%S"), os.getpid())
+    name = "{}_seed{}_{}_{}".format(
+        args.algo, args.seed, time.strftime("%Y%m%d-%H%M%S"), os.getpid()
+    )
     with config.values_unlocked():
         if args.gmm != "paper":
             config.algo.gmm.enabled = args.gmm == "on"
         config.experiment.name = name
-        config.experiment.rollout.enabled = False          # no env is created (see docstring)
+        config.experiment.rollout.enabled = False  # no env is created (see docstring)
         config.experiment.render_video = False
         config.experiment.validate = bool(args.validate)
         config.experiment.epoch_every_n_steps = args.steps_per_epoch
@@ -90,7 +94,7 @@ def build_config(args):
         config.experiment.save.enabled = True
         config.experiment.save.every_n_epochs = None
         config.experiment.save.every_n_seconds = None
-        config.experiment.save.epochs = [args.epochs]       # one checkpoint, after the last epoch
+        config.experiment.save.epochs = [args.epochs]  # one checkpoint, after the last epoch
         config.experiment.save.on_best_validation = False
         config.experiment.save.on_best_rollout_return = False
         config.experiment.save.on_best_rollout_success_rate = False
@@ -122,12 +126,14 @@ def check_checkpoint(ckpt_path: str, dataset: str, obs_keys) -> dict:
     """Reload the checkpoint the robomimic way and run the policy on one dataset frame."""
     import h5py
     import numpy as np
-    import torch
     import robomimic.utils.file_utils as FileUtils
+    import torch
 
     info = {}
     try:
-        policy, ckpt = FileUtils.policy_from_checkpoint(ckpt_path=ckpt_path, device=torch.device("cpu"))
+        policy, ckpt = FileUtils.policy_from_checkpoint(
+            ckpt_path=ckpt_path, device=torch.device("cpu")
+        )
         info["policy_from_checkpoint"] = "ok"
     except Exception as e:  # e.g. torch>=2.6 torch.load(weights_only=True) on robomimic's dict
         info["policy_from_checkpoint"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
@@ -145,30 +151,42 @@ def check_checkpoint(ckpt_path: str, dataset: str, obs_keys) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset", required=True)
     p.add_argument("--algo", choices=["bc", "bc_rnn"], required=True)
     p.add_argument("--obs-keys", nargs="+", required=True)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--steps-per-epoch", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--out", required=True, help="robomimic output_dir (a fresh run folder goes inside)")
+    p.add_argument(
+        "--out", required=True, help="robomimic output_dir (a fresh run folder goes inside)"
+    )
     p.add_argument("--json", required=True)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--gmm", choices=["paper", "on", "off"], default="paper",
-                   help="GMM head: robomimic's paper setting (on for ph data, both algos), or force")
+    p.add_argument(
+        "--gmm",
+        choices=["paper", "on", "off"],
+        default="paper",
+        help="GMM head: robomimic's paper setting (on for ph data, both algos), or force",
+    )
     p.add_argument("--validate", action="store_true", help="validate on mask/valid each epoch")
     p.add_argument("--valid-steps", type=int, default=10)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--no-tb", action="store_true", help="turn off robomimic's tensorboardX logging")
     p.add_argument("--skip-ckpt-check", action="store_true")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads; default: what robomimic's train() sets (2)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads; default: what robomimic's train() sets (2)",
+    )
     args = p.parse_args()
 
-    import torch
     import robomimic
     import robomimic.utils.train_utils as TrainUtils
+    import torch
     from robomimic.scripts.train import train
 
     config = build_config(args)
@@ -184,17 +202,26 @@ def main() -> None:
         out = orig_run_epoch(*a, **kw)
         dt = time.perf_counter() - t0
         steps = kw.get("num_steps")
-        epochs.append({"validate": bool(kw.get("validate", False)), "steps": steps, "seconds": dt,
-                       "loss": out.get("Loss")})
+        epochs.append(
+            {
+                "validate": bool(kw.get("validate", False)),
+                "steps": steps,
+                "seconds": dt,
+                "loss": out.get("Loss"),
+            }
+        )
         return out
 
     TrainUtils.run_epoch = timed_run_epoch
     orig_set_threads = torch.set_num_threads
     if args.threads is not None:
-        # robomimic's train() calls torch.set_num_threads(2) unconditionally; honour --threads instead
+        # robomimic's train() calls torch.set_num_threads(2) unconditionally; use --threads instead
         orig_set_threads(args.threads)
         torch.set_num_threads = lambda n: None
-    stdout, stderr = sys.stdout, sys.stderr   # train() redirects both to a PrintLogger; restore after
+    stdout, stderr = (
+        sys.stdout,
+        sys.stderr,
+    )  # train() redirects both to a PrintLogger; restore after
     t_start = time.perf_counter()
     try:
         train(config, device=torch.device("cpu"))
@@ -204,7 +231,9 @@ def main() -> None:
         torch.set_num_threads = orig_set_threads
     t_end = time.perf_counter()
 
-    run_dirs = sorted(glob.glob(os.path.join(os.path.abspath(args.out), config.experiment.name, "*")))
+    run_dirs = sorted(
+        glob.glob(os.path.join(os.path.abspath(args.out), config.experiment.name, "*"))
+    )
     run_dir = run_dirs[-1]
     ckpts = sorted(glob.glob(os.path.join(run_dir, "models", "*.pth")))
     if not ckpts:
@@ -221,13 +250,18 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),  # robomimic's train() sets 2 unless --threads
         "algo": args.algo,
         "steps_per_s": steps / secs,
-        "steps_per_s_after_first_epoch": (sum(e["steps"] for e in warm) / sum(e["seconds"] for e in warm))
-        if warm else None,
+        "steps_per_s_after_first_epoch": (
+            sum(e["steps"] for e in warm) / sum(e["seconds"] for e in warm)
+        )
+        if warm
+        else None,
         "steps_per_s_median_epoch": statistics.median(e["steps"] / e["seconds"] for e in train_ep),
         "train_steps": steps,
         "train_seconds": secs,
-        "setup_seconds": marks["first_epoch_start"] - t_start,  # dataset load + model build + logging setup
-        "loop_seconds": t_end - marks["first_epoch_start"],     # epochs incl. validation, logging, checkpoint
+        "setup_seconds": marks["first_epoch_start"]
+        - t_start,  # dataset load + model build + logging setup
+        "loop_seconds": t_end
+        - marks["first_epoch_start"],  # epochs incl. validation, logging, checkpoint
         "total_seconds": t_end - t_start,
         "epochs": epochs,
         "final_train_loss": train_ep[-1]["loss"],
@@ -249,20 +283,40 @@ def main() -> None:
             "num_data_workers": config.train.num_data_workers,
             "actor_layer_dims": list(config.algo.actor_layer_dims),
             "gmm": {"enabled": config.algo.gmm.enabled, "num_modes": config.algo.gmm.num_modes},
-            "rnn": {"enabled": config.algo.rnn.enabled, "horizon": config.algo.rnn.horizon,
-                    "hidden_dim": config.algo.rnn.hidden_dim, "num_layers": config.algo.rnn.num_layers,
-                    "type": config.algo.rnn.rnn_type},
+            "rnn": {
+                "enabled": config.algo.rnn.enabled,
+                "horizon": config.algo.rnn.horizon,
+                "hidden_dim": config.algo.rnn.hidden_dim,
+                "num_layers": config.algo.rnn.num_layers,
+                "type": config.algo.rnn.rnn_type,
+            },
             "lr": config.algo.optim_params.policy.learning_rate.initial,
         },
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
     }
     if not args.skip_ckpt_check:
         out["checkpoint_check"] = check_checkpoint(ckpts[-1], args.dataset, args.obs_keys)
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(out, f, indent=2, default=str)
-    print(json.dumps({k: out[k] for k in ("algo", "steps_per_s", "steps_per_s_after_first_epoch",
-                                           "final_train_loss", "checkpoint")}))
+    print(
+        json.dumps(
+            {
+                k: out[k]
+                for k in (
+                    "algo",
+                    "steps_per_s",
+                    "steps_per_s_after_first_epoch",
+                    "final_train_loss",
+                    "checkpoint",
+                )
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

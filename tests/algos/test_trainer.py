@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+import apprentice
 import apprentice.algos.trainer as trainer_module
 from apprentice.algos import TrainConfig, train
 from apprentice.algos.bc import NonFiniteLoss
@@ -73,6 +74,7 @@ def test_train_writes_a_complete_run_folder(demo_file: Path, tmp_path: Path) -> 
     assert result.best_metric == pytest.approx(records[best_epoch - 1]["valid_loss"])
     policy = load_policy(result.final_checkpoint)
     assert task_name(policy.env_args) == "lift"
+    assert type(apprentice.load_policy(result.final_checkpoint)) is type(policy)
     obs = {k: np.zeros(d, np.float32) for k, d in policy.spec.obs_shapes.items()}
     assert policy.act(obs).shape == (7,)
 

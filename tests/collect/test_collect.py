@@ -57,4 +57,6 @@ def test_unknown_task_and_held_out_seed_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ApprenticeError, match="unknown task 'lfit'"):
         collect_demos(CollectConfig(task="lfit", n=1, out=str(tmp_path / "x.hdf5")))
     with pytest.raises(ApprenticeError, match="held out"):
-        collect_demos(CollectConfig(task="lift", n=1, seed=2_000_000_000, out=str(tmp_path / "x.hdf5")))
+        collect_demos(
+            CollectConfig(task="lift", n=1, seed=2_000_000_000, out=str(tmp_path / "x.hdf5"))
+        )

@@ -15,9 +15,7 @@ A run killed at any instant resumes from last.pt and loses at most the epoch in 
 from __future__ import annotations
 
 import json
-import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
@@ -28,6 +26,7 @@ import numpy as np
 import torch
 
 from apprentice.algos.bc import NonFiniteLoss, bc_update, bc_validation_loss
+from apprentice.algos.run_folder import RunLog, prepare_run_dir
 from apprentice.errors import ApprenticeError
 from apprentice.policies.base import Policy, PolicyConfig, policy_config_from_dict
 from apprentice.policies.checkpoint import load_checkpoint, save_checkpoint
@@ -37,8 +36,9 @@ Evaluate = Callable[[Policy, int], dict[str, float]]
 """Rollout callback: (policy, number of episodes) -> metrics with at least "success_rate"."""
 
 # Fields that do not change what is learned: a resume may differ in them.
-_RESUME_FREE = {"resume", "overwrite", "progress", "num_threads", "epochs", "eval_episodes"}
-_RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt", "final.pt")
+_RESUME_FREE = frozenset(
+    {"resume", "overwrite", "progress", "num_threads", "epochs", "eval_episodes"}
+)
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class TrainConfig:
     eval_episodes: int = 50
     """Episodes per rollout evaluation (passed to the callback)."""
     num_threads: int | None = None
-    """torch CPU threads; None = torch's default (one per core)."""
+    """torch CPU threads; None = one per core. Use 1 when other jobs share the cores."""
     precision: str = "fp32"
     """Forward-pass precision: "fp32", or "bf16" (CPU autocast; faster on CPUs with bf16 units)."""
     log_every: int = 50
@@ -145,17 +145,15 @@ class _TrainData:
 
 def _demo_split(config: TrainConfig) -> tuple[list[str] | None, list[str] | None, str | None]:
     """(train demos, valid demos, mask to load train with) per the file's filters or a split."""
-    import h5py
+    from apprentice.data.reader import DemoFile
 
     path = Path(config.dataset)
     if not path.is_file():
         raise ApprenticeError(f"dataset {path} does not exist")
-    try:
-        with h5py.File(path, "r") as f:
-            masks = set(f["mask"].keys()) if "mask" in f else set()
-            names = sorted(f["data"].keys(), key=_demo_index) if "data" in f else []
-    except OSError as exc:
-        raise ApprenticeError(f"dataset {path} is not a readable HDF5 file ({exc})") from None
+    # The data layer's reader validates the layout and names what is wrong with the file.
+    with DemoFile(path) as f:
+        masks = set(f.masks)
+        names = f.demo_names
     if config.train_mask in masks and config.valid_mask in masks:
         return None, None, config.train_mask
     if config.train_mask in masks:
@@ -165,14 +163,9 @@ def _demo_split(config: TrainConfig) -> tuple[list[str] | None, list[str] | None
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(names))
     n_valid = max(1, round(config.valid_fraction * len(names)))
-    valid = sorted((names[i] for i in order[:n_valid]), key=_demo_index)
-    train = sorted((names[i] for i in order[n_valid:]), key=_demo_index)
+    valid = [names[i] for i in sorted(order[:n_valid])]
+    train = [names[i] for i in sorted(order[n_valid:])]
     return train, valid, None
-
-
-def _demo_index(name: str) -> tuple[int, str]:
-    tail = name.rsplit("_", 1)[-1]
-    return (int(tail), name) if tail.isdigit() else (1 << 62, name)
 
 
 def _load_data(config: TrainConfig) -> _TrainData:
@@ -198,90 +191,6 @@ def _load_data(config: TrainConfig) -> _TrainData:
     return _TrainData(train, valid, normalizer.state_dict(), dict(train.env_args))
 
 
-class _RunLog:
-    """metrics.jsonl + TensorBoard; on resume, drops records of epochs past the checkpoint."""
-
-    def __init__(self, run_dir: Path, *, resume_epoch: int, global_step: int) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.path = run_dir / "metrics.jsonl"
-        self.records: list[dict[str, Any]] = []
-        if resume_epoch > 0 and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a kill
-                    continue
-                if record.get("epoch", math.inf) <= resume_epoch:
-                    self.records.append(record)
-        self._rewrite()
-        # purge_step discards events logged after the checkpoint by the killed process.
-        self.tb = SummaryWriter(
-            str(run_dir / "tb"), purge_step=global_step + 1 if resume_epoch > 0 else None
-        )
-
-    def _rewrite(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
-        os.replace(tmp, self.path)
-
-    def epoch(self, record: dict[str, Any], global_step: int) -> None:
-        self.records.append(record)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        for key, value in record.items():
-            if isinstance(value, int | float) and key != "epoch":
-                self.tb.add_scalar(f"epoch/{key}", value, global_step)
-        self.tb.flush()
-
-    def close(self) -> None:
-        self.tb.close()
-
-
-def _prepare_run_dir(config: TrainConfig) -> tuple[Path, Path | None]:
-    """Create or validate the run folder; returns it and last.pt when resuming."""
-    run_dir = Path(config.out_dir)
-    config_path = run_dir / "config.json"
-    if config.overwrite and run_dir.exists():
-        for name in _RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "tb", ignore_errors=True)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not config_path.exists():
-            raise ApprenticeError(
-                f"run folder {run_dir} is not empty and holds no config.json; choose a new out_dir"
-            )
-        if not config.resume:
-            raise ApprenticeError(
-                f"run folder {run_dir} already holds a run; use a new out_dir, "
-                "resume=True (--resume) to continue it, or overwrite=True (--overwrite)"
-            )
-        try:
-            previous = json.loads(config_path.read_text())
-        except json.JSONDecodeError:
-            raise ApprenticeError(f"{config_path} is not valid JSON; use a new out_dir") from None
-        current = json.loads(json.dumps(config.to_dict()))
-        differ = sorted(
-            k
-            for k in set(previous) | set(current)
-            if k not in _RESUME_FREE and previous.get(k) != current.get(k)
-        )
-        if differ:
-            raise ApprenticeError(
-                f"run folder {run_dir} holds a run with a different config "
-                f"({', '.join(differ)} differ); use a new out_dir or overwrite=True (--overwrite)"
-            )
-        last = run_dir / "last.pt"
-        return run_dir, last if last.exists() else None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = config_path.with_name("config.json.tmp")
-    tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    os.replace(tmp, config_path)
-    return run_dir, None
-
-
 def _epoch_batches(
     sampler: Any, steps: int | None
 ) -> tuple[Iterator[dict[str, np.ndarray]], int | None]:
@@ -299,7 +208,13 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
         raise ApprenticeError("train config: dataset path is empty")
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
-    run_dir, last_path = _prepare_run_dir(config)
+    run_dir, last_path = prepare_run_dir(
+        Path(config.out_dir),
+        config.to_dict(),
+        resume=config.resume,
+        overwrite=config.overwrite,
+        free_fields=_RESUME_FREE,
+    )
     data = _load_data(config)
 
     torch.manual_seed(config.seed)
@@ -329,7 +244,7 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
         "batch_size": config.batch_size,
     }
     sampler = WindowSampler(data.train, rng=rng, **sampler_kw)
-    log = _RunLog(run_dir, resume_epoch=start_epoch, global_step=global_step)
+    log = RunLog(run_dir, resume_epoch=start_epoch, global_step=global_step)
     evaluating = evaluate is not None and config.eval_every > 0
     try:
         for epoch in range(start_epoch + 1, config.epochs + 1):
@@ -376,6 +291,11 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
             ):
                 results = evaluate(policy, config.eval_episodes)
                 policy.reset()
+                if "success_rate" not in results:
+                    raise ApprenticeError(
+                        f"the evaluate callback returned {sorted(results)} without "
+                        "'success_rate' (needed to pick best.pt)"
+                    )
                 record.update({k: float(v) for k, v in results.items()})
                 candidate = float(results["success_rate"])
             elif not evaluating:

@@ -116,8 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
             cmd_collect,
             {"choices": {"task": _task_names()}},
         ),
-        ("train", "train a behavioral-cloning policy on a dataset", TrainCommand, cmd_train,
-         {"choices": {"policy": policy_names()}}),
+        (
+            "train",
+            "train a behavioral-cloning policy on a dataset",
+            TrainCommand,
+            cmd_train,
+            {"choices": {"policy": policy_names()}},
+        ),
         (
             "eval",
             "evaluate a policy on held-out initial states",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from apprentice.algos.trainer import TrainConfig, train
 from apprentice.data.reader import DemoFile
 from apprentice.envs.base import task_names
+from apprentice.errors import ApprenticeError
 from apprentice.evaluate.rollout import rollout_callback
 from apprentice.policies.base import policy_config_from_dict
 
@@ -22,6 +24,8 @@ class TrainCommand:
     """Run folder (config, logs, checkpoints, report)."""
     policy: str = "rnn"
     """Policy kind: mlp, gmm or rnn (BC-RNN-GMM, robomimic's paper settings)."""
+    policy_args: tuple[str, ...] = ()
+    """Overrides of the policy config as key=value, e.g. hidden_dim=128 head=gmm."""
     epochs: int = 100
     """Training epochs."""
     steps_per_epoch: int = 100
@@ -44,6 +48,20 @@ class TrainCommand:
     """Show progress bars."""
 
 
+def parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
+    """key=value strings to a dict; values are read as JSON where they parse (1, 0.5, [1,2])."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ApprenticeError(f"policy argument {item!r} is not of the form key=value")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
 def run_train(cmd: TrainCommand) -> dict[str, Any]:
     with DemoFile(cmd.dataset) as f:
         task = f.env_args.get("env_name")
@@ -53,7 +71,7 @@ def run_train(cmd: TrainCommand) -> dict[str, Any]:
     config = TrainConfig(
         dataset=cmd.dataset,
         out_dir=cmd.out,
-        policy=policy_config_from_dict({"name": cmd.policy}),
+        policy=policy_config_from_dict({"name": cmd.policy, **parse_overrides(cmd.policy_args)}),
         epochs=cmd.epochs,
         steps_per_epoch=cmd.steps_per_epoch,
         batch_size=cmd.batch_size,

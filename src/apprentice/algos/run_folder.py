@@ -1,0 +1,114 @@
+"""A run folder: its config.json, metrics.jsonl + TensorBoard log, and the resume rules.
+
+Split from the trainer so that any loop (BC epochs, DAgger rounds) can keep the same folder
+contract: a folder holds one run; a second call with the same config resumes it, a different
+config is refused unless the caller asks to overwrite.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from apprentice.errors import ApprenticeError
+
+RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt", "final.pt")
+"""Files a run owns (and `overwrite` deletes, with tb/)."""
+
+
+class RunLog:
+    """metrics.jsonl + TensorBoard; on resume, drops records of epochs past the checkpoint."""
+
+    def __init__(self, run_dir: Path, *, resume_epoch: int, global_step: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.path = run_dir / "metrics.jsonl"
+        self.records: list[dict[str, Any]] = []
+        if resume_epoch > 0 and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a kill
+                    continue
+                if record.get("epoch", math.inf) <= resume_epoch:
+                    self.records.append(record)
+        self._rewrite()
+        # purge_step discards events logged after the checkpoint by the killed process.
+        self.tb = SummaryWriter(
+            str(run_dir / "tb"), purge_step=global_step + 1 if resume_epoch > 0 else None
+        )
+
+    def _rewrite(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        os.replace(tmp, self.path)
+
+    def epoch(self, record: dict[str, Any], global_step: int) -> None:
+        self.records.append(record)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        for key, value in record.items():
+            if isinstance(value, int | float) and key != "epoch":
+                self.tb.add_scalar(f"epoch/{key}", value, global_step)
+        self.tb.flush()
+
+    def close(self) -> None:
+        self.tb.close()
+
+
+def prepare_run_dir(
+    run_dir: Path,
+    config: dict[str, Any],
+    *,
+    resume: bool,
+    overwrite: bool,
+    free_fields: frozenset[str] = frozenset(),
+) -> tuple[Path, Path | None]:
+    """Create or validate the run folder for `config` (a JSON-safe dict).
+
+    Returns the folder and its last.pt when a run with the same config (up to
+    `free_fields`) is to be resumed.
+    """
+    config_path = run_dir / "config.json"
+    if overwrite and run_dir.exists():
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "tb", ignore_errors=True)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not config_path.exists():
+            raise ApprenticeError(
+                f"run folder {run_dir} is not empty and holds no config.json; choose a new out_dir"
+            )
+        if not resume:
+            raise ApprenticeError(
+                f"run folder {run_dir} already holds a run; use a new out_dir, "
+                "resume=True (--resume) to continue it, or overwrite=True (--overwrite)"
+            )
+        try:
+            previous = json.loads(config_path.read_text())
+        except json.JSONDecodeError:
+            raise ApprenticeError(f"{config_path} is not valid JSON; use a new out_dir") from None
+        current = json.loads(json.dumps(config))
+        differ = sorted(
+            k
+            for k in set(previous) | set(current)
+            if k not in free_fields and previous.get(k) != current.get(k)
+        )
+        if differ:
+            raise ApprenticeError(
+                f"run folder {run_dir} holds a run with a different config "
+                f"({', '.join(differ)} differ); use a new out_dir or overwrite=True (--overwrite)"
+            )
+        last = run_dir / "last.pt"
+        return run_dir, last if last.exists() else None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = config_path.with_name("config.json.tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp, config_path)
+    return run_dir, None
