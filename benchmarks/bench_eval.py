@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 from apprentice.data.normalize import Normalizer
-from apprentice.data.spec import ObsActSpec
 from apprentice.envs import make_task
+from apprentice.envs.base import task_spec
 from apprentice.evaluate.rollout import EvalConfig, evaluate
 from apprentice.policies.base import policy_config_from_dict
 from apprentice.policies.checkpoint import save_checkpoint
@@ -26,10 +26,7 @@ from apprentice.policies.checkpoint import save_checkpoint
 
 def make_checkpoint(task_name: str, policy: str, path: Path) -> None:
     task = make_task(task_name)
-    spec = ObsActSpec(
-        {k: tuple(s.shape) for k, s in task.observation_space.spaces.items()},
-        int(task.action_space.shape[0]),
-    )
+    spec = task_spec(task)
     normalizer = Normalizer.identity(spec)
     cfg = policy_config_from_dict({"name": policy})
     save_checkpoint(path, cfg.build(spec, normalizer.state_dict()), env_args=task.env_args)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from apprentice.data.dataset import DemoDataset
+from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 
 MIN_STD = 1e-6
@@ -43,6 +44,18 @@ class Normalizer:
     def fit(cls, dataset: DemoDataset) -> Normalizer:
         low_dim = dataset.spec.low_dim_keys
         return cls({k: _Stats.fit(dataset.obs[k]) for k in low_dim}, _Stats.fit(dataset.actions))
+
+    @classmethod
+    def identity(cls, spec: ObsActSpec) -> Normalizer:
+        """Mean 0 and std 1 everywhere: for untrained policies (benchmarks, tests)."""
+
+        def unit(dim: int) -> _Stats:
+            return _Stats(np.zeros(dim, np.float32), np.ones(dim, np.float32))
+
+        return cls(
+            {k: unit(int(np.prod(spec.obs_shapes[k]))) for k in spec.low_dim_keys},
+            unit(spec.action_dim),
+        )
 
     @property
     def obs_keys(self) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 
 
@@ -130,6 +131,14 @@ def make_task(name: str, **kwargs: Any) -> Task:
     if name not in _REGISTRY:
         raise ApprenticeError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name].factory(**kwargs)
+
+
+def task_spec(task: Task) -> ObsActSpec:
+    """The observation and action spec of a task, to check a dataset or policy against."""
+    return ObsActSpec(
+        {k: tuple(space.shape or ()) for k, space in task.observation_space.spaces.items()},
+        int(task.action_space.shape[0]),
+    )
 
 
 def make_task_from_env_args(env_args: dict[str, Any], **overrides: Any) -> Task:

@@ -68,7 +68,7 @@ def nearest_symmetric_yaw(yaw: float, reference: float, period: float) -> float:
     return reference + (wrap_angle(yaw - reference + period / 2) % period) - period / 2
 
 
-def _rotvec_to_mat(rotvec: np.ndarray) -> np.ndarray:
+def matrix_from_rotvec(rotvec: np.ndarray) -> np.ndarray:
     quat = np.zeros(4)
     angle = float(np.linalg.norm(rotvec))
     if angle < 1e-12:
@@ -79,7 +79,7 @@ def _rotvec_to_mat(rotvec: np.ndarray) -> np.ndarray:
     return mat.reshape(3, 3)
 
 
-def _mat_to_rotvec(mat: np.ndarray) -> np.ndarray:
+def rotvec_from_matrix(mat: np.ndarray) -> np.ndarray:
     quat = np.zeros(4)
     mujoco.mju_mat2Quat(quat, np.ascontiguousarray(mat, dtype=np.float64).reshape(9))
     rotvec = np.zeros(3)
@@ -258,7 +258,7 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         pose[:3, 3] = self.data.site_xpos[self._eef_site] + MAX_DELTA_POS * a[:3]
         current = self.data.site_xmat[self._eef_site].reshape(3, 3)
         # The rotation delta acts in the world frame (left-multiplied), as in robosuite's OSC.
-        pose[:3, :3] = _rotvec_to_mat(MAX_DELTA_ROT * a[3:6]) @ current
+        pose[:3, :3] = matrix_from_rotvec(MAX_DELTA_ROT * a[3:6]) @ current
         return pose
 
     def target_pose_to_action(self, pose: np.ndarray, gripper: float) -> np.ndarray:
@@ -266,7 +266,7 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         action = np.empty(7)
         action[:3] = (target[:3, 3] - self.data.site_xpos[self._eef_site]) / MAX_DELTA_POS
         current = self.data.site_xmat[self._eef_site].reshape(3, 3)
-        action[3:6] = _mat_to_rotvec(target[:3, :3] @ current.T) / MAX_DELTA_ROT
+        action[3:6] = rotvec_from_matrix(target[:3, :3] @ current.T) / MAX_DELTA_ROT
         action[6] = gripper
         return np.clip(action, -1.0, 1.0)
 

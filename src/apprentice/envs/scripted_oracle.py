@@ -11,7 +11,9 @@ from apprentice.envs.mujoco_task import (
     MAX_DELTA_POS,
     MujocoTask,
     eef_yaw,
+    matrix_from_rotvec,
     nearest_symmetric_yaw,
+    rotvec_from_matrix,
     topdown_rotation,
     wrap_angle,
 )
@@ -30,6 +32,7 @@ class ScriptedOracle:
         self.phase = "reach"
         self.timer = 0
         self.speed = 1.0
+        self.gain = 0.5
         self.hover = 0.08
         self.close_steps = 5
         self.reset()
@@ -37,7 +40,11 @@ class ScriptedOracle:
     def reset(self) -> None:
         self.phase = "reach"
         self.timer = 0
-        self.speed = float(self.rng.uniform(0.6, 1.0))
+        # Slow, proportional servoing (like a careful teleoperator) rather than full-speed
+        # bang-bang moves: the action is then a smooth function of the pose error, which
+        # is what a cloned policy can learn and use to correct its own drift.
+        self.speed = float(self.rng.uniform(0.35, 0.55))
+        self.gain = float(self.rng.uniform(0.4, 0.6))
         self.hover = float(self.rng.uniform(0.05, 0.09))
         self.close_steps = int(self.rng.integers(5, 8))
         self._draw()
@@ -82,14 +89,15 @@ class ScriptedOracle:
     def servo(self, pos: np.ndarray, yaw: float, gripper: float, speed: float = 1.0) -> np.ndarray:
         """The action that moves the eef towards `pos` (3,), pointing down turned `yaw`."""
         eef = self.env.eef_pose()
-        delta = pos - eef[:3, 3]
+        delta = self.gain * (pos - eef[:3, 3])
         limit = MAX_DELTA_POS * self.speed * speed
         norm = float(np.linalg.norm(delta))
         if norm > limit:
             delta *= limit / norm
         target = np.eye(4)
         target[:3, 3] = eef[:3, 3] + delta
-        target[:3, :3] = topdown_rotation(yaw)
+        turn = rotvec_from_matrix(topdown_rotation(yaw) @ eef[:3, :3].T)
+        target[:3, :3] = matrix_from_rotvec(self.gain * turn) @ eef[:3, :3]
         return self.env.target_pose_to_action(target, gripper).astype(np.float32)
 
     def eef_target_for(

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 
 from apprentice.collect.pool import make_pool, worker_task
-from apprentice.envs.base import Task, make_task
+from apprentice.data.spec import ObsActSpec
+from apprentice.envs.base import Task, make_task, task_spec
 from apprentice.envs.seeds import held_out_seeds
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.metrics import success_rate
-from apprentice.policies.base import Policy
+from apprentice.policies.base import Policy, policy_config_from_dict
 from apprentice.policies.checkpoint import check_task, load_checkpoint, load_policy
 
 VIDEO_CAMERA = "agentview"
@@ -129,6 +130,13 @@ def _rollout_chunk(
     return rollout_batch(policy, tasks, seeds, record_video=video)
 
 
+def policy_spec(ckpt: dict[str, Any]) -> ObsActSpec:
+    """The observations (only the keys the policy reads) and actions of a checkpoint."""
+    spec = ObsActSpec.from_dict(ckpt["spec"])
+    keys = policy_config_from_dict(ckpt["policy_config"]).obs_keys or spec.low_dim_keys
+    return ObsActSpec({k: spec.obs_shapes[k] for k in keys}, spec.action_dim)
+
+
 def resolve_checkpoint(run_or_checkpoint: str | Path) -> Path:
     """A checkpoint file, or the best one of a run folder (best.pt, then final.pt, last.pt)."""
     path = Path(run_or_checkpoint)
@@ -174,7 +182,12 @@ def evaluate(cfg: EvalConfig, *, progress: Callable[[int], None] | None = None) 
         raise ApprenticeError(f"--episodes must be positive, got {cfg.episodes}")
     kwargs = dict(ckpt["env_args"].get("env_kwargs", {}))
     kwargs["camera"] = bool(kwargs.get("camera", False))
-    make_task(task_name, **kwargs).close()  # fail here, not in a worker, on a bad task
+    # Fail here, not in a worker: an unknown task, or one whose observations differ.
+    probe = make_task(task_name, **kwargs)
+    policy_spec(ckpt).check_compatible(
+        task_spec(probe), what=f"checkpoint {ckpt_path}", against=f"task {task_name!r}"
+    )
+    probe.close()
     seeds = held_out_seeds(cfg.episodes, cfg.seed_offset)
     chunk = max(1, min(cfg.envs_per_worker, -(-cfg.episodes // max(cfg.workers, 1))))
     chunks = [seeds[i : i + chunk] for i in range(0, len(seeds), chunk)]

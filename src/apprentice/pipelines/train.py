@@ -8,7 +8,8 @@ from typing import Any
 
 from apprentice.algos.trainer import TrainConfig, train
 from apprentice.data.reader import DemoFile
-from apprentice.envs.base import task_names
+from apprentice.data.spec import ObsActSpec
+from apprentice.envs.base import make_task, task_names, task_spec
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.rollout import rollout_callback
 from apprentice.policies.base import policy_config_from_dict
@@ -63,15 +64,26 @@ def parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 def run_train(cmd: TrainCommand) -> dict[str, Any]:
+    policy = policy_config_from_dict({"name": cmd.policy, **parse_overrides(cmd.policy_args)})
     with DemoFile(cmd.dataset) as f:
         task = f.env_args.get("env_name")
+        data_spec = ObsActSpec(f.obs_shapes, f.action_dim)
+    keys = policy.obs_keys or data_spec.low_dim_keys
+    policy_spec = ObsActSpec({k: data_spec.obs_shapes[k] for k in keys}, data_spec.action_dim)
     evaluate = None
     if cmd.eval_every > 0 and task in task_names():
+        # A dataset whose observations differ from its task's would train for an hour and
+        # then fail at the first rollout: check before training.
+        probe = make_task(str(task))
+        policy_spec.check_compatible(
+            task_spec(probe), what=f"dataset {cmd.dataset}", against=f"task {task!r}"
+        )
+        probe.close()
         evaluate = rollout_callback(str(task), cmd.eval_episodes)
     config = TrainConfig(
         dataset=cmd.dataset,
         out_dir=cmd.out,
-        policy=policy_config_from_dict({"name": cmd.policy, **parse_overrides(cmd.policy_args)}),
+        policy=policy,
         epochs=cmd.epochs,
         steps_per_epoch=cmd.steps_per_epoch,
         batch_size=cmd.batch_size,
