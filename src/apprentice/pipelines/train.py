@@ -41,6 +41,8 @@ class TrainCommand:
     """Roll out on the dataset's task every this many epochs; 0 = never."""
     eval_episodes: int = 20
     """Rollouts per periodic evaluation (held-out seeds, kept apart from `eval`'s)."""
+    threads: int | None = None
+    """torch CPU threads (default: torch's choice; 1 is steadier on a shared machine)."""
     resume: bool = True
     """Continue an interrupted run found in the folder."""
     overwrite: bool = False
@@ -91,6 +93,7 @@ def run_train(cmd: TrainCommand) -> dict[str, Any]:
         seed=cmd.seed,
         eval_every=cmd.eval_every if evaluate else 0,
         eval_episodes=cmd.eval_episodes,
+        num_threads=cmd.threads,
         resume=cmd.resume,
         overwrite=cmd.overwrite,
         progress=cmd.progress,

@@ -1,0 +1,95 @@
+"""Policy quality: BC on oracle demos, several training seeds, held-out evaluation.
+
+For each task: collect N oracle demos (collection seeds 0..), train the policy with S
+training seeds, and evaluate each run on the same E held-out initial states. Reports each
+seed's success rate and the pooled rate with its 95% Wilson interval.
+
+    .venv/bin/python benchmarks/bench_quality.py --tasks lift stack pick_place peg_insert \
+        --demos 200 --seeds 0 1 2 --episodes 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from apprentice.collect.oracle import CollectConfig, collect_demos
+from apprentice.evaluate.metrics import success_rate
+from apprentice.evaluate.rollout import EvalConfig, evaluate
+from apprentice.pipelines.train import TrainCommand, run_train
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", nargs="+", default=["lift", "stack", "pick_place", "peg_insert"])
+    p.add_argument("--demos", type=int, default=200)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--policy", default="rnn")
+    p.add_argument("--policy-args", nargs="*", default=[])
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--steps-per-epoch", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--work", default="benchmarks/out/quality")
+    p.add_argument("--json", default="benchmarks/out/quality.json")
+    args = p.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"config": vars(args), "tasks": {}}
+    for task in args.tasks:
+        demos = work / f"{task}_{args.demos}.hdf5"
+        collect_demos(
+            CollectConfig(
+                task=task, n=args.demos, out=str(demos), workers=args.workers, progress=False
+            )
+        )
+        runs = []
+        for seed in args.seeds:
+            run_dir = work / f"{task}_{args.policy}_s{seed}"
+            t0 = time.perf_counter()
+            run_train(
+                TrainCommand(
+                    dataset=str(demos),
+                    out=str(run_dir),
+                    policy=args.policy,
+                    policy_args=tuple(args.policy_args),
+                    epochs=args.epochs,
+                    steps_per_epoch=args.steps_per_epoch,
+                    lr=args.lr,
+                    seed=seed,
+                    eval_every=10,
+                    eval_episodes=20,
+                    progress=False,
+                )
+            )
+            train_s = time.perf_counter() - t0
+            s = evaluate(
+                EvalConfig(checkpoint=str(run_dir), episodes=args.episodes, workers=args.workers)
+            )
+            runs.append({"seed": seed, "train_seconds": train_s, **{k: s[k] for k in (
+                "success_rate", "successes", "episodes", "ci_low", "ci_high")}})  # fmt: skip
+            print(f"{task} seed {seed}: {s['successes']}/{s['episodes']} in {train_s:.0f}s train")
+        k = sum(r["successes"] for r in runs)
+        n = sum(r["episodes"] for r in runs)
+        pooled = success_rate(k, n)
+        results["tasks"][task] = {"runs": runs, "successes": k, "episodes": n,
+                                  "success_rate": pooled.rate, "ci_low": pooled.ci_low,
+                                  "ci_high": pooled.ci_high}  # fmt: skip
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    print("\n| task | per seed | pooled | 95% Wilson |")
+    print("|---|---|---|---|")
+    for task, r in results["tasks"].items():
+        per = ", ".join(f"{x['successes']}/{x['episodes']}" for x in r["runs"])
+        print(
+            f"| {task} | {per} | {r['successes']}/{r['episodes']} ({r['success_rate']:.0%}) | "
+            f"{r['ci_low']:.0%}-{r['ci_high']:.0%} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
