@@ -43,6 +43,15 @@ def test_fit_normalizes_to_zero_mean_unit_std() -> None:
         norm.normalize_obs("img", ds.obs["img"])
 
 
+def test_a_nearly_constant_dimension_does_not_amplify_noise() -> None:
+    ds = _dataset()
+    ds.obs["fixed"][:, 0] += np.random.default_rng(1).normal(0, 1e-5, len(ds.obs["fixed"]))
+    norm = Normalizer.fit(ds)
+    # At rollout a millimetre-sized deviation stays a small input, not a huge one.
+    z = norm.normalize_obs("fixed", np.array([[7.001, 7.0]], dtype=np.float32))
+    assert np.all(np.abs(z) < 0.2)
+
+
 def test_state_dict_round_trips_through_json() -> None:
     ds = _dataset()
     norm = Normalizer.fit(ds)

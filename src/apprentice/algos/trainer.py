@@ -152,7 +152,7 @@ def _demo_split(config: TrainConfig) -> tuple[list[str] | None, list[str] | None
         raise ApprenticeError(f"dataset {path} does not exist")
     # The data layer's reader validates the layout and names what is wrong with the file.
     with DemoFile(path) as f:
-        masks = set(f.masks)
+        masks = {name for name, demos in f.masks.items() if demos}  # an empty filter is none
         names = f.demo_names
     if config.train_mask in masks and config.valid_mask in masks:
         return None, None, config.train_mask

@@ -138,7 +138,7 @@ def _write_split(path: Path, valid_fraction: float, seed: int) -> None:
         good = [n for n in f.demo_names if bool(f.attrs(n).get("success", True))]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(good))
-    n_valid = round(len(good) * valid_fraction) if len(good) > 1 else 0
+    n_valid = max(1, round(len(good) * valid_fraction)) if len(good) > 1 and valid_fraction else 0
     valid = sorted((good[i] for i in order[:n_valid]), key=lambda s: int(s.split("_")[-1]))
     write_mask(path, "valid", valid)
     write_mask(path, "train", [n for n in good if n not in set(valid)])

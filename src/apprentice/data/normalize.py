@@ -11,9 +11,11 @@ from apprentice.data.dataset import DemoDataset
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 
-MIN_STD = 1e-6
-"""Floor on std: a constant dimension (a fixed gripper, an object that never moves) would
-otherwise divide by ~0 and blow up the normalized input."""
+MIN_STD = 1e-2
+"""Floor on std. Dimensions that barely move in the demos (a cube's roll and pitch, the w of
+a top-down gripper's quaternion) would otherwise be divided by ~1e-4, so that simulation
+noise of the same size at rollout time becomes an input of order 1-100 the policy never
+saw in training. 1e-2 is small against the spread of anything that does move (cm, rad)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,53 @@
+"""Small versions of the benchmark scripts: they still run and write their results.
+
+The full-size runs live outside CI (see benchmarks/RESULTS.md for the commands).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run(script: str, *args: str) -> str:
+    r = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+def test_env_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "envs.json"
+    stdout = run(
+        "bench_envs.py", "--episodes", "2", "--steps", "100", "--tasks", "lift", "--out", str(out)
+    )
+    assert "| lift |" in stdout
+    assert json.loads(out.read_text())
+
+
+def test_eval_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    run("bench_eval.py", "--episodes", "2", "--repeats", "1", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert result["speedup_median"] > 0
+
+
+@pytest.mark.slow
+def test_quality_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "quality.json"
+    run(
+        "bench_quality.py",
+        *("--tasks", "lift", "--demos", "4", "--seeds", "0", "--episodes", "2"),
+        *("--epochs", "1", "--steps-per-epoch", "5", "--workers", "1"),
+        *("--policy-args", "hidden_dim=16", "--work", str(tmp_path), "--json", str(out)),
+    )
+    result = json.loads(out.read_text())
+    assert result["tasks"]["lift"]["episodes"] == 2
