@@ -29,11 +29,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--policy", default="rnn")
-    p.add_argument("--policy-args", nargs="*", default=[])
+    p.add_argument("--policy-args", nargs="*", default=["hidden_dim=128"])
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--steps-per-epoch", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads for training")
     p.add_argument("--work", default="benchmarks/out/quality")
     p.add_argument("--json", default="benchmarks/out/quality.json")
     args = p.parse_args()
@@ -61,6 +62,7 @@ def main() -> None:
                     steps_per_epoch=args.steps_per_epoch,
                     lr=args.lr,
                     seed=seed,
+                    threads=args.threads,
                     eval_every=10,
                     eval_episodes=20,
                     progress=False,

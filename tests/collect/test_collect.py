@@ -60,3 +60,17 @@ def test_unknown_task_and_held_out_seed_are_rejected(tmp_path: Path) -> None:
         collect_demos(
             CollectConfig(task="lift", n=1, seed=2_000_000_000, out=str(tmp_path / "x.hdf5"))
         )
+
+
+def test_camera_collection_stores_uint8_images(tmp_path: Path) -> None:
+    out = tmp_path / "cam.hdf5"
+    collect_demos(
+        CollectConfig(task="lift", n=1, out=str(out), workers=1, camera=True, progress=False)
+    )
+    with DemoFile(out) as f:
+        ep = f.read(f.demo_names[0])
+        assert f.env_args["env_kwargs"]["camera"] is True
+    for key in ("agentview_image", "eye_in_hand_image"):
+        frames = ep.obs[key]
+        assert frames.dtype == np.uint8 and frames.shape == (ep.num_samples, 84, 84, 3)
+        assert frames.std() > 1.0  # a rendered scene, not a blank buffer
