@@ -85,6 +85,8 @@ def build_config(args):
     with config.values_unlocked():
         if args.gmm != "paper":
             config.algo.gmm.enabled = args.gmm == "on"
+        if args.lr is not None:  # default: the paper config's 1e-4
+            config.algo.optim_params.policy.learning_rate.initial = args.lr
         config.experiment.name = name
         config.experiment.rollout.enabled = False  # no env is created (see docstring)
         config.experiment.render_video = False
@@ -171,6 +173,7 @@ def main() -> None:
         default="paper",
         help="GMM head: robomimic's paper setting (on for ph data, both algos), or force",
     )
+    p.add_argument("--lr", type=float, default=None, help="override the paper config's 1e-4")
     p.add_argument("--validate", action="store_true", help="validate on mask/valid each epoch")
     p.add_argument("--valid-steps", type=int, default=10)
     p.add_argument("--num-workers", type=int, default=0)

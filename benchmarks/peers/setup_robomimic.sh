@@ -13,8 +13,10 @@
 #      (six is imported by robomimic/config/base_config.py but is missing from its setup.py;
 #       matplotlib by robomimic/utils/vis_utils.py via models/obs_core.py; imageio by
 #       utils/train_utils.py; tensorboardX by utils/log_utils.py when config.experiment.logging.log_tb.)
-#      Not installed: torchvision, tensorboard, egl_probe, imageio-ffmpeg, robosuite, gym, mujoco
-#      (only for image models, videos and env rollouts, none of which the low-dim benchmarks use).
+#      Not installed: torchvision, tensorboard, egl_probe, imageio-ffmpeg, robosuite, gym
+#      (only for image models, videos and robomimic's own env rollouts).
+#   3b. mujoco==4.0.0 gymnasium==1.4.0 (the project venv's versions), for robomimic_rollout.py,
+#      which runs a robomimic checkpoint on apprentice's own tasks.
 #   4. a minimal STUB `torchvision` package in the venv's site-packages (NOT the real one).
 #      robomimic/models/base_nets.py and robomimic/models/obs_core.py import torchvision at
 #      module level (transforms, transforms.functional, models) for image encoders and
@@ -50,6 +52,12 @@ fi
 
 # 3. what the low-dim path imports (torch is already satisfied, so nothing here pulls CUDA)
 pipi numpy h5py psutil tqdm termcolor six imageio matplotlib tensorboardX
+
+# 3b. for benchmarks/peers/robomimic_rollout.py only: apprentice's MuJoCo tasks (imported from
+#     src/ on sys.path) need mujoco + gymnasium. Pinned to the project venv's versions
+#     (mujoco 4.0.0 >= 3.3.7, gymnasium 1.4.0) so both sides simulate the very same task.
+#     Override with MUJOCO_PIN / GYMNASIUM_PIN if the project pins change.
+pipi "mujoco==${MUJOCO_PIN:-4.0.0}" "gymnasium==${GYMNASIUM_PIN:-1.4.0}"
 
 # 4. torchvision stub (only if no real torchvision is installed)
 SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"

@@ -36,6 +36,8 @@ class CollectConfig:
     """Keep failed attempts too, under mask/failed."""
     seed: int = 0
     """First initial-state seed; attempt i uses seed + i."""
+    steps_after_success: int = 10
+    """Keep recording this many oracle steps after the task first succeeds (release, retreat)."""
     valid_fraction: float = 0.1
     """Fraction of successful demos put in mask/valid (the rest in mask/train)."""
     max_attempts_factor: float = 3.0
@@ -53,17 +55,24 @@ class CollectResult:
     resumed_from: int
 
 
-def _oracle_episode(task_name: str, camera: bool, seed: int) -> Episode:
+def _oracle_episode(task_name: str, camera: bool, seed: int, after: int) -> Episode:
     task = worker_task(task_name, (("camera", camera),))
     oracle = task.oracle(np.random.default_rng(seed))
-    return record_episode(task, oracle.act, seed=seed, source="oracle", on_reset=oracle.reset)
+    return record_episode(
+        task,
+        oracle.act,
+        seed=seed,
+        source="oracle",
+        on_reset=oracle.reset,
+        steps_after_success=after,
+    )
 
 
 def _episodes(cfg: CollectConfig, seeds: Iterator[int]) -> Iterator[Episode]:
     """Episodes in seed order (so a given seed gives the same file whatever the workers)."""
     if cfg.workers <= 1:
         for seed in seeds:
-            yield _oracle_episode(cfg.task, cfg.camera, seed)
+            yield _oracle_episode(cfg.task, cfg.camera, seed, cfg.steps_after_success)
         return
     with make_pool(cfg.workers) as pool:
         batch = 4 * cfg.workers
@@ -71,9 +80,8 @@ def _episodes(cfg: CollectConfig, seeds: Iterator[int]) -> Iterator[Episode]:
             chunk = [s for _, s in zip(range(batch), seeds, strict=False)]
             if not chunk:
                 return
-            yield from pool.map(
-                _oracle_episode, *zip(*[(cfg.task, cfg.camera, s) for s in chunk], strict=True)
-            )
+            args = [(cfg.task, cfg.camera, s, cfg.steps_after_success) for s in chunk]
+            yield from pool.map(_oracle_episode, *zip(*args, strict=True))
 
 
 def collect_demos(cfg: CollectConfig) -> CollectResult:

@@ -19,9 +19,14 @@ def record_episode(
     seed: int,
     source: str,
     stop_on_success: bool = True,
+    steps_after_success: int = 0,
     on_reset: Callable[[], None] | None = None,
 ) -> Episode:
     """Run `act` from the initial state drawn by `seed` until success or the horizon.
+
+    With `steps_after_success` the recording goes on that many steps past the first success
+    (within the horizon), so that what the expert does once the goal holds (let go, back
+    away) is in the data as more than a single step.
 
     Per step t the episode holds obs_t, action_t, next_obs_t, the simulator state before
     the action (so `set_state(states[t])` then `step(actions[t])` replays it), and the
@@ -44,6 +49,7 @@ def record_episode(
     object_poses: dict[str, list[np.ndarray]] = {}
     signals: dict[str, list[bool]] = {}
     success = False
+    since_success = -1
     for _ in range(task.horizon):
         action = np.clip(np.asarray(act(obs), dtype=np.float32), -1.0, 1.0)
         steps["states"].append(task.get_state())
@@ -54,8 +60,12 @@ def record_episode(
         for name, done in task.subtask_signals().items():
             signals.setdefault(name, []).append(done)
         next_obs, reward, terminated, truncated, info = task.step(action)
-        success = bool(info.get("success", False))
-        end = terminated or truncated or (success and stop_on_success)
+        if since_success >= 0:
+            since_success += 1
+        elif info.get("success", False):
+            success, since_success = True, 0
+        done_after_success = stop_on_success and since_success >= steps_after_success
+        end = terminated or truncated or done_after_success
         steps["actions"].append(action)
         rewards.append(float(reward))
         dones.append(end)

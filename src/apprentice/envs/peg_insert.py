@@ -115,10 +115,7 @@ class PegInsertOracle(ScriptedOracle):
         xy_err = float(np.linalg.norm(p[:2] - PEG_XY))
         if self.phase == "carry":
             # Rise over the peg's top before travelling towards it.
-            if p[2] < above[2] - 0.015 and xy_err > 0.02:
-                goal = np.array([p[0], p[1], above[2]])
-            else:
-                goal = above
+            goal = self.rise_then_travel(p, above)
             if np.linalg.norm(p - above) < 0.004 and abs(turn) < 0.03:
                 self.goto("insert")
             return self.servo(self.eef_target_for(p, goal, turn), yaw + turn, 1.0)

@@ -87,10 +87,7 @@ class PickPlaceOracle(ScriptedOracle):
         lowered = np.array([*self.drop_xy, BIN_FLOOR + BLOCK_HALF[2] + 0.01])
         if self.phase == "carry":
             # Rise before travelling so the block clears the bin's walls.
-            if p[2] < travel_z - 0.015 and np.linalg.norm(p[:2] - self.drop_xy) > 0.02:
-                goal = np.array([p[0], p[1], travel_z])
-            else:
-                goal = np.array([*self.drop_xy, travel_z])
+            goal = self.rise_then_travel(p, np.array([*self.drop_xy, travel_z]))
             if np.linalg.norm(p - goal) < 0.01 and np.allclose(goal[:2], self.drop_xy):
                 self.goto("lower")
             return self.servo(self.eef_target_for(p, goal), yaw, 1.0)

@@ -100,6 +100,19 @@ class ScriptedOracle:
         target[:3, :3] = matrix_from_rotvec(self.gain * turn) @ eef[:3, :3]
         return self.env.target_pose_to_action(target, gripper).astype(np.float32)
 
+    def rise_then_travel(
+        self, part: np.ndarray, goal: np.ndarray, band: float = 0.025
+    ) -> np.ndarray:
+        """Where to take a held part next: up to goal's height, and across only as it gets there.
+
+        The horizontal share of the motion fades in linearly while the part climbs the last
+        `band` metres below the goal height, reaching all of it 1 cm below. A hard switch
+        from "rise" to "travel" would make the expert's action jump across a height that
+        the learner cannot see; a ramp keeps it a continuous function of the state.
+        """
+        share = float(np.clip((part[2] - (goal[2] - band)) / (band - 0.01), 0.0, 1.0))
+        return np.array([*(part[:2] + share * (goal[:2] - part[:2])), goal[2]])
+
     def eef_target_for(
         self, part_pos: np.ndarray, goal_pos: np.ndarray, turn: float = 0.0
     ) -> np.ndarray:

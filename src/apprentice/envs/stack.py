@@ -95,11 +95,8 @@ class StackOracle(ScriptedOracle):
         on_top = b + np.array([0.0, 0.0, HALF_A + HALF_B + 0.002])
         above = on_top + np.array([0.0, 0.0, self.clearance])
         if self.phase == "carry":
-            # Rise first, then travel: sweeping A low across the table could knock B over.
-            if a[2] < above[2] - 0.02 and np.linalg.norm(a[:2] - b[:2]) > 0.02:
-                goal = np.array([a[0], a[1], above[2]])
-            else:
-                goal = above
+            # Rise before travelling: sweeping A low across the table could knock B over.
+            goal = self.rise_then_travel(a, above)
             if np.linalg.norm(a - above) < 0.006:
                 self.goto("place")
             return self.servo(self.eef_target_for(a, goal), yaw, 1.0)

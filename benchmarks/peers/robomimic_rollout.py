@@ -1,0 +1,131 @@
+"""Roll out a robomimic 0.3.0 checkpoint on apprentice's own MuJoCo task (held-out seeds).
+
+Run with the robomimic venv (setup_robomimic.sh installs mujoco + gymnasium there):
+
+    .venv-robomimic/bin/python benchmarks/peers/robomimic_rollout.py \
+        --checkpoint RUN/models/model_epoch_50.pth --task lift --episodes 50 \
+        --json benchmarks/out/peers/rm_rollout.json
+
+The policy is loaded the robomimic way (robomimic.utils.file_utils.policy_from_checkpoint ->
+RolloutPolicy; start_episode() before each episode, policy(ob=obs) per step). The environment is
+NOT robomimic's: robomimic cannot create it (its env code wants env_meta["type"], see README), so
+apprentice's task is built directly from apprentice's source tree (src/ put on sys.path;
+apprentice.envs needs only numpy, mujoco, gymnasium at import). Episodes use the same held-out
+seeds as `apprentice evaluate` (1_000_000_000 + offset + i), run to success, termination,
+truncation or task.horizon steps, and score info["success"] as apprentice's rollouts do.
+Observations are passed as the task returns them (robomimic's low-dim BC paper config does no
+obs normalization); only the keys the checkpoint was trained on are given to the policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.abspath(os.path.join(HERE, "..", "..", "src"))
+HELD_OUT_SEED_BASE = 1_000_000_000  # apprentice.envs.seeds.HELD_OUT_SEED_BASE
+
+
+def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def load_policy(path: str):
+    import robomimic.utils.file_utils as FileUtils
+    import torch
+
+    try:
+        policy, ckpt = FileUtils.policy_from_checkpoint(ckpt_path=path, device=torch.device("cpu"))
+        how = "policy_from_checkpoint(ckpt_path)"
+    except Exception:  # torch>=2.6 defaults torch.load to weights_only=True
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        policy, ckpt = FileUtils.policy_from_checkpoint(ckpt_dict=ckpt, device=torch.device("cpu"))
+        how = "policy_from_checkpoint(ckpt_dict=torch.load(weights_only=False))"
+    return policy, ckpt, how
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--task", default="lift")
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--seed-offset", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", required=True)
+    args = p.parse_args()
+
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    sys.path.insert(0, SRC)
+    from apprentice.envs import make_task
+
+    policy, ckpt, how = load_policy(args.checkpoint)
+    obs_keys = list(ckpt["shape_metadata"]["all_obs_keys"])
+    task = make_task(args.task)
+    horizon = int(task.horizon)
+    seeds = [HELD_OUT_SEED_BASE + args.seed_offset + i for i in range(args.episodes)]
+    per_episode, lengths = [], []
+    t0 = time.perf_counter()
+    for seed in seeds:
+        obs, _ = task.reset(seed=seed)
+        policy.start_episode()
+        success, steps = False, 0
+        for _ in range(horizon):
+            ob = {k: np.asarray(obs[k], dtype=np.float32) for k in obs_keys}
+            action = policy(ob=ob)
+            obs, _, terminated, truncated, info = task.step(action)
+            steps += 1
+            if info.get("success", False):
+                success = True
+            if success or terminated or truncated:
+                break
+        per_episode.append(bool(success))
+        lengths.append(steps)
+    seconds = time.perf_counter() - t0
+    task.close() if hasattr(task, "close") else None
+    k, n = sum(per_episode), len(per_episode)
+    lo, hi = wilson(k, n)
+    out = {
+        "peer": "robomimic",
+        "checkpoint": os.path.abspath(args.checkpoint),
+        "loaded_with": how,
+        "task": args.task,
+        "horizon": horizon,
+        "obs_keys": obs_keys,
+        "episodes": n,
+        "successes": k,
+        "success_rate": k / n if n else 0.0,
+        "ci_low": lo,
+        "ci_high": hi,
+        "seeds": seeds,
+        "per_episode_success": per_episode,
+        "episode_lengths": lengths,
+        "seconds": seconds,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(out, f, indent=2)
+    print(
+        json.dumps(
+            {x: out[x] for x in ("successes", "episodes", "success_rate", "ci_low", "ci_high")}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
