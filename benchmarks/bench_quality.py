@@ -5,7 +5,7 @@ training seeds, and evaluate each run on the same E held-out initial states. Rep
 seed's success rate and the pooled rate with its 95% Wilson interval.
 
     .venv/bin/python benchmarks/bench_quality.py --tasks lift stack pick_place peg_insert \
-        --demos 200 --seeds 0 1 2 --episodes 50
+        --demos 200 --action-noise 0.1 --seeds 0 1 2 --episodes 50 --epochs 60
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", default=["lift", "stack", "pick_place", "peg_insert"])
     p.add_argument("--demos", type=int, default=200)
+    p.add_argument("--action-noise", type=float, default=0.1, help="collection noise std")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--policy", default="rnn")

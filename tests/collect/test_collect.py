@@ -74,3 +74,17 @@ def test_camera_collection_stores_uint8_images(tmp_path: Path) -> None:
         frames = ep.obs[key]
         assert frames.dtype == np.uint8 and frames.shape == (ep.num_samples, 84, 84, 3)
         assert frames.std() > 1.0  # a rendered scene, not a blank buffer
+
+
+def test_action_noise_is_seeded_and_leaves_the_gripper_alone(tmp_path: Path) -> None:
+    paths = [tmp_path / f"{i}.hdf5" for i in range(3)]
+    for path, noise in zip(paths, (0.0, 0.1, 0.1), strict=True):
+        collect_demos(
+            CollectConfig(
+                task="lift", n=1, out=str(path), workers=1, action_noise=noise, progress=False
+            )
+        )
+    clean, noisy, again = (DemoFile(p).read("demo_0") for p in paths)
+    np.testing.assert_array_equal(noisy.actions, again.actions)  # same seed, same demo
+    assert set(np.unique(noisy.actions[:, -1])) <= {-1.0, 1.0}
+    assert not np.array_equal(clean.actions[:5, :-1], noisy.actions[:5, :-1])

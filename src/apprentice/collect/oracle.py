@@ -36,6 +36,10 @@ class CollectConfig:
     """Keep failed attempts too, under mask/failed."""
     seed: int = 0
     """First initial-state seed; attempt i uses seed + i."""
+    action_noise: float = 0.0
+    """Std of Gaussian noise added to the oracle's motion actions (not the gripper) and
+    recorded with them, as MimicGen does: demos then visit, and correct, slightly perturbed
+    states around the expert's path."""
     steps_after_success: int = 10
     """Keep recording this many oracle steps after the task first succeeds (release, retreat)."""
     valid_fraction: float = 0.1
@@ -55,16 +59,20 @@ class CollectResult:
     resumed_from: int
 
 
-def _oracle_episode(task_name: str, camera: bool, seed: int, after: int) -> Episode:
+def _oracle_episode(task_name: str, camera: bool, seed: int, after: int, noise: float) -> Episode:
     task = worker_task(task_name, (("camera", camera),))
     oracle = task.oracle(np.random.default_rng(seed))
+    noise_rng = np.random.default_rng([seed, 1])  # its own stream: the oracle's stays the same
+
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        action = oracle.act(obs)
+        if noise > 0:
+            action = action.copy()
+            action[:-1] += noise * noise_rng.standard_normal(len(action) - 1)
+        return action
+
     return record_episode(
-        task,
-        oracle.act,
-        seed=seed,
-        source="oracle",
-        on_reset=oracle.reset,
-        steps_after_success=after,
+        task, act, seed=seed, source="oracle", on_reset=oracle.reset, steps_after_success=after
     )
 
 
@@ -72,7 +80,9 @@ def _episodes(cfg: CollectConfig, seeds: Iterator[int]) -> Iterator[Episode]:
     """Episodes in seed order (so a given seed gives the same file whatever the workers)."""
     if cfg.workers <= 1:
         for seed in seeds:
-            yield _oracle_episode(cfg.task, cfg.camera, seed, cfg.steps_after_success)
+            yield _oracle_episode(
+                cfg.task, cfg.camera, seed, cfg.steps_after_success, cfg.action_noise
+            )
         return
     with make_pool(cfg.workers) as pool:
         batch = 4 * cfg.workers
@@ -80,7 +90,9 @@ def _episodes(cfg: CollectConfig, seeds: Iterator[int]) -> Iterator[Episode]:
             chunk = [s for _, s in zip(range(batch), seeds, strict=False)]
             if not chunk:
                 return
-            args = [(cfg.task, cfg.camera, s, cfg.steps_after_success) for s in chunk]
+            args = [
+                (cfg.task, cfg.camera, s, cfg.steps_after_success, cfg.action_noise) for s in chunk
+            ]
             yield from pool.map(_oracle_episode, *zip(*args, strict=True))
 
 
