@@ -43,10 +43,15 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"config": vars(args), "tasks": {}}
     for task in args.tasks:
-        demos = work / f"{task}_{args.demos}.hdf5"
+        demos = work / f"{task}_{args.demos}_noise{args.action_noise}.hdf5"
         collect_demos(
             CollectConfig(
-                task=task, n=args.demos, out=str(demos), workers=args.workers, progress=False
+                task=task,
+                n=args.demos,
+                out=str(demos),
+                workers=args.workers,
+                action_noise=args.action_noise,
+                progress=False,
             )
         )
         runs = []

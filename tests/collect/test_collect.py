@@ -88,3 +88,19 @@ def test_action_noise_is_seeded_and_leaves_the_gripper_alone(tmp_path: Path) -> 
     np.testing.assert_array_equal(noisy.actions, again.actions)  # same seed, same demo
     assert set(np.unique(noisy.actions[:, -1])) <= {-1.0, 1.0}
     assert not np.array_equal(clean.actions[:5, :-1], noisy.actions[:5, :-1])
+
+
+def test_recording_goes_on_past_success_for_the_steps_asked() -> None:
+    from apprentice.collect.record import record_episode
+
+    task = make_task("lift")
+    oracle = task.oracle(np.random.default_rng(3))
+    short = record_episode(task, oracle.act, seed=3, source="oracle", on_reset=oracle.reset)
+    oracle = task.oracle(np.random.default_rng(3))
+    long = record_episode(
+        task, oracle.act, seed=3, source="oracle", on_reset=oracle.reset, steps_after_success=5
+    )
+    assert short.success and long.success
+    assert long.num_samples == short.num_samples + 5
+    np.testing.assert_array_equal(long.actions[: short.num_samples], short.actions)
+    assert long.dones[-1] == 1 and long.dones[:-1].sum() == 0
