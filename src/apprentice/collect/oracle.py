@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from apprentice.collect.pool import make_pool, worker_task
 from apprentice.collect.record import record_episode
 from apprentice.data.episode import Episode
 from apprentice.data.store import DemoFile, DemoWriter, write_mask
 from apprentice.envs.base import make_task
+from apprentice.envs.pool import make_pool, worker_task
 from apprentice.envs.seeds import HELD_OUT_SEED_BASE
 from apprentice.errors import ApprenticeError
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -12,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from apprentice.collect.pool import make_pool, worker_task
 from apprentice.data.spec import ObsActSpec
 from apprentice.envs.base import Task, make_task, task_spec
+from apprentice.envs.pool import make_pool, worker_task
 from apprentice.envs.seeds import held_out_seeds
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.metrics import success_rate
@@ -172,8 +174,17 @@ class EvalConfig:
     """Results JSON (default: eval_<task>.json next to the checkpoint)."""
 
 
-def evaluate(cfg: EvalConfig, *, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run the rollouts, write the results JSON (and videos), and return its content."""
+def evaluate(
+    cfg: EvalConfig,
+    *,
+    progress: Callable[[int], None] | None = None,
+    pool: Executor | None = None,
+) -> dict[str, Any]:
+    """Run the rollouts, write the results JSON (and videos), and return its content.
+
+    `pool` (from `make_pool`) lets several evaluations share worker processes that are
+    already started, so the spawn start-up (a few seconds: torch's import) is paid once.
+    """
     ckpt_path = resolve_checkpoint(cfg.checkpoint)
     ckpt = load_checkpoint(ckpt_path)
     task_name = cfg.task or ckpt["env_args"]["env_name"]
@@ -201,9 +212,10 @@ def evaluate(cfg: EvalConfig, *, progress: Callable[[int], None] | None = None) 
             if progress:
                 progress(len(c))
     else:
-        with make_pool(cfg.workers) as pool:
+        with contextlib.ExitStack() as stack:
+            executor = pool or stack.enter_context(make_pool(cfg.workers))
             futures = [
-                pool.submit(_rollout_chunk, str(ckpt_path), task_name, kw_items, c, v)
+                executor.submit(_rollout_chunk, str(ckpt_path), task_name, kw_items, c, v)
                 for c, v in zip(chunks, videos, strict=True)
             ]
             for fut in futures:

@@ -1,4 +1,7 @@
-"""A spawn-based process pool in which each worker keeps its own task instance."""
+"""A spawn-based process pool in which each worker keeps its own task instances.
+
+Shared by collection, generation and evaluation; it lives with the envs because a worker's
+one job is to own simulators."""
 
 from __future__ import annotations
 
