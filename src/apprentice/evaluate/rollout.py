@@ -188,7 +188,7 @@ def evaluate(
     ckpt_path = resolve_checkpoint(cfg.checkpoint)
     ckpt = load_checkpoint(ckpt_path)
     task_name = cfg.task or ckpt["env_args"]["env_name"]
-    check_task(ckpt["env_args"], task_name)
+    check_task(ckpt["env_args"], task_name, checkpoint=str(ckpt_path))
     if cfg.episodes <= 0:
         raise ApprenticeError(f"--episodes must be positive, got {cfg.episodes}")
     kwargs = dict(ckpt["env_args"].get("env_kwargs", {}))
