@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from apprentice.envs.base import Oracle, register_task
-from apprentice.envs.mujoco_task import MujocoTask, eef_yaw, yaw_of
+from apprentice.envs.mujoco_task import START_YAW_RANGE, MujocoTask, eef_yaw, yaw_of
 from apprentice.envs.scripted_oracle import ScriptedOracle
 
 CUBE_HALF = 0.0225
@@ -15,12 +15,6 @@ LIFT_HEIGHT = 0.10
 """Success: the cube's centre this far above its start height."""
 XY_RANGE = 0.05
 """Start xy drawn uniformly in [-XY_RANGE, XY_RANGE]^2 around the table centre."""
-
-
-YAW_RANGE = math.pi / 4
-"""Start yaw drawn in [-YAW_RANGE, YAW_RANGE]. Within a quarter turn the grasp yaw is a
-continuous function of the object's yaw; over the full circle the nearest face flips at
-+-45 degrees, a discontinuity a few hundred demos cannot teach a cloned policy."""
 
 
 @register_task("lift", "Grasp a 4.5 cm cube and lift it 10 cm.")
@@ -32,7 +26,7 @@ class Lift(MujocoTask):
 
     def _place_objects(self, rng: np.random.Generator) -> None:
         xy = rng.uniform(-XY_RANGE, XY_RANGE, size=2)
-        yaw = rng.uniform(-YAW_RANGE, YAW_RANGE)
+        yaw = rng.uniform(-START_YAW_RANGE, START_YAW_RANGE)
         self.set_object_pose("cube", np.array([xy[0], xy[1], CUBE_HALF]), yaw)
 
     def cube_pos(self) -> np.ndarray:

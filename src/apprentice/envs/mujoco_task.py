@@ -25,6 +25,10 @@ from apprentice.errors import ApprenticeError
 
 ASSETS = Path(__file__).parent / "assets"
 
+START_YAW_RANGE = math.pi / 4
+"""Objects start with yaw in [-START_YAW_RANGE, START_YAW_RANGE]. Within a quarter turn the
+grasp yaw is a continuous function of the object's yaw; over the full circle the nearest face
+flips at +-45 degrees, a discontinuity a few hundred demos cannot teach a cloned policy."""
 MAX_DELTA_POS = 0.05
 """Metres per step at |action| = 1, as robosuite's OSC controller."""
 MAX_DELTA_ROT = 0.5

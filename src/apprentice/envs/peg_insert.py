@@ -12,6 +12,7 @@ import numpy as np
 
 from apprentice.envs.base import Oracle, register_task
 from apprentice.envs.mujoco_task import (
+    START_YAW_RANGE,
     MujocoTask,
     eef_yaw,
     nearest_symmetric_yaw,
@@ -34,12 +35,6 @@ INSERTED_HEIGHT = 0.02
 """Success: the nut's centre below this height (resting on the base) around the peg."""
 
 
-YAW_RANGE = math.pi / 4
-"""Start yaw drawn in [-YAW_RANGE, YAW_RANGE]. Within a quarter turn the grasp yaw is a
-continuous function of the object's yaw; over the full circle the nearest face flips at
-+-45 degrees, a discontinuity a few hundred demos cannot teach a cloned policy."""
-
-
 @register_task("peg_insert", "Lower a square nut over a square peg with 5 mm clearance a side.")
 class PegInsert(MujocoTask):
     name = "peg_insert"
@@ -49,7 +44,7 @@ class PegInsert(MujocoTask):
 
     def _place_objects(self, rng: np.random.Generator) -> None:
         xy = START_CENTRE + rng.uniform(-XY_RANGE, XY_RANGE, size=2)
-        yaw = rng.uniform(-YAW_RANGE, YAW_RANGE)
+        yaw = rng.uniform(-START_YAW_RANGE, START_YAW_RANGE)
         self.set_object_pose("nut", np.array([xy[0], xy[1], NUT_HALF_HEIGHT]), yaw)
 
     def handle_pos(self) -> np.ndarray:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from apprentice.envs.base import Oracle, register_task
-from apprentice.envs.mujoco_task import MujocoTask, eef_yaw, yaw_of
+from apprentice.envs.mujoco_task import START_YAW_RANGE, MujocoTask, eef_yaw, yaw_of
 from apprentice.envs.scripted_oracle import ScriptedOracle
 
 BLOCK_HALF = np.array([0.02, 0.02, 0.03])
@@ -22,12 +22,6 @@ IN_BIN_HEIGHT = 0.045
 """Success: the block's centre below this height (resting, not hovering) inside the bin."""
 
 
-YAW_RANGE = math.pi / 4
-"""Start yaw drawn in [-YAW_RANGE, YAW_RANGE]. Within a quarter turn the grasp yaw is a
-continuous function of the object's yaw; over the full circle the nearest face flips at
-+-45 degrees, a discontinuity a few hundred demos cannot teach a cloned policy."""
-
-
 @register_task("pick_place", "Carry a block over the walls into a bin.")
 class PickPlace(MujocoTask):
     name = "pick_place"
@@ -37,7 +31,7 @@ class PickPlace(MujocoTask):
 
     def _place_objects(self, rng: np.random.Generator) -> None:
         xy = START_CENTRE + rng.uniform(-XY_RANGE, XY_RANGE, size=2)
-        yaw = rng.uniform(-YAW_RANGE, YAW_RANGE)
+        yaw = rng.uniform(-START_YAW_RANGE, START_YAW_RANGE)
         self.set_object_pose("block", np.array([xy[0], xy[1], BLOCK_HALF[2]]), yaw)
 
     def block_pos(self) -> np.ndarray:

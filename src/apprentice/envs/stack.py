@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from apprentice.envs.base import Oracle, register_task
-from apprentice.envs.mujoco_task import MujocoTask, eef_yaw, yaw_of
+from apprentice.envs.mujoco_task import START_YAW_RANGE, MujocoTask, eef_yaw, yaw_of
 from apprentice.envs.scripted_oracle import ScriptedOracle
 
 HALF_A = 0.02
@@ -18,12 +18,6 @@ MIN_GAP = 0.1
 """...at least this far apart, so the open fingers never touch the other cube."""
 ALIGN_TOL = 0.02
 """Success: A's centre within this xy distance of B's, at the resting height."""
-
-
-YAW_RANGE = math.pi / 4
-"""Start yaw drawn in [-YAW_RANGE, YAW_RANGE]. Within a quarter turn the grasp yaw is a
-continuous function of the object's yaw; over the full circle the nearest face flips at
-+-45 degrees, a discontinuity a few hundred demos cannot teach a cloned policy."""
 
 
 @register_task("stack", "Stack a 4 cm cube on a 5 cm cube and release it.")
@@ -39,7 +33,7 @@ class Stack(MujocoTask):
         # Rejection sampling stays a pure function of the generator, so seeds still replay.
         while np.linalg.norm(a - b) < MIN_GAP:
             b = rng.uniform(-XY_RANGE, XY_RANGE, size=2)
-        yaws = rng.uniform(-YAW_RANGE, YAW_RANGE, size=2)
+        yaws = rng.uniform(-START_YAW_RANGE, START_YAW_RANGE, size=2)
         self.set_object_pose("cube_a", np.array([a[0], a[1], HALF_A]), yaws[0])
         self.set_object_pose("cube_b", np.array([b[0], b[1], HALF_B]), yaws[1])
 
