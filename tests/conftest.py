@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-_FAKE = Path(__file__).resolve().parents[1] / "algos" / "synthetic_demos.py"
+_FAKE = Path(__file__).resolve().parent / "algos" / "synthetic_demos.py"
 
 
 def _synthetic_module() -> Any:
-    # Loaded by path under one name so tests/policies and tests/algos share it.
+    # Loaded by path under one name: tests/ is not a package, and several folders use it.
     name = "apprentice_test_synthetic_demos"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, _FAKE)
