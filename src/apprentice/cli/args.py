@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import inspect
-import itertools
-import textwrap
 import types
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from apprentice.policies.base import config_field_docs
+
 
 def field_docs(cls: type) -> dict[str, str]:
-    """Attribute docstrings (the string literal right under a field) of a dataclass."""
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError):
-        return {}
-    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-    docs = {}
-    for node, nxt in itertools.pairwise(body):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(nxt, ast.Expr)
-            and isinstance(nxt.value, ast.Constant)
-            and isinstance(nxt.value.value, str)
-        ):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs
+    """Attribute docstrings of a dataclass's fields, each folded onto one line for --help."""
+    return {name: " ".join(doc.split()) for name, doc in config_field_docs(cls).items()}
 
 
 def _scalar_type(tp: Any) -> tuple[Any, bool]:
