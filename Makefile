@@ -25,8 +25,8 @@ demo: venv
 	$(BIN)/apprentice quickstart
 
 test: dev
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check --no-cache src tests benchmarks
+	$(BIN)/ruff format --check --no-cache src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ENV_ARGS
 
 from apprentice.data import DemoDataset, DemoWriter, Episode, ObsActSpec, WindowSampler
 from apprentice.errors import ApprenticeError
+from conftest import ENV_ARGS
 
 
 def _index_dataset(lengths: list[int]) -> DemoDataset:

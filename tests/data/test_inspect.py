@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import ENV_ARGS
-
 from apprentice.data import DemoWriter, Episode, split_train_valid, summarize
+from conftest import ENV_ARGS
 
 
 def test_summary_of_a_store(tmp_path: Path, make_episode: Callable[..., Episode]) -> None:

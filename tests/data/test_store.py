@@ -9,10 +9,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import ENV_ARGS
 
 from apprentice.data import DemoFile, DemoWriter, Episode, split_train_valid, write_mask
 from apprentice.errors import ApprenticeError
+from conftest import ENV_ARGS
 
 MakeEpisode = Callable[..., Episode]
 
