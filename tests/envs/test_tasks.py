@@ -57,7 +57,8 @@ def test_spaces_and_observations(name: str) -> None:
     for key, space in env.observation_space.spaces.items():
         assert obs[key].dtype == space.dtype == np.float32, key
         assert obs[key].shape == space.shape, key
-    assert obs["object"].shape[0] == 10 * len(env.object_poses())
+    movable = set(env.object_poses()) - set(env.fixture_names)
+    assert obs["object"].shape[0] == 10 * len(movable)
     assert info["success"] is False
     obs, reward, terminated, truncated, info = env.step(np.full(7, 5.0))
     assert env.observation_space.contains(obs)
@@ -207,3 +208,35 @@ def test_camera_observations() -> None:
     with pytest.raises(ApprenticeError, match="unknown camera"):
         env.render_frame("ceiling")
     env.close()
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_subtasks_name_real_objects_and_signals(name: str) -> None:
+    env = make_task(name)
+    env.reset(seed=0)
+    assert env.subtasks, "every built-in task can be generated from"
+    assert env.subtasks[-1].term_signal is None
+    for sub in env.subtasks:
+        assert sub.object is None or sub.object in env.object_poses()
+    for sub in env.subtasks[:-1]:
+        assert sub.term_signal in env.subtask_signals()
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_d1_variant_spreads_objects_wider(name: str) -> None:
+    def spread(variant: str) -> float:
+        env = make_task(name, variant=variant)
+        xy = []
+        for seed in range(40):
+            env.reset(seed=seed)
+            xy.append(env.object_poses()[env.object_names[0]][:2, 3])
+        return float(np.ptp(np.asarray(xy), axis=0).max())
+
+    d0, d1 = spread("D0"), spread("D1")
+    assert d1 > 1.3 * d0
+    assert make_task(name, variant="D1").env_args["env_kwargs"]["variant"] == "D1"
+
+
+def test_unknown_variant_is_named() -> None:
+    with pytest.raises(ApprenticeError, match="no variant 'D7'.*D0, D1"):
+        make_task("lift", variant="D7")

@@ -2,6 +2,7 @@
 
 from apprentice.envs.base import (
     Oracle,
+    Subtask,
     Task,
     make_task,
     make_task_from_env_args,
@@ -9,4 +10,12 @@ from apprentice.envs.base import (
     task_names,
 )
 
-__all__ = ["Oracle", "Task", "make_task", "make_task_from_env_args", "register_task", "task_names"]
+__all__ = [
+    "Oracle",
+    "Subtask",
+    "Task",
+    "make_task",
+    "make_task_from_env_args",
+    "register_task",
+    "task_names",
+]

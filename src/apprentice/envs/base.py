@@ -19,6 +19,25 @@ from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 
 
+@dataclass(frozen=True)
+class Subtask:
+    """One object-centric stage of a task, as synthetic generation sees it (MimicGen's subtask).
+
+    A task lists its stages in order in `Task.subtasks`; generation moves each stage's
+    motion with the stage's reference object into a new scene.
+    """
+
+    object: str | None
+    """The object the stage's motion is relative to (a key of `object_poses()`); None for
+    the world frame (motion that does not depend on where things are)."""
+    term_signal: str | None
+    """The subtask signal whose first rise ends the stage; None for the last stage, which
+    ends with the demo."""
+    term_offset: tuple[int, int] = (0, 0)
+    """Steps (lo, hi) added to the end of the stage, drawn per attempt, so that generated
+    demos do not all switch stages at the same moment (MimicGen's subtask_term_offset_range)."""
+
+
 @runtime_checkable
 class Oracle(Protocol):
     """A scripted expert bound to one env; it may read privileged simulator state."""
@@ -40,6 +59,12 @@ class Task(Protocol):
     """Steps before an episode is truncated."""
     control_freq: float
     """Actions per second (Hz)."""
+
+    @property
+    def subtasks(self) -> tuple[Subtask, ...]:
+        """The object-centric stages, in order, that synthetic generation transforms; () when
+        the task cannot be generated from."""
+        ...
 
     observation_space: gym.spaces.Dict
     action_space: gym.spaces.Box

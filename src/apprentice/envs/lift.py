@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 
-from apprentice.envs.base import Oracle, register_task
+from apprentice.envs.base import Oracle, Subtask, register_task
 from apprentice.envs.mujoco_task import START_YAW_RANGE, MujocoTask, eef_yaw, yaw_of
 from apprentice.envs.scripted_oracle import ScriptedOracle
 
 CUBE_HALF = 0.0225
 LIFT_HEIGHT = 0.10
 """Success: the cube's centre this far above its start height."""
-XY_RANGE = 0.05
-"""Start xy drawn uniformly in [-XY_RANGE, XY_RANGE]^2 around the table centre."""
 
 
 @register_task("lift", "Grasp a 4.5 cm cube and lift it 10 cm.")
@@ -23,9 +22,12 @@ class Lift(MujocoTask):
     horizon = 100
     xml_file = "lift.xml"
     object_names = ("cube",)
+    placement: ClassVar[dict[str, float]] = {"D0": 0.05, "D1": 0.12}
+    """The cube's start xy: uniform in [-r, r]^2 around the table centre."""
+    subtasks = (Subtask("cube", "grasp", (0, 5)), Subtask("cube", None))
 
     def _place_objects(self, rng: np.random.Generator) -> None:
-        xy = rng.uniform(-XY_RANGE, XY_RANGE, size=2)
+        xy = rng.uniform(-self.xy_range, self.xy_range, size=2)
         yaw = rng.uniform(-START_YAW_RANGE, START_YAW_RANGE)
         self.set_object_pose("cube", np.array([xy[0], xy[1], CUBE_HALF]), yaw)
 

@@ -7,7 +7,9 @@ rotation in the world frame (x 0.5 rad) and the gripper (-1 open, +1 close). The
 is stateless: the target pose is the current eef pose composed with the scaled delta.
 
 A task subclass names its MJCF file and objects, draws the objects' start poses, and defines
-success, subtask signals and its oracle.
+success, subtask signals, its subtasks for generation and its oracle. Each task comes in
+placement variants: "D0" (the default) and "D1", whose objects start over a wider area
+(MimicGen's D0/D1), to test whether data and policies carry over to a broader distribution.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from apprentice.envs.base import Oracle
+from apprentice.envs.base import Oracle, Subtask
 from apprentice.errors import ApprenticeError
 
 ASSETS = Path(__file__).parent / "assets"
@@ -112,15 +114,30 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
     xml_file: ClassVar[str] = ""
     object_names: ClassVar[tuple[str, ...]] = ()
     """Bodies with a free joint whose poses the observation and `object_poses` report."""
+    fixture_names: ClassVar[tuple[str, ...]] = ()
+    """Fixed bodies (a bin, a peg) whose poses `object_poses` reports too, for generation."""
+    subtasks: tuple[Subtask, ...] = ()
+    placement: ClassVar[dict[str, float]] = {"D0": 0.0}
+    """Variant name -> half-width (m) of the square the objects' start xy is drawn from."""
     n_substeps: ClassVar[int] = 10
     """Physics steps per env step: 10 x 5 ms = 50 ms = 1 / control_freq."""
 
-    def __init__(self, *, camera: bool = False, image_size: int = 84, **unknown: Any) -> None:
+    def __init__(
+        self, *, camera: bool = False, image_size: int = 84, variant: str = "D0", **unknown: Any
+    ) -> None:
         if unknown:
             raise ApprenticeError(
                 f"task {self.name!r} got unknown arguments {sorted(unknown)}; "
-                "it accepts camera (bool) and image_size (int)"
+                "it accepts camera (bool), image_size (int) and variant (str)"
             )
+        if variant not in self.placement:
+            raise ApprenticeError(
+                f"task {self.name!r} has no variant {variant!r}; "
+                f"its variants are {', '.join(self.placement)}"
+            )
+        self.variant = variant
+        self.xy_range = self.placement[variant]
+        """Half-width (m) of the square the objects' start xy is drawn from."""
         if not isinstance(camera, bool):
             raise ApprenticeError(f"camera must be True or False, not {camera!r}")
         if (
@@ -145,6 +162,7 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             [m.jnt_qposadr[m.joint(f).id] for f in ("finger_l", "finger_r")]
         )
         self._object_bodies = np.array([m.body(n).id for n in self.object_names], dtype=int)
+        self._fixture_bodies = np.array([m.body(n).id for n in self.fixture_names], dtype=int)
         self._object_qpos = {
             n: int(m.jnt_qposadr[m.body_jntadr[m.body(n).id]]) for n in self.object_names
         }
@@ -249,7 +267,9 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     def object_poses(self) -> dict[str, np.ndarray]:
         poses = {}
-        for name, body in zip(self.object_names, self._object_bodies, strict=True):
+        names = self.object_names + self.fixture_names
+        bodies = np.concatenate([self._object_bodies, self._fixture_bodies])
+        for name, body in zip(names, bodies, strict=True):
             pose = np.eye(4)
             pose[:3, :3] = self.data.xmat[body].reshape(3, 3)
             pose[:3, 3] = self.data.xpos[body]
@@ -333,7 +353,11 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return {
             "env_name": self.name,
             "env_type": "apprentice",
-            "env_kwargs": {"camera": self.camera, "image_size": self.image_size},
+            "env_kwargs": {
+                "camera": self.camera,
+                "image_size": self.image_size,
+                "variant": self.variant,
+            },
         }
 
     # --- helpers for subclasses --------------------------------------------------------------

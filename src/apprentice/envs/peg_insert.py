@@ -7,10 +7,11 @@ a few degrees for the hole to pass over the peg.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 
-from apprentice.envs.base import Oracle, register_task
+from apprentice.envs.base import Oracle, Subtask, register_task
 from apprentice.envs.mujoco_task import (
     START_YAW_RANGE,
     MujocoTask,
@@ -29,8 +30,6 @@ PEG_XY = np.array([0.08, 0.08])
 PEG_TOP = 0.08
 PEG_YAW = 0.0
 START_CENTRE = np.array([-0.06, -0.06])
-XY_RANGE = 0.04
-"""The nut starts in START_CENTRE + [-XY_RANGE, XY_RANGE]^2."""
 INSERTED_HEIGHT = 0.02
 """Success: the nut's centre below this height (resting on the base) around the peg."""
 
@@ -41,9 +40,13 @@ class PegInsert(MujocoTask):
     horizon = 200
     xml_file = "peg_insert.xml"
     object_names = ("nut",)
+    fixture_names = ("peg",)
+    placement: ClassVar[dict[str, float]] = {"D0": 0.04, "D1": 0.07}
+    """The nut starts in START_CENTRE + [-r, r]^2."""
+    subtasks = (Subtask("nut", "grasp", (0, 5)), Subtask("peg", None))
 
     def _place_objects(self, rng: np.random.Generator) -> None:
-        xy = START_CENTRE + rng.uniform(-XY_RANGE, XY_RANGE, size=2)
+        xy = START_CENTRE + rng.uniform(-self.xy_range, self.xy_range, size=2)
         yaw = rng.uniform(-START_YAW_RANGE, START_YAW_RANGE)
         self.set_object_pose("nut", np.array([xy[0], xy[1], NUT_HALF_HEIGHT]), yaw)
 

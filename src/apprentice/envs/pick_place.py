@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 
-from apprentice.envs.base import Oracle, register_task
+from apprentice.envs.base import Oracle, Subtask, register_task
 from apprentice.envs.mujoco_task import START_YAW_RANGE, MujocoTask, eef_yaw, yaw_of
 from apprentice.envs.scripted_oracle import ScriptedOracle
 
 BLOCK_HALF = np.array([0.02, 0.02, 0.03])
 START_CENTRE = np.array([0.0, -0.1])
-XY_RANGE = 0.05
-"""The block starts in START_CENTRE + [-XY_RANGE, XY_RANGE]^2, clear of the bin."""
 BIN_CENTRE = np.array([0.0, 0.12])
 BIN_INNER_HALF = 0.07
 BIN_FLOOR = 0.004
@@ -28,9 +27,13 @@ class PickPlace(MujocoTask):
     horizon = 200
     xml_file = "pick_place.xml"
     object_names = ("block",)
+    fixture_names = ("bin",)
+    placement: ClassVar[dict[str, float]] = {"D0": 0.05, "D1": 0.09}
+    """The block starts in START_CENTRE + [-r, r]^2, clear of the bin."""
+    subtasks = (Subtask("block", "grasp", (0, 5)), Subtask("bin", None))
 
     def _place_objects(self, rng: np.random.Generator) -> None:
-        xy = START_CENTRE + rng.uniform(-XY_RANGE, XY_RANGE, size=2)
+        xy = START_CENTRE + rng.uniform(-self.xy_range, self.xy_range, size=2)
         yaw = rng.uniform(-START_YAW_RANGE, START_YAW_RANGE)
         self.set_object_pose("block", np.array([xy[0], xy[1], BLOCK_HALF[2]]), yaw)
 

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 
-from apprentice.envs.base import Oracle, register_task
+from apprentice.envs.base import Oracle, Subtask, register_task
 from apprentice.envs.mujoco_task import START_YAW_RANGE, MujocoTask, eef_yaw, yaw_of
 from apprentice.envs.scripted_oracle import ScriptedOracle
 
 HALF_A = 0.02
 HALF_B = 0.025
-XY_RANGE = 0.08
-"""Both cubes start in [-XY_RANGE, XY_RANGE]^2 around the table centre..."""
 MIN_GAP = 0.1
-"""...at least this far apart, so the open fingers never touch the other cube."""
+"""Minimum distance between the cubes' start xy, so the open fingers never touch the other
+cube."""
 ALIGN_TOL = 0.02
 """Success: A's centre within this xy distance of B's, at the resting height."""
 
@@ -26,13 +26,17 @@ class Stack(MujocoTask):
     horizon = 200
     xml_file = "stack.xml"
     object_names = ("cube_a", "cube_b")
+    placement: ClassVar[dict[str, float]] = {"D0": 0.08, "D1": 0.14}
+    """Both cubes start in [-r, r]^2 around the table centre, at least MIN_GAP apart."""
+    subtasks = (Subtask("cube_a", "grasp_a", (0, 5)), Subtask("cube_b", None))
 
     def _place_objects(self, rng: np.random.Generator) -> None:
-        a = rng.uniform(-XY_RANGE, XY_RANGE, size=2)
-        b = rng.uniform(-XY_RANGE, XY_RANGE, size=2)
+        r = self.xy_range
+        a = rng.uniform(-r, r, size=2)
+        b = rng.uniform(-r, r, size=2)
         # Rejection sampling stays a pure function of the generator, so seeds still replay.
         while np.linalg.norm(a - b) < MIN_GAP:
-            b = rng.uniform(-XY_RANGE, XY_RANGE, size=2)
+            b = rng.uniform(-r, r, size=2)
         yaws = rng.uniform(-START_YAW_RANGE, START_YAW_RANGE, size=2)
         self.set_object_pose("cube_a", np.array([a[0], a[1], HALF_A]), yaws[0])
         self.set_object_pose("cube_b", np.array([b[0], b[1], HALF_B]), yaws[1])
