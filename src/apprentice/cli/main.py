@@ -1,4 +1,4 @@
-"""`apprentice <command>`: quickstart, collect, train, eval, inspect."""
+"""`apprentice <command>`: quickstart, collect, annotate, generate, train, eval, inspect."""
 
 from __future__ import annotations
 
@@ -48,6 +48,36 @@ def cmd_collect(ns: argparse.Namespace) -> None:
     )
 
 
+def cmd_annotate(ns: argparse.Namespace) -> None:
+    from apprentice.generate.annotate import AnnotateConfig, annotate
+
+    cfg = dataclass_from_args(AnnotateConfig, ns)
+    r = annotate(cfg)
+    print_table(
+        f"annotated {r.path}",
+        [("demos annotated", r.annotated), ("demos kept as they were", r.kept)],
+    )
+
+
+def cmd_generate(ns: argparse.Namespace) -> None:
+    from apprentice.generate.run import GenerateConfig, run_generate
+
+    cfg = dataclass_from_args(GenerateConfig, ns)
+    r = run_generate(cfg)
+    failures = ", ".join(f"subtask {i} {kind}: {c}" for (i, kind), c in r.failures.most_common())
+    rows: list[tuple[str, object]] = [
+        ("file", r.path),
+        ("generated demos", r.successes),
+        ("attempts", r.attempts),
+        ("data generation rate", f"{r.dgr:.1%}"),
+        ("this run", f"{r.new_successes} demos in {r.new_attempts} attempts, {r.seconds:.1f} s"),
+        ("failures this run", failures or "none"),
+    ]
+    if r.skipped_sources:
+        rows.append(("source demos skipped", len(r.skipped_sources)))
+    print_table(f"generated {cfg.n} demos from {cfg.source}", rows)
+
+
 def cmd_eval(ns: argparse.Namespace) -> None:
     from apprentice.evaluate.rollout import EvalConfig, evaluate
 
@@ -91,6 +121,10 @@ def cmd_quickstart(ns: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from apprentice.collect.oracle import CollectConfig
     from apprentice.evaluate.rollout import EvalConfig
+    from apprentice.generate.annotate import AnnotateConfig
+    from apprentice.generate.attempt import SELECTIONS
+    from apprentice.generate.backends import BACKENDS
+    from apprentice.generate.run import GenerateConfig
     from apprentice.pipelines.quickstart import QuickstartConfig
     from apprentice.pipelines.train import TrainCommand
     from apprentice.policies.base import policy_names
@@ -115,6 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
             CollectConfig,
             cmd_collect,
             {"choices": {"task": _task_names()}},
+        ),
+        (
+            "annotate",
+            "recompute a dataset's datagen_info (poses, subtask signals) by replaying its states",
+            AnnotateConfig,
+            cmd_annotate,
+            {"positional": ("source",)},
+        ),
+        (
+            "generate",
+            "generate synthetic demos from a few source demos (MimicGen-style)",
+            GenerateConfig,
+            cmd_generate,
+            {"choices": {"backend": list(BACKENDS), "selection": list(SELECTIONS)}},
         ),
         (
             "train",

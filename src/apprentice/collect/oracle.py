@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -32,6 +33,8 @@ class CollectConfig:
     """Processes running the oracle."""
     camera: bool = False
     """Also record 84x84 agentview and eye-in-hand images."""
+    variant: str | None = None
+    """Placement variant of a built-in task: D0 (its default) or D1 (objects spread wider)."""
     keep_failed: bool = False
     """Keep failed attempts too, under mask/failed."""
     seed: int = 0
@@ -59,8 +62,10 @@ class CollectResult:
     resumed_from: int
 
 
-def _oracle_episode(task_name: str, camera: bool, seed: int, after: int, noise: float) -> Episode:
-    task = worker_task(task_name, (("camera", camera),))
+def _oracle_episode(
+    task_name: str, kwargs: tuple[tuple[str, Any], ...], seed: int, after: int, noise: float
+) -> Episode:
+    task = worker_task(task_name, kwargs)
     oracle = task.oracle(np.random.default_rng(seed))
     noise_rng = np.random.default_rng([seed, 1])  # its own stream: the oracle's stays the same
 
@@ -76,12 +81,19 @@ def _oracle_episode(task_name: str, camera: bool, seed: int, after: int, noise: 
     )
 
 
+def _task_kwargs(cfg: CollectConfig) -> tuple[tuple[str, Any], ...]:
+    kwargs: dict[str, Any] = {"camera": cfg.camera}
+    if cfg.variant is not None:
+        kwargs["variant"] = cfg.variant
+    return tuple(sorted(kwargs.items()))
+
+
 def _episodes(cfg: CollectConfig, seeds: Iterator[int]) -> Iterator[Episode]:
     """Episodes in seed order (so a given seed gives the same file whatever the workers)."""
     if cfg.workers <= 1:
         for seed in seeds:
             yield _oracle_episode(
-                cfg.task, cfg.camera, seed, cfg.steps_after_success, cfg.action_noise
+                cfg.task, _task_kwargs(cfg), seed, cfg.steps_after_success, cfg.action_noise
             )
         return
     with make_pool(cfg.workers) as pool:
@@ -91,7 +103,8 @@ def _episodes(cfg: CollectConfig, seeds: Iterator[int]) -> Iterator[Episode]:
             if not chunk:
                 return
             args = [
-                (cfg.task, cfg.camera, s, cfg.steps_after_success, cfg.action_noise) for s in chunk
+                (cfg.task, _task_kwargs(cfg), s, cfg.steps_after_success, cfg.action_noise)
+                for s in chunk
             ]
             yield from pool.map(_oracle_episode, *zip(*args, strict=True))
 
@@ -103,7 +116,7 @@ def collect_demos(cfg: CollectConfig) -> CollectResult:
         raise ApprenticeError(
             f"--seed must lie in [0, {HELD_OUT_SEED_BASE}): higher seeds are held out"
         )
-    task = make_task(cfg.task, camera=cfg.camera)
+    task = make_task(cfg.task, **dict(_task_kwargs(cfg)))
     env_args = task.env_args
     task.close()
     path = Path(cfg.out)

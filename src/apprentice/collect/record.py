@@ -21,12 +21,14 @@ def record_episode(
     stop_on_success: bool = True,
     steps_after_success: int = 0,
     on_reset: Callable[[], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Episode:
     """Run `act` from the initial state drawn by `seed` until success or the horizon.
 
     With `steps_after_success` the recording goes on that many steps past the first success
     (within the horizon), so that what the expert does once the goal holds (let go, back
-    away) is in the data as more than a single step.
+    away) is in the data as more than a single step. `should_stop`, asked after each step,
+    ends the episode early (an actor with nothing left to do).
 
     Per step t the episode holds obs_t, action_t, next_obs_t, the simulator state before
     the action (so `set_state(states[t])` then `step(actions[t])` replays it), and the
@@ -66,6 +68,7 @@ def record_episode(
             success, since_success = True, 0
         done_after_success = stop_on_success and since_success >= steps_after_success
         end = terminated or truncated or done_after_success
+        end = end or (should_stop is not None and should_stop())
         steps["actions"].append(action)
         rewards.append(float(reward))
         dones.append(end)

@@ -6,7 +6,12 @@ from apprentice.data.inspect import summarize
 from apprentice.data.normalize import Normalizer
 from apprentice.data.reader import DemoFile
 from apprentice.data.spec import ObsActSpec
-from apprentice.data.store import DemoWriter, split_train_valid, write_mask
+from apprentice.data.store import (
+    DemoWriter,
+    split_train_valid,
+    write_datagen_info,
+    write_mask,
+)
 
 __all__ = [
     "DatagenInfo",
@@ -19,5 +24,6 @@ __all__ = [
     "WindowSampler",
     "split_train_valid",
     "summarize",
+    "write_datagen_info",
     "write_mask",
 ]

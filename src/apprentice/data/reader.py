@@ -184,6 +184,12 @@ class DemoFile:
         return dict(self._env_args)
 
     @property
+    def data_attrs(self) -> dict[str, Any]:
+        """Attrs of the `data` group besides total and env_args (e.g. a generation record)."""
+        attrs = self._h5["data"].attrs
+        return {k: attr_value(v) for k, v in attrs.items() if k not in ("total", "env_args")}
+
+    @property
     def demo_names(self) -> list[str]:
         return list(self._demo_names)
 
@@ -218,6 +224,11 @@ class DemoFile:
         """All attrs of data/<name> as plain Python values."""
         self._check_demo(name)
         return {k: attr_value(v) for k, v in self._h5[f"data/{name}"].attrs.items()}
+
+    def fields(self, name: str) -> list[str]:
+        """The top-level entries of demo `name` (actions, states, obs, datagen_info, ...)."""
+        self._check_demo(name)
+        return sorted(self._h5[f"data/{name}"].keys())
 
     def read_field(self, name: str, field: str) -> np.ndarray:
         """One array of a demo, e.g. field="obs/eef_pos" or "actions"."""
@@ -280,6 +291,11 @@ class DemoFile:
             raise ApprenticeError(
                 f"{self.path}: {e}".replace("episode/", f"data/{name}/")
             ) from None
+
+    def read_datagen_info(self, name: str) -> DatagenInfo | None:
+        """Demo `name`'s datagen_info alone (None if it has none), without its observations."""
+        self._check_demo(name)
+        return self._read_datagen(self._h5[f"data/{name}"])
 
     def _read_datagen(self, g: h5py.Group) -> DatagenInfo | None:
         if "datagen_info" not in g:

@@ -25,7 +25,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from apprentice.data.episode import Episode
+from apprentice.data.episode import DatagenInfo, Episode
 from apprentice.data.journal import JournaledFile, recover
 from apprentice.data.reader import (
     DEMO_RE,
@@ -181,6 +181,16 @@ class DemoWriter:
         self._next_index += 1
         return name
 
+    def set_data_attrs(self, attrs: dict[str, Any]) -> None:
+        """Set attrs of the `data` group (e.g. a generation record); committed on return."""
+        if self._h5 is None:
+            raise ApprenticeError(f"{self.path}: writer is closed")
+        for key in attrs:
+            if key in ("total", "env_args"):
+                raise ApprenticeError(f"{self.path}: data attr {key!r} is reserved")
+        self._h5["data"].attrs.update(attrs)
+        self._commit()
+
     def _write_demo(self, f: h5py.File, name: str, ep: Episode) -> None:
         g = f["data"].create_group(name)
         for key, value in ep.attrs.items():
@@ -206,14 +216,7 @@ class DemoWriter:
         g.create_dataset("dones", data=ep.dones)
         g.create_dataset("states", data=ep.states)
         if ep.datagen_info is not None:
-            di = ep.datagen_info
-            g.create_dataset("datagen_info/eef_pose", data=di.eef_pose)
-            g.create_dataset("datagen_info/target_pose", data=di.target_pose)
-            g.create_dataset("datagen_info/gripper_action", data=di.gripper_action)
-            for obj, pose in di.object_poses.items():
-                g.create_dataset(f"datagen_info/object_poses/{obj}", data=pose)
-            for sig, val in di.subtask_term_signals.items():
-                g.create_dataset(f"datagen_info/subtask_term_signals/{sig}", data=val)
+            _write_datagen(g, ep.datagen_info)
 
     def close(self) -> None:
         if self._h5 is None:
@@ -247,6 +250,38 @@ def write_mask(path: str | os.PathLike[str], name: str, demos: Sequence[str]) ->
         )
     with _journaled(p) as (f, _):
         _append_mask(f, name, sorted_demos(list(demos)), replace=True)
+
+
+def write_datagen_info(
+    path: str | os.PathLike[str], demo: str, info: DatagenInfo, *, replace: bool = False
+) -> None:
+    """Write (or with `replace`, rewrite) data/<demo>/datagen_info, crash-safely."""
+    p = Path(path)
+    with DemoFile(p) as df:
+        if demo not in df.demo_names:
+            raise ApprenticeError(f"{p}: no demo {demo!r}")
+        t = df.num_samples(demo)
+    if info.target_pose.shape[0] != t:
+        raise ApprenticeError(
+            f"{p}: data/{demo}: datagen_info has {info.target_pose.shape[0]} steps, demo has {t}"
+        )
+    with _journaled(p) as (f, _):
+        g = f[f"data/{demo}"]
+        if "datagen_info" in g:
+            if not replace:
+                raise ApprenticeError(f"{p}: data/{demo} already has datagen_info")
+            del g["datagen_info"]
+        _write_datagen(g, info)
+
+
+def _write_datagen(g: h5py.Group, di: DatagenInfo) -> None:
+    g.create_dataset("datagen_info/eef_pose", data=di.eef_pose)
+    g.create_dataset("datagen_info/target_pose", data=di.target_pose)
+    g.create_dataset("datagen_info/gripper_action", data=di.gripper_action)
+    for obj, pose in di.object_poses.items():
+        g.create_dataset(f"datagen_info/object_poses/{obj}", data=pose)
+    for sig, val in di.subtask_term_signals.items():
+        g.create_dataset(f"datagen_info/subtask_term_signals/{sig}", data=val)
 
 
 def split_train_valid(

@@ -43,7 +43,7 @@ class PegInsert(MujocoTask):
     fixture_names = ("peg",)
     placement: ClassVar[dict[str, float]] = {"D0": 0.04, "D1": 0.07}
     """The nut starts in START_CENTRE + [-r, r]^2."""
-    subtasks = (Subtask("nut", "grasp", (0, 5)), Subtask("peg", None))
+    subtasks = (Subtask("nut", "grasp", (10, 20)), Subtask("peg", None))
 
     def _place_objects(self, rng: np.random.Generator) -> None:
         xy = START_CENTRE + rng.uniform(-self.xy_range, self.xy_range, size=2)

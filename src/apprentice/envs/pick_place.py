@@ -30,7 +30,7 @@ class PickPlace(MujocoTask):
     fixture_names = ("bin",)
     placement: ClassVar[dict[str, float]] = {"D0": 0.05, "D1": 0.09}
     """The block starts in START_CENTRE + [-r, r]^2, clear of the bin."""
-    subtasks = (Subtask("block", "grasp", (0, 5)), Subtask("bin", None))
+    subtasks = (Subtask("block", "grasp", (10, 20)), Subtask("bin", None))
 
     def _place_objects(self, rng: np.random.Generator) -> None:
         xy = START_CENTRE + rng.uniform(-self.xy_range, self.xy_range, size=2)

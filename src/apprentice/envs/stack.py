@@ -28,7 +28,7 @@ class Stack(MujocoTask):
     object_names = ("cube_a", "cube_b")
     placement: ClassVar[dict[str, float]] = {"D0": 0.08, "D1": 0.14}
     """Both cubes start in [-r, r]^2 around the table centre, at least MIN_GAP apart."""
-    subtasks = (Subtask("cube_a", "grasp_a", (0, 5)), Subtask("cube_b", None))
+    subtasks = (Subtask("cube_a", "grasp_a", (10, 20)), Subtask("cube_b", None))
 
     def _place_objects(self, rng: np.random.Generator) -> None:
         r = self.xy_range

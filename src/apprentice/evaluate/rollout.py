@@ -20,6 +20,7 @@ from apprentice.envs.pool import make_pool, worker_task
 from apprentice.envs.seeds import held_out_seeds
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.metrics import success_rate
+from apprentice.overrides import parse_overrides
 from apprentice.policies.base import Policy, policy_config_from_dict
 from apprentice.policies.checkpoint import check_task, load_checkpoint, load_policy
 
@@ -160,6 +161,8 @@ class EvalConfig:
     """A run folder or a checkpoint file."""
     task: str | None = None
     """Task to evaluate on (default: the task the policy was trained for)."""
+    task_args: tuple[str, ...] = ()
+    """Task arguments key=value over the training data's (e.g. variant=D1: a wider placement)."""
     episodes: int = 50
     """Number of rollouts, each from its own held-out seed."""
     workers: int = 2
@@ -193,6 +196,7 @@ def evaluate(
         raise ApprenticeError(f"--episodes must be positive, got {cfg.episodes}")
     kwargs = dict(ckpt["env_args"].get("env_kwargs", {}))
     kwargs["camera"] = bool(kwargs.get("camera", False))
+    kwargs.update(parse_overrides(cfg.task_args, "task argument"))
     # Fail here, not in a worker: an unknown task, or one whose observations differ.
     probe = make_task(task_name, **kwargs)
     policy_spec(ckpt).check_compatible(

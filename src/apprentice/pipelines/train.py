@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,8 +9,8 @@ from apprentice.algos.trainer import TrainConfig, train
 from apprentice.data.reader import DemoFile
 from apprentice.data.spec import ObsActSpec
 from apprentice.envs.base import make_task, task_names, task_spec
-from apprentice.errors import ApprenticeError
 from apprentice.evaluate.rollout import rollout_callback
+from apprentice.overrides import parse_overrides
 from apprentice.policies.base import policy_config_from_dict
 
 
@@ -53,22 +52,10 @@ class TrainCommand:
     """Show progress bars."""
 
 
-def parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
-    """key=value strings to a dict; values are read as JSON where they parse (1, 0.5, [1,2])."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ApprenticeError(f"policy argument {item!r} is not of the form key=value")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
-
-
 def run_train(cmd: TrainCommand) -> dict[str, Any]:
-    policy = policy_config_from_dict({"name": cmd.policy, **parse_overrides(cmd.policy_args)})
+    policy = policy_config_from_dict(
+        {"name": cmd.policy, **parse_overrides(cmd.policy_args, "policy argument")}
+    )
     with DemoFile(cmd.dataset) as f:
         task = f.env_args.get("env_name")
         data_spec = ObsActSpec(f.obs_shapes, f.action_dim)
