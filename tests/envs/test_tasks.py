@@ -238,5 +238,5 @@ def test_d1_variant_spreads_objects_wider(name: str) -> None:
 
 
 def test_unknown_variant_is_named() -> None:
-    with pytest.raises(ApprenticeError, match="no variant 'D7'.*D0, D1"):
+    with pytest.raises(ApprenticeError, match=r"no variant 'D7'.*D0, D1"):
         make_task("lift", variant="D7")
