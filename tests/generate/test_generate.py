@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -151,4 +156,34 @@ def test_ray_backend_writes_what_the_process_backend_writes(
     finally:
         ray.shutdown()
     for x, y in zip(actions_of(a), actions_of(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_output(
+    lift_source: Path, tmp_path: Path
+) -> None:
+    killed, straight = tmp_path / "killed.hdf5", tmp_path / "straight.hdf5"
+    argv = ["generate", "--source", str(lift_source), "--n", "40", "--no-progress"]
+    code = "import sys; from apprentice.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *argv, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    # Each lift demo adds ~50 kB: kill once a few demos are in, mid-run.
+    while time.monotonic() < deadline and proc.poll() is None:
+        if killed.exists() and killed.stat().st_size > 250_000:
+            break
+        time.sleep(0.002)
+    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with DemoFile(killed) as f:  # rolls back a half-written demo, if any
+        kept = len(f.demo_names)
+    assert 0 < kept < 40
+    r = run_generate(gen(lift_source, killed, n=40))
+    assert r.new_successes == 40 - kept
+    run_generate(gen(lift_source, straight, n=40))
+    for x, y in zip(actions_of(killed), actions_of(straight), strict=True):
         np.testing.assert_array_equal(x, y)
