@@ -134,6 +134,8 @@ def test_bad_sources_get_one_clear_error(lift_source: Path, tmp_path: Path) -> N
         run_generate(gen(bare, tmp_path / "out.hdf5", n=1))
     with pytest.raises(ApprenticeError, match="no variant 'D9'"):
         run_generate(gen(lift_source, tmp_path / "out.hdf5", n=1, task_args=("variant=D9",)))
+    with pytest.raises(ApprenticeError, match="holds demos of task 'lift', not 'stack'"):
+        run_generate(gen(lift_source, tmp_path / "out.hdf5", n=1, task="stack"))
     with pytest.raises(ApprenticeError, match="unknown selection"):
         run_generate(gen(lift_source, tmp_path / "out.hdf5", n=1, selection="best"))
 

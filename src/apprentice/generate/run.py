@@ -46,6 +46,9 @@ class GenerateConfig:
     """Successful generated demos wanted in the output."""
     out: str = "generated.hdf5"
     """Output HDF5 file; an existing one made from the same source and seed is resumed."""
+    task: str | None = None
+    """Task to generate into; it must be the one the source demos were recorded on (the
+    default)."""
     task_args: tuple[str, ...] = ()
     """Task arguments key=value over the source's (e.g. variant=D1 for a wider placement)."""
     workers: int = 1
@@ -136,6 +139,11 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
     kwargs = dict(src_args.get("env_kwargs", {}))
     kwargs.update(parse_overrides(cfg.task_args, "task argument"))
     task_name = str(src_args.get("env_name"))
+    if cfg.task is not None and cfg.task != task_name:
+        raise ApprenticeError(
+            f"{cfg.source}: holds demos of task {task_name!r}, not {cfg.task!r}; "
+            "generate into the task the source demos were recorded on"
+        )
     task = make_task(task_name, **kwargs)
     sources = load_sources(cfg.source, task)  # fails here, in this process, on bad input
     subtasks = task.subtasks
