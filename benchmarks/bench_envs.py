@@ -22,6 +22,7 @@ import mujoco
 import numpy as np
 
 from apprentice.envs import make_task, task_names
+from apprentice.envs.robosuite import ROBOSUITE_TASKS
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -87,13 +88,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=200, help="oracle episodes per task")
     parser.add_argument("--steps", type=int, default=5000, help="env steps for the speed test")
-    parser.add_argument("--tasks", nargs="*", default=None, help="tasks (default: all)")
+    parser.add_argument(
+        "--tasks", nargs="*", default=None, help="tasks (default: all built-in ones)"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "envs.json")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     rows: list[dict[str, Any]] = []
-    for name in args.tasks or task_names():
+    # The robosuite tasks have their own benchmark (bench_robosuite_oracles.py, own venv).
+    for name in args.tasks or [n for n in task_names() if n not in ROBOSUITE_TASKS]:
         successes, mean_len = oracle_success(name, args.episodes)
         low, high = wilson_interval(successes, args.episodes)
         env_rate = env_steps_per_s(name, args.steps)

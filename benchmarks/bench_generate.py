@@ -2,14 +2,16 @@
 
 Phases (each writes its own JSON under --work and prints a markdown table):
 
-  dgr     per task and source seed: 10 oracle source demos, then `--n` generated demos into
-          each variant (D0: the source's distribution; D1: objects spread wider). Reports the
-          data generation rate (successes / attempts) and successful demos per CPU-minute
-          (one worker, in-process, so CPU time is this process's).
+  dgr     per task and source seed: 10 oracle source demos (recorded without action noise
+          unless --source-noise), then `--n` generated demos into each variant (D0: the
+          source's distribution; D1: objects spread wider). Reports the data generation rate
+          (successes / attempts) and successful demos per CPU-minute (one worker,
+          in-process, so CPU time is this process's).
   scale   generation throughput with 1 and 2 workers on the same source, alternated repeats.
   policy  BC-RNN trained on the 10 source demos, on `--n` generated demos, and on `--n`
-          oracle demos, 3 training seeds each, 50 held-out episodes each; with --variant D1
-          the generated data is generated into D1 and every policy is evaluated on D1.
+          oracle demos (all oracle demos with ORACLE_NOISE, as in bench_quality), 3 training
+          seeds each, 50 held-out episodes each; with --variant D1 the generated data is
+          generated into D1 and every policy is evaluated on D1.
 
     .venv/bin/python benchmarks/bench_generate.py --phase dgr --n 1000
     .venv/bin/python benchmarks/bench_generate.py --phase scale --tasks stack --n 400
@@ -38,9 +40,12 @@ of the time at 0.1)."""
 MIMICGEN_D0 = "Stack 94%, Stack Three 71%, Square 74%, Threading 51%"
 
 
-def source_file(work: Path, task: str, seed: int, n: int = 10) -> Path:
-    """n oracle demos of `task`, collection seeds from 10000 * seed (distinct per seed)."""
-    path = work / f"{task}_oracle{n}_s{seed}.hdf5"
+def source_file(work: Path, task: str, seed: int, n: int = 10, noise: float | None = None) -> Path:
+    """n oracle demos of `task`, collection seeds from 10000 * seed (distinct per seed),
+    with ORACLE_NOISE[task] unless `noise` is given."""
+    noise = ORACLE_NOISE[task] if noise is None else noise
+    tag = "" if noise == ORACLE_NOISE[task] else f"_noise{noise}"
+    path = work / f"{task}_oracle{n}{tag}_s{seed}.hdf5"
     collect_demos(
         CollectConfig(
             task=task,
@@ -48,7 +53,7 @@ def source_file(work: Path, task: str, seed: int, n: int = 10) -> Path:
             out=str(path),
             workers=1 if n <= 20 else 2,
             seed=10_000 * seed,
-            action_noise=ORACLE_NOISE[task],
+            action_noise=noise,
             progress=False,
         )
     )
@@ -90,7 +95,7 @@ def phase_dgr(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     rows = []
     for task in args.tasks:
         for seed in args.seeds:
-            source = source_file(work, task, seed)
+            source = source_file(work, task, seed, noise=args.source_noise)
             for variant in args.variants:
                 out = work / f"{source.stem}_gen{args.n}_{variant}.hdf5"
                 out.unlink(missing_ok=True)  # a resumed file would not time the generation
@@ -229,6 +234,12 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--policy-args", nargs="*", default=["hidden_dim=128"])
     p.add_argument("--eval-workers", type=int, default=1)
+    p.add_argument(
+        "--source-noise",
+        type=float,
+        default=0.0,
+        help="dgr phase: collection noise of the source demos (policy phase: ORACLE_NOISE)",
+    )
     p.add_argument("--work", default="benchmarks/out/generate")
     args = p.parse_args()
     work = Path(args.work)

@@ -32,10 +32,20 @@ def main() -> None:
         runs.append(["bench_vs_robomimic.py", *(["--smoke"] if q else [])])
     else:
         print("skipping bench_vs_robomimic.py: run benchmarks/peers/setup_robomimic.sh first")
+    # The robosuite tasks need their own venv (robosuite 1.5 needs mujoco < 3.10; the main one
+    # has the newest): their smoke test and benchmark run there, and only if it was built.
+    robosuite_python = HERE.parent / ".venv-robosuite" / "bin" / "python"
+    if robosuite_python.exists():
+        runs.append(["bench_robosuite_oracles.py", "--smoke"])
+        if not q:
+            runs.append(["bench_robosuite_oracles.py", "--episodes", "200"])
+    else:
+        print("skipping bench_robosuite_oracles.py: run `make robosuite` first")
     failed = []
     for cmd in runs:
         print(f"\n## {' '.join(cmd)}\n", flush=True)
-        if subprocess.call([sys.executable, str(HERE / cmd[0]), *cmd[1:]]) != 0:
+        python = robosuite_python if cmd[0] == "bench_robosuite_oracles.py" else sys.executable
+        if subprocess.call([str(python), str(HERE / cmd[0]), *cmd[1:]]) != 0:
             failed.append(cmd[0])
     if failed:
         sys.exit(f"failed: {', '.join(failed)}")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from apprentice.envs.robosuite import robosuite_available
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -51,3 +53,10 @@ def test_quality_benchmark(tmp_path: Path) -> None:
     )
     result = json.loads(out.read_text())
     assert result["tasks"]["lift"]["episodes"] == 2
+
+
+@pytest.mark.skipif(not robosuite_available(), reason="needs the robosuite extra (make robosuite)")
+def test_robosuite_benchmark_smoke() -> None:
+    stdout = run("bench_robosuite_oracles.py", "--smoke")
+    for name in ("Lift", "PickPlaceCan", "NutAssemblySquare", "Stack"):
+        assert f"{name}: ok" in stdout

@@ -123,23 +123,29 @@ class Task(Protocol):
         ...
 
 
+def _always() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class TaskEntry:
     name: str
     factory: Callable[..., Task]
     description: str
+    available: Callable[[], bool] = _always
+    """Whether the task can be built here (an optional extra's task may not be), cheaply."""
 
 
 _REGISTRY: dict[str, TaskEntry] = {}
 
 
 def register_task(
-    name: str, description: str
+    name: str, description: str, available: Callable[[], bool] = _always
 ) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
     """Class decorator: make a task constructible by name."""
 
     def wrap(factory: Callable[..., Task]) -> Callable[..., Task]:
-        _REGISTRY[name] = TaskEntry(name, factory, description)
+        _REGISTRY[name] = TaskEntry(name, factory, description, available)
         return factory
 
     return wrap
@@ -148,6 +154,12 @@ def register_task(
 def task_names() -> list[str]:
     _load_builtin_tasks()
     return sorted(_REGISTRY)
+
+
+def task_available(name: str) -> bool:
+    """Whether task `name` is registered and buildable here (its optional extra installed)."""
+    _load_builtin_tasks()
+    return name in _REGISTRY and _REGISTRY[name].available()
 
 
 def make_task(name: str, **kwargs: Any) -> Task:
@@ -179,4 +191,5 @@ def make_task_from_env_args(env_args: dict[str, Any], **overrides: Any) -> Task:
 
 def _load_builtin_tasks() -> None:
     # Importing the modules registers them; done lazily so `base` has no import cycle.
-    import apprentice.envs.tasks  # noqa: F401
+    # The robosuite tasks register lazy factories: robosuite is imported on first use only.
+    from apprentice.envs import robosuite, tasks  # noqa: F401

@@ -5,10 +5,10 @@ one job is to own simulators."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 from concurrent.futures import Executor, ProcessPoolExecutor
-from functools import lru_cache
 from typing import Any
 
 from apprentice.envs.base import Task, make_task
@@ -25,11 +25,27 @@ def _init_worker() -> None:
         pass
 
 
-@lru_cache(maxsize=64)
+_MAX_TASKS = 64
+_tasks: dict[tuple[str, str, int], Task] = {}
+"""This worker process's tasks, by (name, kwargs as JSON, copy); the oldest is dropped past
+_MAX_TASKS."""
+
+
 def worker_task(name: str, kwargs_items: tuple[tuple[str, Any], ...], copy: int = 0) -> Task:
-    """Instance number `copy` of task (name, kwargs) in this worker; built once per process."""
-    del copy  # part of the cache key only: several envs of one task stepped in lockstep
-    return make_task(name, **dict(kwargs_items))
+    """Instance number `copy` of task (name, kwargs) in this worker; built once per process.
+
+    `copy` tells apart several envs of one task stepped in lockstep. Keyword values may be
+    dicts and lists (a robosuite task's env_kwargs hold its controller config): the cache
+    keys on their JSON form.
+    """
+    key = (name, json.dumps(dict(kwargs_items), sort_keys=True, default=repr), copy)
+    task = _tasks.get(key)
+    if task is None:
+        task = make_task(name, **dict(kwargs_items))
+        if len(_tasks) >= _MAX_TASKS:
+            del _tasks[next(iter(_tasks))]
+        _tasks[key] = task
+    return task
 
 
 def make_pool(workers: int) -> Executor:

@@ -195,7 +195,9 @@ def evaluate(
     if cfg.episodes <= 0:
         raise ApprenticeError(f"--episodes must be positive, got {cfg.episodes}")
     kwargs = dict(ckpt["env_args"].get("env_kwargs", {}))
-    kwargs["camera"] = bool(kwargs.get("camera", False))
+    if "camera" in kwargs:
+        # A robosuite task's env_kwargs have no "camera": it follows their use_camera_obs.
+        kwargs["camera"] = bool(kwargs["camera"])
     kwargs.update(parse_overrides(cfg.task_args, "task argument"))
     # Fail here, not in a worker: an unknown task, or one whose observations differ.
     probe = make_task(task_name, **kwargs)

@@ -15,7 +15,6 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -240,14 +239,12 @@ class AttemptJob:
 def run_job(job: AttemptJob) -> list[Attempt]:
     """Run a batch of attempts (in a pool or Ray worker, or in this process)."""
     task = worker_task(job.task_name, job.task_kwargs)
-    mtime = os.stat(job.source).st_mtime_ns
-    sources = _cached_sources(job.source, mtime, job.task_name, job.task_kwargs)
+    key = (job.source, os.stat(job.source).st_mtime_ns, job.task_name, repr(job.task_kwargs))
+    sources = _sources.get(key)
+    if sources is None:  # read once per worker (and again if the file is rewritten)
+        sources = _sources[key] = load_sources(Path(job.source), task)
     return [run_attempt(task, sources, job.settings, job.seed, i) for i in job.indices]
 
 
-@lru_cache(maxsize=4)
-def _cached_sources(
-    path: str, mtime_ns: int, task_name: str, task_kwargs: tuple[tuple[str, Any], ...]
-) -> Sources:
-    del mtime_ns  # part of the cache key: a rewritten source file is read again
-    return load_sources(Path(path), worker_task(task_name, task_kwargs))
+_sources: dict[tuple[str, int, str, str], Sources] = {}
+"""This process's source demos, by (path, mtime, task name, task kwargs)."""

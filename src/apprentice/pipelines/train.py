@@ -8,7 +8,7 @@ from typing import Any
 from apprentice.algos.trainer import TrainConfig, train
 from apprentice.data.reader import DemoFile
 from apprentice.data.spec import ObsActSpec
-from apprentice.envs.base import make_task, task_names, task_spec
+from apprentice.envs.base import make_task, task_available, task_spec
 from apprentice.evaluate.rollout import rollout_callback
 from apprentice.overrides import parse_overrides
 from apprentice.policies.base import policy_config_from_dict
@@ -62,7 +62,8 @@ def run_train(cmd: TrainCommand) -> dict[str, Any]:
     keys = policy.obs_keys or data_spec.low_dim_keys
     policy_spec = ObsActSpec({k: data_spec.obs_shapes[k] for k in keys}, data_spec.action_dim)
     evaluate = None
-    if cmd.eval_every > 0 and task in task_names():
+    # A robomimic file names a robosuite task: evaluate on it where the extra is installed.
+    if cmd.eval_every > 0 and task_available(str(task)):
         # A dataset whose observations differ from its task's would train for an hour and
         # then fail at the first rollout: check before training.
         probe = make_task(str(task))

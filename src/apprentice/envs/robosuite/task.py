@@ -1,0 +1,421 @@
+"""The adapter: one robosuite env behind apprentice's Task protocol.
+
+What it adds to robosuite, and why:
+
+- Observations are robomimic's low-dim keys (robot0_eef_pos, robot0_eef_quat,
+  robot0_gripper_qpos, object), computed from the current state every time, so they are a pure
+  function of the simulator state (robosuite's own lag a physics substep behind it, see
+  `step` and `get_observation`).
+  Camera images, when asked for, are rendered upright with MuJoCo's renderer, as robomimic
+  stores them ("agentview_image", "robot0_eye_in_hand_image"); robosuite's offscreen renderer
+  stays off.
+- `get_state` starts with robosuite's flattened state [time, qpos, qvel], which is what
+  robomimic's datasets store and what its `reset_to` reads (it slices that prefix, so the
+  longer vector still works there); the rest is what exact replay also needs and robosuite
+  keeps outside it: MuJoCo's warm start, controls and applied forces, the Panda gripper's
+  ramped command, the OSC controller's nullspace posture (drawn per episode) and the step.
+- Seeds: `reset(seed=s)` reseeds the generator that robosuite's placement samplers and
+  initial-joint noise share, in place, so a seed gives the same initial state in any process.
+- The eef pose is the pose of the grip site, the frame the OSC_POSE controller moves; actions
+  are robosuite's: position delta (x 0.05 m) and axis-angle delta (x 0.5 rad), both in the
+  robot base frame, and the gripper (-1 open, +1 closed).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import robosuite
+
+from apprentice.envs.base import Oracle, Subtask
+from apprentice.envs.mujoco_task import matrix_from_rotvec, rotvec_from_matrix
+from apprentice.errors import ApprenticeError
+
+MAX_DELTA_POS = 0.05
+"""Metres per step at |action| = 1 (OSC_POSE output_max of robomimic's datasets)."""
+MAX_DELTA_ROT = 0.5
+"""Radians per step at |action| = 1."""
+CONTROL_FREQ = 20
+CAMERAS = {"agentview": "agentview", "robot0_eye_in_hand": "robot0_eye_in_hand"}
+"""Camera names (the observation key is NAME_image, as in robomimic's datasets)."""
+LOW_DIM_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
+
+OSC_POSE = {
+    "type": "OSC_POSE",
+    "input_max": 1,
+    "input_min": -1,
+    "output_max": [MAX_DELTA_POS] * 3 + [MAX_DELTA_ROT] * 3,
+    "output_min": [-MAX_DELTA_POS] * 3 + [-MAX_DELTA_ROT] * 3,
+    "kp": 150,
+    "damping_ratio": 1,
+    "impedance_mode": "fixed",
+    "kp_limits": [0, 300],
+    "damping_ratio_limits": [0, 10],
+    "position_limits": None,
+    "orientation_limits": None,
+    "uncouple_pos_ori": True,
+    "input_type": "delta",
+    "input_ref_frame": "base",
+    "interpolation": None,
+    "ramp_ratio": 0.2,
+    "gripper": {"type": "GRIP"},
+}
+"""robomimic's OSC_POSE settings, in robosuite 1.5's composite-controller layout."""
+CONTROLLER_CONFIGS = {"type": "BASIC", "body_parts": {"right": OSC_POSE}}
+PART_CONTROLLERS = ("OSC_POSE", "OSC_POSITION", "IK_POSE", "JOINT_POSITION", "JOINT_VELOCITY")
+_RENAMED_1_4 = {"damping": "damping_ratio", "damping_limits": "damping_ratio_limits"}
+
+
+def composite_controller_config(config: dict[str, Any]) -> dict[str, Any]:
+    """robosuite 1.5's layout of a controller config; robomimic's datasets from robosuite
+    1.4 store a bare arm config ({"type": "OSC_POSE", "damping": ..., "control_delta": ...}),
+    which robosuite 1.5's `make` no longer accepts."""
+    if config.get("type") not in PART_CONTROLLERS:
+        return config
+    arm = {_RENAMED_1_4.get(k, k): v for k, v in config.items() if k != "control_delta"}
+    if "control_delta" in config:
+        arm["input_type"] = "delta" if config["control_delta"] else "absolute"
+    arm.setdefault("gripper", {"type": "GRIP"})
+    return {"type": "BASIC", "body_parts": {"right": arm}}
+
+
+OWN_KWARGS = ("camera", "image_size")
+"""Keyword arguments of apprentice's own; every other one goes to `robosuite.make`."""
+RENDER_KWARGS = (
+    "has_renderer",
+    "has_offscreen_renderer",
+    "use_camera_obs",
+    "camera_names",
+    "camera_heights",
+    "camera_widths",
+    "camera_depths",
+    "render_gpu_device_id",
+)
+"""robosuite's rendering switches: recorded in env_args for robomimic, decided here by `camera`."""
+
+# MuJoCo state beyond robosuite's [time, qpos, qvel] that the next step depends on.
+_EXTRA_STATE = int(mujoco.mjtState.mjSTATE_INTEGRATION) & ~int(
+    mujoco.mjtState.mjSTATE_TIME | mujoco.mjtState.mjSTATE_QPOS | mujoco.mjtState.mjSTATE_QVEL
+)
+
+
+def _pose(pos: np.ndarray, mat: np.ndarray) -> np.ndarray:
+    pose = np.eye(4)
+    pose[:3, :3] = np.asarray(mat, dtype=np.float64).reshape(3, 3)
+    pose[:3, 3] = pos
+    return pose
+
+
+class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
+    """A robosuite single-arm task with a Panda on OSC_POSE: see the module docstring."""
+
+    name: str = ""
+    env_name: ClassVar[str] = ""
+    """robosuite's name of the env (and of the task in apprentice's registry)."""
+    horizon: int = 400
+    """Steps before an episode is truncated (robomimic's rollout horizon for these tasks)."""
+    control_freq: float = float(CONTROL_FREQ)
+    observation_space: gym.spaces.Dict  # type: ignore[assignment]
+    action_space: gym.spaces.Box
+    subtasks: tuple[Subtask, ...] = ()
+
+    def __init__(
+        self, *, camera: bool | None = None, image_size: int | None = None, **env_kwargs: Any
+    ) -> None:
+        # Unless told, follow the env_kwargs (of a robomimic file, or of our own env_args).
+        if camera is None:
+            camera = bool(env_kwargs.get("use_camera_obs", False))
+        if image_size is None:
+            image_size = env_kwargs.get("camera_heights", 84)
+        if not isinstance(camera, bool):
+            raise ApprenticeError(f"camera must be True or False, not {camera!r}")
+        if (
+            isinstance(image_size, bool)
+            or not isinstance(image_size, int)
+            or not (8 <= image_size <= 512)
+        ):
+            raise ApprenticeError(f"image_size must be an int in [8, 512], not {image_size!r}")
+        self.camera = camera
+        self.image_size = image_size
+        self.metadata = {"render_modes": ["rgb_array"], "render_fps": self.control_freq}
+        kwargs = self._robosuite_kwargs(env_kwargs)
+        self._kwargs = kwargs
+        made = {k: v for k, v in kwargs.items() if k not in RENDER_KWARGS}
+        try:
+            self.env = robosuite.make(
+                self.env_name,
+                has_renderer=False,
+                has_offscreen_renderer=False,
+                use_camera_obs=False,
+                **made,
+            )
+        except (TypeError, ValueError, AssertionError, KeyError) as e:
+            raise ApprenticeError(
+                f"robosuite could not make {self.env_name!r} from env_kwargs {made}: {e}"
+            ) from None
+        if len(self.env.robots) != 1 or self.env.action_dim != 7:
+            raise ApprenticeError(
+                f"task {self.env_name!r} supports one arm with OSC_POSE (7 actions); env_kwargs "
+                f"give {len(self.env.robots)} robots and {self.env.action_dim} actions"
+            )
+        self._renderers: dict[int, mujoco.Renderer] = {}
+        self._steps = 0
+        self.env.reset()
+        self._bind()
+        box = gym.spaces.Box
+        obs = self.get_observation()
+        spaces: dict[str, gym.spaces.Space[Any]] = {
+            k: box(-np.inf, np.inf, v.shape, np.float32) for k, v in obs.items() if v.ndim == 1
+        }
+        if camera:
+            shape = (image_size, image_size, 3)
+            for cam in CAMERAS:
+                spaces[f"{cam}_image"] = box(0, 255, shape, np.uint8)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (7,), np.float32)
+
+    def _robosuite_kwargs(self, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """robomimic-style env_kwargs: the defaults of robomimic's datasets, then the caller's."""
+        kwargs: dict[str, Any] = {
+            "robots": ["Panda"],
+            "controller_configs": json.loads(json.dumps(CONTROLLER_CONFIGS)),
+            "control_freq": CONTROL_FREQ,
+            "reward_shaping": False,
+            "ignore_done": True,
+            "use_object_obs": True,
+            # Reloading the MJCF on every reset (robosuite's default) costs ~0.2 s, and would
+            # redraw the model (Lift's cube size) each episode: a state could not replay alone.
+            "hard_reset": False,
+            # Seeds what robosuite draws when it builds the model (Lift's cube size): every
+            # instance, in any process, then builds the same model, so a state alone replays.
+            # Episodes are seeded by `reset(seed=...)`.
+            "seed": 0,
+        }
+        kwargs.update(env_kwargs)
+        kwargs["controller_configs"] = composite_controller_config(kwargs["controller_configs"])
+        if kwargs.get("control_freq") != CONTROL_FREQ:
+            raise ApprenticeError(
+                f"task {self.env_name!r} runs at control_freq {CONTROL_FREQ}, "
+                f"not {kwargs.get('control_freq')!r}"
+            )
+        kwargs["ignore_done"] = True  # the horizon is apprentice's to enforce
+        kwargs["use_object_obs"] = True
+        kwargs.update(
+            has_renderer=False,
+            has_offscreen_renderer=self.camera,
+            use_camera_obs=self.camera,
+            camera_names=list(CAMERAS),
+            camera_heights=self.image_size,
+            camera_widths=self.image_size,
+            camera_depths=False,
+        )
+        return kwargs
+
+    def _bind(self) -> None:
+        """Look up what the adapter reads from the sim (ids, controllers, the gripper)."""
+        env = self.env
+        self.sim = env.sim
+        self._model = env.sim.model._model
+        self._data = env.sim.data._data
+        robot = env.robots[0]
+        self._robot = robot
+        self._eef_site = int(robot.eef_site_id["right"])
+        self._osc = robot.part_controllers["right"]
+        self._gripper = robot.gripper["right"]
+        self._flat_size = 1 + self._model.nq + self._model.nv
+        self._extra_size = mujoco.mj_stateSize(self._model, _EXTRA_STATE)
+        self._n_joints = len(self._osc.initial_joint)
+
+    # --- hooks for the task subclasses -------------------------------------------------------
+
+    def object_poses(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def subtask_signals(self) -> dict[str, bool]:
+        raise NotImplementedError
+
+    def oracle(self, rng: np.random.Generator) -> Oracle:
+        raise NotImplementedError
+
+    # --- gymnasium ---------------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None:
+            # In place: the placement samplers and the robot hold this very generator.
+            fresh = np.random.default_rng(seed).bit_generator.state
+            self.env.rng.bit_generator.state = fresh
+        self.env.reset()
+        # The controllers are rebuilt on every reset; the ids stay (no hard reset).
+        self._bind()
+        self._refresh_controllers()
+        self._steps = 0
+        return self.get_observation(), {"success": self.is_success()}
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape != (7,) or not np.all(np.isfinite(a)):
+            raise ApprenticeError(f"action must be 7 finite numbers, got {action!r}")
+        self.env.step(np.clip(a, -1.0, 1.0))
+        # robosuite's "lite physics" leaves body poses and contacts at the state before the last
+        # integration substep; recompute them (state unchanged: mj_forward does not touch the
+        # warm start) so observations, success and signals describe the state now, the same
+        # values `set_state` of this state gives.
+        self.sim.forward()
+        self._steps += 1
+        success = self.is_success()
+        truncated = self._steps >= self.horizon
+        return self.get_observation(), float(success), False, truncated, {"success": success}
+
+    def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
+        self.env.close()
+
+    def is_success(self) -> bool:
+        """robosuite's own success check, the one robomimic's evaluation reports."""
+        return bool(self.env._check_success())
+
+    # --- state -------------------------------------------------------------------------------
+
+    @property
+    def state_size(self) -> int:
+        return self._flat_size + self._extra_size + 2 + self._n_joints + 1
+
+    def get_state(self) -> np.ndarray:
+        flat = np.asarray(self.sim.get_state().flatten(), dtype=np.float64)
+        extra = np.empty(self._extra_size)
+        mujoco.mj_getState(self._model, self._data, extra, _EXTRA_STATE)
+        # The Panda gripper's command ramps by 0.2 a step (shape (1,) until the first step).
+        grip = np.broadcast_to(np.asarray(self._gripper.current_action, dtype=np.float64), (2,))
+        posture = np.asarray(self._osc.initial_joint, dtype=np.float64)
+        return np.concatenate([flat, extra, grip, posture, [float(self._steps)]])
+
+    def set_state(self, state: np.ndarray) -> None:
+        """Restore a state of `get_state`, or robosuite's bare [time, qpos, qvel] (as in a
+        robomimic dataset, replayed then as robomimic replays it: not bit-exactly)."""
+        s = np.asarray(state, dtype=np.float64).reshape(-1)
+        if s.shape[0] not in (self.state_size, self._flat_size):
+            raise ApprenticeError(
+                f"state for task {self.env_name!r} must have {self.state_size} values "
+                f"(or robosuite's {self._flat_size}), got {s.shape[0]}; "
+                "was it recorded with another task or robosuite version?"
+            )
+        self.sim.set_state_from_flattened(s[: self._flat_size])
+        if s.shape[0] == self.state_size:
+            i = self._flat_size
+            extra = np.ascontiguousarray(s[i : i + self._extra_size])
+            mujoco.mj_setState(self._model, self._data, extra, _EXTRA_STATE)
+            i += self._extra_size
+            self._gripper.current_action = s[i : i + 2].copy()
+            i += 2
+            self._osc.initial_joint = s[i : i + self._n_joints].copy()
+            self._steps = int(s[-1])
+        self.sim.forward()
+        self._refresh_controllers()
+
+    def _refresh_controllers(self) -> None:
+        """Make the controllers read the state now at their next update.
+
+        They cache the arm's Jacobians and mass matrix between updates; after a reset the cache
+        holds what robosuite computed before it set the fingers, after `set_state` another
+        state. Either would make the next step depend on more than the state.
+        """
+        for controller in self._robot.part_controllers.values():
+            controller.new_update = True
+
+    @property
+    def steps(self) -> int:
+        """Env steps since the last reset."""
+        return self._steps
+
+    # --- poses and the controller ------------------------------------------------------------
+
+    def eef_pose(self) -> np.ndarray:
+        d = self._data
+        return _pose(d.site_xpos[self._eef_site], d.site_xmat[self._eef_site])
+
+    def body_pose(self, body_id: int) -> np.ndarray:
+        d = self._data
+        return _pose(d.xpos[body_id], d.xmat[body_id])
+
+    def _base_rotation(self) -> np.ndarray:
+        """(3, 3) rotation of the frame the OSC deltas act in (the robot base)."""
+        base = self._robot.robot_model.root_body
+        return np.asarray(self.sim.data.get_body_xmat(base), dtype=np.float64).reshape(3, 3)
+
+    def action_to_target_pose(self, action: np.ndarray) -> np.ndarray:
+        a = np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[:6], -1.0, 1.0)
+        base = self._base_rotation()
+        eef = self.eef_pose()
+        target = np.eye(4)
+        target[:3, 3] = eef[:3, 3] + base @ (MAX_DELTA_POS * a[:3])
+        turn = base @ matrix_from_rotvec(MAX_DELTA_ROT * a[3:6]) @ base.T
+        target[:3, :3] = turn @ eef[:3, :3]
+        return target
+
+    def target_pose_to_action(self, pose: np.ndarray, gripper: float) -> np.ndarray:
+        target = np.asarray(pose, dtype=np.float64)
+        base = self._base_rotation()
+        eef = self.eef_pose()
+        action = np.empty(7)
+        action[:3] = base.T @ (target[:3, 3] - eef[:3, 3]) / MAX_DELTA_POS
+        turn = base.T @ target[:3, :3] @ eef[:3, :3].T @ base
+        action[3:6] = rotvec_from_matrix(turn) / MAX_DELTA_ROT
+        action[6] = gripper
+        return np.clip(action, -1.0, 1.0)
+
+    def holds(self, object_geoms: Any) -> bool:
+        """robosuite's grasp test: both finger pads touch the object (contacts of the state)."""
+        return bool(self.env._check_grasp(gripper=self._gripper, object_geoms=object_geoms))
+
+    # --- observations ------------------------------------------------------------------------
+
+    def get_observation(self) -> dict[str, np.ndarray]:
+        # Two passes: robosuite computes an object's eef-relative observables before that
+        # object's pose in each pass, from the pose cached by the previous pass; the first
+        # pass refreshes the cache so the values are a function of this state alone.
+        self.env._get_observations(force_update=True)
+        raw = self.env._get_observations(force_update=True)
+        obs = {k: np.asarray(raw[k], dtype=np.float32) for k in LOW_DIM_KEYS}
+        obs["object"] = np.asarray(raw["object-state"], dtype=np.float32)
+        if self.camera:
+            for cam in CAMERAS:
+                obs[f"{cam}_image"] = self.render_frame(cam, self.image_size)
+        return obs
+
+    def render_frame(self, camera: str, size: int = 84) -> np.ndarray:
+        if camera not in CAMERAS:
+            raise ApprenticeError(f"unknown camera {camera!r}; cameras: {', '.join(CAMERAS)}")
+        if not 8 <= size <= 512:
+            raise ApprenticeError(f"frame size must be in [8, 512], not {size}")
+        renderer = self._renderers.get(size)
+        if renderer is None:
+            # Made on first use so low-dim envs never open a GL context.
+            renderer = mujoco.Renderer(self._model, size, size)
+            self._renderers[size] = renderer
+        renderer.update_scene(self._data, camera=CAMERAS[camera])
+        return np.asarray(renderer.render(), dtype=np.uint8)
+
+    def render(self) -> np.ndarray:
+        return self.render_frame("agentview", 256)
+
+    @property
+    def env_args(self) -> dict[str, Any]:
+        """robomimic's env metadata: `EnvUtils.create_env_from_metadata` builds the same env."""
+        return {
+            "env_name": self.env_name,
+            "env_version": robosuite.__version__,
+            "type": 1,  # robomimic's EnvType.ROBOSUITE_TYPE: the key robomimic reads
+            "env_type": 1,
+            "env_kwargs": json.loads(json.dumps(self._kwargs)),
+        }
