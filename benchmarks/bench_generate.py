@@ -43,8 +43,9 @@ MIMICGEN_D0 = "Stack 94%, Stack Three 71%, Square 74%, Threading 51%"
 def source_file(work: Path, task: str, seed: int, n: int = 10, noise: float | None = None) -> Path:
     """n oracle demos of `task`, collection seeds from 10000 * seed (distinct per seed),
     with ORACLE_NOISE[task] unless `noise` is given."""
-    noise = ORACLE_NOISE[task] if noise is None else noise
-    tag = "" if noise == ORACLE_NOISE[task] else f"_noise{noise}"
+    default = ORACLE_NOISE.get(task, 0.0)
+    noise = default if noise is None else noise
+    tag = "" if noise == default else f"_noise{noise}"
     path = work / f"{task}_oracle{n}{tag}_s{seed}.hdf5"
     collect_demos(
         CollectConfig(
@@ -70,7 +71,7 @@ def generated_file(
             source=str(source),
             n=n,
             out=str(out),
-            task_args=(f"variant={variant}",),
+            task_args=() if variant == "default" else (f"variant={variant}",),
             workers=workers,
             seed=seed,
             progress=False,
@@ -95,7 +96,8 @@ def phase_dgr(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     rows = []
     for task in args.tasks:
         for seed in args.seeds:
-            source = source_file(work, task, seed, noise=args.source_noise)
+            noise = 0.0 if args.source_noise is None else args.source_noise
+            source = source_file(work, task, seed, noise=noise)
             for variant in args.variants:
                 out = work / f"{source.stem}_gen{args.n}_{variant}.hdf5"
                 out.unlink(missing_ok=True)  # a resumed file would not time the generation
@@ -187,19 +189,25 @@ def train_and_eval(
 def phase_policy(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     variant = args.variant
     results: dict[str, Any] = {}
-    out_json = work / f"policy_{variant}_{'_'.join(args.tasks)}.json"
+    noise = "" if args.source_noise is None else f"_noise{args.source_noise}"
+    out_json = work / f"policy_{variant}{noise}_{'_'.join(args.tasks)}.json"
     for task in args.tasks:
-        source = source_file(work, task, 0)
+        source = source_file(work, task, 0, noise=args.source_noise)
         generated, gen_stats = generated_file(work, task, source, args.n, variant)
-        oracle = source_file(work, task, 0, n=args.n) if variant == "D0" else None
-        datasets = {"source 10": source, f"generated {args.n}": generated}
-        if oracle is not None:
-            datasets[f"oracle {args.n}"] = oracle
+        tag = "" if args.source_noise is None else f" (sources noise {args.source_noise})"
+        datasets = {}
+        if "source" in args.datasets:
+            datasets[f"source 10{tag}"] = source
+        if "generated" in args.datasets:
+            datasets[f"generated {args.n}{tag}"] = generated
+        if "oracle" in args.datasets and variant == "D0":
+            datasets[f"oracle {args.n}"] = source_file(work, task, 0, n=args.n)
         results[task] = {"generation": gen_stats, "datasets": {}}
         for label, path in datasets.items():
             runs = []
             for seed in args.seeds:
-                run_dir = work / "runs" / f"{task}_{variant}_{label.replace(' ', '')}_s{seed}"
+                slug = "".join(c for c in label if c.isalnum() or c == ".")
+                run_dir = work / "runs" / f"{task}_{variant}_{slug}_s{seed}"
                 r = train_and_eval(args, path, run_dir, seed, variant)
                 runs.append(r)
                 print(f"{task} {variant} {label} seed {seed}: {r['successes']}/{r['episodes']} "
@@ -227,7 +235,12 @@ def main() -> None:
     p.add_argument("--tasks", nargs="+", default=TASKS)
     p.add_argument("--n", type=int, default=1000, help="generated (and oracle) demos")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--variants", nargs="+", default=["D0", "D1"], help="dgr phase")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=["D0", "D1"],
+        help="dgr phase; 'default' for tasks without variants (the robosuite ones)",
+    )
     p.add_argument("--variant", default="D0", help="policy phase: generate and evaluate on it")
     p.add_argument("--repeats", type=int, default=3, help="scale phase")
     p.add_argument("--episodes", type=int, default=50)
@@ -237,8 +250,15 @@ def main() -> None:
     p.add_argument(
         "--source-noise",
         type=float,
-        default=0.0,
-        help="dgr phase: collection noise of the source demos (policy phase: ORACLE_NOISE)",
+        default=None,
+        help="collection noise of the source demos (default: 0 for dgr, ORACLE_NOISE for policy)",
+    )
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["source", "generated", "oracle"],
+        choices=["source", "generated", "oracle"],
+        help="policy phase: which datasets to train on",
     )
     p.add_argument("--work", default="benchmarks/out/generate")
     args = p.parse_args()

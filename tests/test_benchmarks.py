@@ -60,3 +60,14 @@ def test_robosuite_benchmark_smoke() -> None:
     stdout = run("bench_robosuite_oracles.py", "--smoke")
     for name in ("Lift", "PickPlaceCan", "NutAssemblySquare", "Stack"):
         assert f"{name}: ok" in stdout
+
+
+def test_generate_benchmark(tmp_path: Path) -> None:
+    stdout = run(
+        "bench_generate.py",
+        *("--phase", "dgr", "--tasks", "lift", "--n", "3", "--seeds", "0"),
+        *("--variants", "D0", "--work", str(tmp_path)),
+    )
+    assert "| lift | D0 |" in stdout
+    rows = json.loads((tmp_path / "dgr_lift.json").read_text())["rows"]
+    assert rows[0]["successes"] == 3 and 0 < rows[0]["dgr"] <= 1
