@@ -57,3 +57,40 @@ def test_pose_distance_adds_metres_and_weighted_radians() -> None:
     assert math.isclose(pose_distance(a, b), 0.5 + 0.5)
     assert math.isclose(pose_distance(a, b, rot_weight=0.0), 0.5)
     assert pose_distance(b, b) < 1e-6
+
+
+def test_a_held_object_follows_the_source_path_despite_another_grasp() -> None:
+    from types import SimpleNamespace
+
+    from apprentice.data.episode import DatagenInfo
+    from apprentice.envs import Subtask
+    from apprentice.generate.attempt import GenerationSettings, SegmentPlayer
+    from apprentice.generate.source import SourceDemo
+
+    # Source: the nut hangs 1 cm ahead of the eef (x), 5 cm below it.
+    eef_src = np.stack([pose(0.0, 0.0, 0.1), pose(0.2, 0.0, 0.1)])
+    nut_src = np.stack([pose(0.01, 0.0, 0.05), pose(0.21, 0.0, 0.05)])
+    peg = np.tile(np.eye(4), (2, 1, 1))
+    info = DatagenInfo(eef_src, eef_src, np.ones((2, 1)), {"nut": nut_src, "peg": peg}, {})
+    demo = SourceDemo("demo_0", info, ())
+    sub = Subtask("peg", None, held="nut")
+    # Now the nut is held 3 cm ahead of the eef, first straight, then also turned 0.2 rad.
+    for yaw in (0.0, 0.2):
+        now_eef, now_nut = pose(0.0, 0.0, 0.1), pose(0.03, 0.0, 0.05, yaw=yaw)
+        task = SimpleNamespace(
+            eef_pose=lambda e=now_eef: e, object_poses=lambda n=now_nut: {"nut": n}
+        )
+        player = SegmentPlayer(
+            task,  # type: ignore[arg-type]
+            [demo],
+            (sub,),
+            GenerationSettings(),
+            np.random.default_rng(0),
+        )
+        moved = eef_src @ player._grasp_correction("nut", demo, 0)
+        # The nut, carried as it is held now, retraces the source's nut path exactly.
+        in_hand_now = pose_inv(now_eef) @ now_nut
+        np.testing.assert_allclose(moved @ in_hand_now, nut_src, atol=1e-12)
+        if yaw == 0.0:
+            # Held 2 cm further ahead, the eef must stop 2 cm short: at x = 0.18, not 0.2.
+            np.testing.assert_allclose(moved[-1], pose(0.18, 0.0, 0.1), atol=1e-12)

@@ -36,6 +36,11 @@ class Subtask:
     term_offset: tuple[int, int] = (0, 0)
     """Steps (lo, hi) added to the end of the stage, drawn per attempt, so that generated
     demos do not all switch stages at the same moment (MimicGen's subtask_term_offset_range)."""
+    held: str | None = None
+    """An object the gripper carries through the stage (a nut to insert). Given, generation
+    moves the segment so that this object, not the eef, follows the source's path relative
+    to `object`: a grasp a few millimetres off the source's then does not carry over into
+    the placement."""
 
 
 @runtime_checkable

@@ -57,8 +57,8 @@ class Failure:
     task was not done after the last segment) or "horizon" (time ran out mid-subtask)."""
     detail: str
     offset_m: float = float("nan")
-    """How far (m) the eef ended from where the source had it, relative to the subtask's
-    reference object."""
+    """How far (m) the eef (the held object, for a subtask that carries one) ended from where
+    the source had it, relative to the subtask's reference object."""
 
 
 @dataclass(frozen=True)
@@ -146,12 +146,17 @@ class SegmentPlayer:
         return False
 
     def offset_from_source(self, i: int, demo: SourceDemo, step: int) -> float:
-        """Distance (m) between the eef now and the source's eef at `step`, both taken
-        relative to subtask i's reference object."""
-        name = self.subtasks[i].object
-        obj_now = np.eye(4) if name is None else self.task.object_poses()[name]
-        rel_now = pose_inv(obj_now) @ self.task.eef_pose()
-        rel_src = pose_inv(demo.object_pose(name, step)) @ demo.info.eef_pose[step]
+        """Distance (m) between the eef (or the held object) now and in the source at `step`,
+        both taken relative to subtask i's reference object."""
+        sub = self.subtasks[i]
+        poses = self.task.object_poses()
+        obj_now = np.eye(4) if sub.object is None else poses[sub.object]
+        if sub.held is None:
+            now, src = self.task.eef_pose(), demo.info.eef_pose[step]
+        else:
+            now, src = poses[sub.held], demo.object_pose(sub.held, step)
+        rel_now = pose_inv(obj_now) @ now
+        rel_src = pose_inv(demo.object_pose(sub.object, step)) @ src
         return float(np.linalg.norm(rel_now[:3, 3] - rel_src[:3, 3]))
 
     def _plan(self, i: int) -> None:
@@ -162,6 +167,8 @@ class SegmentPlayer:
         poses = transform_segment(
             demo.info.target_pose[start:stop], demo.object_pose(sub.object, start), obj_now
         )
+        if sub.held is not None:
+            poses = poses @ self._grasp_correction(sub.held, demo, start)
         grippers = demo.info.gripper_action[start:stop, 0].astype(np.float64)
         begin = self.task.eef_pose() if self.last_target is None else self.last_target
         joins = interpolate_poses(begin, poses[0], self.settings.interp_steps)
@@ -169,6 +176,13 @@ class SegmentPlayer:
         first = float(grippers[0])
         self.queue = [(p, first) for p in [*joins, *holds]]
         self.queue += [(p, float(g)) for p, g in zip(poses, grippers, strict=True)]
+
+    def _grasp_correction(self, held: str, demo: SourceDemo, start: int) -> np.ndarray:
+        """inv(eef) held pose in the source times its inverse now: right-multiplied into
+        the eef poses, it makes the held object (not the eef) retrace the source's path."""
+        in_hand_src = pose_inv(demo.info.eef_pose[start]) @ demo.object_pose(held, start)
+        in_hand_now = pose_inv(self.task.eef_pose()) @ self.task.object_poses()[held]
+        return in_hand_src @ pose_inv(in_hand_now)
 
     def _select(self, i: int, obj: str | None, obj_now: np.ndarray) -> tuple[SourceDemo, int, int]:
         candidates = [(d, *d.segments(self.offsets[:-1])[i]) for d in self.sources]

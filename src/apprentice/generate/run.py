@@ -124,8 +124,8 @@ def diagnose(failures: list[Failure], subtasks: tuple[Subtask, ...]) -> str:
         offsets = [f.offset_m for f in fs if not math.isnan(f.offset_m)]
         if offsets:
             line += (
-                f"; the eef ended a median {100 * float(np.median(offsets)):.1f} cm from where "
-                "the source had it"
+                f"; the {sub.held or 'eef'} ended a median "
+                f"{100 * float(np.median(offsets)):.1f} cm from where the source had it"
             )
         lines.append(line)
     return "\n".join(lines)

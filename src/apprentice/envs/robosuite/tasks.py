@@ -51,7 +51,10 @@ class PickPlaceCan(RobosuiteTask):
 
 class NutAssemblySquare(RobosuiteTask):
     name = env_name = "NutAssemblySquare"
-    subtasks = (Subtask("square_nut", "grasp", (10, 20)), Subtask("square_peg", None))
+    subtasks = (
+        Subtask("square_nut", "grasp", (10, 20)),
+        Subtask("square_peg", None, held="square_nut"),
+    )
 
     def object_poses(self) -> dict[str, np.ndarray]:
         env = self.env
