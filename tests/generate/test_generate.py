@@ -132,6 +132,12 @@ def test_bad_sources_get_one_clear_error(lift_source: Path, tmp_path: Path) -> N
             del f[f"data/{name}/datagen_info"]
     with pytest.raises(ApprenticeError, match=r"no demo has datagen_info.*apprentice annotate"):
         run_generate(gen(bare, tmp_path / "out.hdf5", n=1))
+    no_cube = tmp_path / "no_cube.hdf5"
+    shutil.copy(lift_source, no_cube)
+    with h5py.File(no_cube, "r+") as f:
+        del f["data/demo_0/datagen_info/object_poses/cube"]
+    with pytest.raises(ApprenticeError, match=r"demo_0/datagen_info: no pose of object 'cube'"):
+        run_generate(gen(no_cube, tmp_path / "out.hdf5", n=1))
     with pytest.raises(ApprenticeError, match="no variant 'D9'"):
         run_generate(gen(lift_source, tmp_path / "out.hdf5", n=1, task_args=("variant=D9",)))
     with pytest.raises(ApprenticeError, match="holds demos of task 'lift', not 'stack'"):

@@ -128,13 +128,13 @@ def load_sources(path: str | os.PathLike[str], task: Task) -> Sources:
                 continue
             where = f"{p}: data/{name}/datagen_info"
             _check_info(info, where)
-            for sub in subtasks:
-                if sub.object is not None and sub.object not in info.object_poses:
-                    raise ApprenticeError(
-                        f"{where}: no pose of object {sub.object!r}, which task "
-                        f"{task.name!r} moves its subtasks with; re-run `apprentice annotate "
-                        f"{p} --overwrite` to recompute it"
-                    )
+            needed = {o for sub in subtasks for o in (sub.object, sub.held) if o is not None}
+            for obj in sorted(needed - set(info.object_poses)):
+                raise ApprenticeError(
+                    f"{where}: no pose of object {obj!r}, which task {task.name!r} moves "
+                    f"its subtasks with; re-run `apprentice annotate {p} --overwrite` to "
+                    "recompute it"
+                )
             try:
                 ends = subtask_ends(info.subtask_term_signals, subtasks)
             except ValueError as e:
