@@ -12,6 +12,39 @@ from apprentice.envs.base import Task
 ActFn = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
+class DatagenRecorder:
+    """MimicGen's datagen_info, gathered one step at a time from the task before the action.
+
+    Shared by recording (live) and `apprentice annotate` (replaying stored states), so both
+    write the same thing.
+    """
+
+    def __init__(self) -> None:
+        self.eef_pose: list[np.ndarray] = []
+        self.target_pose: list[np.ndarray] = []
+        self.object_poses: dict[str, list[np.ndarray]] = {}
+        self.signals: dict[str, list[bool]] = {}
+
+    def add(self, task: Task, action: np.ndarray) -> None:
+        """Record the task's current state and the target pose `action` commands from it."""
+        self.eef_pose.append(task.eef_pose())
+        self.target_pose.append(task.action_to_target_pose(action))
+        for name, pose in task.object_poses().items():
+            self.object_poses.setdefault(name, []).append(pose)
+        for name, on in task.subtask_signals().items():
+            self.signals.setdefault(name, []).append(on)
+
+    def build(self, actions: np.ndarray) -> DatagenInfo:
+        """The DatagenInfo of the recorded steps, whose actions (T, A) were `actions`."""
+        return DatagenInfo(
+            eef_pose=np.stack(self.eef_pose),
+            target_pose=np.stack(self.target_pose),
+            gripper_action=np.asarray(actions[:, -1:], dtype=np.float32),
+            object_poses={k: np.stack(v) for k, v in self.object_poses.items()},
+            subtask_term_signals={k: np.asarray(v, dtype=np.int8) for k, v in self.signals.items()},
+        )
+
+
 def record_episode(
     task: Task,
     act: ActFn,
@@ -38,29 +71,18 @@ def record_episode(
     obs, _ = task.reset(seed=seed)
     if on_reset is not None:
         on_reset()
-    steps: dict[str, list[np.ndarray]] = {
-        "actions": [],
-        "states": [],
-        "eef_pose": [],
-        "target_pose": [],
-    }
+    steps: dict[str, list[np.ndarray]] = {"actions": [], "states": []}
+    datagen = DatagenRecorder()
     rewards: list[float] = []
     dones: list[bool] = []
     obs_seq: list[dict[str, np.ndarray]] = []
     next_obs_seq: list[dict[str, np.ndarray]] = []
-    object_poses: dict[str, list[np.ndarray]] = {}
-    signals: dict[str, list[bool]] = {}
     success = False
     since_success = -1
     for _ in range(task.horizon):
         action = np.clip(np.asarray(act(obs), dtype=np.float32), -1.0, 1.0)
         steps["states"].append(task.get_state())
-        steps["eef_pose"].append(task.eef_pose())
-        steps["target_pose"].append(task.action_to_target_pose(action))
-        for name, pose in task.object_poses().items():
-            object_poses.setdefault(name, []).append(pose)
-        for name, done in task.subtask_signals().items():
-            signals.setdefault(name, []).append(done)
+        datagen.add(task, action)
         next_obs, reward, terminated, truncated, info = task.step(action)
         if since_success >= 0:
             since_success += 1
@@ -85,13 +107,7 @@ def record_episode(
         rewards=np.asarray(rewards, dtype=np.float32),
         dones=np.asarray(dones, dtype=np.float32),
         states=np.stack(steps["states"]),
-        datagen_info=DatagenInfo(
-            eef_pose=np.stack(steps["eef_pose"]),
-            target_pose=np.stack(steps["target_pose"]),
-            gripper_action=actions[:, -1:].copy(),
-            object_poses={k: np.stack(v) for k, v in object_poses.items()},
-            subtask_term_signals={k: np.asarray(v, dtype=np.int8) for k, v in signals.items()},
-        ),
+        datagen_info=datagen.build(actions),
         seed=seed,
         success=success,
         source=source,

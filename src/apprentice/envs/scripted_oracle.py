@@ -19,6 +19,23 @@ from apprentice.envs.mujoco_task import (
 )
 
 
+def servo_target(
+    eef: np.ndarray, pos: np.ndarray, yaw: float, gain: float, limit: float, turn_gain: float
+) -> np.ndarray:
+    """The (4, 4) target one proportional step takes the eef towards `pos`, pointing down
+    turned `yaw`: `gain` times the position error, at most `limit` metres, and `turn_gain`
+    times the rotation error (the scripted oracles' servo)."""
+    delta = gain * (pos - eef[:3, 3])
+    norm = float(np.linalg.norm(delta))
+    if norm > limit:
+        delta *= limit / norm
+    target = np.eye(4)
+    target[:3, 3] = eef[:3, 3] + delta
+    turn = rotvec_from_matrix(topdown_rotation(yaw) @ eef[:3, :3].T)
+    target[:3, :3] = matrix_from_rotvec(turn_gain * turn) @ eef[:3, :3]
+    return target
+
+
 class ScriptedOracle:
     """Shared machinery of the built-in oracles: a phase, a timer and a top-down servo.
 
@@ -88,16 +105,8 @@ class ScriptedOracle:
 
     def servo(self, pos: np.ndarray, yaw: float, gripper: float, speed: float = 1.0) -> np.ndarray:
         """The action that moves the eef towards `pos` (3,), pointing down turned `yaw`."""
-        eef = self.env.eef_pose()
-        delta = self.gain * (pos - eef[:3, 3])
         limit = MAX_DELTA_POS * self.speed * speed
-        norm = float(np.linalg.norm(delta))
-        if norm > limit:
-            delta *= limit / norm
-        target = np.eye(4)
-        target[:3, 3] = eef[:3, 3] + delta
-        turn = rotvec_from_matrix(topdown_rotation(yaw) @ eef[:3, :3].T)
-        target[:3, :3] = matrix_from_rotvec(self.gain * turn) @ eef[:3, :3]
+        target = servo_target(self.env.eef_pose(), pos, yaw, self.gain, limit, self.gain)
         return self.env.target_pose_to_action(target, gripper).astype(np.float32)
 
     def rise_then_travel(

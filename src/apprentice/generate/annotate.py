@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from apprentice.collect.record import DatagenRecorder
 from apprentice.data.episode import DatagenInfo
 from apprentice.data.reader import DemoFile
 from apprentice.data.store import write_datagen_info
@@ -51,25 +52,11 @@ class AnnotateResult:
 
 def replay_datagen_info(task: Task, states: np.ndarray, actions: np.ndarray) -> DatagenInfo:
     """datagen_info of a demo, recomputed from its states (T, S) and actions (T, A)."""
-    eef: list[np.ndarray] = []
-    target: list[np.ndarray] = []
-    objects: dict[str, list[np.ndarray]] = {}
-    signals: dict[str, list[bool]] = {}
+    recorder = DatagenRecorder()
     for state, action in zip(states, actions, strict=True):
         task.set_state(state)
-        eef.append(task.eef_pose())
-        target.append(task.action_to_target_pose(action))
-        for name, pose in task.object_poses().items():
-            objects.setdefault(name, []).append(pose)
-        for name, on in task.subtask_signals().items():
-            signals.setdefault(name, []).append(on)
-    return DatagenInfo(
-        eef_pose=np.stack(eef),
-        target_pose=np.stack(target),
-        gripper_action=np.asarray(actions[:, -1:], dtype=np.float32),
-        object_poses={k: np.stack(v) for k, v in objects.items()},
-        subtask_term_signals={k: np.asarray(v, dtype=np.int8) for k, v in signals.items()},
-    )
+        recorder.add(task, action)
+    return recorder.build(actions)
 
 
 def read_marks(path: str | os.PathLike[str]) -> dict[str, list[int]]:

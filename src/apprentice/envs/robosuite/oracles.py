@@ -18,14 +18,12 @@ import numpy as np
 
 from apprentice.envs.mujoco_task import (
     eef_yaw,
-    matrix_from_rotvec,
     nearest_symmetric_yaw,
-    rotvec_from_matrix,
-    topdown_rotation,
     wrap_angle,
     yaw_of,
 )
 from apprentice.envs.robosuite.task import MAX_DELTA_POS, RobosuiteTask
+from apprentice.envs.scripted_oracle import servo_target
 
 if TYPE_CHECKING:
     from apprentice.envs.robosuite.tasks import Lift, NutAssemblySquare, PickPlaceCan, Stack
@@ -84,16 +82,9 @@ class RobosuiteOracle:
 
     def servo(self, pos: np.ndarray, yaw: float, gripper: float, speed: float = 1.0) -> np.ndarray:
         """The action (7,) that moves the eef towards `pos` (3,), pointing down turned `yaw`."""
-        eef = self.task.eef_pose()
-        delta = self.gain * (pos - eef[:3, 3])
         limit = MAX_DELTA_POS * self.speed * speed
-        norm = float(np.linalg.norm(delta))
-        if norm > limit:
-            delta *= limit / norm
-        target = np.eye(4)
-        target[:3, 3] = eef[:3, 3] + delta
-        turn = rotvec_from_matrix(topdown_rotation(yaw) @ eef[:3, :3].T)
-        target[:3, :3] = matrix_from_rotvec(turn) @ eef[:3, :3]
+        # The whole rotation error in one step (turn gain 1), as these oracles were tuned.
+        target = servo_target(self.task.eef_pose(), pos, yaw, self.gain, limit, 1.0)
         return self.task.target_pose_to_action(target, gripper).astype(np.float32)
 
     def pick(
