@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -23,16 +22,7 @@ import numpy as np
 
 from apprentice.envs import make_task, task_names
 from apprentice.envs.robosuite import ROBOSUITE_TASKS
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial rate (Wilson 1927)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+from apprentice.evaluate.metrics import wilson_interval
 
 
 def oracle_success(name: str, episodes: int) -> tuple[int, float]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -34,18 +33,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from apprentice.envs import make_task
 from apprentice.envs.robosuite import ROBOSUITE_TASKS, robosuite_available
+from apprentice.evaluate.metrics import wilson_interval
 
 OUT = Path(__file__).parent / "out" / "robosuite_oracles.json"
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial rate (Wilson 1927)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def oracle_run(name: str, episodes: int) -> dict[str, Any]:
