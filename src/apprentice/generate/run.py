@@ -11,7 +11,7 @@ import json
 import math
 import time
 from collections import Counter, deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +192,7 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
                 if cfg.max_attempts is not None:
                     stop = min(stop, cfg.max_attempts)
                 indices = tuple(range(next_index, stop))
-                inflight.append(backend.submit(_with_indices(job_base, indices)))
+                inflight.append(backend.submit(replace(job_base, indices=indices)))
                 next_index = stop
             if not inflight:
                 break
@@ -271,10 +271,6 @@ def _check_config(cfg: GenerateConfig) -> None:
 
 def _may_submit(cfg: GenerateConfig, next_index: int) -> bool:
     return cfg.max_attempts is None or next_index < cfg.max_attempts
-
-
-def _with_indices(job: AttemptJob, indices: tuple[int, ...]) -> AttemptJob:
-    return AttemptJob(job.task_name, job.task_kwargs, job.source, job.settings, job.seed, indices)
 
 
 def _resume_point(out: Path, record: dict[str, Any], overwrite: bool) -> tuple[int, int]:
