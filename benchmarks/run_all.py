@@ -27,7 +27,24 @@ def main() -> None:
         ["bench_train.py", *(["--quick"] if q else [])],
         ["bench_eval.py", "--episodes", "4" if q else "20", "--repeats", "1" if q else "3"],
         ["bench_quality.py", *([*quality_quick, "--epochs", "1"] if q else [])],
+        ["bench_deploy_latency.py", *(["--quick"] if q else [])],
+        ["bench_serve.py", *(["--quick"] if q else [])],
+        ["soak_serve.py", *(["--seconds", "10"] if q else ["--minutes", "10"])],
     ]
+    # Interactive imitation: SB3 experts first (the gym tasks' teachers), then the curves.
+    dagger_quick = ["--tasks", "lift", "--seeds", "0", "--rounds", "1", "--episodes", "2"]
+    dagger_quick += ["--labels-per-round", "20", "--steps-per-epoch", "3", "--epochs", "1"]
+    dagger_quick += ["--policy-args", "hidden_dims=[8]"]
+    dagger_lift = ["--tasks", "lift", "--policy", "rnn", "--policy-args", "hidden_dim=64"]
+    dagger_gym = ["--tasks", "gym/InvertedPendulum-v5", "gym/Reacher-v5"]
+    if q:
+        quick_out = str(HERE / "out" / "dagger_quick")
+        runs.append(["bench_dagger.py", *dagger_quick, "--out", quick_out, "--fresh"])
+        runs[-1] += ["--work", f"{quick_out}/runs"]
+    else:
+        runs.append(["train_experts.py", "--env", "InvertedPendulum-v5", "Reacher-v5"])
+        runs.append(["bench_dagger.py", *dagger_lift, "--epochs", "5"])
+        runs.append(["bench_dagger.py", *dagger_gym, "--epochs", "5"])
     if (HERE.parent / ".venv-robomimic").exists():
         runs.append(["bench_vs_robomimic.py", *(["--smoke"] if q else [])])
     else:
@@ -39,6 +56,9 @@ def main() -> None:
         runs.append(["bench_robosuite_oracles.py", "--smoke"])
         if not q:
             runs.append(["bench_robosuite_oracles.py", "--episodes", "200"])
+        # Head-to-head with robomimic 0.3.0 (makes its own venv); the full run takes hours.
+        h2h = ["--smoke", "--tasks", "Lift"] if q else ["--epochs", "20", "--save-every", "5"]
+        runs.append(["robomimic_h2h/run.py", *h2h])
     else:
         print("skipping bench_robosuite_oracles.py: run `make robosuite` first")
     failed = []

@@ -96,7 +96,8 @@ def build_config(args):
         config.experiment.save.enabled = True
         config.experiment.save.every_n_epochs = None
         config.experiment.save.every_n_seconds = None
-        config.experiment.save.epochs = [args.epochs]  # one checkpoint, after the last epoch
+        # one checkpoint after the last epoch, plus any --save-epochs (for learning curves)
+        config.experiment.save.epochs = sorted({args.epochs, *args.save_epochs})
         config.experiment.save.on_best_validation = False
         config.experiment.save.on_best_rollout_return = False
         config.experiment.save.on_best_rollout_success_rate = False
@@ -160,6 +161,9 @@ def main() -> None:
     p.add_argument("--algo", choices=["bc", "bc_rnn"], required=True)
     p.add_argument("--obs-keys", nargs="+", required=True)
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument(
+        "--save-epochs", type=int, nargs="*", default=[], help="also save after these epochs"
+    )
     p.add_argument("--steps-per-epoch", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument(
@@ -268,7 +272,8 @@ def main() -> None:
         "total_seconds": t_end - t_start,
         "epochs": epochs,
         "final_train_loss": train_ep[-1]["loss"],
-        "checkpoint": ckpts[-1],
+        "checkpoint": os.path.join(run_dir, "models", f"model_epoch_{args.epochs}.pth"),
+        "checkpoints": ckpts,
         "run_dir": run_dir,
         "log": os.path.join(run_dir, "logs", "log.txt"),
         "settings": {
@@ -302,7 +307,7 @@ def main() -> None:
         },
     }
     if not args.skip_ckpt_check:
-        out["checkpoint_check"] = check_checkpoint(ckpts[-1], args.dataset, args.obs_keys)
+        out["checkpoint_check"] = check_checkpoint(out["checkpoint"], args.dataset, args.obs_keys)
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(out, f, indent=2, default=str)

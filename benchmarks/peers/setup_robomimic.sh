@@ -2,6 +2,8 @@
 # Set up the peer robomimic 0.3.0 in its own virtual environment, outside the project's .venv.
 #
 #   bash benchmarks/peers/setup_robomimic.sh        # from anywhere; idempotent
+#   ROBOMIMIC_VENV=.venv-robomimic-rs WITH_ROBOSUITE=1 bash benchmarks/peers/setup_robomimic.sh
+#                                   # the same, plus robosuite 1.5.2 (benchmarks/robomimic_h2h/)
 #
 # Creates <repo>/.venv-robomimic and installs, in this order:
 #   1. torch==2.13.0           (pinned: on these machines it is a local CPU wheel; an unpinned
@@ -30,7 +32,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-VENV="$ROOT/.venv-robomimic"
+VENV="$(cd "$ROOT" && realpath -m "${ROBOMIMIC_VENV:-.venv-robomimic}")"
 PY="$VENV/bin/python"
 
 if [ ! -x "$PY" ]; then
@@ -57,7 +59,13 @@ pipi numpy h5py psutil tqdm termcolor six imageio matplotlib tensorboardX
 #     src/ on sys.path) need mujoco + gymnasium. Pinned to the project venv's versions
 #     (mujoco 4.0.0 >= 3.3.7, gymnasium 1.4.0) so both sides simulate the very same task.
 #     Override with MUJOCO_PIN / GYMNASIUM_PIN if the project pins change.
-pipi "mujoco==${MUJOCO_PIN:-4.0.0}" "gymnasium==${GYMNASIUM_PIN:-1.4.0}"
+#     With WITH_ROBOSUITE=1, robosuite 1.5.2 instead, which needs mujoco>=3.3.7,<3.10 (the
+#     project's robosuite extra), so that apprentice's robosuite tasks run in this venv too.
+if [ "${WITH_ROBOSUITE:-0}" = 1 ]; then
+    pipi "robosuite==1.5.2" "mujoco>=3.3.7,<3.10" "gymnasium==${GYMNASIUM_PIN:-1.4.0}"
+else
+    pipi "mujoco==${MUJOCO_PIN:-4.0.0}" "gymnasium==${GYMNASIUM_PIN:-1.4.0}"
+fi
 
 # 4. torchvision stub (only if no real torchvision is installed)
 SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"

@@ -255,6 +255,16 @@ def test_bf16_precision_trains(demo_file: Path, tmp_path: Path) -> None:
         _config(demo_file, tmp_path / "x", precision="fp8")
 
 
+def test_save_every_keeps_the_weights_of_those_epochs(demo_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(_config(demo_file, run, epochs=4, save_every=2))
+    assert sorted(p.name for p in run.glob("epoch_*.pt")) == ["epoch_2.pt", "epoch_4.pt"]
+    assert load_checkpoint(run / "epoch_2.pt")["extra"]["epoch"] == 2
+    final, last_kept = load_policy(run / "final.pt"), load_policy(run / "epoch_4.pt")
+    for a, b in zip(final.parameters(), last_kept.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_every_train_config_field_is_documented() -> None:
     docs = config_field_docs(TrainConfig)
     assert all(docs.get(f.name) for f in dataclasses.fields(TrainConfig))

@@ -75,6 +75,8 @@ class TrainConfig:
     """Run the rollout callback every this many epochs (and after the last); 0 = never."""
     eval_episodes: int = 50
     """Episodes per rollout evaluation (passed to the callback)."""
+    save_every: int = 0
+    """Also keep the weights every this many epochs as epoch_<N>.pt (learning curves); 0 = no."""
     num_threads: int | None = None
     """torch CPU threads; None = one per core. Use 1 when other jobs share the cores."""
     precision: str = "fp32"
@@ -87,6 +89,9 @@ class TrainConfig:
     """Continue a run found in out_dir with the same config (from last.pt)."""
     overwrite: bool = False
     """Delete a previous run's files in out_dir and start afresh."""
+    init_checkpoint: str | None = None
+    """Warm start: a checkpoint whose weights (not its normalization stats, refit on this
+    dataset) a fresh run starts from, as DAgger retrains after each round."""
 
     def __post_init__(self) -> None:
         if isinstance(self.policy, dict):  # from JSON
@@ -98,6 +103,7 @@ class TrainConfig:
             (self.lr > 0, "lr must be > 0"),
             (0.0 <= self.valid_fraction < 1.0, "valid_fraction must be in [0, 1)"),
             (self.eval_every >= 0, "eval_every must be >= 0"),
+            (self.save_every >= 0, "save_every must be >= 0"),
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0"),
             (self.precision in ("fp32", "bf16"), "precision must be 'fp32' or 'bf16'"),
         ]
@@ -228,6 +234,19 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
     start_epoch, global_step = 0, 0
     best_metric: float | None = None
     best_epoch: int | None = None
+    if last_path is None and config.init_checkpoint:
+        weights = load_checkpoint(config.init_checkpoint)["state_dict"]
+        weights = {k: v for k, v in weights.items() if k not in ("obs_mean", "obs_std")}
+        try:
+            missing, unexpected = policy.load_state_dict(weights, strict=False)
+        except RuntimeError as exc:
+            missing, unexpected = [str(exc).splitlines()[0]], []
+        missing = [k for k in missing if k not in ("obs_mean", "obs_std")]
+        if missing or unexpected:
+            raise ApprenticeError(
+                f"init_checkpoint {config.init_checkpoint}: weights do not fit the "
+                f"{config.policy.name!r} policy of this run ({(missing + unexpected)[0]})"
+            )
     if last_path is not None:
         state = load_checkpoint(last_path)
         extra = state["extra"]
@@ -314,6 +333,13 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
             # The record goes out before last.pt: a kill in between re-runs this epoch and the
             # resume drops the record, so the log never holds an epoch the weights lack.
             log.epoch(record, global_step)
+            if config.save_every and epoch % config.save_every == 0:
+                save_checkpoint(
+                    run_dir / f"epoch_{epoch}.pt",
+                    policy,
+                    env_args=data.env_args,
+                    extra={"epoch": epoch},
+                )
             save_checkpoint(
                 run_dir / "last.pt",
                 policy,

@@ -118,8 +118,56 @@ def cmd_quickstart(ns: argparse.Namespace) -> None:
     print_table("quickstart", list(result.items()))
 
 
+def cmd_export(ns: argparse.Namespace) -> None:
+    from apprentice.deploy.export import ExportConfig, export_checkpoint
+
+    cfg = dataclass_from_args(ExportConfig, ns)
+    r = export_checkpoint(cfg)
+    print_table(
+        f"exported {r.meta.policy_kind} policy to {r.meta.format}",
+        [
+            ("file", r.path),
+            ("description", r.sidecar),
+            ("inputs", ", ".join(r.meta.input_names)),
+            ("outputs", ", ".join(r.meta.output_names)),
+            ("max abs diff vs PyTorch", f"{r.max_abs_diff:.2e} over {r.samples} observations"),
+            ("tolerance", f"{r.tolerance:g}"),
+        ],
+    )
+
+
+def cmd_serve(ns: argparse.Namespace) -> None:
+    from apprentice.deploy.server import PolicyServer, ServeConfig
+
+    cfg = dataclass_from_args(ServeConfig, ns)
+    server = PolicyServer(cfg)
+    health = server.health()
+
+    def ready(port: int) -> None:
+        print(
+            f"serving {health['policy']} policy for {health['task']!r} on "
+            f"ws://{cfg.host}:{port} (health: http://{cfg.host}:{port}/healthz); "
+            "SIGTERM or Ctrl-C stops it",
+            flush=True,
+        )
+
+    server.run(ready)
+    m = server.metrics
+    print_table(
+        "policy server stopped",
+        [
+            ("sessions", m.sessions_opened),
+            ("act requests", m.requests["act"]),
+            ("error replies", sum(m.errors.values())),
+            ("refused connections and frames", sum(m.rejected.values())),
+        ],
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from apprentice.collect.oracle import CollectConfig
+    from apprentice.deploy.export import EXPORT_FORMATS, ExportConfig
+    from apprentice.deploy.server import ServeConfig
     from apprentice.evaluate.rollout import EvalConfig
     from apprentice.generate.annotate import AnnotateConfig
     from apprentice.generate.attempt import SELECTIONS
@@ -179,7 +227,24 @@ def build_parser() -> argparse.ArgumentParser:
             {"positional": ("checkpoint",)},
         ),
         ("inspect", "print per-demo and per-key statistics of a dataset", None, cmd_inspect, {}),
+        (
+            "export",
+            "export a checkpoint to ONNX or TorchScript and check it against PyTorch",
+            ExportConfig,
+            cmd_export,
+            {"positional": ("checkpoint",), "choices": {"format": list(EXPORT_FORMATS)}},
+        ),
+        (
+            "serve",
+            "serve a checkpoint to robots over WebSocket: sessions, health, metrics, token auth",
+            ServeConfig,
+            cmd_serve,
+            {"positional": ("checkpoint",)},
+        ),
     ]
+    from apprentice.interactive.cli import dagger_command
+
+    commands.append(dagger_command())
     for name, help_text, cfg_cls, fn, extra in commands:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if cfg_cls is not None:

@@ -1,0 +1,182 @@
+"""Interactive imitation: success (or normalized return) against expert labels, for BC,
+DAgger, HG-DAgger and DART at equal label budgets.
+
+Every method starts from the same round 0 (the same expert demos, seeds and learner), then
+adds exactly `--labels-per-round` expert labels per round (`DaggerConfig.labels_per_round`),
+so at every point of the curves all methods have used the same number of labels. The learner
+is retrained (warm start) after each round and scored on the same held-out seeds. Built-in
+tasks report the success rate; gymnasium tasks the normalized return
+(score - random) / (expert - random) against the SB3 expert's record written by
+benchmarks/train_experts.py (run that first).
+
+    .venv/bin/python benchmarks/bench_dagger.py --tasks lift gym/InvertedPendulum-v5 \
+        --seeds 0 1 2
+Writes benchmarks/out/dagger/<task>.json, a markdown table on stdout and <task>.png curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from apprentice.interactive.dagger import DaggerConfig, run_dagger
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out" / "dagger"
+EXPERTS = HERE / "out" / "experts"
+
+# Per task: round-0 expert episodes and the label budget of each later round. Built-in
+# tasks start from a handful of demos (where BC is under 95%); the gym tasks from one.
+SIZES: dict[str, dict[str, int]] = {
+    "lift": {"init_episodes": 3, "labels_per_round": 300},
+    "stack": {"init_episodes": 5, "labels_per_round": 600},
+    "gym/InvertedPendulum-v5": {"init_episodes": 1, "labels_per_round": 500},
+    "gym/Reacher-v5": {"init_episodes": 4, "labels_per_round": 200},
+}
+METHODS = ("bc", "dagger", "hg-dagger", "dart")
+
+
+def expert_for(task: str) -> str:
+    if task.startswith("gym/"):
+        path = EXPERTS / f"{task.removeprefix('gym/')}.zip"
+        if not path.exists():
+            raise SystemExit(f"no expert {path}: run benchmarks/train_experts.py first")
+        return str(path)
+    return "oracle"
+
+
+def score(entry: dict[str, Any]) -> float:
+    """The curve's y: normalized return where there is one, else the success rate."""
+    return float(entry.get("normalized_return", entry["success_rate"]))
+
+
+def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
+    sizes = SIZES.get(task, {"init_episodes": 5, "labels_per_round": 500})
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for method in args.methods:
+        for seed in args.seeds:
+            folder = Path(args.work) / task.replace("/", "_") / f"{method}_s{seed}"
+            if args.fresh and folder.exists():
+                shutil.rmtree(folder)
+            cfg = DaggerConfig(
+                task=task,
+                out=str(folder),
+                expert=expert_for(task),
+                method=method,
+                init_episodes=sizes["init_episodes"],
+                rounds=args.rounds,
+                episodes_per_round=10,
+                labels_per_round=args.labels_per_round or sizes["labels_per_round"],
+                # A learner that balances the pendulum is rarely taken over: without a cap,
+                # HG-DAgger would roll out 200 episodes of 1000 steps looking for its labels.
+                max_rollouts=args.hg_max_rollouts if method == "hg-dagger" else 0,
+                beta_schedule=args.beta_schedule,
+                policy=args.policy,
+                policy_args=tuple(args.policy_args),
+                epochs=args.epochs,
+                steps_per_epoch=args.steps_per_epoch,
+                eval_episodes=args.episodes,
+                seed=seed,
+                threads=1,
+            )
+            t0 = time.perf_counter()
+            result = run_dagger(cfg)
+            seconds = time.perf_counter() - t0
+            runs.setdefault(method, []).append(
+                {"seed": seed, "seconds": seconds, "history": result.history}
+            )
+            last = result.history[-1]
+            print(
+                f"{task} {method} seed {seed}: {score(last):.3f} at {last['labels']} labels "
+                f"({seconds:.0f} s)",
+                flush=True,
+            )
+    return {"task": task, "config": vars(args) | {"sizes": sizes}, "runs": runs}
+
+
+def table(result: dict[str, Any]) -> str:
+    """Markdown: per round, labels and each method's mean (per-seed) score."""
+    runs = result["runs"]
+    methods = [m for m in METHODS if m in runs]
+    rounds = len(next(iter(runs.values()))[0]["history"])
+    metric = (
+        "normalized return"
+        if "normalized_return" in runs[methods[0]][0]["history"][0]
+        else "success"
+    )
+    head = f"| round | labels | {' | '.join(methods)} |"
+    lines = [head, "|" + "---|" * (2 + len(methods))]
+    for r in range(rounds):
+        labels = runs[methods[0]][0]["history"][r]["labels"]
+        cells = []
+        for m in methods:
+            vals = [score(run["history"][r]) for run in runs[m]]
+            per = ", ".join(f"{v:.2f}" for v in vals)
+            cells.append(f"{np.mean(vals):.3f} ({per})")
+        lines.append(f"| {r} | {labels} | {' | '.join(cells)} |")
+    hg = runs.get("hg-dagger")
+    if hg:
+        inter = [sum(h["interventions"] for h in run["history"]) for run in hg]
+        lines.append(f"\nHG-DAgger interventions per seed: {inter}; metric: {metric}")
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for method, runs in result["runs"].items():
+        labels = [h["labels"] for h in runs[0]["history"]]
+        scores = np.array([[score(h) for h in run["history"]] for run in runs])  # seeds, rounds
+        ax.plot(labels, scores.mean(0), marker="o", label=method)
+        ax.fill_between(labels, scores.min(0), scores.max(0), alpha=0.15)
+    ax.set_xlabel("expert labels")
+    ax.set_ylabel("normalized return" if result["task"].startswith("gym/") else "success rate")
+    ax.set_title(f"{result['task']} ({len(next(iter(result['runs'].values())))} seeds)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", nargs="+", default=["lift", "gym/InvertedPendulum-v5"])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--labels-per-round", type=int, default=0, help="0: the task's default")
+    p.add_argument("--beta-schedule", default="linear", choices=["linear", "exponential"])
+    p.add_argument("--policy", default="mlp")
+    p.add_argument("--policy-args", nargs="*", default=["hidden_dims=[256,256]"])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--steps-per-epoch", type=int, default=100)
+    p.add_argument("--episodes", type=int, default=50, help="held-out rollouts per round")
+    p.add_argument("--hg-max-rollouts", type=int, default=0, help="HG-DAgger's episode cap")
+    p.add_argument("--work", default=str(OUT / "runs"))
+    p.add_argument("--out", default=str(OUT))
+    p.add_argument("--fresh", action="store_true", help="delete previous runs (else resume)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for task in args.tasks:
+        result = run_task(task, args)
+        name = task.replace("/", "_")
+        (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+        plot(result, out / f"{name}.png")
+        print(f"\n### {task}\n\n{table(result)}\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""`apprentice dagger`: the command's entry in the CLI's command list, and its summary table."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+
+def cmd_dagger(ns: argparse.Namespace) -> None:
+    from rich.table import Table
+
+    from apprentice.cli.args import dataclass_from_args
+    from apprentice.cli.main import console
+    from apprentice.interactive.dagger import DaggerConfig, run_dagger
+
+    cfg = dataclass_from_args(DaggerConfig, ns)
+    r = run_dagger(cfg)
+    table = Table(title=f"{cfg.method} on {cfg.task}: success against expert labels")
+    for col in ("round", "beta", "labels", "interventions", "success", "95% CI", "return"):
+        table.add_column(col)
+    for h in r.history:
+        ret = f"{h['mean_return']:.1f}"
+        if "normalized_return" in h:
+            ret += f" ({h['normalized_return']:.2f} norm.)"
+        table.add_row(
+            str(h["round"]),
+            f"{h['beta']:.2f}",
+            str(h["labels"]),
+            str(h["interventions"]),
+            # gymnasium tasks have no success, only a return
+            "-" if "normalized_return" in h else f"{h['success_rate']:.0%}",
+            "-" if "normalized_return" in h else f"{h['ci_low']:.0%}-{h['ci_high']:.0%}",
+            ret,
+        )
+    console.print(table)
+    console.print(f"run folder {r.run_dir}; aggregated demos {r.dataset}")
+
+
+def dagger_command() -> tuple[str, str, type, Callable[[argparse.Namespace], None], dict[str, Any]]:
+    """The (name, help, config, function, extra) tuple of `apprentice dagger`."""
+    from apprentice.interactive.dagger import METHODS, SCHEDULES, DaggerConfig
+    from apprentice.policies.base import policy_names
+
+    return (
+        "dagger",
+        "interactive imitation: DAgger, HG-DAgger, DART (or BC) rounds with an expert labelling",
+        DaggerConfig,
+        cmd_dagger,
+        {
+            "choices": {
+                "method": list(METHODS),
+                "beta_schedule": list(SCHEDULES),
+                "policy": policy_names(),
+            }
+        },
+    )
