@@ -31,7 +31,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from apprentice.deploy.client import Client, ServerUnavailable
 from apprentice.deploy.protocol import encode_array, pack, unpack
-from apprentice.deploy.server import PolicyServer, ServeConfig, Session
+from apprentice.deploy.server import PolicyServer, ServeConfig
 from apprentice.errors import ApprenticeError
 from apprentice.policies import load_policy
 
@@ -229,15 +229,7 @@ def test_server_restart_gives_a_fresh_session(checkpoint: Path) -> None:
 def test_shutdown_finishes_the_request_in_flight(
     checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    entered, release = threading.Event(), threading.Event()
-    original = Session.act
-
-    def held_act(self: Session, obs: dict[str, np.ndarray]) -> np.ndarray:
-        entered.set()
-        release.wait(timeout=10)
-        return original(self, obs)
-
-    monkeypatch.setattr(Session, "act", held_act)
+    entered, release = H.hold_inference(monkeypatch)
     server, url = H.start(checkpoint)
     client = Client(url, token=TOKEN, timeout=10)
     result: list[np.ndarray] = []

@@ -88,6 +88,20 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {kind: make_checkpoint(folder / f"{kind}.pt", kind) for kind in CONFIGS}
 
 
+def hold_inference(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make every Session.act set `entered`, then wait for `release` (at most 10 s)."""
+    entered, release = threading.Event(), threading.Event()
+    original = Session.act
+
+    def held_act(self: Session, obs: dict[str, np.ndarray]) -> np.ndarray:
+        entered.set()
+        release.wait(timeout=10)
+        return original(self, obs)
+
+    monkeypatch.setattr(Session, "act", held_act)
+    return entered, release
+
+
 def start(checkpoint: Path, **overrides: object) -> tuple[PolicyServer, str]:
     cfg = ServeConfig(checkpoint=str(checkpoint), port=0, token=TOKEN, **overrides)  # type: ignore[arg-type]
     server = PolicyServer(cfg)
@@ -205,15 +219,7 @@ def test_full_queue_answers_busy(
     checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Back-pressure: with the inference thread held and the queue full, a request gets "busy"."""
-    release, entered = threading.Event(), threading.Event()
-    original = Session.act
-
-    def held_act(self: Session, obs: dict[str, np.ndarray]) -> np.ndarray:
-        entered.set()
-        release.wait(timeout=10)
-        return original(self, obs)
-
-    monkeypatch.setattr(Session, "act", held_act)
+    entered, release = hold_inference(monkeypatch)
     server, url = start(checkpoints["mlp"], queue_size=1)
     try:
         obs = obs_stream(1, seed=6)[0]
