@@ -49,6 +49,7 @@ def bc_update(
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
     optimizer.step()
+    policy.after_optimizer_step()
     return value, info
 
 

@@ -209,6 +209,9 @@ class Policy(nn.Module):
         """Scalar loss over a window batch (masked on padded steps) and logged numbers."""
         raise NotImplementedError
 
+    def after_optimizer_step(self) -> None:
+        """Hook run after every optimizer step (e.g. to update EMA weights); default none."""
+
     def obs_windows(self, batch: dict[str, Tensor]) -> Tensor:
         """Normalized, frame-stacked inputs (B, T, frame_stack * D) of a sampler batch."""
         parts = []
