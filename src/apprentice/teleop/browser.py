@@ -1,0 +1,409 @@
+"""The browser device: a local web page (keyboard, touch, tilt, WebXR) over WebSocket.
+
+`BrowserDevice` serves `static/teleop.html` and `static/teleop.js` over HTTP and speaks
+WebSocket at `/ws` on the same port, with the `websockets` library the policy server uses.
+Any browser becomes the input device: a laptop's keyboard (the terminal keyboard's key map,
+sent in the hello), on-screen touch pads and buttons, a phone's tilt (DeviceOrientation),
+or a headset's controller pose (WebXR). The page shows the simulator's camera live and the
+session's status (recording, success, demos kept).
+
+Messages (page -> server, JSON text frames or msgpack binary frames):
+
+    {"type": "command", "seq": int, "t": ms, "pos": [3], "rot": [3], "gripper": float,
+     "buttons": [name, ...]}
+    {"type": "ping", "t": ms}                    -> {"type": "pong", "t": ms, "server_t": ms}
+
+`t` is when the input happened, in milliseconds since the epoch on the *server's* clock (the
+page aligns its clock with ping/pong); the session measures input-to-step latency from it.
+Server -> page: a hello (key map, control rate), status messages (JSON) and camera frames
+(binary JPEG).
+
+Why it is built this way:
+- **The newest page drives.** A reload opens a new connection before the old one is gone, so
+  a new page takes over and the old one is closed (code 4000) instead of being refused.
+  `connected` is False while no page is open: the session treats that as an unplug.
+- **Bad input is rejected and counted, never fatal**: frames that are not JSON or msgpack
+  maps, unknown types, wrong shapes, non-finite numbers or unknown buttons get an error reply
+  and a count in `rejected`; frames over `max_message_bytes` close that page (code 1009).
+- **A silent page stops the robot.** The page re-sends its state at the control rate; when
+  nothing has come for `stale_s` (a frozen or backgrounded tab), poll() reports no motion.
+- **Frames never queue up.** Each page has one slot for the newest status and one for the
+  newest frame; a slow page skips frames instead of falling behind the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import io
+import json
+import logging
+import math
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+
+from apprentice.errors import ApprenticeError
+from apprentice.teleop.devices import (
+    BUTTON_KEYS,
+    BUTTONS,
+    GRIPPER_KEY,
+    GRIPPER_OPEN,
+    MOTION_KEYS,
+    DeviceCommand,
+    TeleopStatus,
+)
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+_FILES = {"/": ("teleop.html", "text/html"), "/teleop.js": ("teleop.js", "text/javascript")}
+TAKEN_OVER = 4000
+"""Close code sent to a page when a newer page takes over."""
+
+
+class MalformedMessage(Exception):
+    """A page message the device cannot use; `kind` names the reason for the counts."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _vector(message: dict[str, Any], key: str) -> np.ndarray:
+    value = message.get(key, [0.0, 0.0, 0.0])
+    if not isinstance(value, list) or len(value) != 3:
+        raise MalformedMessage("bad_field", f"{key!r} must be a list of 3 numbers")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        raise MalformedMessage("bad_field", f"{key!r} must hold numbers only")
+    vec = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(vec)):
+        raise MalformedMessage("not_finite", f"{key!r} holds NaN or infinity")
+    return np.clip(vec, -1.0, 1.0)
+
+
+def decode_message(frame: bytes | str) -> dict[str, Any]:
+    """A page message from a JSON text frame or a msgpack binary frame."""
+    try:
+        if isinstance(frame, str):
+            message = json.loads(frame)
+        else:
+            message = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+    except Exception as exc:  # json and msgpack raise several types for garbage
+        kind = type(exc).__name__
+        raise MalformedMessage("not_decodable", f"not JSON or msgpack ({kind})") from None
+    if not isinstance(message, dict):
+        raise MalformedMessage("not_a_map", f"a message is a map, not {type(message).__name__}")
+    return message
+
+
+def parse_command(message: dict[str, Any]) -> DeviceCommand:
+    """The command in a "command" message; MalformedMessage when it is not one."""
+    seq = message.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise MalformedMessage("bad_field", "'seq' must be an integer")
+    gripper = message.get("gripper", GRIPPER_OPEN)
+    if not isinstance(gripper, int | float) or isinstance(gripper, bool):
+        raise MalformedMessage("bad_field", "'gripper' must be a number")
+    if not math.isfinite(gripper):
+        raise MalformedMessage("not_finite", "'gripper' is NaN or infinity")
+    buttons = message.get("buttons", [])
+    if not isinstance(buttons, list) or not all(isinstance(b, str) for b in buttons):
+        raise MalformedMessage("bad_field", "'buttons' must be a list of names")
+    unknown = sorted(set(buttons) - set(BUTTONS))
+    if unknown:
+        raise MalformedMessage("unknown_button", f"unknown buttons {unknown}; known: {BUTTONS}")
+    stamps: tuple[float, ...] = ()
+    t = message.get("t")
+    if t is not None:
+        if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
+            raise MalformedMessage("bad_field", "'t' must be a finite number (ms)")
+        stamps = (float(t) / 1e3,)
+    command = DeviceCommand(
+        _vector(message, "pos"),
+        _vector(message, "rot"),
+        float(np.clip(gripper, -1.0, 1.0)),
+        frozenset(buttons),
+        stamps,
+    )
+    return command
+
+
+def encode_jpeg(frame: np.ndarray, quality: int = 80) -> bytes:
+    """JPEG bytes of an (H, W, 3) uint8 image."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+class _Page:
+    """One open page: its connection and its newest-only outbound slots."""
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self.ws = ws
+        self.status: str | None = None
+        self.frame: bytes | None = None
+        self.wake = asyncio.Event()
+
+    async def send_loop(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            status, frame = self.status, self.frame
+            self.status = self.frame = None
+            if status is not None:
+                await self.ws.send(status)
+            if frame is not None:
+                await self.ws.send(frame)
+
+
+class BrowserDevice:
+    """The teleop web page's server and the device it drives (module docstring)."""
+
+    name = "browser"
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8780,
+        max_message_bytes: int = 4096,
+        jpeg_quality: int = 80,
+        rate_hz: float = 20.0,
+        stale_s: float = 0.5,
+    ) -> None:
+        if not 0 <= port < 65536:
+            raise ApprenticeError(f"--port must be in [0, 65535], got {port}")
+        self.host = host
+        self.port = port
+        self.max_message_bytes = max_message_bytes
+        self.jpeg_quality = jpeg_quality
+        self.rate_hz = rate_hz
+        self.stale_s = stale_s
+        self.rejected: Counter[str] = Counter()
+        """Messages refused, by reason (malformed, oversized, ...)."""
+        self.received: Counter[str] = Counter()
+        """Messages accepted, by type."""
+        self.transport_s: deque[float] = deque(maxlen=100_000)
+        """Receive time minus input time of each stamped command (page -> server transport)."""
+        self._lock = threading.Lock()
+        self._pos = np.zeros(3)
+        self._rot = np.zeros(3)
+        self._gripper = GRIPPER_OPEN
+        self._buttons: set[str] = set()
+        self._stamps: list[float] = []
+        self._last_command = 0.0  # time.monotonic() of the last command received
+        self._page: _Page | None = None
+        self._server: Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    # ---- lifecycle (the server runs on its own thread with its own event loop) ---------------
+
+    def start(self) -> None:
+        result: list[BaseException | None] = []
+        ready = threading.Event()
+
+        def body() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._listen())
+                result.append(None)
+            except BaseException as exc:  # handed to the caller's thread below
+                result.append(exc)
+            ready.set()
+            if self._server is not None:
+                loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=body, name="teleop-browser", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if result[0] is not None:
+            self._thread.join()
+            self._thread = self._loop = None  # nothing left to close
+            raise result[0]
+
+    async def _listen(self) -> None:
+        try:
+            self._server = await serve(
+                self._handle,
+                self.host,
+                self.port,
+                process_request=self._process_request,
+                max_size=self.max_message_bytes,
+                max_queue=16,
+                compression=None,  # JPEG does not deflate; commands are tiny
+                close_timeout=1,
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ApprenticeError(
+                    f"port {self.port} on {self.host} is already in use; choose another "
+                    "--port or stop the process listening there"
+                ) from None
+            raise ApprenticeError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from None
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def close(self) -> None:
+        loop, server = self._loop, self._server
+        if loop is None or self._thread is None:
+            return
+
+        async def shutdown() -> None:
+            if server is not None:
+                server.close(code=CloseCode.GOING_AWAY, reason="teleop session ended")
+                await server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(timeout=10)
+        self._thread = None
+        self._server = None
+
+    # ---- the Device contract (called from the session's thread) ------------------------------
+
+    def poll(self) -> DeviceCommand:
+        with self._lock:
+            moving = time.monotonic() - self._last_command <= self.stale_s
+            cmd = DeviceCommand(
+                self._pos.copy() if moving else np.zeros(3),
+                self._rot.copy() if moving else np.zeros(3),
+                self._gripper,
+                frozenset(self._buttons),
+                tuple(self._stamps),
+            )
+            self._buttons.clear()
+            self._stamps.clear()
+        return cmd
+
+    @property
+    def connected(self) -> bool:
+        return self._page is not None
+
+    @property
+    def wants_frames(self) -> bool:
+        return self._page is not None
+
+    def show(self, status: TeleopStatus, frame: np.ndarray | None) -> None:
+        """Send the status and the camera frame to the page (encoded here, sent by the loop)."""
+        loop = self._loop
+        if loop is None or self._page is None:
+            return
+        text = json.dumps({"type": "status", **asdict(status)})
+        jpeg = encode_jpeg(frame, self.jpeg_quality) if frame is not None else None
+        loop.call_soon_threadsafe(self._publish, text, jpeg)
+
+    def _publish(self, status: str, frame: bytes | None) -> None:
+        page = self._page
+        if page is None:
+            return
+        page.status = status
+        if frame is not None:
+            page.frame = frame
+        page.wake.set()
+
+    # ---- HTTP: the page itself ---------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.partition("?")[0]
+        if path == "/ws":
+            return None  # the WebSocket handshake goes on
+        if path == "/healthz":
+            body = {"status": "ok", "page_open": self.connected, "rejected": dict(self.rejected)}
+            return _response(connection, 200, json.dumps(body) + "\n", "application/json")
+        if path not in _FILES:
+            return connection.respond(404, f"no such path {path}; the page is at /\n")
+        name, content_type = _FILES[path]
+        return _response(connection, 200, (STATIC / name).read_text(), content_type)
+
+    # ---- WebSocket: one page ------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        page = _Page(ws)
+        old, self._page = self._page, page
+        if old is not None:
+            await old.ws.close(TAKEN_OVER, "another page took over")
+        with self._lock:  # a new page starts from rest: nothing held
+            self._pos, self._rot = np.zeros(3), np.zeros(3)
+        sender = asyncio.create_task(page.send_loop())
+        try:
+            await ws.send(json.dumps(self._hello()))
+            async for frame in ws:
+                reply = self._receive(frame)
+                if reply is not None:
+                    await ws.send(json.dumps(reply))
+        except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                self.rejected["oversized"] += 1
+        finally:
+            sender.cancel()
+            if self._page is page:
+                self._page = None
+                with self._lock:  # no page, no motion
+                    self._pos, self._rot = np.zeros(3), np.zeros(3)
+
+    def _hello(self) -> dict[str, Any]:
+        return {
+            "type": "hello",
+            "rate_hz": self.rate_hz,
+            "buttons": list(BUTTONS),
+            "motion_keys": {k: [kind, axis, sign] for k, (kind, axis, sign) in MOTION_KEYS.items()},
+            "button_keys": BUTTON_KEYS,
+            "gripper_key": GRIPPER_KEY,
+            "server_t": time.time() * 1e3,
+        }
+
+    def _receive(self, frame: bytes | str) -> dict[str, Any] | None:
+        """Apply one page message; returns the reply to send, if any."""
+        now = time.time()
+        try:
+            message = decode_message(frame)
+            kind = message.get("type")
+            if kind == "ping":
+                self.received["ping"] += 1
+                return {"type": "pong", "t": message.get("t"), "server_t": now * 1e3}
+            if kind != "command":
+                raise MalformedMessage(
+                    "unknown_type", f"unknown type {kind!r}; send command or ping"
+                )
+            command = parse_command(message)
+        except MalformedMessage as exc:
+            self.rejected[exc.kind] += 1
+            return {"type": "error", "kind": exc.kind, "message": str(exc)}
+        self.received["command"] += 1
+        with self._lock:
+            self._last_command = time.monotonic()
+            self._pos, self._rot = command.delta_pos, command.delta_rot
+            self._gripper = command.gripper
+            self._buttons.update(command.buttons)
+            if len(self._stamps) < 1024:
+                self._stamps.extend(command.stamps)
+        self.transport_s.extend(now - s for s in command.stamps)
+        return None
+
+
+def _response(connection: ServerConnection, status: int, body: str, content_type: str) -> Response:
+    response = connection.respond(status, body)
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = f"{content_type}; charset=utf-8"
+    return response
