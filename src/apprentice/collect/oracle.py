@@ -51,6 +51,9 @@ class CollectConfig:
     """Give up after n * factor attempts."""
     progress: bool = True
     """Show a progress bar."""
+    noise: str = "none"
+    """Human-like defects injected into the oracle (apprentice.collect.noisy): none, or human
+    (pauses, hesitations, tremor, dropped grasps, gripper chatter; labelled in demo attrs)."""
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,22 @@ class CollectResult:
 
 
 def _oracle_episode(
-    task_name: str, kwargs: tuple[tuple[str, Any], ...], seed: int, after: int, noise: float
+    task_name: str,
+    kwargs: tuple[tuple[str, Any], ...],
+    seed: int,
+    after: int,
+    noise: float,
+    human: str = "none",
 ) -> Episode:
+    from apprentice.collect.noisy import collect_human_like, noise_preset
+
     task = worker_task(task_name, kwargs)
     oracle = task.oracle(np.random.default_rng(seed))
+    human_noise = noise_preset(human)
+    if human_noise is not None:
+        return collect_human_like(
+            task, oracle, human_noise, seed=seed, after=after, action_noise=noise
+        )
     noise_rng = np.random.default_rng([seed, 1])  # its own stream: the oracle's stays the same
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
@@ -93,7 +108,12 @@ def _episodes(cfg: CollectConfig, seeds: Iterator[int]) -> Iterator[Episode]:
     if cfg.workers <= 1:
         for seed in seeds:
             yield _oracle_episode(
-                cfg.task, _task_kwargs(cfg), seed, cfg.steps_after_success, cfg.action_noise
+                cfg.task,
+                _task_kwargs(cfg),
+                seed,
+                cfg.steps_after_success,
+                cfg.action_noise,
+                cfg.noise,
             )
         return
     with make_pool(cfg.workers) as pool:
@@ -103,7 +123,14 @@ def _episodes(cfg: CollectConfig, seeds: Iterator[int]) -> Iterator[Episode]:
             if not chunk:
                 return
             args = [
-                (cfg.task, _task_kwargs(cfg), s, cfg.steps_after_success, cfg.action_noise)
+                (
+                    cfg.task,
+                    _task_kwargs(cfg),
+                    s,
+                    cfg.steps_after_success,
+                    cfg.action_noise,
+                    cfg.noise,
+                )
                 for s in chunk
             ]
             yield from pool.map(_oracle_episode, *zip(*args, strict=True))
