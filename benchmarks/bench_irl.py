@@ -1,0 +1,247 @@
+"""Adversarial imitation and learning from observation: normalized return against env steps.
+
+For each task, algorithm and seed, runs `apprentice irl` (through `run_irl`, the command's
+own function) on the same expert demos, evaluating every `--eval-every` environment steps on
+held-out initial states, and reports the normalized return (score - random) / (expert -
+random). BC (the shared trainer on the same demos, no environment steps) is the baseline.
+imitation 1.0.1's own runs (benchmarks/peers/imitation_run.py, JSON of the same rows) are
+shown beside ours when their files exist.
+
+Demos come from the SB3 expert of benchmarks/train_experts.py where one exists
+(benchmarks/out/experts/<env>.zip; its .json gives the expert and random returns), the
+built-in task's oracle for manipulation tasks, or the PD law for InvertedPendulum.
+
+    .venv/bin/python benchmarks/bench_irl.py --tasks gym/InvertedPendulum-v5 \
+        --algos bc gail airl --seeds 0 1 2 --env-steps 150000 --eval-every 15000
+
+Writes benchmarks/out/irl/apprentice_<env>_<algo>_s<seed>.json (rows: env_steps,
+mean_return, normalized_return, wall_s; a finished file is not rerun, a killed run resumes
+from its run folder under --work), and per task a markdown table on stdout and
+benchmarks/out/irl/curves_<env>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out" / "irl"
+EXPERTS = HERE / "out" / "experts"
+
+
+def env_label(task: str) -> str:
+    """The <env> of file names: gym/InvertedPendulum-v5 -> InvertedPendulum-v5."""
+    return task.removeprefix("gym/")
+
+
+def expert_spec(task: str) -> str:
+    zip_path = EXPERTS / f"{env_label(task)}.zip"
+    if zip_path.exists():
+        return str(zip_path)
+    if task == "gym/InvertedPendulum-v5":
+        return "pd"
+    if task.startswith("gym/"):
+        raise SystemExit(f"no expert for {task}: run benchmarks/train_experts.py first")
+    return "oracle"
+
+
+def demos_for(task: str, episodes: int, out: Path) -> Path:
+    from apprentice.irl.envs import record_expert_demos
+
+    path = out / f"demos_{env_label(task)}_{episodes}.hdf5"
+    if not path.exists():
+        tmp = path.with_name(path.name + ".partial")
+        tmp.unlink(missing_ok=True)
+        record_expert_demos(task, expert_spec(task), episodes, tmp, seed=0)
+        os.replace(tmp, path)
+    return path
+
+
+def run_bc(task: str, demos: Path, seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """BC on the demos with the shared trainer; one row at 0 environment steps."""
+    from apprentice.algos.trainer import TrainConfig, train
+    from apprentice.irl.envs import evaluate_policy, expert_reference, make_irl_env
+    from apprentice.policies.checkpoint import load_policy
+    from apprentice.policies.mlp import MLPConfig
+
+    t0 = time.perf_counter()
+    r = train(
+        TrainConfig(
+            dataset=str(demos),
+            out_dir=str(args.work / f"{env_label(task)}_bc_s{seed}"),
+            policy=MLPConfig(hidden_dims=(256, 256)),
+            epochs=args.bc_epochs,
+            steps_per_epoch=100,
+            batch_size=256,
+            lr=1e-3,
+            seed=seed,
+            valid_fraction=0.0,
+            num_threads=1,
+            progress=False,
+        )
+    )
+    policy = load_policy(r.final_checkpoint)
+    env = make_irl_env(task, seed)
+    scores = evaluate_policy(policy.act, env, args.eval_episodes, reference=expert_reference(demos))
+    return [{"env_steps": 0, "wall_s": time.perf_counter() - t0, **scores}]
+
+
+def run_one(
+    task: str, algo: str, demos: Path, seed: int, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    if algo == "bc":
+        return run_bc(task, demos, seed, args)
+    from apprentice.irl.cli import run_irl
+    from apprentice.irl.common import IRLConfig
+
+    result = run_irl(
+        IRLConfig(
+            algo=algo,
+            task=task,
+            demos=str(demos),
+            out_dir=str(args.work / f"{env_label(task)}_{algo}_s{seed}"),
+            env_steps=args.env_steps,
+            seed=seed,
+            rl_algo=args.rl_algo,
+            eval_episodes=args.eval_episodes,
+            eval_every=args.eval_every,
+            algo_args=tuple(args.algo_args),
+        )
+    )
+    return [
+        {k: h.get(k) for k in ("env_steps", "mean_return", "normalized_return", "wall_s")}
+        for h in result.history
+    ]
+
+
+def load_runs(out: Path, env: str, prefix: str) -> dict[str, dict[int, list[dict[str, Any]]]]:
+    """algo -> seed -> rows, from <prefix>_<env>_<algo>_s<seed>.json files under `out`."""
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for path in sorted(out.glob(f"{prefix}_{env}_*_s*.json")):
+        stem = path.stem[len(f"{prefix}_{env}_") :]
+        algo, _, seed = stem.rpartition("_s")
+        data = json.loads(path.read_text())
+        rows = data["rows"] if isinstance(data, dict) else data
+        runs.setdefault(algo, {})[int(seed)] = rows
+    return runs
+
+
+def report(task: str, out: Path) -> None:
+    env = env_label(task)
+    ours = load_runs(out, env, "apprentice")
+    # imitation's runs are written by benchmarks/peers/imitation_run.py under OUT.
+    peer = load_runs(OUT, env, "imitation")
+    lines = [
+        f"\n### {task}: normalized return (mean ± std over seeds) at the last evaluation\n",
+        "| method | seeds | env steps | normalized return | return | wall-clock s (mean) |",
+        "|---|---|---|---|---|---|",
+    ]
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for label, runs in [("apprentice", ours), ("imitation 1.0.1", peer)]:
+        for algo, by_seed in sorted(runs.items()):
+            finals = [rows[-1] for rows in by_seed.values() if rows]
+            norm = [
+                f["normalized_return"] for f in finals if f.get("normalized_return") is not None
+            ]
+            ret = [f["mean_return"] for f in finals]
+            wall = [f.get("wall_s") or 0.0 for f in finals]
+            name = algo if label == "apprentice" else f"{algo} ({label})"
+            lines.append(
+                f"| {name} | {len(finals)} | {finals[0]['env_steps']} | "
+                f"{np.mean(norm):.3f} ± {np.std(norm):.3f} | {np.mean(ret):.1f} | "
+                f"{np.mean(wall):.0f} |"
+            )
+            # The curve: mean over seeds at the evaluation points all seeds share.
+            steps = sorted(
+                set.intersection(*[{r["env_steps"] for r in v} for v in by_seed.values()])
+            )
+            ys = [
+                np.mean(
+                    [
+                        r["normalized_return"]
+                        for v in by_seed.values()
+                        for r in v
+                        if r["env_steps"] == s
+                    ]
+                )
+                for s in steps
+            ]
+            curves[name] = (np.asarray(steps), np.asarray(ys))
+    print("\n".join(lines))
+    print(f"\n{task}: normalized return against environment steps (mean over seeds)\n")
+    for name, (xs, ys) in curves.items():
+        print(
+            f"- {name}: " + ", ".join(f"{x // 1000}k: {y:.2f}" for x, y in zip(xs, ys, strict=True))
+        )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (xs, ys) in curves.items():
+        if len(xs) == 1:
+            ax.axhline(ys[0], linestyle="--", label=name)
+        else:
+            ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("normalized return")
+    ax.set_title(task)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / f"curves_{env}.png", dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", nargs="+", default=["gym/InvertedPendulum-v5"])
+    p.add_argument("--algos", nargs="+", default=["bc", "gail", "airl"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--demo-episodes", type=int, default=10)
+    p.add_argument("--env-steps", type=int, default=150_000)
+    p.add_argument("--eval-every", type=int, default=15_000)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--rl-algo", default="auto")
+    p.add_argument("--algo-args", nargs="*", default=[], help="key=value for every irl run")
+    p.add_argument("--bc-epochs", type=int, default=20)
+    p.add_argument("--out", type=Path, default=OUT, help="result JSON, demos and curves")
+    p.add_argument("--work", type=Path, default=None, help="run folders (default: OUT/runs)")
+    p.add_argument("--report-only", action="store_true", help="only print the tables")
+    args = p.parse_args()
+    args.work = args.work or args.out / "runs"
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    for task in args.tasks:
+        if not args.report_only:
+            demos = demos_for(task, args.demo_episodes, args.out)
+            for algo in args.algos:
+                for seed in args.seeds:
+                    path = args.out / f"apprentice_{env_label(task)}_{algo}_s{seed}.json"
+                    if path.exists():
+                        continue
+                    t0 = time.perf_counter()
+                    rows = run_one(task, algo, demos, seed, args)
+                    record = {
+                        "task": task,
+                        "algo": algo,
+                        "seed": seed,
+                        "demos": str(demos),
+                        "args": {k: str(v) for k, v in vars(args).items()},
+                        "total_wall_s": time.perf_counter() - t0,
+                        "rows": rows,
+                    }
+                    path.write_text(json.dumps(record, indent=2) + "\n")
+                    print(f"{task} {algo} seed {seed}: {rows[-1]}", flush=True)
+        report(task, args.out)
+
+
+if __name__ == "__main__":
+    main()

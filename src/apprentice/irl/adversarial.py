@@ -1,0 +1,451 @@
+"""GAIL, AIRL and GAIfO: a stable-baselines3 generator against a PyTorch discriminator.
+
+A run alternates rounds. In each, the generator (PPO by default, SAC with rl_algo=sac) takes
+`rollout_steps` environment steps and its update; then the discriminator takes `disc_updates`
+minibatch steps on that rollout against the expert demos (`discriminators.py` has the
+networks, the loss and the rewards).
+
+Where the reward comes from. The env's reward is replaced *in the VecEnv*, by
+`LearnedRewardVecEnv`, below `VecNormalize`: each step's reward is the current
+discriminator's, computed from the raw (s, a, s') as the step happens, exactly as imitation's
+`RewardVecEnvWrapper` does. The alternative, relabelling PPO's rollout buffer in a callback,
+has to undo VecNormalize's observation scaling and reward normalization that the buffer
+already holds; the wrapper sees raw observations and lets VecNormalize normalize the learned
+reward as it would any reward, and the same code serves SAC. The cost: SAC's replay buffer
+keeps the reward of the discriminator that was current when the step was taken (stale
+rewards, as in imitation); PPO discards its buffer every round, so for PPO nothing is stale.
+The same wrapper records the rollout's transitions, which the discriminator then trains on,
+and the true env returns stay visible through each env's `Monitor` (logged as train_return).
+
+Normalization. The generator's policy reads VecNormalize's normalized observations; the
+discriminator normalizes its inputs with the expert demos' fixed statistics. AIRL's
+log pi(a|s) on expert data passes the expert's observations through the same VecNormalize
+statistics the generator reads, so expert and generator are scored by one policy on one scale.
+
+Divergence. A NaN discriminator loss, or a discriminator right on >= 99% of expert and
+generator samples for `divergence_rounds` rounds in a row while its mean D on the generator's
+data is below 0.01 (the generator's reward has collapsed: it gets no signal), stops the run
+with an ApprenticeError naming the round and the numbers, rather than training on silently.
+
+Run folder (resumable per round):
+
+    config.json  metrics.jsonl  tb/       config, one line per round, TensorBoard
+    state.json                            rounds done, env steps, evaluation history
+    generator.zip  vecnormalize.pkl       the SB3 model and its observation statistics
+    discriminator.pt                      the discriminator and its optimizer
+    replay_buffer.pkl                     SAC only
+    policy.zip  reward.pt                 the final policy, and the learned reward
+                                          (AIRL: g(s); `discriminators.load_reward`)
+    report.png                            return against env steps, discriminator stats
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from apprentice.algos.run_folder import RunLog, prepare_run_dir
+from apprentice.errors import ApprenticeError
+from apprentice.irl.common import IRLConfig, IRLResult
+from apprentice.irl.diagnostics import DivergenceMonitor, write_report_png
+from apprentice.irl.discriminators import (
+    Batch,
+    Discriminator,
+    discriminator_loss,
+    generator_reward,
+    save_reward,
+)
+from apprentice.irl.envs import (
+    IRLEnv,
+    Transitions,
+    check_demos_fit_env,
+    evaluate_policy,
+    expert_reference,
+    flatten_obs,
+    load_demo_transitions,
+    make_irl_env,
+)
+from apprentice.irl.reward_env import LearnedRewardVecEnv, Rollout
+from apprentice.overrides import parse_overrides
+
+ADVERSARIAL = ("gail", "airl", "gaifo")
+_RUN_FILES = (
+    "state.json",
+    "generator.zip",
+    "vecnormalize.pkl",
+    "discriminator.pt",
+    "replay_buffer.pkl",
+    "policy.zip",
+    "reward.pt",
+    "report.png",
+)
+
+
+@dataclass(frozen=True)
+class AdversarialConfig:
+    """GAIL / AIRL / GAIfO settings, set with `--algo-args key=value`."""
+
+    rollout_steps: int = 2048
+    """Environment steps per round (all envs together): one generator rollout and update."""
+    n_envs: int = 4
+    """Parallel environments of the generator (in one process)."""
+    policy_hidden: tuple[int, ...] = (64, 64)
+    """Hidden widths of the generator's policy and value networks."""
+    lr: float = 3e-4
+    """Generator learning rate."""
+    ppo_epochs: int = 10
+    """PPO epochs over each rollout."""
+    ppo_batch: int = 64
+    """PPO minibatch size."""
+    ent_coef: float = 0.0
+    """PPO entropy bonus."""
+    gamma: float = 0.99
+    """Discount of the generator (and AIRL's shaping term)."""
+    sac_learning_starts: int = 1000
+    """SAC: random steps before its first update."""
+    disc_hidden: tuple[int, ...] = (64, 64)
+    """Hidden widths of the discriminator (AIRL: of g and of h)."""
+    disc_lr: float = 3e-4
+    """Discriminator (Adam) learning rate."""
+    disc_updates: int = 4
+    """Discriminator minibatch steps per round."""
+    disc_batch: int = 256
+    """Expert and generator transitions per discriminator step (each)."""
+    grad_penalty: float = 0.0
+    """Gradient-penalty weight on the discriminator (GAIL, GAIfO); 0 = none, 10 is usual."""
+    reward: str = "positive"
+    """GAIL/GAIfO reward: positive = -log(1-D); logit = log D - log(1-D) (AIRL: always logit)."""
+    state_only: bool = True
+    """AIRL: g(s) rather than g(s, a): the reward that transfers (Fu et al. 2018, sec. 5)."""
+    normalize_reward: bool = True
+    """Normalize the learned reward by its running return scale (VecNormalize)."""
+    obs_keys: tuple[str, ...] = ()
+    """Observation keys to learn from; empty = the task's low-dim keys."""
+    divergence_rounds: int = 10
+    """Stop when D is >= 99% accurate and the generator's mean D < 0.01 this many rounds."""
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.rollout_steps >= self.n_envs >= 1, "rollout_steps >= n_envs >= 1"),
+            (self.disc_updates >= 1 and self.disc_batch >= 1, "disc_updates, disc_batch >= 1"),
+            (self.reward in ("positive", "logit"), "reward is positive or logit"),
+            (self.divergence_rounds >= 1, "divergence_rounds >= 1"),
+            (self.disc_lr > 0 and self.lr > 0, "learning rates > 0"),
+            (self.grad_penalty >= 0, "grad_penalty >= 0"),
+        ]
+        for ok, what in checks:
+            if not ok:
+                raise ApprenticeError(f"irl --algo-args: need {what}")
+
+    @classmethod
+    def from_irl(cls, cfg: IRLConfig) -> AdversarialConfig:
+        """From `cfg.algo_args` (values read as JSON: 4, 1e-3, [64,64], true)."""
+        values = parse_overrides(cfg.algo_args, "irl --algo-args entry")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ApprenticeError(
+                f"irl --algo-args: unknown key(s) {', '.join(unknown)} for {cfg.algo}; "
+                f"known: {', '.join(known)}"
+            )
+        for key, value in values.items():
+            if isinstance(value, list):
+                values[key] = tuple(value)
+            elif isinstance(known[key].default, tuple) and isinstance(value, str):
+                values[key] = tuple(v for v in value.split(",") if v)
+        return cls(**values)
+
+
+class _Run:
+    """One adversarial run: demos, envs, generator, discriminator, folder."""
+
+    def __init__(self, cfg: IRLConfig, acfg: AdversarialConfig) -> None:
+        self.cfg, self.acfg = cfg, acfg
+        self.dir = Path(cfg.out_dir)
+        self.rl_algo = "ppo" if cfg.rl_algo == "auto" else cfg.rl_algo
+        self.eval_env: IRLEnv = make_irl_env(cfg.task, cfg.seed, acfg.obs_keys or None)
+        self.keys = self.eval_env.obs_keys
+        needs = {"gaifo": "gaifo (its D(s, s'))", "airl": "airl (its shaping term h(s'))"}
+        self.demos: Transitions = load_demo_transitions(
+            cfg.demos, self.keys, task_name=cfg.task, needs=needs.get(cfg.algo, "")
+        )
+        check_demos_fit_env(
+            self.demos, self.eval_env, cfg.demos, algo=cfg.algo, needs_actions=cfg.algo != "gaifo"
+        )
+        self.reference = expert_reference(cfg.demos)
+        self.expert_obs = flatten_obs(self.demos.obs, self.keys)  # (N, Ds)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng([cfg.seed, 5])
+        self.disc = Discriminator(
+            cfg.algo,
+            self.expert_obs.mean(0),
+            self.expert_obs.std(0),
+            int(self.eval_env.action_space.shape[0]),
+            acfg.disc_hidden,
+            acfg.gamma,
+            acfg.state_only,
+        )
+        self.opt = torch.optim.Adam(self.disc.parameters(), lr=acfg.disc_lr)
+        self.reward_env = LearnedRewardVecEnv(self._make_base_venv(), self.keys, self._reward)
+        self.model: Any = None
+        self.venv: Any = None
+
+    # ---- generator ---------------------------------------------------------------------------
+
+    def _make_base_venv(self) -> Any:
+        from stable_baselines3.common.monitor import Monitor
+        from stable_baselines3.common.vec_env import DummyVecEnv
+
+        def factory(i: int) -> Any:
+            return lambda: Monitor(make_irl_env(self.cfg.task, self.cfg.seed * 1000 + i, self.keys))
+
+        return DummyVecEnv([factory(i) for i in range(self.acfg.n_envs)])
+
+    def build_generator(self, resume: bool) -> None:
+        from stable_baselines3 import PPO, SAC
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        a = self.acfg
+        if resume:
+            self.venv = VecNormalize.load(str(self.dir / "vecnormalize.pkl"), self.reward_env)
+            cls: Any = PPO if self.rl_algo == "ppo" else SAC
+            self.model = cls.load(self.dir / "generator.zip", env=self.venv, device="cpu")
+            if self.rl_algo == "sac" and (self.dir / "replay_buffer.pkl").exists():
+                self.model.load_replay_buffer(self.dir / "replay_buffer.pkl")
+            return
+        self.venv = VecNormalize(
+            self.reward_env, norm_obs=True, norm_reward=a.normalize_reward, gamma=a.gamma
+        )
+        common: dict[str, Any] = {
+            "learning_rate": a.lr,
+            "gamma": a.gamma,
+            "seed": self.cfg.seed,
+            "device": "cpu",
+            "policy_kwargs": {"net_arch": list(a.policy_hidden)},
+            "verbose": 0,
+        }
+        if self.rl_algo == "ppo":
+            n_steps = a.rollout_steps // a.n_envs
+            self.model = PPO(
+                "MultiInputPolicy",
+                self.venv,
+                n_steps=n_steps,
+                batch_size=min(a.ppo_batch, n_steps * a.n_envs),
+                n_epochs=a.ppo_epochs,
+                ent_coef=a.ent_coef,
+                **common,
+            )
+        else:
+            self.model = SAC(
+                "MultiInputPolicy",
+                self.venv,
+                learning_starts=a.sac_learning_starts,
+                buffer_size=max(self.cfg.env_steps, 1000),
+                **common,
+            )
+
+    @torch.no_grad()
+    def log_pi(self, obs: dict[str, np.ndarray], actions: np.ndarray) -> torch.Tensor:
+        """(B,) the generator's log pi(a|s) at raw observations `obs` (normalized as its
+        policy reads them)."""
+        obs_t, _ = self.model.policy.obs_to_tensor(self.venv.normalize_obs(obs))
+        acts = torch.as_tensor(actions, dtype=torch.float32)
+        if self.rl_algo == "ppo":
+            return self.model.policy.get_distribution(obs_t).log_prob(acts)
+        actor = self.model.actor
+        mean, log_std, kwargs = actor.get_action_dist_params(obs_t)
+        dist = actor.action_dist.proba_distribution(mean, log_std, **kwargs)
+        return dist.log_prob(acts.clamp(-1 + 1e-6, 1 - 1e-6))
+
+    def _batch(
+        self,
+        obs: dict[str, np.ndarray],
+        actions: np.ndarray,
+        next_obs: dict[str, np.ndarray],
+        dones: np.ndarray,
+    ) -> Batch:
+        return Batch(
+            obs=torch.as_tensor(flatten_obs(obs, self.keys)),
+            actions=torch.as_tensor(actions, dtype=torch.float32),
+            next_obs=torch.as_tensor(flatten_obs(next_obs, self.keys)),
+            dones=torch.as_tensor(dones, dtype=torch.float32),
+            log_pi=self.log_pi(obs, actions) if self.cfg.algo == "airl" else None,
+        )
+
+    def _reward(
+        self,
+        obs: dict[str, np.ndarray],
+        actions: np.ndarray,
+        next_obs: dict[str, np.ndarray],
+        dones: np.ndarray,
+    ) -> np.ndarray:
+        """The discriminator's reward for a VecEnv step, (n_envs,)."""
+        b = self._batch(obs, actions, next_obs, dones)
+        return generator_reward(self.disc, b, self.acfg.reward).numpy().astype(np.float32)
+
+    # ---- discriminator -----------------------------------------------------------------------
+
+    def _sample(self, rollout: Rollout) -> tuple[Batch, Batch]:
+        """(expert, generator) minibatches of disc_batch transitions each."""
+        a = self.acfg
+        gi = self.rng.integers(0, len(rollout), size=a.disc_batch)
+        ei = self.rng.integers(0, len(self.demos), size=a.disc_batch)
+        gen = self._batch(
+            {k: v[gi] for k, v in rollout.obs.items()},
+            rollout.actions[gi],
+            {k: v[gi] for k, v in rollout.next_obs.items()},
+            rollout.dones[gi],
+        )
+        exp_next = self.demos.next_obs if self.demos.next_obs is not None else self.demos.obs
+        exp = self._batch(
+            {k: v[ei] for k, v in self.demos.obs.items()},
+            self.demos.actions[ei],
+            {k: v[ei] for k, v in exp_next.items()},
+            self.demos.dones[ei],
+        )
+        return exp, gen
+
+    def train_discriminator(self, rollout: Rollout) -> dict[str, float]:
+        """`disc_updates` steps on this round's rollout; returns the mean training loss and
+        the accuracies and mean D of the discriminator as it leaves the round (on a fresh
+        minibatch: an average over the steps would hide a discriminator that just ran away)."""
+        a = self.acfg
+        losses = []
+        for _ in range(a.disc_updates):
+            exp, gen = self._sample(rollout)
+            loss, stats = discriminator_loss(self.disc, exp, gen, a.grad_penalty)
+            losses.append(stats["disc_loss"])
+            if math.isfinite(stats["disc_loss"]):
+                self.opt.zero_grad()
+                loss.backward()
+                self.opt.step()
+        exp, gen = self._sample(rollout)
+        with torch.no_grad():
+            _, stats = discriminator_loss(self.disc, exp, gen)
+        return {**stats, "disc_loss": float(np.mean(losses))}
+
+    # ---- folder ------------------------------------------------------------------------------
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Checkpoint the round: model, statistics and discriminator first, state.json last
+        (a kill in between repeats at most one round's bookkeeping on newer weights)."""
+        self.model.save(self.dir / "generator.tmp.zip")
+        os.replace(self.dir / "generator.tmp.zip", self.dir / "generator.zip")
+        self.venv.save(str(self.dir / "vecnormalize.tmp.pkl"))
+        os.replace(self.dir / "vecnormalize.tmp.pkl", self.dir / "vecnormalize.pkl")
+        if self.rl_algo == "sac":
+            self.model.save_replay_buffer(self.dir / "replay_buffer.tmp.pkl")
+            os.replace(self.dir / "replay_buffer.tmp.pkl", self.dir / "replay_buffer.pkl")
+        disc_state = {"disc": self.disc.state_dict(), "opt": self.opt.state_dict()}
+        torch.save(disc_state, self.dir / "discriminator.tmp.pt")
+        os.replace(self.dir / "discriminator.tmp.pt", self.dir / "discriminator.pt")
+        _write_json(self.dir / "state.json", state)
+
+    def load_discriminator(self) -> None:
+        ckpt = torch.load(self.dir / "discriminator.pt", map_location="cpu", weights_only=False)
+        self.disc.load_state_dict(ckpt["disc"])
+        self.opt.load_state_dict(ckpt["opt"])
+
+    def evaluate(self) -> dict[str, float]:
+        def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+            batch = self.venv.normalize_obs({k: v[None] for k, v in obs.items()})
+            action, _ = self.model.predict(batch, deterministic=True)
+            return np.asarray(action[0], dtype=np.float32)
+
+        return evaluate_policy(act, self.eval_env, self.cfg.eval_episodes, reference=self.reference)
+
+
+def run_adversarial(cfg: IRLConfig) -> IRLResult:
+    """Run (or resume) GAIL, AIRL or GAIfO as `cfg` says; see the module docstring."""
+    if cfg.algo not in ADVERSARIAL:
+        raise ApprenticeError(f"run_adversarial runs {', '.join(ADVERSARIAL)}, not {cfg.algo}")
+    acfg = AdversarialConfig.from_irl(cfg)
+    run = _Run(cfg, acfg)
+    run_dir = Path(cfg.out_dir)
+    if cfg.overwrite:
+        for name in _RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+    config = {"irl": asdict(cfg), "adversarial": asdict(acfg)}
+    free = {"resume", "overwrite", "eval_episodes", "env_steps"}
+    config["irl"] = {k: v for k, v in config["irl"].items() if k not in free}
+    prepare_run_dir(run_dir, config, resume=cfg.resume, overwrite=cfg.overwrite)
+    state_path = run_dir / "state.json"
+    resume = state_path.exists()
+    state: dict[str, Any] = (
+        json.loads(state_path.read_text())
+        if resume
+        else {"rounds_done": 0, "history": [], "pinned": 0, "wall_s": 0.0, "next_eval": 0}
+    )
+    run.build_generator(resume)
+    if resume:
+        run.load_discriminator()
+    log = RunLog(run_dir, resume_epoch=state["rounds_done"], global_step=run.model.num_timesteps)
+    monitor = DivergenceMonitor(acfg.divergence_rounds, int(state["pinned"]))
+    rounds = math.ceil(cfg.env_steps / acfg.rollout_steps)
+    if not state["next_eval"]:
+        state["next_eval"] = cfg.eval_every or cfg.env_steps
+    try:
+        for round_index in range(state["rounds_done"] + 1, rounds + 1):
+            t0 = time.perf_counter()
+            run.reward_env.start_rollout()
+            run.model.learn(acfg.rollout_steps, reset_num_timesteps=False)
+            stats = run.train_discriminator(run.reward_env.rollout())
+            monitor.check(cfg.algo, round_index, stats)
+            steps = int(run.model.num_timesteps)
+            episodes = [float(e["r"]) for e in run.model.ep_info_buffer]
+            record: dict[str, Any] = {
+                "epoch": round_index,
+                "env_steps": steps,
+                **stats,
+                "train_return": float(np.mean(episodes)) if episodes else float("nan"),
+            }
+            state["wall_s"] += time.perf_counter() - t0
+            if steps >= state["next_eval"] or round_index == rounds:
+                while state["next_eval"] <= steps:
+                    state["next_eval"] += cfg.eval_every or cfg.env_steps
+                scores = run.evaluate()
+                record.update(scores)
+                state["history"].append(
+                    {
+                        "round": round_index,
+                        "env_steps": steps,
+                        "wall_s": state["wall_s"],
+                        **scores,
+                        **{k: stats[k] for k in ("acc_expert", "acc_generator", "d_generator")},
+                    }
+                )
+            log.epoch(record, steps)
+            state["rounds_done"] = round_index
+            state["pinned"] = monitor.pinned
+            run.save(state)
+    finally:
+        log.close()
+    run.model.save(run_dir / "policy.zip")
+    save_reward(run_dir / "reward.pt", run.disc, run.keys, acfg.reward)
+    write_report_png(run_dir, f"{cfg.algo} on {cfg.task}", state["history"], log.records)
+    final = dict(state["history"][-1]) if state["history"] else {}
+    final.update(
+        {
+            "policy": str(run_dir / "policy.zip"),
+            "reward": str(run_dir / "reward.pt"),
+            "rl_algo": run.rl_algo,
+        }
+    )
+    return IRLResult(run_dir=run_dir, history=list(state["history"]), final=final)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+__all__ = ["ADVERSARIAL", "AdversarialConfig", "run_adversarial"]
