@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco loads: the teleop tests render
 
 
 @pytest.fixture(scope="session")

@@ -148,8 +148,10 @@ def test_an_expert_that_cannot_label_is_one_clear_error(
                 task="gym/Reacher-v5", out=str(tmp_path / "b"), expert=str(pendulum_expert)
             )
         )
-    with pytest.raises(ApprenticeError, match="teleoperation device"):
-        run_dagger(DaggerConfig(task="lift", out=str(tmp_path / "c"), expert="teleop"))
+    with pytest.raises(ApprenticeError, match="devices found: browser"):
+        run_dagger(
+            DaggerConfig(task="lift", out=str(tmp_path / "c"), expert="teleop", device="spacemouse")
+        )
     with pytest.raises(ApprenticeError, match="does not exist"):
         run_dagger(DaggerConfig(task="lift", out=str(tmp_path / "d"), expert="nope.zip"))
 

@@ -41,6 +41,7 @@ def dagger_command() -> tuple[str, str, type, Callable[[argparse.Namespace], Non
     """The (name, help, config, function, extra) tuple of `apprentice dagger`."""
     from apprentice.interactive.dagger import METHODS, SCHEDULES, DaggerConfig
     from apprentice.policies.base import policy_names
+    from apprentice.teleop.devices import DEVICE_NAMES
 
     return (
         "dagger",
@@ -52,6 +53,7 @@ def dagger_command() -> tuple[str, str, type, Callable[[argparse.Namespace], Non
                 "method": list(METHODS),
                 "beta_schedule": list(SCHEDULES),
                 "policy": policy_names(),
+                "device": list(DEVICE_NAMES),
             }
         },
     )

@@ -44,7 +44,8 @@ from apprentice.evaluate.metrics import success_rate
 from apprentice.interactive.dart import NoiseModel, fit_noise, learner_errors
 from apprentice.interactive.episodes import Mode, run_episode, score_learner
 from apprentice.interactive.experts import Expert, OracleExpert, SB3Expert, make_expert
-from apprentice.interactive.gates import ActionGapGate
+from apprentice.interactive.gates import ActionGapGate, Gate
+from apprentice.interactive.human import HumanGate, TeleopExpert
 from apprentice.overrides import parse_overrides
 from apprentice.policies.base import Policy, policy_config_from_dict
 from apprentice.policies.checkpoint import load_policy
@@ -52,7 +53,10 @@ from apprentice.policies.checkpoint import load_policy
 METHODS = ("dagger", "hg-dagger", "dart", "bc")
 SCHEDULES = ("linear", "exponential")
 _MODE: dict[str, Mode] = {"dagger": "dagger", "hg-dagger": "hg", "dart": "dart", "bc": "expert"}
-_RESUME_FREE = frozenset({"progress", "threads", "overwrite"})
+# A person may resume with another device or page address.
+_RESUME_FREE = frozenset(
+    {"progress", "threads", "overwrite", "device", "host", "port", "takeover_on_motion"}
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,16 @@ class DaggerConfig:
     out: str
     """Run folder (config, aggregated demos.hdf5, a trainer run per round, state.json)."""
     expert: str = "oracle"
-    """Who labels: 'oracle' (the task's scripted oracle) or a stable-baselines3 model .zip."""
+    """Who labels: 'oracle' (the task's scripted oracle), 'teleop' (you, at --device) or a
+    stable-baselines3 model .zip."""
+    device: str = "browser"
+    """With --expert teleop: your input device (browser, keyboard, gamepad, spacemouse)."""
+    host: str = "127.0.0.1"
+    """With --device browser: interface the page is served on."""
+    port: int = 8780
+    """With --device browser: TCP port of the page (0 = any free port)."""
+    takeover_on_motion: bool = False
+    """HG-DAgger with --expert teleop: any motion input takes over, not only start/toggle."""
     method: str = "dagger"
     """dagger, hg-dagger (gated takeovers), dart (noisy expert demos) or bc (expert demos)."""
     dataset: str | None = None
@@ -178,7 +191,14 @@ class _Run:
         self.task = make_task(cfg.task)
         self.rng_root = np.random.SeedSequence([cfg.seed, 7])
         # Fail before any work if the expert cannot label this task.
-        self.expert: Expert = make_expert(cfg.expert, self.task, np.random.default_rng(cfg.seed))
+        self.expert: Expert = make_expert(
+            cfg.expert,
+            self.task,
+            np.random.default_rng(cfg.seed),
+            device=cfg.device,
+            host=cfg.host,
+            port=cfg.port,
+        )
         self.policy_config = policy_config_from_dict(
             {"name": cfg.policy, **parse_overrides(cfg.policy_args, "policy argument")}
         )
@@ -273,8 +293,10 @@ class _Run:
             b = beta(cfg.beta_schedule, round_index, cfg.rounds, cfg.beta_decay)
         learner = None if mode in ("expert", "dart") else self.learner(round_index - 1)
         noise = self.fit_dart_noise(round_index) if mode == "dart" else None
-        gate = None
-        if mode == "hg":
+        gate: Gate | None = None
+        if mode == "hg" and isinstance(self.expert, TeleopExpert):
+            gate = HumanGate(self.expert, takeover_on_motion=cfg.takeover_on_motion)
+        elif mode == "hg":
             gate = ActionGapGate(cfg.gate_threshold, cfg.gate_release, cfg.gate_min_steps)
         labels, start, segments = self.round_stats(round_index)
         key = str(round_index)
@@ -393,6 +415,14 @@ class _Run:
 def run_dagger(cfg: DaggerConfig) -> DaggerResult:
     """Run (or resume) the rounds of `cfg`; returns the per-round history."""
     run = _Run(cfg)
+    try:
+        return _run_rounds(run, cfg)
+    finally:
+        if isinstance(run.expert, TeleopExpert):
+            run.expert.close()  # a browser page's server, a terminal in cbreak mode
+
+
+def _run_rounds(run: _Run, cfg: DaggerConfig) -> DaggerResult:
     state = run.prepare()
     resumed_from = int(state["rounds_done"])
     total_labels = sum(int(h["round_labels"]) for h in state["history"])

@@ -1,4 +1,5 @@
-"""Experts that label the states a learner visits: the built-in oracles and SB3 models.
+"""Experts that label the states a learner visits: the built-in oracles and SB3 models (a
+person at a teleop device is `human.TeleopExpert`).
 
 An interactive-imitation expert is asked, every step, what it would do in the state the env
 is in now, whoever drives. Its contract is `Expert`: `reset()` per episode, `label(obs)`
@@ -195,17 +196,26 @@ def _load_sb3(path: Path, algo: str | None) -> Any:
     )
 
 
-def make_expert(spec: str, task: Task, rng: np.random.Generator) -> Expert:
-    """`spec` is "oracle" (the task's scripted oracle), or the path of an SB3 .zip."""
+def make_expert(
+    spec: str,
+    task: Task,
+    rng: np.random.Generator,
+    *,
+    device: str = "browser",
+    host: str = "127.0.0.1",
+    port: int = 8780,
+) -> Expert:
+    """`spec` is "oracle" (the task's scripted oracle), "teleop" (a person at the input
+    `device`, started here; `host`/`port` serve the browser page) or the path of an SB3 .zip."""
     if spec == "oracle":
         return OracleExpert(task, rng)
     if spec == "teleop":
-        raise ApprenticeError(
-            "--expert teleop needs a teleoperation device, which this build does not have yet; "
-            "use --expert oracle or an SB3 model .zip"
-        )
+        from apprentice.interactive.human import TeleopExpert
+
+        return TeleopExpert.open(task, device, host=host, port=port)
     if spec.endswith(".zip"):
         return SB3Expert.load(spec, task)
     raise ApprenticeError(
-        f"--expert {spec!r}: expected 'oracle' or the path of a stable-baselines3 model .zip"
+        f"--expert {spec!r}: expected 'oracle', 'teleop' or the path of a stable-baselines3 "
+        "model .zip"
     )

@@ -3,8 +3,9 @@
 In HG-DAgger (Kelly et al., 2019) a human expert watches the learner and takes the controls
 when it drifts towards trouble, hands them back once the system is safe again, and only the
 takeover segments are labelled (the human's own actions). A person does that through a
-teleop device; tests and benchmarks use `ActionGapGate`, a scripted stand-in that takes
-over when the learner's action strays from what the expert would do.
+teleop device (`human.HumanGate`: a button press takes over); tests and benchmarks use
+`ActionGapGate`, a scripted stand-in that takes over when the learner's action strays from
+what the expert would do.
 
 A gate is asked once per step, before the action is applied, and counts its interventions
 (learner -> expert hand-overs) so reports can show how often the expert stepped in.
