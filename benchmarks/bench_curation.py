@@ -8,8 +8,10 @@
    other seeds, 5000-5079, never on these demos or the evaluation seeds). The filter's
    precision and recall against the injected labels are reported, overall and per defect.
 3. For each training seed, train BC-RNN (the quickstart's: LSTM 2x128, lr 1e-3, 20 x 100
-   steps, best of the periodic rollout checks) on mask/train (all) and on
-   mask/curated_train (filtered), and evaluate each on the same held-out seeds.
+   steps, best of the periodic rollout checks) on mask/train (all), on
+   mask/curated_train (filtered), and on a random subset of mask/train as large as the
+   filtered set (the control: is it which demos were kept, or how many?), drawn afresh per
+   training seed, and evaluate each on the same held-out seeds.
 
 Every stage resumes: rerun the same command after an interruption.
 
@@ -24,18 +26,36 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from apprentice.algos.trainer import TrainConfig, train
 from apprentice.collect.noisy import DEFECTS
 from apprentice.collect.oracle import CollectConfig, collect_demos
 from apprentice.collect.replay import score_file
 from apprentice.data.curate import FilterConfig, curate
 from apprentice.data.reader import DemoFile
+from apprentice.data.store import write_mask
 from apprentice.evaluate.metrics import success_rate
 from apprentice.evaluate.rollout import EvalConfig, evaluate, rollout_callback
 from apprentice.overrides import parse_overrides
 from apprentice.policies.base import policy_config_from_dict
 
-CONDITIONS = {"all": ("train", "valid"), "filtered": ("curated_train", "curated_valid")}
+CONDITIONS = {
+    "all": ("train", "valid"),
+    "filtered": ("curated_train", "curated_valid"),
+    "random": ("random_train_s{seed}", "random_valid_s{seed}"),
+}
+
+
+def write_random_masks(demos: Path, seed: int) -> None:
+    """The control: per training seed, a random subset of train/valid with the filter's sizes."""
+    with DemoFile(demos) as f:
+        masks = f.masks
+    rng = np.random.default_rng(10_000 + seed)
+    for split, like in (("train", "curated_train"), ("valid", "curated_valid")):
+        pool = sorted(masks[split])
+        pick = rng.choice(len(pool), size=len(masks[like]), replace=False)
+        write_mask(demos, f"random_{split}_s{seed}", [pool[i] for i in sorted(pick)])
 
 
 def filter_quality(demos: Path, min_score: float) -> dict[str, Any]:
@@ -132,7 +152,9 @@ def main() -> None:
     )
     evaluate_cb = rollout_callback(args.task, args.eval_episodes) if args.eval_every else None
     for seed in args.seeds:
-        for condition, (train_mask, valid_mask) in CONDITIONS.items():
+        write_random_masks(demos, seed)
+        for condition, masks in CONDITIONS.items():
+            train_mask, valid_mask = (m.format(seed=seed) for m in masks)
             run_dir = work / f"{args.task}_{condition}_s{seed}"
             eval_json = run_dir / "eval.json"
             t0 = time.perf_counter()
@@ -175,7 +197,10 @@ def main() -> None:
             out.write_text(json.dumps(results, indent=2))
 
     with DemoFile(demos) as f:
-        sizes = {c: len(f.masks.get(masks[0], [])) for c, masks in CONDITIONS.items()}
+        seed0 = args.seeds[0]
+        sizes = {
+            c: len(f.masks.get(masks[0].format(seed=seed0), [])) for c, masks in CONDITIONS.items()
+        }
     print(f"\n{args.task}, {fq['demos']} human-like demos ({fq['noisy']} with defects)\n")
     print("| training set | training demos | per training seed | pooled | 95% Wilson |")
     print("|---|---|---|---|---|")
