@@ -30,11 +30,34 @@ SMALL: dict[str, dict[str, Any]] = {
     "mlp": {"hidden_dims": (64, 64)},
     "gmm": {"hidden_dims": (64, 64)},
     "rnn": {"hidden_dim": 32, "seq_len": 5, "rnn_horizon": 4},
+    "transformer": {"embed_dim": 32, "num_layers": 2, "frame_stack": 4, "seq_len": 4},
+    "act": {"hidden_dim": 32, "ff_dim": 64, "chunk_size": 5},
+    "diffusion": {
+        "unet_channels": (16, 32),
+        "step_embed_dim": 16,
+        "seq_len": 8,
+        "action_horizon": 4,
+        "inference_steps": 4,
+    },
 }
 VARIANTS = [(name, SMALL.get(name, {})) for name in policy_names()] + [
     ("mlp", {"hidden_dims": (64,), "frame_stack": 3}),
     ("gmm", {"hidden_dims": (64,), "use_tanh": True}),
     ("rnn", {"hidden_dim": 32, "seq_len": 5, "head": "gmm", "frame_stack": 2}),
+    ("transformer", {"embed_dim": 32, "frame_stack": 3, "seq_len": 1, "head": "gmm"}),
+    ("act", {"hidden_dim": 32, "chunk_size": 6, "frame_stack": 2, "execute_horizon": 4}),
+    (
+        "diffusion",
+        {
+            "denoiser": "transformer",
+            "embed_dim": 32,
+            "num_layers": 2,
+            "seq_len": 6,
+            "action_horizon": 3,
+            "inference_steps": 3,
+            "prediction": "sample",
+        },
+    ),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for n, o in VARIANTS]
 

@@ -174,23 +174,61 @@ def _demo_split(config: TrainConfig) -> tuple[list[str] | None, list[str] | None
     return train, valid, None
 
 
+def _keys_to_load(config: TrainConfig) -> tuple[list[str] | None, bool]:
+    """(obs keys, with_images) to load: no images for a low-dim policy (as fast as before),
+    and only the cameras it reads (uint8, ~850 MB for 200 lift demos x 2 cameras) otherwise."""
+    from apprentice.data.reader import DemoFile
+
+    policy = config.policy
+    if not policy.image_keys:
+        return list(policy.obs_keys) or None, False
+    with DemoFile(config.dataset) as f:
+        images, keys = f.image_keys, f.obs_keys
+    for key in policy.image_keys:
+        if key in images:
+            continue
+        if key in keys:
+            raise ApprenticeError(
+                f"policy image_keys lists {key!r}, a low-dim observation in {config.dataset}, "
+                f"not a camera image (its image keys: {', '.join(images) or 'none'})"
+            )
+        raise ApprenticeError(
+            f"policy reads camera images {key!r}, but dataset {config.dataset} has "
+            f"{'image keys ' + ', '.join(images) if images else 'no images'} (its observation "
+            f"keys: {', '.join(keys)}); record cameras with `apprentice collect --camera`"
+        )
+    low_dim = list(policy.obs_keys) or [k for k in keys if k not in images]
+    return [*low_dim, *policy.image_keys], True
+
+
+def _check_image_sizes(init: dict[str, Any], policy: Policy, path: str) -> None:
+    """A warm start's encoders must have seen images of this dataset's size."""
+    spec = init.get("spec", {}).get("obs_shapes", {})
+    for key, shape in policy.image_shapes.items():
+        if key in spec and tuple(spec[key]) != shape:
+            raise ApprenticeError(
+                f"init_checkpoint {path} was trained on {key!r} images of shape "
+                f"{tuple(spec[key])}; this dataset's are {shape}"
+            )
+
+
 def _load_data(config: TrainConfig) -> _TrainData:
     from apprentice.data.dataset import DemoDataset
     from apprentice.data.normalize import Normalizer
 
     train_demos, valid_demos, train_mask = _demo_split(config)
-    keys = list(config.policy.obs_keys) or None
+    keys, images = _keys_to_load(config)
     train = DemoDataset.load(
-        config.dataset, obs_keys=keys, mask=train_mask, demos=train_demos, with_images=False
+        config.dataset, obs_keys=keys, mask=train_mask, demos=train_demos, with_images=images
     )
     valid = None
     if valid_demos is None:
         valid = DemoDataset.load(
-            config.dataset, obs_keys=keys, mask=config.valid_mask, with_images=False
+            config.dataset, obs_keys=keys, mask=config.valid_mask, with_images=images
         )
     elif valid_demos:
         valid = DemoDataset.load(
-            config.dataset, obs_keys=keys, demos=valid_demos, with_images=False
+            config.dataset, obs_keys=keys, demos=valid_demos, with_images=images
         )
     # Stats come from the training demos only, so validation measures generalisation honestly.
     normalizer = Normalizer.fit(train)
@@ -214,6 +252,8 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
         raise ApprenticeError("train config: dataset path is empty")
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
+    # Before the run folder exists: a policy asking for cameras the file lacks leaves none.
+    _keys_to_load(config)
     run_dir, last_path = prepare_run_dir(
         Path(config.out_dir),
         config.to_dict(),
@@ -222,6 +262,9 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
         free_fields=_RESUME_FREE,
     )
     data = _load_data(config)
+    from apprentice.policies.chunking import check_horizon
+
+    check_horizon(config.policy, data.train)  # a chunk longer than a demo: one clear error
 
     torch.manual_seed(config.seed)
     policy = config.policy.build(data.train.spec, data.normalizer_state)
@@ -234,8 +277,12 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
     start_epoch, global_step = 0, 0
     best_metric: float | None = None
     best_epoch: int | None = None
+    if last_path is None and not config.init_checkpoint:
+        policy.load_pretrained_encoders()  # a fresh run: the encoders' pretrained_path, if any
     if last_path is None and config.init_checkpoint:
-        weights = load_checkpoint(config.init_checkpoint)["state_dict"]
+        init = load_checkpoint(config.init_checkpoint)
+        _check_image_sizes(init, policy, config.init_checkpoint)
+        weights = init["state_dict"]
         weights = {k: v for k, v in weights.items() if k not in ("obs_mean", "obs_std")}
         try:
             missing, unexpected = policy.load_state_dict(weights, strict=False)

@@ -105,6 +105,12 @@ class InferenceStep(nn.Module):
                 f"policy kind {policy.config.name!r} ({type(policy).__name__}) cannot be "
                 f"exported; exportable kinds: {', '.join(sorted(exportable_kinds()))}"
             )
+        if policy.image_keys:
+            # The exported step takes one flat low-dim vector; camera encoders are not in it.
+            raise ApprenticeError(
+                f"{policy.config.name} policy reads camera images "
+                f"({', '.join(policy.image_keys)}); only low-dim policies can be exported"
+            )
         if getattr(policy.config, "deterministic_act", True) is False:
             # A sampled action depends on torch's generator, which no exported graph carries.
             raise ApprenticeError(

@@ -1,9 +1,11 @@
 """Policies: networks and action heads, their configs, and self-describing checkpoints.
 
-Importing this package registers the built-in policies ("mlp", "gmm", "rnn").
+Importing this package registers the built-in policies ("mlp", "gmm", "rnn", "transformer",
+"act", "diffusion").
 """
 
 from apprentice.policies import gmm, mlp, rnn  # noqa: F401  (registration)
+from apprentice.policies.act import ACTConfig, ACTPolicy
 from apprentice.policies.base import (
     Policy,
     PolicyConfig,
@@ -19,11 +21,17 @@ from apprentice.policies.checkpoint import (
     save_checkpoint,
     task_name,
 )
+from apprentice.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from apprentice.policies.gmm import GMMConfig, GMMPolicy
 from apprentice.policies.mlp import MLPConfig, MLPPolicy
 from apprentice.policies.rnn import RNNConfig, RNNPolicy
+from apprentice.policies.transformer import TransformerConfig, TransformerPolicy
 
 __all__ = [
+    "ACTConfig",
+    "ACTPolicy",
+    "DiffusionConfig",
+    "DiffusionPolicy",
     "GMMConfig",
     "GMMPolicy",
     "MLPConfig",
@@ -32,6 +40,8 @@ __all__ = [
     "PolicyConfig",
     "RNNConfig",
     "RNNPolicy",
+    "TransformerConfig",
+    "TransformerPolicy",
     "check_task",
     "load_checkpoint",
     "load_policy",

@@ -4,8 +4,16 @@ Training calls `policy.loss(batch)` on windows cut by the data layer's `WindowSa
 run time calls `policy.act(obs)` on one raw observation (normalization happens inside, with
 the dataset's stats stored as buffers, so a checkpoint needs nothing else to act).
 
+Camera observations (`image_keys`) go through one encoder per camera (`encoders.py`) inside
+the policy; their features and the normalized low-dim keys, concatenated, are the per-frame
+features F that frame stacking, `obs_windows` and the run-time history use. So every policy
+built on `obs_windows` and `_act_step` reads images without knowing it. Images stay uint8 in
+datasets, samplers and batches and become float only inside the encoder.
+
 Shape legend: B batch, T time (training steps of a window), To observation frames of a window
-(frame_stack + T - 1), D observation features (the policy's keys concatenated), A action.
+(frame_stack + T - 1), D raw low-dim observation size (the policy's low-dim keys concatenated),
+F per-frame features (D + feature_dim per camera; F = D without cameras), A action,
+H, W, C image height, width, channels.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from torch import Tensor, nn
 
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
+from apprentice.policies.encoders import ENCODERS, NORMS, VisualCore
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,24 @@ class PolicyConfig:
     """Training window length T: actions predicted (and supervised) per sample."""
     frame_stack: int = 1
     """Past observation frames (including the current one) fed at each step."""
+    image_keys: tuple[str, ...] = ()
+    """Camera observations (uint8 H x W x C) to encode, e.g. agentview_image; empty = none."""
+    encoder: str = "conv"
+    """Camera encoder trunk: conv (3 small layers, the CPU default) or resnet18 (robomimic)."""
+    feature_dim: int = 64
+    """Features per camera: the linear layer after the spatial softmax (robomimic: 64)."""
+    num_keypoints: int = 32
+    """Spatial-softmax keypoints per camera (robomimic: 32)."""
+    encoder_norm: str = "group"
+    """Normalization in the encoder: group (GroupNorm, as Diffusion Policy), batch or none."""
+    share_encoder: bool = False
+    """One encoder for all cameras (their images must have one size) instead of one each."""
+    random_shift: int = 4
+    """Training augmentation: pad by this many pixels and crop at a random offset (DrQ); 0 = off."""
+    color_jitter: float = 0.0
+    """Training augmentation: strength of random brightness/contrast/saturation/hue; 0 = off."""
+    pretrained_path: str | None = None
+    """resnet18: a local torchvision resnet18 state_dict file to start from (never downloaded)."""
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -46,8 +73,43 @@ class PolicyConfig:
             raise ApprenticeError(
                 f"{self.name} policy: frame_stack must be >= 1, got {self.frame_stack}"
             )
-        # JSON round trips give lists; keep the frozen config hashable and comparable.
-        object.__setattr__(self, "obs_keys", tuple(self.obs_keys))
+        # JSON round trips give lists, the command line "a,b"; keep the config hashable.
+        for name in ("obs_keys", "image_keys"):
+            value = getattr(self, name)
+            keys = value.split(",") if isinstance(value, str) else value
+            object.__setattr__(self, name, tuple(str(k) for k in keys if k))
+        self._check_camera_fields()
+
+    def _check_camera_fields(self) -> None:
+        both = sorted(set(self.obs_keys) & set(self.image_keys))
+        checks = [
+            (not both, f"{', '.join(both)} listed in both obs_keys and image_keys"),
+            (
+                self.encoder in ENCODERS,
+                f"unknown encoder {self.encoder!r}; known: {', '.join(ENCODERS)}",
+            ),
+            (
+                self.encoder_norm in NORMS,
+                f"unknown encoder_norm {self.encoder_norm!r}; known: {', '.join(NORMS)}",
+            ),
+            (
+                self.feature_dim >= 1 and self.num_keypoints >= 1,
+                "feature_dim and num_keypoints must be >= 1",
+            ),
+            (self.random_shift >= 0, f"random_shift must be >= 0, got {self.random_shift}"),
+            (
+                0 <= self.color_jitter <= 1,
+                f"color_jitter must be in [0, 1], not {self.color_jitter}",
+            ),
+            (
+                self.pretrained_path is None
+                or (self.encoder == "resnet18" and self.encoder_norm != "none"),
+                "pretrained_path needs encoder=resnet18 with encoder_norm batch or group",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ApprenticeError(f"{self.name} policy: {message}")
 
     def build(self, spec: ObsActSpec, normalizer_state: dict[str, Any]) -> Policy:
         """Make the policy module for a dataset's spec and its fitted normalizer state."""
@@ -56,9 +118,29 @@ class PolicyConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict with the registered "name"; `policy_config_from_dict` inverts it."""
         d: dict[str, Any] = {"name": self.name}
+        defaults = {f.name: f.default for f in fields(self)}
         for key, value in asdict(self).items():
+            if key in _CAMERA_FIELDS and value == defaults[key]:
+                # A low-dim policy's dict stays what it was before cameras existed, so run
+                # folders and checkpoints written then still resume and compare equal.
+                continue
             d[key] = list(value) if isinstance(value, tuple) else value
         return d
+
+
+_CAMERA_FIELDS = frozenset(
+    {
+        "image_keys",
+        "encoder",
+        "feature_dim",
+        "num_keypoints",
+        "encoder_norm",
+        "share_encoder",
+        "random_shift",
+        "color_jitter",
+        "pretrained_path",
+    }
+)
 
 
 _C = TypeVar("_C", bound=type[PolicyConfig])
@@ -107,10 +189,17 @@ def policy_config_from_dict(d: dict[str, Any]) -> PolicyConfig:
             f"policy config for {cls.name!r} has unknown field(s) {', '.join(unknown)}; "
             f"known: {', '.join(sorted(known))}"
         )
+    # A tuple field given one value on the command line (hidden_dims=256) is a 1-tuple.
+    tuple_fields = {f.name for f in fields(cls) if isinstance(f.default, tuple)}
     kwargs: dict[str, Any] = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k != "name"
+        k: tuple(v) if isinstance(v, list) else (v,) if k in tuple_fields else v
+        for k, v in d.items()
+        if k != "name"
     }
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ApprenticeError(f"policy config for {cls.name!r}: {exc}") from None
 
 
 def config_field_docs(cls: type) -> dict[str, str]:
@@ -156,10 +245,43 @@ def _obs_stats(normalizer_state: dict[str, Any], key: str, dim: int) -> tuple[Te
     return torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
 
 
+def _check_obs_key(spec: ObsActSpec, key: str, *, image: bool, policy: str) -> None:
+    """Raise unless the dataset has `key` as a low-dim (D,) or, if `image`, an (H, W, C) key."""
+    if key not in spec.obs_shapes:
+        if image:
+            raise ApprenticeError(
+                f"{policy} policy reads camera images {key!r}, which the dataset does not have "
+                f"(its image keys: {', '.join(spec.image_keys) or 'none'}; other keys: "
+                f"{', '.join(sorted(spec.low_dim_keys))}); record cameras with "
+                "`apprentice collect --camera`"
+            )
+        raise ApprenticeError(
+            f"{policy} policy reads observation {key!r}, which the dataset does not "
+            f"have (it has: {', '.join(sorted(spec.obs_shapes))})"
+        )
+    shape = tuple(spec.obs_shapes[key])
+    if image and len(shape) != 3:
+        raise ApprenticeError(
+            f"{policy} policy: {key!r} is a low-dim observation of shape {shape}, not a camera "
+            "image (H, W, C); list it in obs_keys, not image_keys"
+        )
+    if not image and len(shape) == 3:
+        raise ApprenticeError(
+            f"{policy} policy: {key!r} is a camera image of shape {shape}; list it in "
+            "image_keys (it is encoded), not obs_keys"
+        )
+    if not image and len(shape) != 1:
+        raise ApprenticeError(
+            f"{policy} policy: observation {key!r} has shape {shape}; only low-dim (D,) "
+            "observations and (H, W, C) camera images are supported"
+        )
+
+
 class Policy(nn.Module):
     """A policy: `loss` for training, `act`/`act_batch` + `reset` at run time.
 
-    Subclasses implement `loss` and `_act_step`; recurrent ones also `_reset_rows`.
+    Subclasses implement `loss` and `_act_step`; recurrent ones also `_reset_rows`. They see
+    per-frame features F (`obs_dim`), whatever mix of low-dim keys and cameras makes them.
     """
 
     obs_mean: Tensor
@@ -169,39 +291,102 @@ class Policy(nn.Module):
         self, config: PolicyConfig, spec: ObsActSpec, normalizer_state: dict[str, Any]
     ) -> None:
         super().__init__()
+        name = config.name
         keys = list(config.obs_keys) or spec.low_dim_keys
-        if not keys:
-            raise ApprenticeError(f"{config.name} policy: the dataset spec has no low-dim obs keys")
+        if not keys and not config.image_keys:
+            raise ApprenticeError(f"{name} policy: the dataset spec has no low-dim obs keys")
         for key in keys:
-            if key not in spec.obs_shapes:
-                raise ApprenticeError(
-                    f"{config.name} policy reads observation {key!r}, which the dataset does not "
-                    f"have (it has: {', '.join(sorted(spec.obs_shapes))})"
-                )
-            if len(spec.obs_shapes[key]) != 1:
-                raise ApprenticeError(
-                    f"{config.name} policy: observation {key!r} has shape "
-                    f"{spec.obs_shapes[key]}; only low-dim (D,) observations are supported"
-                )
+            _check_obs_key(spec, key, image=False, policy=name)
+        for key in config.image_keys:
+            _check_obs_key(spec, key, image=True, policy=name)
         self.config = config
         self.spec = spec
         self.normalizer_state = normalizer_state
         self.env_args: dict[str, Any] = {}
         """The task this policy was trained for (set by `load_policy` from the checkpoint)."""
         self.obs_keys: list[str] = keys
+        """Low-dim keys, in the order their values are concatenated (D)."""
         self.obs_dims: list[int] = [int(spec.obs_shapes[k][0]) for k in keys]
-        self.obs_dim = sum(self.obs_dims)
+        self.low_dim = sum(self.obs_dims)
+        """D: the raw low-dim observation size."""
+        self.image_keys: list[str] = list(config.image_keys)
+        self.image_shapes: dict[str, tuple[int, int, int]] = {
+            k: (int(s[0]), int(s[1]), int(s[2]))
+            for k, s in ((k, spec.obs_shapes[k]) for k in self.image_keys)
+        }
+        self.image_encoders = self._build_encoders()
+        self.obs_dim = self.low_dim + config.feature_dim * len(self.image_keys)
+        """F: features per frame (the normalized low-dim keys, then each camera's features)."""
         self.action_dim = int(spec.action_dim)
         self.input_dim = self.obs_dim * config.frame_stack
-        means, stds = zip(
-            *(_obs_stats(normalizer_state, k, d) for k, d in zip(keys, self.obs_dims, strict=True)),
-            strict=True,
-        )
-        self.register_buffer("obs_mean", torch.cat(means))  # (D,)
-        self.register_buffer("obs_std", torch.cat(stds))  # (D,)
-        # Run-time state: the last frame_stack frames per row, and which rows start afresh.
-        self._history: Tensor | None = None  # (B, frame_stack, D)
+        stats = [
+            _obs_stats(normalizer_state, k, d) for k, d in zip(keys, self.obs_dims, strict=True)
+        ]
+        # A policy on cameras alone has D = 0: empty stats.
+        self.register_buffer("obs_mean", torch.cat([m for m, _ in stats] or [torch.zeros(0)]))
+        self.register_buffer("obs_std", torch.cat([s for _, s in stats] or [torch.ones(0)]))
+        # Run-time state: the last frame_stack frames' features per row, and fresh rows.
+        self._history: Tensor | None = None  # (B, frame_stack, F)
         self._fresh: Tensor | None = None  # (B,) bool
+
+    def _build_encoders(self) -> nn.ModuleDict:
+        """One VisualCore per camera (key "shared" for a shared one); empty without cameras."""
+        c = self.config
+        encoders = nn.ModuleDict()
+        if not self.image_keys:
+            return encoders
+        shapes = set(self.image_shapes.values())
+        if c.share_encoder and len(shapes) > 1:
+            sizes = ", ".join(f"{k} {s}" for k, s in self.image_shapes.items())
+            raise ApprenticeError(
+                f"{c.name} policy: share_encoder needs one image size, the cameras have {sizes}"
+            )
+        for key in ["shared"] if c.share_encoder else self.image_keys:
+            encoders[key] = VisualCore(
+                self.image_shapes[self.image_keys[0] if c.share_encoder else key],
+                encoder=c.encoder,
+                feature_dim=c.feature_dim,
+                num_keypoints=c.num_keypoints,
+                norm=c.encoder_norm,
+                shift_pad=c.random_shift,
+                color_strength=c.color_jitter,
+            )
+        return encoders
+
+    def image_encoder(self, key: str) -> VisualCore:
+        """The encoder of camera `key` (the shared one with share_encoder)."""
+        core = self.image_encoders["shared" if self.config.share_encoder else key]
+        assert isinstance(core, VisualCore)
+        return core
+
+    def load_pretrained_encoders(self) -> None:
+        """Start the resnet18 encoders from `config.pretrained_path` (a local file).
+
+        Called by the trainer for a fresh run only, not by `build`: a checkpoint already holds
+        the trained weights, so loading one never needs the pretrained file.
+        """
+        if self.config.pretrained_path is None:
+            return
+        for core in self.image_encoders.values():
+            assert isinstance(core, VisualCore)
+            core.load_pretrained(self.config.pretrained_path)
+
+    def encode_frames(self, frames: dict[str, Tensor], group: int = 1) -> Tensor:
+        """Per-frame features (..., F): low-dim keys (..., D_k) and images (..., H, W, C) raw.
+
+        Low-dim keys are normalized with the dataset's stats; each camera goes through its
+        encoder as one flat batch (augmented in train mode, `group` consecutive frames alike).
+        """
+        parts: list[Tensor] = []
+        if self.obs_keys:
+            x = torch.cat([frames[k] for k in self.obs_keys], dim=-1).float()  # (..., D)
+            parts.append((x - self.obs_mean) / self.obs_std)
+        for key in self.image_keys:
+            images = frames[key]  # (..., H, W, C) uint8
+            lead = images.shape[:-3]
+            flat = images.reshape(-1, *images.shape[-3:])  # (N, H, W, C)
+            parts.append(self.image_encoder(key)(flat, group).reshape(*lead, -1))  # (..., Df)
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]  # (..., F)
 
     # ---- training -------------------------------------------------------------------------
 
@@ -213,21 +398,32 @@ class Policy(nn.Module):
         """Hook run after every optimizer step (e.g. to update EMA weights); default none."""
 
     def obs_windows(self, batch: dict[str, Tensor]) -> Tensor:
-        """Normalized, frame-stacked inputs (B, T, frame_stack * D) of a sampler batch."""
-        parts = []
-        for key in self.obs_keys:
+        """Frame-stacked per-frame features (B, T, frame_stack * F) of a sampler batch.
+
+        Every frame of the window (B, To) is encoded once, as one (B * To) image batch, before
+        the stacking, so a frame shared by several steps' stacks costs one encoder pass.
+        """
+        frames: dict[str, Tensor] = {}
+        for key in [*self.obs_keys, *self.image_keys]:
             if f"obs/{key}" not in batch:
                 raise ApprenticeError(f"training batch has no 'obs/{key}'")
-            parts.append(batch[f"obs/{key}"])
-        x = torch.cat(parts, dim=-1).float()  # (B, To, D)
-        x = (x - self.obs_mean) / self.obs_std  # (B, To, D)
+            frames[key] = batch[f"obs/{key}"]
+        for key, shape in self.image_shapes.items():
+            got = tuple(frames[key].shape[2:])
+            if got != shape or frames[key].dtype != torch.uint8:
+                raise ApprenticeError(
+                    f"training images 'obs/{key}' are {got} {frames[key].dtype}; the encoder "
+                    f"was built for {shape} uint8 (H, W, C)"
+                )
+        to = next(iter(frames.values())).shape[1]
+        x = self.encode_frames(frames, group=to)  # (B, To, F): a window's frames alike
         fs = self.config.frame_stack
-        if x.shape[1] < fs:
+        if to < fs:
             raise ApprenticeError(
-                f"training batch has {x.shape[1]} observation frames, fewer than frame_stack={fs}"
+                f"training batch has {to} observation frames, fewer than frame_stack={fs}"
             )
         # Step t sees frames t .. t+fs-1 of the window (the last one is the current frame).
-        x = x.unfold(1, fs, 1)  # (B, T, D, fs)
+        x = x.unfold(1, fs, 1)  # (B, T, F, fs)
         return x.transpose(-1, -2).reshape(x.shape[0], x.shape[1], fs * self.obs_dim)
 
     def targets(self, batch: dict[str, Tensor], steps: int) -> tuple[Tensor, Tensor]:
@@ -256,27 +452,26 @@ class Policy(nn.Module):
         self._fresh[idx] = True
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """The action (A,) float32 in [-1, 1] for ONE raw observation {key: (D,)}."""
-        x = self._check_obs(obs, batched=False)  # (1, D)
-        return self._act_normalized(x)[0]
+        """The action (A,) float32 in [-1, 1] for ONE raw observation {key: (D,) or (H, W, C)}."""
+        return self._act_frames(self._check_obs(obs, batched=False))[0]
 
     def act_batch(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """Actions (B, A) for B raw observations {key: (B, D)}, with run-time state per row.
+        """Actions (B, A) for B raw observations {key: (B, D) or (B, H, W, C)}, state per row.
 
         Row i behaves exactly as a separate `act` stream; a change of B starts all rows afresh.
         """
-        return self._act_normalized(self._check_obs(obs, batched=True))
+        return self._act_frames(self._check_obs(obs, batched=True))
 
-    def _act_normalized(self, x: Tensor) -> np.ndarray:
+    def _act_frames(self, frames: dict[str, Tensor]) -> np.ndarray:
         self.eval()
         # no_grad rather than inference_mode: the run-time state kept between calls must stay
         # an ordinary tensor so reset(rows=...) can edit it in place.
         with torch.no_grad():
-            x = (x - self.obs_mean) / self.obs_std  # (B, D)
+            x = self.encode_frames(frames)  # (B, F): only the current frame is encoded
             b = x.shape[0]
             if self._history is None or self._fresh is None or self._history.shape[0] != b:
                 self._reset_rows(None)
-                self._history = x[:, None].repeat(1, self.config.frame_stack, 1)  # (B, fs, D)
+                self._history = x[:, None].repeat(1, self.config.frame_stack, 1)  # (B, fs, F)
                 self._fresh = torch.ones(b, dtype=torch.bool)
             else:
                 # Shift in the new frame; a fresh row repeats its first frame, as the
@@ -284,36 +479,54 @@ class Policy(nn.Module):
                 self._history = torch.cat([self._history[:, 1:], x[:, None]], dim=1)
                 fresh = self._fresh
                 self._history[fresh] = x[fresh][:, None].expand(-1, self.config.frame_stack, -1)
-            stacked = self._history.reshape(b, -1)  # (B, fs * D)
+            stacked = self._history.reshape(b, -1)  # (B, fs * F)
             action = self._act_step(stacked, self._fresh)  # (B, A)
             self._fresh = torch.zeros(b, dtype=torch.bool)
         return action.clamp(-1.0, 1.0).to(torch.float32).numpy().copy()
 
     def _act_step(self, x: Tensor, fresh: Tensor) -> Tensor:
-        """Actions (B, A) from normalized stacked inputs x (B, fs * D); fresh (B,) rows start."""
+        """Actions (B, A) from stacked features x (B, fs * F); fresh (B,) rows start."""
         raise NotImplementedError
 
     def _reset_rows(self, rows: Tensor | None) -> None:
         """Hook for recurrent state; `None` drops all of it."""
 
-    def _check_obs(self, obs: dict[str, np.ndarray], *, batched: bool) -> Tensor:
+    def _check_obs(self, obs: dict[str, np.ndarray], *, batched: bool) -> dict[str, Tensor]:
+        """Raw frames {key: (B, D_k) float32 or (B, H, W, C) uint8} of one observation (B=1)."""
         if not isinstance(obs, dict):
             raise ApprenticeError(f"observation must be a dict of arrays, got {type(obs).__name__}")
-        parts = []
+        expected: list[tuple[str, tuple[int, ...]]] = [
+            *((k, (d,)) for k, d in zip(self.obs_keys, self.obs_dims, strict=True)),
+            *self.image_shapes.items(),
+        ]
+        frames: dict[str, Tensor] = {}
         batch: int | None = None
-        for key, dim in zip(self.obs_keys, self.obs_dims, strict=True):
+        for key, shape in expected:
             if key not in obs:
                 raise ApprenticeError(
-                    f"observation has no key {key!r} (it has: {', '.join(sorted(obs))}); "
-                    f"the policy reads {', '.join(self.obs_keys)}"
+                    f"observation has no key {key!r} (it has: {', '.join(sorted(obs))}); the "
+                    f"policy reads {', '.join([*self.obs_keys, *self.image_keys])}"
                 )
-            arr = np.asarray(obs[key], dtype=np.float32)
-            want = f"(B, {dim})" if batched else f"({dim},)"
-            ok = arr.ndim == 2 and arr.shape[1] == dim if batched else arr.shape == (dim,)
+            image = key in self.image_shapes
+            arr = np.asarray(obs[key]) if image else np.asarray(obs[key], dtype=np.float32)
+            dims = ", ".join(map(str, shape))
+            want = f"(B, {dims})" if batched else f"({dims},)" if len(shape) == 1 else f"({dims})"
+            ok = (
+                arr.shape[1:] == shape and arr.ndim == len(shape) + 1
+                if batched
+                else arr.shape == shape
+            )
             if not ok or (batched and batch is not None and arr.shape[0] != batch):
-                raise ApprenticeError(f"observation {key!r} has shape {arr.shape}, expected {want}")
-            if not np.all(np.isfinite(arr)):
+                built = " (the encoder was built for this image size)" if image else ""
+                raise ApprenticeError(
+                    f"observation {key!r} has shape {arr.shape}, expected {want}{built}"
+                )
+            if image and arr.dtype != np.uint8:
+                raise ApprenticeError(
+                    f"observation {key!r} has dtype {arr.dtype}; camera images must be uint8"
+                )
+            if not image and not np.all(np.isfinite(arr)):
                 raise ApprenticeError(f"observation {key!r} contains NaN or inf: {arr}")
             batch = arr.shape[0] if batched else 1
-            parts.append(arr.reshape(batch, dim))
-        return torch.from_numpy(np.concatenate(parts, axis=1))  # (B, D)
+            frames[key] = torch.from_numpy(np.ascontiguousarray(arr).reshape(batch, *shape))
+        return frames

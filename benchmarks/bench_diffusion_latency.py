@@ -1,0 +1,174 @@
+"""Diffusion Policy inference latency per action chunk (batch 1, torch threads 1).
+
+Issue 7's target: a DDIM chunk in at most 20 ms on this CPU, with the step count reported.
+Both denoisers at their defaults (U-Net channels 64/128/256, step embedding 64; transformer
+E=128, 4 layers, 4 heads; Tp=16, To=2, Ta=8) and a half-width U-Net (32/64/128), on the
+lift task's observations (eef_pos 3, eef_quat 4, gripper_qpos 2, object 10; action 7), for
+DDIM steps S in 4/8/10/16.
+
+A chunk is timed through the run-time API a robot loop calls: `policy.reset()` (not timed)
+then `policy.act(obs)`, which plans a fresh chunk (S denoiser passes) and returns its first
+action. Every call gets a fresh random observation. Also timed: one bare denoiser pass at
+batch 1 (the floor of a chunk is S of them, so the ratio chunk / (S x pass) is the sampling
+loop's overhead), and the next act, which only pops the queue (the other Ta - 1 steps).
+After a warm-up, the configurations take turns in rounds (order rotating per round) so a
+busy machine slows them alike. Reported: p50 / p99 wall ms per chunk, the calling thread's
+CPU ms per chunk (a busy machine inflates wall time, not CPU time), the overhead ratio's
+median over rounds, and whether the p99 meets the target. Weights are untrained: latency
+does not depend on their values. Prints a markdown table, writes
+benchmarks/out/diffusion_latency.json.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_diffusion_latency.py [--chunks 40] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from apprentice.data.spec import ObsActSpec
+from apprentice.policies import DiffusionConfig, DiffusionPolicy
+
+OUT = Path(__file__).with_name("out")
+SPEC = ObsActSpec({"eef_pos": (3,), "eef_quat": (4,), "gripper_qpos": (2,), "object": (10,)}, 7)
+TARGET_MS = 20.0
+"""The issue's target: one DDIM chunk in at most 20 ms."""
+NETS: dict[str, dict[str, Any]] = {
+    "unet 64/128/256 (default)": {"denoiser": "unet"},
+    "unet 32/64/128": {"denoiser": "unet", "unet_channels": (32, 64, 128)},
+    "transformer E128 x4 (default)": {"denoiser": "transformer"},
+}
+QUICK: dict[str, Any] = {"unet_channels": (8, 16), "embed_dim": 16, "num_layers": 1}
+
+
+def build(net: str, steps: int, quick: bool) -> DiffusionPolicy:
+    torch.manual_seed(0)
+    overrides = {**NETS[net], **(QUICK if quick else {})}
+    policy = DiffusionConfig(inference_steps=steps, **overrides).build(SPEC, {})
+    return policy.eval()
+
+
+def random_obs(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {k: rng.normal(size=s).astype(np.float32) for k, s in SPEC.obs_shapes.items()}
+
+
+def time_chunk(policy: DiffusionPolicy, rng: np.random.Generator) -> tuple[float, float, float]:
+    """(wall, thread CPU) seconds of one planning act, and the wall seconds of the next act
+    (a queue pop)."""
+    obs, next_obs = random_obs(rng), random_obs(rng)
+    policy.reset()
+    wall, cpu = time.perf_counter(), time.thread_time()
+    policy.act(obs)
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    pop = time.perf_counter()
+    policy.act(next_obs)
+    return wall, cpu, time.perf_counter() - pop
+
+
+@torch.no_grad()
+def time_pass(policy: DiffusionPolicy, rng: np.random.Generator) -> float:
+    """Wall seconds of one denoiser pass at batch 1 (EMA copy or not: the same network)."""
+    cfg = policy.config
+    sample = rng.normal(size=(1, cfg.seq_len, policy.action_dim)).astype(np.float32)
+    obs = rng.normal(size=(1, cfg.frame_stack, policy.obs_dim)).astype(np.float32)
+    step = torch.tensor([int(rng.integers(cfg.num_train_steps))])
+    wall = time.perf_counter()
+    policy.denoise(torch.from_numpy(sample), step, torch.from_numpy(obs))
+    return time.perf_counter() - wall
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--chunks", type=int, default=50, help="timed chunks per config per round")
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--steps", type=int, nargs="+", default=[4, 8, 10, 16], help="DDIM steps")
+    p.add_argument("--quick", action="store_true", help="tiny nets and sizes: a smoke test")
+    p.add_argument("--json", type=Path, default=OUT / "diffusion_latency.json")
+    args = p.parse_args()
+    if args.quick:
+        args.chunks, args.rounds, args.steps = 3, 2, [2]
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    configs = [(net, s) for net in NETS for s in args.steps]
+    policies = {c: build(*c, args.quick) for c in configs}
+    for policy in policies.values():  # warm-up: allocator, first-call dispatch
+        for _ in range(3):
+            time_chunk(policy, rng)
+    chunk: dict[Any, list[float]] = {c: [] for c in configs}
+    cpu: dict[Any, list[float]] = {c: [] for c in configs}
+    passes: dict[Any, list[float]] = {c: [] for c in configs}
+    pops: dict[Any, list[float]] = {c: [] for c in configs}
+    overhead: dict[Any, list[float]] = {c: [] for c in configs}
+    for r in range(args.rounds):
+        for c in configs[r % len(configs) :] + configs[: r % len(configs)]:
+            policy, steps = policies[c], c[1]
+            walls, passes_r = [], []
+            for _ in range(args.chunks):
+                wall, thread, pop = time_chunk(policy, rng)
+                walls.append(wall)
+                cpu[c].append(thread)
+                pops[c].append(pop)
+                passes_r.append(time_pass(policy, rng))
+            chunk[c] += walls
+            passes[c] += passes_r
+            overhead[c].append(float(np.median(walls) / (steps * np.median(passes_r))))
+
+    rows = []
+    for c in configs:
+        ms = np.array(chunk[c]) * 1e3
+        rows.append(
+            {
+                "net": c[0],
+                "ddim_steps": c[1],
+                "chunk_p50_ms": float(np.percentile(ms, 50)),
+                "chunk_p99_ms": float(np.percentile(ms, 99)),
+                "chunk_cpu_p50_ms": float(np.median(cpu[c]) * 1e3),
+                "pass_p50_ms": float(np.median(passes[c]) * 1e3),
+                "pop_p50_ms": float(np.median(pops[c]) * 1e3),
+                "overhead_median": float(np.median(overhead[c])),
+                "overhead_range": [float(min(overhead[c])), float(max(overhead[c]))],
+                "wall_p99_meets_target": bool(np.percentile(ms, 99) <= TARGET_MS),
+                "cpu_p50_meets_target": bool(np.median(cpu[c]) * 1e3 <= TARGET_MS),
+                "chunks": len(ms),
+            }
+        )
+    params = {n: sum(p.numel() for p in policies[(n, args.steps[0])].parameters()) for n in NETS}
+    print(f"threads 1, {args.rounds} rounds x {args.chunks} chunks, loadavg {os.getloadavg()}")
+    print("parameters: " + ", ".join(f"{n} {k:,}" for n, k in params.items()))
+    print(
+        "| denoiser | DDIM steps | chunk p50 ms | chunk p99 ms | chunk CPU p50 ms "
+        "| pass p50 ms | chunk / (S x pass) | queue pop p50 ms | <= 20 ms: wall p99 / CPU p50 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    yes = {True: "yes", False: "no"}
+    for row in rows:
+        lo, hi = row["overhead_range"]
+        print(
+            f"| {row['net']} | {row['ddim_steps']} | {row['chunk_p50_ms']:.2f} "
+            f"| {row['chunk_p99_ms']:.2f} | {row['chunk_cpu_p50_ms']:.2f} "
+            f"| {row['pass_p50_ms']:.3f} | {row['overhead_median']:.2f} ({lo:.2f}-{hi:.2f}) "
+            f"| {row['pop_p50_ms']:.3f} | {yes[row['wall_p99_meets_target']]} / "
+            f"{yes[row['cpu_p50_meets_target']]} |"
+        )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "loadavg": os.getloadavg(),
+        "torch": torch.__version__,
+        "params": params,
+        "quick": args.quick,
+    }
+    args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+"""Camera observations: encoders, augmentation, image policies end to end, and their errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from apprentice.algos.bc import batch_to_tensors
+from apprentice.algos.trainer import TrainConfig, train
+from apprentice.data.dataset import DemoDataset, WindowSampler
+from apprentice.data.normalize import Normalizer
+from apprentice.errors import ApprenticeError
+from apprentice.policies import (
+    MLPConfig,
+    Policy,
+    RNNConfig,
+    load_policy,
+    policy_config_from_dict,
+    save_checkpoint,
+)
+from apprentice.policies.augment import ImageAugment, color_jitter, random_shift
+from apprentice.policies.encoders import ResNet18Trunk, SpatialSoftmax, VisualCore
+
+CAMS = {"agentview_image": 32, "eye_in_hand_image": 24}
+SMALL_IMAGES: dict[str, Any] = {"feature_dim": 16, "num_keypoints": 8}
+
+
+def write_camera_demos(path: Path, *, num_demos: int = 4, length: int = 20, seed: int = 0) -> Path:
+    """Demos where a bright square's position in agentview (and nothing low-dim) sets the
+    first two action dims, so a policy must read the image to fit them."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        env_args = {"env_name": "lift", "env_type": 0, "env_kwargs": {"camera": True}}
+        data.attrs["env_args"] = json.dumps(env_args)
+        data.attrs["total"] = num_demos * length
+        for i in range(num_demos):
+            g = data.create_group(f"demo_{i}")
+            pos = rng.integers(2, 26, size=(length, 2))  # square corner (row, col)
+            images = {
+                k: rng.integers(0, 40, (length, s, s, 3), dtype=np.uint8) for k, s in CAMS.items()
+            }
+            for t, (r, c) in enumerate(pos):
+                images["agentview_image"][t, r : r + 4, c : c + 4] = 255
+            actions = np.zeros((length, 7), np.float32)
+            actions[:, :2] = (pos - 14) / 12.0
+            actions[:, 2:] = rng.uniform(-0.1, 0.1, (length, 5))
+            g.create_dataset("obs/eef_pos", data=rng.normal(size=(length, 3)).astype(np.float32))
+            for k, v in images.items():
+                g.create_dataset(f"obs/{k}", data=v)
+            g.create_dataset("actions", data=actions)
+            g.attrs["num_samples"] = length
+    return path
+
+
+@pytest.fixture(scope="module")
+def camera_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_camera_demos(tmp_path_factory.mktemp("cam") / "cam.hdf5")
+
+
+@pytest.fixture(scope="module")
+def camera_data(camera_file: Path) -> tuple[DemoDataset, dict[str, Any]]:
+    dataset = DemoDataset.load(camera_file)
+    return dataset, Normalizer.fit(dataset).state_dict()
+
+
+def _stream(dataset: DemoDataset, steps: int, start: int = 0) -> list[dict[str, np.ndarray]]:
+    return [{k: v[start + t] for k, v in dataset.obs.items()} for t in range(steps)]
+
+
+def _overfit(policy: Policy, dataset: DemoDataset, steps: int = 40) -> list[float]:
+    cfg = policy.config
+    sampler = WindowSampler(
+        dataset,
+        seq_len=cfg.seq_len,
+        frame_stack=cfg.frame_stack,
+        batch_size=16,
+        rng=np.random.default_rng(0),
+    )
+    batch = batch_to_tensors(sampler.sample())
+    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    losses = []
+    policy.train()
+    for _ in range(steps):
+        loss, _ = policy.loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+# ---- encoders and augmentation ----------------------------------------------------------
+
+
+def test_spatial_softmax_finds_the_hot_pixel() -> None:
+    heat = torch.zeros(1, 2, 9, 13)
+    heat[0, 0, 2, 10] = 100.0  # row 2, column 10
+    heat[0, 1, 8, 0] = 100.0  # bottom-left corner
+    keypoints = SpatialSoftmax(2, num_keypoints=None)(heat)  # (1, 2, 2) as (x, y)
+    expected = torch.tensor([[[-1 + 2 * 10 / 12, -1 + 2 * 2 / 8], [-1.0, 1.0]]])
+    torch.testing.assert_close(keypoints, expected, atol=1e-5, rtol=0)
+
+
+def test_random_shift_only_translates() -> None:
+    pad = 3
+    x = torch.arange(4 * 3 * 10 * 12, dtype=torch.float32).reshape(4, 3, 10, 12)
+    out = random_shift(x, pad, group=2, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    offsets = []
+    for i in range(4):
+        rows, cols = torch.arange(10), torch.arange(12)
+        match = [
+            (dy, dx)
+            for dy in range(-pad, pad + 1)
+            for dx in range(-pad, pad + 1)
+            if torch.equal(
+                out[i],
+                x[i][:, (rows + dy).clamp(0, 9)][:, :, (cols + dx).clamp(0, 11)],
+            )
+        ]
+        assert len(match) == 1, f"image {i} is not a translation of its input"
+        offsets.append(match[0])
+    assert offsets[0] == offsets[1] and offsets[2] == offsets[3]  # one draw per group
+    assert torch.equal(random_shift(x, 0), x)
+
+
+def test_color_jitter_changes_colors_within_range_only_in_training() -> None:
+    x = torch.rand(6, 3, 8, 8)
+    jittered = color_jitter(x, 0.3, generator=torch.Generator().manual_seed(1))
+    assert jittered.shape == x.shape and not torch.allclose(jittered, x)
+    assert float(jittered.min()) >= 0.0 and float(jittered.max()) <= 1.0
+    augment = ImageAugment(shift_pad=4, color_strength=0.3)
+    assert torch.equal(augment.eval()(x), x)
+    assert not torch.equal(augment.train()(x), x)
+
+
+def test_visual_core_keeps_uint8_input_and_augments_only_in_train_mode() -> None:
+    torch.manual_seed(0)
+    core = VisualCore((32, 32, 3), shift_pad=4, color_strength=0.2, **SMALL_IMAGES)
+    images = torch.randint(0, 256, (3, 32, 32, 3), dtype=torch.uint8)
+    before = images.clone()
+    a, b = core.train()(images), core(images)
+    assert a.shape == (3, 16) and not torch.allclose(a, b)  # a fresh augmentation each pass
+    assert torch.equal(images, before) and images.dtype == torch.uint8
+    core.eval()
+    torch.testing.assert_close(core(images), core(images), atol=0, rtol=0)
+
+
+def test_resnet18_shapes_parameters_and_pretrained_file(tmp_path: Path) -> None:
+    trunk = ResNet18Trunk(3, "batch")
+    # torchvision's resnet18 has 11,689,512 parameters, 513,000 of them in its classifier.
+    assert sum(p.numel() for p in trunk.parameters()) == 11_689_512 - 513_000
+    assert trunk.eval()(torch.zeros(2, 3, 84, 84)).shape == (2, 512, 3, 3)
+    core = VisualCore((84, 84, 3), encoder="resnet18", norm="group", feature_dim=64)
+    assert core.eval()(torch.zeros(2, 84, 84, 3, dtype=torch.uint8)).shape == (2, 64)
+
+    with pytest.raises(ApprenticeError, match=r"does not exist.*never downloaded"):
+        trunk.load_pretrained(tmp_path / "resnet18.pth")
+    # A torchvision-layout file (with its classifier) loads; GroupNorm takes BN's affine weights.
+    state = {k: torch.randn_like(v.float()).to(v.dtype) for k, v in trunk.state_dict().items()}
+    state |= {"fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}
+    torch.save(state, tmp_path / "resnet18.pth")
+    group = ResNet18Trunk(3, "group")
+    group.load_pretrained(tmp_path / "resnet18.pth")
+    torch.testing.assert_close(group.layer3[1].bn2.weight, state["layer3.1.bn2.weight"])
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "other.pth")
+    with pytest.raises(ApprenticeError, match="not a resnet18 state_dict"):
+        group.load_pretrained(tmp_path / "other.pth")
+
+
+# ---- image policies ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        MLPConfig(hidden_dims=(64,), image_keys=tuple(CAMS), **SMALL_IMAGES),
+        RNNConfig(hidden_dim=32, seq_len=4, image_keys=("agentview_image",), **SMALL_IMAGES),
+    ],
+    ids=["mlp-2cams", "rnn-1cam"],
+)
+def test_image_policy_learns_round_trips_and_batches(
+    config: Any, camera_data: Any, tmp_path: Path
+) -> None:
+    dataset, norm = camera_data
+    torch.manual_seed(0)
+    policy = config.build(dataset.spec, norm)
+    assert policy.obs_dim == 3 + 16 * len(config.image_keys)  # F = D + Df per camera
+    losses = _overfit(policy, dataset)
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
+
+    save_checkpoint(tmp_path / "p.pt", policy, env_args={"env_name": "lift"})
+    loaded = load_policy(tmp_path / "p.pt")
+    stream = _stream(dataset, 6)
+    policy.reset()
+    loaded.reset()
+    a = np.stack([policy.act(o) for o in stream])
+    np.testing.assert_array_equal(a, np.stack([loaded.act(o) for o in stream]))
+
+    streams = [_stream(dataset, 5, start=s) for s in (0, 21, 50)]
+    single = []
+    for s in streams:
+        loaded.reset()
+        single.append(np.stack([loaded.act(o) for o in s]))
+    loaded.reset()
+    batched = [
+        loaded.act_batch({k: np.stack([s[t][k] for s in streams]) for k in streams[0][0]})
+        for t in range(5)
+    ]
+    np.testing.assert_allclose(np.stack(batched, 1), np.stack(single), atol=1e-5)
+
+
+def test_frame_stack_history_holds_encoded_frames(camera_data: Any) -> None:
+    """act with frame_stack=2 equals the training path on the same two frames."""
+    dataset, norm = camera_data
+    config = MLPConfig(hidden_dims=(32,), frame_stack=2, image_keys=("agentview_image",))
+    policy = config.build(dataset.spec, norm).eval()
+    policy.reset()
+    first, second = _stream(dataset, 2, start=3)
+    policy.act(first)
+    action = policy.act(second)
+    batch = {f"obs/{k}": torch.from_numpy(np.stack([first[k], second[k]])[None]) for k in first}
+    with torch.no_grad():
+        expected = policy(policy.obs_windows(batch))[0, 0]  # (A,)
+    np.testing.assert_allclose(action, expected.numpy(), atol=1e-5)
+
+
+def test_trainer_trains_an_image_policy_from_a_file(camera_file: Path, tmp_path: Path) -> None:
+    config = MLPConfig(hidden_dims=(64,), image_keys=("agentview_image",), **SMALL_IMAGES)
+    result = train(
+        TrainConfig(
+            dataset=str(camera_file),
+            out_dir=str(tmp_path / "run"),
+            policy=config,
+            epochs=3,
+            steps_per_epoch=15,
+            batch_size=16,
+            lr=3e-3,
+            progress=False,
+            num_threads=1,
+        )
+    )
+    losses = [m["train_loss"] for m in result.metrics]
+    assert losses[-1] < 0.7 * losses[0], losses
+    policy = load_policy(result.final_checkpoint)
+    assert policy.image_keys == ["agentview_image"] and policy.env_args["env_kwargs"]["camera"]
+    assert policy_config_from_dict(json.loads((tmp_path / "run/config.json").read_text())["policy"])
+
+
+# ---- configuration and bad input ---------------------------------------------------------
+
+
+def test_camera_fields_leave_low_dim_configs_as_they_were() -> None:
+    assert "image_keys" not in MLPConfig().to_dict() and "encoder" not in MLPConfig().to_dict()
+    config = MLPConfig(image_keys="agentview_image,eye_in_hand_image", encoder="resnet18")  # type: ignore[arg-type]
+    assert config.image_keys == ("agentview_image", "eye_in_hand_image")
+    assert policy_config_from_dict(config.to_dict()) == config
+    with pytest.raises(ApprenticeError, match="unknown encoder 'vit'"):
+        MLPConfig(image_keys=("a",), encoder="vit")
+    with pytest.raises(ApprenticeError, match="pretrained_path needs encoder=resnet18"):
+        MLPConfig(image_keys=("a",), pretrained_path="x.pth")
+
+
+def test_image_policy_on_a_dataset_without_images(demo_file: Path, tmp_path: Path) -> None:
+    config = MLPConfig(hidden_dims=(8,), image_keys=("agentview_image",))
+    with pytest.raises(ApprenticeError, match=r"'agentview_image'.*no images.*eef_pos"):
+        train(TrainConfig(dataset=str(demo_file), out_dir=str(tmp_path / "r"), policy=config))
+    assert not (tmp_path / "r").exists()
+    spec = DemoDataset.load(demo_file).spec
+    with pytest.raises(ApprenticeError, match=r"'agentview_image'.*image keys: none"):
+        config.build(spec, {})
+
+
+def test_low_dim_and_image_keys_in_the_wrong_list(
+    camera_data: Any, camera_file: Path, tmp_path: Path
+) -> None:
+    dataset, norm = camera_data
+    with pytest.raises(ApprenticeError, match=r"'eef_pos' is a low-dim.*not image_keys"):
+        MLPConfig(image_keys=("eef_pos",)).build(dataset.spec, norm)
+    with pytest.raises(ApprenticeError, match=r"'agentview_image' is a camera image.*image_keys"):
+        MLPConfig(obs_keys=("agentview_image",)).build(dataset.spec, norm)
+    with pytest.raises(ApprenticeError, match=r"share_encoder.*\(32, 32, 3\).*\(24, 24, 3\)"):
+        MLPConfig(image_keys=tuple(CAMS), share_encoder=True).build(dataset.spec, norm)
+    with pytest.raises(ApprenticeError, match=r"'eef_pos', a low-dim observation"):
+        train(
+            TrainConfig(
+                dataset=str(camera_file),
+                out_dir=str(tmp_path / "run"),
+                policy=MLPConfig(image_keys=("eef_pos",)),
+            )
+        )
+    assert not (tmp_path / "run").exists()  # refused before a run folder was made
+
+
+def test_act_time_image_errors_name_key_expected_and_got(camera_data: Any) -> None:
+    dataset, norm = camera_data
+    policy = MLPConfig(hidden_dims=(8,), image_keys=tuple(CAMS), **SMALL_IMAGES).build(
+        dataset.spec, norm
+    )
+    obs = _stream(dataset, 1)[0]
+    small = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(ApprenticeError, match=r"'agentview_image'.*\(16, 16, 3\).*\(32, 32, 3\)"):
+        policy.act({**obs, "agentview_image": small})
+    with pytest.raises(ApprenticeError, match=r"'eye_in_hand_image'.*dtype float32.*uint8"):
+        policy.act({**obs, "eye_in_hand_image": obs["eye_in_hand_image"].astype(np.float32)})
+    with pytest.raises(ApprenticeError, match=r"no key 'eye_in_hand_image'"):
+        policy.act({k: v for k, v in obs.items() if k != "eye_in_hand_image"})
+    with pytest.raises(ApprenticeError, match=r"'agentview_image'.*\(B, 32, 32, 3\)"):
+        policy.act_batch({k: v[None] for k, v in obs.items()} | {"agentview_image": small[None]})
+    batch = {f"obs/{k}": torch.from_numpy(np.stack([v])[None]) for k, v in obs.items()}
+    batch["obs/agentview_image"] = torch.zeros(1, 1, 16, 16, 3, dtype=torch.uint8)
+    with pytest.raises(
+        ApprenticeError, match=r"'obs/agentview_image'.*\(16, 16, 3\).*\(32, 32, 3\)"
+    ):
+        policy.obs_windows(batch)
+
+
+def test_export_refuses_an_image_policy_naming_its_cameras(camera_data: Any) -> None:
+    from apprentice.deploy.export import InferenceStep
+
+    dataset, norm = camera_data
+    policy = MLPConfig(hidden_dims=(8,), image_keys=tuple(CAMS), **SMALL_IMAGES).build(
+        dataset.spec, norm
+    )
+    with pytest.raises(ApprenticeError, match="agentview_image, eye_in_hand_image"):
+        InferenceStep(policy)
+
+
+def test_train_command_evaluates_an_image_policy_with_the_recorded_cameras(
+    tmp_path: Path,
+) -> None:
+    """`apprentice train`'s in-training rollouts build the task with the demos' cameras."""
+    from apprentice.cli.main import main
+
+    demos = str(tmp_path / "cam.hdf5")
+    assert main(["collect", "--task", "lift", "--n", "2", "--camera", "--out", demos]) == 0
+    run = tmp_path / "run"
+    args = ["train", "--dataset", demos, "--policy", "mlp", "--out", str(run), "--epochs", "1"]
+    args += ["--steps-per-epoch", "2", "--eval-every", "1", "--eval-episodes", "2", "--threads"]
+    args += ["1", "--no-progress", "--policy-args", "image_keys=agentview_image"]
+    args += ["obs_keys=eef_pos", "hidden_dims=32", "feature_dim=8", "num_keypoints=4"]
+    assert main(args) == 0
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "success_rate" in history[-1]  # the rollout ran, with the cameras the policy reads
