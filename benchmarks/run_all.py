@@ -25,11 +25,22 @@ def main() -> None:
         ["bench_envs.py", "--episodes", "5" if q else "200", "--steps", "200" if q else "3000"],
         ["bench_sampler.py", *(["--seconds", "0.5"] if q else [])],
         ["bench_train.py", *(["--quick"] if q else [])],
+        ["bench_policies.py", *(["--quick"] if q else [])],
+        ["bench_diffusion_latency.py", *(["--quick"] if q else [])],
+        ["bench_images.py", "--speed", *(["--quick"] if q else ["--success"])],
         ["bench_eval.py", "--episodes", "4" if q else "20", "--repeats", "1" if q else "3"],
         ["bench_quality.py", *([*quality_quick, "--epochs", "1"] if q else [])],
+        [
+            "bench_curation.py",
+            *(["--demos", "8", "--seeds", "0", "--episodes", "2", "--epochs", "1"] if q else []),
+            *(["--eval-every", "0", "--policy-args", "hidden_dim=8"] if q else []),
+            *(["--work", str(HERE / "out" / "curation_quick")] if q else []),
+            *(["--json", str(HERE / "out" / "curation_quick.json")] if q else []),
+        ],
         ["bench_deploy_latency.py", *(["--quick"] if q else [])],
         ["bench_serve.py", *(["--quick"] if q else [])],
         ["soak_serve.py", *(["--seconds", "10"] if q else ["--minutes", "10"])],
+        ["bench_teleop_latency.py", *(["--quick"] if q else [])],
     ]
     # Interactive imitation: SB3 experts first (the gym tasks' teachers), then the curves.
     dagger_quick = ["--tasks", "lift", "--seeds", "0", "--rounds", "1", "--episodes", "2"]
@@ -45,6 +56,19 @@ def main() -> None:
         runs.append(["train_experts.py", "--env", "InvertedPendulum-v5", "Reacher-v5"])
         runs.append(["bench_dagger.py", *dagger_lift, "--epochs", "5"])
         runs.append(["bench_dagger.py", *dagger_gym, "--epochs", "5"])
+    # Tabular IRL (exact checks' sizes); the continuous apprenticeship run is in RESULTS.md.
+    runs.append(["bench_irl_tabular.py", *(["--quick"] if q else [])])
+    # Learning from observation and BC+RL (the bco and bcrl parts need the SB3 expert above).
+    lfo_quick = ["--parts", "label", "--lift-demos", "3", "--exploration-steps", "1000"]
+    lfo_quick += ["--idm-steps", "200", "--out", str(HERE / "out" / "lfo_quick"), "--fresh"]
+    runs.append(["bench_lfo.py", *(lfo_quick if q else [])])
+    # GAIL and AIRL (and BC on the same demos): normalized return against environment steps.
+    irl_quick = ["--algos", "bc", "gail", "--seeds", "0", "--env-steps", "1024"]
+    irl_quick += ["--demo-episodes", "2", "--eval-every", "512", "--eval-episodes", "2"]
+    irl_quick += ["--bc-epochs", "1", "--out", str(HERE / "out" / "irl_quick"), "--algo-args"]
+    irl_quick += ["rollout_steps=512", "n_envs=2", "policy_hidden=[16]", "disc_hidden=[16]"]
+    irl_full = ["--algos", "bc", "gail", "airl", "--env-steps", "61440", "--eval-every", "15000"]
+    runs.append(["bench_irl.py", *(irl_quick if q else irl_full)])
     if (HERE.parent / ".venv-robomimic").exists():
         runs.append(["bench_vs_robomimic.py", *(["--smoke"] if q else [])])
     else:

@@ -52,3 +52,25 @@ def test_corrupt_or_malformed_dataset_is_one_clear_error(
     assert main(["inspect", str(wrong)]) == 2
     err = capsys.readouterr().err
     assert "demo_0" in err and "actions" in err
+
+
+def test_a_train_mask_that_is_not_in_the_file_is_one_clear_error(
+    demo_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "--dataset", str(demo_file), "--out", str(tmp_path / "run")]
+    assert main([*args, "--train-mask", "curated_train", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--train-mask 'curated_train'" in err and "demos.hdf5" in err
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_every_command_prints_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from apprentice.cli.main import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert {"train", "teleop", "irl", "filter", "replay", "label-actions"} <= set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0, name
+        assert "usage: apprentice" in capsys.readouterr().out

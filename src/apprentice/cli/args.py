@@ -37,7 +37,8 @@ def add_dataclass_args(
         if f.name in skip:
             continue
         tp, optional = _scalar_type(hints[f.name])
-        help_text = docs.get(f.name, "")
+        # argparse formats help with %: a literal one (e.g. "10%") must be doubled.
+        help_text = docs.get(f.name, "").replace("%", "%%")
         has_default = f.default is not dataclasses.MISSING
         kwargs: dict[str, Any] = {"help": help_text}
         if tp is bool:
@@ -57,7 +58,8 @@ def add_dataclass_args(
         if has_default:
             kwargs["default"] = f.default
             if f.default not in (None, "") and tp is not bool:
-                kwargs["help"] = f"{help_text} (default: {f.default})"
+                default = str(f.default).replace("%", "%%")
+                kwargs["help"] = f"{help_text} (default: {default})"
         elif not optional:
             kwargs["required"] = True
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)

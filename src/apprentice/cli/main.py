@@ -96,12 +96,6 @@ def cmd_eval(ns: argparse.Namespace) -> None:
     )
 
 
-def cmd_inspect(ns: argparse.Namespace) -> None:
-    from apprentice.data.inspect import summarize
-
-    console.print(summarize(ns.file), markup=False, highlight=False)
-
-
 def cmd_train(ns: argparse.Namespace) -> None:
     from apprentice.pipelines.train import TrainCommand, run_train
 
@@ -226,7 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
             cmd_eval,
             {"positional": ("checkpoint",)},
         ),
-        ("inspect", "print per-demo and per-key statistics of a dataset", None, cmd_inspect, {}),
         (
             "export",
             "export a checkpoint to ONNX or TorchScript and check it against PyTorch",
@@ -242,9 +235,22 @@ def build_parser() -> argparse.ArgumentParser:
             {"positional": ("checkpoint",)},
         ),
     ]
+    # Each package below owns its command's (name, help, config, function, extra) tuple.
+    from apprentice.cli.curate import filter_command, inspect_command, replay_command
     from apprentice.interactive.cli import dagger_command
+    from apprentice.irl.cli import irl_command
+    from apprentice.irl.label import label_actions_command
+    from apprentice.teleop.cli import teleop_command
 
-    commands.append(dagger_command())
+    commands += [
+        inspect_command(),
+        replay_command(),
+        filter_command(),
+        teleop_command(),
+        dagger_command(),
+        irl_command(),
+        label_actions_command(),
+    ]
     for name, help_text, cfg_cls, fn, extra in commands:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if cfg_cls is not None:

@@ -257,15 +257,20 @@ def write_videos(result: EvalResult, folder: Path) -> list[Path]:
 
 
 def rollout_callback(
-    task: str, episodes: int, seed_offset: int = 100_000
+    task: str,
+    episodes: int,
+    seed_offset: int = 100_000,
+    task_kwargs: dict[str, Any] | None = None,
 ) -> Callable[[Policy, int], dict[str, float]]:
     """A trainer callback: success rate of the in-memory policy on held-out seeds.
 
     It runs in the training process, vectorized over `episodes` envs, so no checkpoint has
     to be written and no pool started; the seeds differ from the final evaluation's by
     `seed_offset` so model selection does not peek at the test initial states.
+    `task_kwargs` build the task as the demos were recorded (e.g. camera=True for an image
+    policy).
     """
-    tasks = [make_task(task) for _ in range(episodes)]
+    tasks = [make_task(task, **(task_kwargs or {})) for _ in range(episodes)]
     seeds = held_out_seeds(episodes, seed_offset)
 
     def run(policy: Policy, epoch: int) -> dict[str, float]:

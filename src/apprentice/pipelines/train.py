@@ -9,6 +9,7 @@ from apprentice.algos.trainer import TrainConfig, train
 from apprentice.data.reader import DemoFile
 from apprentice.data.spec import ObsActSpec
 from apprentice.envs.base import make_task, task_available, task_spec
+from apprentice.errors import ApprenticeError
 from apprentice.evaluate.rollout import rollout_callback
 from apprentice.overrides import parse_overrides
 from apprentice.policies.base import policy_config_from_dict
@@ -23,7 +24,8 @@ class TrainCommand:
     out: str
     """Run folder (config, logs, checkpoints, report)."""
     policy: str = "rnn"
-    """Policy kind: mlp, gmm or rnn (BC-RNN: LSTM 2x400, sequence 10; head=gmm for BC-RNN-GMM)."""
+    """Policy kind: mlp, gmm, rnn (BC-RNN: LSTM 2x400, sequence 10; head=gmm for BC-RNN-GMM),
+    transformer, act or diffusion."""
     policy_args: tuple[str, ...] = ()
     """Overrides of the policy config as key=value, e.g. hidden_dim=128 head=gmm."""
     epochs: int = 100
@@ -36,6 +38,10 @@ class TrainCommand:
     """Adam learning rate."""
     seed: int = 0
     """Seed of weights, sampling and split."""
+    train_mask: str = "train"
+    """Train on the demos of mask/<name> (e.g. `curated_train` from `apprentice filter --split`)."""
+    valid_mask: str = "valid"
+    """Validate on the demos of mask/<name>; without it, a seeded 10% of the training demos."""
     eval_every: int = 10
     """Roll out on the dataset's task every this many epochs; 0 = never."""
     eval_episodes: int = 20
@@ -59,6 +65,25 @@ def run_train(cmd: TrainCommand) -> dict[str, Any]:
     with DemoFile(cmd.dataset) as f:
         task = f.env_args.get("env_name")
         data_spec = ObsActSpec(f.obs_shapes, f.action_dim)
+        masks = {name for name, demos in f.masks.items() if demos}
+        recorded_kwargs = dict(f.env_args.get("env_kwargs", {}))
+    # An image policy is evaluated with the cameras its demos were recorded with; a low-dim
+    # one without rendering, even on a camera dataset.
+    task_kwargs = (
+        {k: recorded_kwargs[k] for k in ("camera", "image_size") if k in recorded_kwargs}
+        if policy.image_keys
+        else {}
+    )
+    # The defaults fall back to a seeded split; a mask asked for by name must exist.
+    for flag, name, default in (
+        ("--train-mask", cmd.train_mask, "train"),
+        ("--valid-mask", cmd.valid_mask, "valid"),
+    ):
+        if name != default and name not in masks:
+            raise ApprenticeError(
+                f"{flag} {name!r}: {cmd.dataset} has no such non-empty mask "
+                f"(it has: {', '.join(sorted(masks)) or 'none'})"
+            )
     keys = policy.obs_keys or data_spec.low_dim_keys
     policy_spec = ObsActSpec({k: data_spec.obs_shapes[k] for k in keys}, data_spec.action_dim)
     evaluate = None
@@ -66,12 +91,12 @@ def run_train(cmd: TrainCommand) -> dict[str, Any]:
     if cmd.eval_every > 0 and task_available(str(task)):
         # A dataset whose observations differ from its task's would train for an hour and
         # then fail at the first rollout: check before training.
-        probe = make_task(str(task))
+        probe = make_task(str(task), **task_kwargs)
         policy_spec.check_compatible(
             task_spec(probe), what=f"dataset {cmd.dataset}", against=f"task {task!r}"
         )
         probe.close()
-        evaluate = rollout_callback(str(task), cmd.eval_episodes)
+        evaluate = rollout_callback(str(task), cmd.eval_episodes, task_kwargs=task_kwargs)
     config = TrainConfig(
         dataset=cmd.dataset,
         out_dir=cmd.out,
@@ -81,6 +106,8 @@ def run_train(cmd: TrainCommand) -> dict[str, Any]:
         batch_size=cmd.batch_size,
         lr=cmd.lr,
         seed=cmd.seed,
+        train_mask=cmd.train_mask,
+        valid_mask=cmd.valid_mask,
         eval_every=cmd.eval_every if evaluate else 0,
         eval_episodes=cmd.eval_episodes,
         num_threads=cmd.threads,
