@@ -18,15 +18,8 @@ from apprentice.errors import ApprenticeError
 from apprentice.irl.bco import BCOConfig, run_bco
 from apprentice.irl.common import IRLConfig
 from apprentice.irl.envs import record_expert_demos
-from apprentice.irl.label import (
-    IDMConfig,
-    LabelConfig,
-    Transitions,
-    explore,
-    fit_idm,
-    label_actions,
-    strip_actions,
-)
+from apprentice.irl.idm import IDMConfig, Transitions, explore, fit_idm
+from apprentice.irl.label import LabelConfig, label_actions, strip_actions
 
 PENDULUM = "gym/InvertedPendulum-v5"
 

@@ -42,18 +42,16 @@ from apprentice.data.reader import DemoFile
 from apprentice.errors import ApprenticeError
 from apprentice.irl.common import IRLConfig, IRLResult
 from apprentice.irl.envs import evaluate_policy, expert_reference, make_irl_env
-from apprentice.irl.label import (
+from apprentice.irl.idm import (
     EXPLORATION,
     IDMConfig,
     InverseDynamicsModel,
     Transitions,
-    action_error,
     explore,
     fit_idm,
     obs_keys_of,
-    read_state_demos,
-    write_labelled,
 )
+from apprentice.irl.label import action_error, read_state_demos, write_labelled
 from apprentice.overrides import parse_overrides
 from apprentice.policies.base import Policy, policy_config_from_dict
 from apprentice.policies.checkpoint import load_policy
