@@ -45,6 +45,8 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("rnn", {"hidden_dim": 16, "rnn_horizon": 4}),
     ("rnn", {"hidden_dim": 16, "head": "gmm", "frame_stack": 2, "rnn_horizon": 0}),
     ("mlp", {"hidden_dims": (32,), "frame_stack": 3}),
+    ("transformer", {"embed_dim": 32, "num_layers": 2, "num_heads": 2, "frame_stack": 4}),
+    ("transformer", {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "head": "gmm"}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for n, o in VARIANTS]
 

@@ -41,10 +41,11 @@ from apprentice.policies.base import Policy
 from apprentice.policies.gmm import GMMPolicy
 from apprentice.policies.mlp import MLPPolicy
 from apprentice.policies.rnn import RNNPolicy
+from apprentice.policies.transformer import TransformerPolicy
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 _SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
-_EXPORTABLE: tuple[type[Policy], ...] = (MLPPolicy, GMMPolicy, RNNPolicy)
+_EXPORTABLE: tuple[type[Policy], ...] = (MLPPolicy, GMMPolicy, RNNPolicy, TransformerPolicy)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,16 @@ class InferenceStep(nn.Module):
         if isinstance(p, RNNPolicy):
             assert fresh is not None
             action = self._rnn_step(p, x, s, fresh, nxt)
+        elif isinstance(p, TransformerPolicy):
+            # A pure function of the frame history: the last position attends to all frames.
+            feat = p.gpt(p.frames(x))[:, -1]  # (B, E)
+            if p.gmm is not None:
+                action = p.gmm.act(
+                    feat, deterministic=True, low_noise=p.config.low_noise_eval, generator=None
+                )
+            else:
+                assert p.linear is not None
+                action = p.linear(feat).tanh()
         elif isinstance(p, GMMPolicy):
             action = p.head.act(
                 p.trunk(x), deterministic=True, low_noise=p.config.low_noise_eval, generator=None
@@ -169,7 +180,7 @@ class InferenceStep(nn.Module):
 
 def exportable_kinds() -> list[str]:
     """Registered policy names whose act() path `InferenceStep` can export."""
-    return ["gmm", "mlp", "rnn"]
+    return ["gmm", "mlp", "rnn", "transformer"]
 
 
 def state_specs(policy: Policy) -> tuple[StateSpec, ...]:
