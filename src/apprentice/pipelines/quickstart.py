@@ -23,7 +23,7 @@ class QuickstartConfig:
     demos: int = 100
     """Oracle demonstrations to collect."""
     policy: str = "rnn"
-    """Policy kind (mlp, gmm, rnn)."""
+    """Policy kind (mlp, gmm, rnn, transformer, act, diffusion)."""
     policy_args: tuple[str, ...] = ("hidden_dim=128",)
     """Policy config overrides as key=value (an LSTM of 2x128 trains ~8x faster than
     robomimic's 2x400 on a CPU and is as good on these tasks)."""
