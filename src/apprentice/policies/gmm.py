@@ -29,25 +29,32 @@ _LOW_NOISE_STD = 1e-4
 
 
 @dataclass(frozen=True)
-class GMMConfig(PolicyConfig):
+class GMMHeadOptions:
+    """Settings of a Gaussian-mixture action head, shared by every config that has one
+    (gmm; rnn and transformer with head=gmm)."""
+
+    num_modes: int = 5
+    """gmm head: mixture components K."""
+    min_std: float = 1e-4
+    """gmm head: floor added to each softplus standard deviation, so the NLL cannot diverge."""
+    use_tanh: bool = False
+    """gmm head: squash the mixture through tanh (True) or only the means (False, robomimic)."""
+    deterministic_act: bool = True
+    """gmm head: act returns the most likely mode's mean; False samples the mixture."""
+    low_noise_eval: bool = True
+    """gmm head, sampling: use std 1e-4 (robomimic) instead of the predicted stds."""
+    sample_seed: int = 0
+    """Seed of the act-time sampler, re-applied on every reset()."""
+
+
+@dataclass(frozen=True)
+class GMMConfig(PolicyConfig, GMMHeadOptions):
     """Behaviour cloning with an MLP trunk and a Gaussian-mixture head (NLL loss)."""
 
     hidden_dims: tuple[int, ...] = (1024, 1024)
     """Widths of the trunk's hidden layers (robomimic BC-GMM: 1024, 1024)."""
     activation: str = "relu"
     """Hidden activation: relu, gelu, elu, tanh or mish."""
-    num_modes: int = 5
-    """Mixture components K."""
-    min_std: float = 1e-4
-    """Floor added to each softplus standard deviation, so the NLL cannot diverge."""
-    use_tanh: bool = False
-    """Squash the mixture through tanh (True) or squash only the means (False, robomimic)."""
-    deterministic_act: bool = True
-    """act returns the mean of the most likely mode; False samples the mixture."""
-    low_noise_eval: bool = True
-    """When sampling at act time, use std 1e-4 (robomimic) instead of the predicted stds."""
-    sample_seed: int = 0
-    """Seed of the act-time sampler, re-applied on every reset()."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -20,13 +20,13 @@ from torch import Tensor, nn
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 from apprentice.policies.base import Policy, PolicyConfig, masked_mean, register_policy
-from apprentice.policies.gmm import GMMHead, check_gmm
+from apprentice.policies.gmm import GMMHead, GMMHeadOptions, check_gmm
 
 _HEADS = ("deterministic", "gmm")
 
 
 @dataclass(frozen=True)
-class RNNConfig(PolicyConfig):
+class RNNConfig(PolicyConfig, GMMHeadOptions):
     """Behaviour cloning with an LSTM (robomimic BC-RNN / BC-RNN-GMM)."""
 
     seq_len: int = 10
@@ -39,18 +39,6 @@ class RNNConfig(PolicyConfig):
     """At act time, restart the hidden state every this many steps (robomimic); 0 = never."""
     head: str = "deterministic"
     """Action head: "deterministic" (tanh, L2 loss) or "gmm" (BC-RNN-GMM, NLL loss)."""
-    num_modes: int = 5
-    """Mixture components K of the gmm head."""
-    min_std: float = 1e-4
-    """Floor added to each softplus standard deviation of the gmm head."""
-    use_tanh: bool = False
-    """gmm head: squash the mixture through tanh (True) or only the means (False, robomimic)."""
-    deterministic_act: bool = True
-    """gmm head: act returns the most likely mode's mean; False samples the mixture."""
-    low_noise_eval: bool = True
-    """gmm head, sampling: use std 1e-4 (robomimic) instead of the predicted stds."""
-    sample_seed: int = 0
-    """Seed of the act-time sampler, re-applied on every reset()."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
