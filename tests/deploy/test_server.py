@@ -32,6 +32,7 @@ from apprentice.deploy.client import (
     ServerError,
 )
 from apprentice.deploy.control_loop import LoopConfig, run_episode
+from apprentice.deploy.protocol import encode_array
 from apprentice.deploy.server import PolicyServer, ServeConfig, Session
 from apprentice.deploy.shield import Shield, robot_config
 from apprentice.envs import make_task
@@ -395,3 +396,37 @@ def test_client_needs_no_torch() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_an_image_policy_is_served_with_uint8_frames(tmp_path: Path) -> None:
+    """Camera frames travel as uint8 (H, W, C) and act as the in-process policy does."""
+    spec = ObsActSpec({**LIFT_SPEC.obs_shapes, "agentview_image": (24, 24, 3)}, 7)
+    torch.manual_seed(0)
+    config = MLPConfig(
+        hidden_dims=(16,), image_keys=("agentview_image",), feature_dim=8, num_keypoints=4
+    )
+    env_args = {**LIFT_ENV_ARGS, "env_kwargs": {"camera": True, "image_size": 24}}
+    path = tmp_path / "img.pt"
+    save_checkpoint(path, config.build(spec, {}), env_args=env_args)
+    reference = load_policy(path)
+    rng = np.random.default_rng(0)
+    server, url = start(path)
+    try:
+        with Client(url, token=TOKEN) as client:
+            assert client.hello["image_keys"] == ["agentview_image"]
+            assert client.obs_shapes["agentview_image"] == (24, 24, 3)
+            for _ in range(4):
+                obs = {
+                    k: rng.normal(size=s).astype(np.float32)
+                    for k, s in LIFT_SPEC.obs_shapes.items()
+                }
+                obs["agentview_image"] = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+                np.testing.assert_array_equal(client.act(obs), reference.act(obs))
+            # A float frame is refused, naming the key and the dtype it needs.
+            bad = {**obs, "agentview_image": obs["agentview_image"].astype(np.float32)}
+            with pytest.raises(ServerError, match=r"agentview_image.*\|u1"):
+                client._request(
+                    {"type": "act", "obs": {k: encode_array(v) for k, v in bad.items()}}, None
+                )
+    finally:
+        server.stop_background()

@@ -167,7 +167,11 @@ class Client:
                 f"observation lacks {', '.join(missing)}; the served policy reads "
                 f"{', '.join(self.obs_shapes)}"
             )
-        payload = {k: encode_array(np.asarray(obs[k], dtype=np.float32)) for k in self.obs_shapes}
+        images = set(self.hello.get("image_keys", ()))
+        payload = {
+            k: encode_array(np.asarray(obs[k], dtype=np.uint8 if k in images else np.float32))
+            for k in self.obs_shapes
+        }
         reply = self._request({"type": "act", "obs": payload}, timeout)
         try:
             return decode_array(

@@ -24,7 +24,7 @@ the server turns into an error reply instead of a crash.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import msgpack
@@ -41,8 +41,10 @@ ERROR_KINDS = (
     "internal",  # the policy raised: a server bug, logged there
 )
 
-# Little-endian float types accepted for observations; everything is cast to float32.
+# Little-endian float types accepted for low-dim observations; they are cast to float32.
 OBS_DTYPES = ("<f4", "<f8")
+# Camera images travel as uint8 (H, W, C), a quarter of float32's bytes, and stay uint8.
+IMAGE_DTYPES = ("|u1",)
 
 
 class ProtocolError(Exception):
@@ -84,9 +86,15 @@ def encode_array(array: np.ndarray) -> dict[str, Any]:
 
 
 def decode_array(
-    value: Any, *, name: str, shape: tuple[int, ...] | None = None, dtypes: tuple[str, ...]
+    value: Any,
+    *,
+    name: str,
+    shape: tuple[int, ...] | None = None,
+    dtypes: tuple[str, ...],
+    as_float: bool = True,
 ) -> np.ndarray:
-    """The float32 array an ARRAY holds, checked against `shape` (None = any) and `dtypes`."""
+    """The array an ARRAY holds, checked against `shape` (None = any) and `dtypes`: float32
+    (finite) when `as_float`, else its own dtype (camera images stay uint8)."""
     if not isinstance(value, dict) or set(value) != {"dtype", "shape", "data"}:
         raise ProtocolError(
             "invalid_obs", f"{name} must be a map with keys dtype, shape, data (an encoded array)"
@@ -112,14 +120,22 @@ def decode_array(
         raise ProtocolError(
             "invalid_obs", f"{name} has {len(data)} data bytes, shape and dtype need {expected}"
         )
-    array = np.frombuffer(data, dtype=np_dtype).reshape(got_shape).astype(np.float32)
+    array = np.frombuffer(data, dtype=np_dtype).reshape(got_shape)
+    if not as_float:
+        return array.copy()  # writable, independent of the frame's buffer
+    array = array.astype(np.float32)
     if not np.all(np.isfinite(array)):
         raise ProtocolError("invalid_obs", f"{name} contains NaN or inf")
     return array
 
 
-def decode_obs(value: Any, obs_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
-    """The observation {key: (D,) float32} of an act request, exactly the policy's keys."""
+def decode_obs(
+    value: Any,
+    obs_shapes: Mapping[str, tuple[int, ...]],
+    image_keys: Collection[str] = (),
+) -> dict[str, np.ndarray]:
+    """The observation of an act request, exactly the policy's keys: low-dim {key: (D,)
+    float32}, and for `image_keys` {key: (H, W, C) uint8}."""
     if not isinstance(value, dict):
         raise ProtocolError("invalid_obs", "obs must be a map of key -> encoded array")
     missing = sorted(set(obs_shapes) - set(value))
@@ -138,7 +154,13 @@ def decode_obs(value: Any, obs_shapes: Mapping[str, tuple[int, ...]]) -> dict[st
             f"{', '.join(obs_shapes)}",
         )
     return {
-        key: decode_array(value[key], name=f"obs[{key!r}]", shape=shape, dtypes=OBS_DTYPES)
+        key: decode_array(
+            value[key],
+            name=f"obs[{key!r}]",
+            shape=shape,
+            dtypes=IMAGE_DTYPES if key in image_keys else OBS_DTYPES,
+            as_float=key not in image_keys,
+        )
         for key, shape in obs_shapes.items()
     }
 

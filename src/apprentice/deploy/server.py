@@ -213,9 +213,13 @@ class PolicyServer:
         token = cfg.token if cfg.token is not None else os.environ.get(TOKEN_ENV)
         self._token = token.encode() if token else None
         self.policy = load_policy(cfg.checkpoint)
-        self.obs_shapes = {
+        self.obs_shapes: dict[str, tuple[int, ...]] = {
             k: (d,) for k, d in zip(self.policy.obs_keys, self.policy.obs_dims, strict=True)
         }
+        # Camera images (H, W, C) uint8, as the policy's encoders were built for them.
+        self.image_keys = tuple(self.policy.config.image_keys)
+        for key in self.image_keys:
+            self.obs_shapes[key] = tuple(int(d) for d in self.policy.spec.obs_shapes[key])
         self._shield_config = load_shield_config(cfg.shield) if cfg.shield else None
         self.metrics = ServerMetrics()
         self.sessions: dict[str, Session] = {}
@@ -439,6 +443,7 @@ class PolicyServer:
             "task": str(self.policy.env_args.get("env_name", "")),
             "env_args": _json_safe(self.policy.env_args),
             "obs_shapes": {k: list(s) for k, s in self.obs_shapes.items()},
+            "image_keys": list(self.image_keys),
             "action_dim": self.policy.action_dim,
             "max_message_bytes": self.cfg.max_message_bytes,
             "shield": self._shield_config is not None,
@@ -462,7 +467,7 @@ class PolicyServer:
                 raise ProtocolError(
                     "invalid_request", f"unknown message type {kind!r}; expected act or reset"
                 )
-            obs = decode_obs(message.get("obs"), self.obs_shapes)
+            obs = decode_obs(message.get("obs"), self.obs_shapes, self.image_keys)
             if self._draining:
                 raise ProtocolError("shutting_down", "the server is shutting down")
             if self._queued >= self.cfg.queue_size:
