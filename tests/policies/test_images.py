@@ -334,7 +334,7 @@ def test_export_refuses_an_image_policy_naming_its_cameras(camera_data: Any) -> 
 
 
 def test_train_command_evaluates_an_image_policy_with_the_recorded_cameras(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`apprentice train`'s in-training rollouts build the task with the demos' cameras."""
     from apprentice.cli.main import main
@@ -349,3 +349,8 @@ def test_train_command_evaluates_an_image_policy_with_the_recorded_cameras(
     assert main(args) == 0
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert "success_rate" in history[-1]  # the rollout ran, with the cameras the policy reads
+    capsys.readouterr()
+    # Evaluating on other image sizes fails before any worker starts, naming the camera.
+    assert main(["eval", str(run), "--episodes", "1", "--task-args", "image_size=32"]) == 2
+    err = capsys.readouterr().err
+    assert "'agentview_image' of shape (84, 84, 3)" in err and "(32, 32, 3)" in err

@@ -134,9 +134,11 @@ def _rollout_chunk(
 
 
 def policy_spec(ckpt: dict[str, Any]) -> ObsActSpec:
-    """The observations (only the keys the policy reads) and actions of a checkpoint."""
+    """The observations (only the keys the policy reads, cameras included) and actions of a
+    checkpoint."""
     spec = ObsActSpec.from_dict(ckpt["spec"])
-    keys = policy_config_from_dict(ckpt["policy_config"]).obs_keys or spec.low_dim_keys
+    config = policy_config_from_dict(ckpt["policy_config"])
+    keys = [*(config.obs_keys or spec.low_dim_keys), *config.image_keys]
     return ObsActSpec({k: spec.obs_shapes[k] for k in keys}, spec.action_dim)
 
 
