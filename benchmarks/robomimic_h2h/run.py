@@ -306,8 +306,19 @@ def main() -> None:
             results[task] = rows
             print(report({task: rows}, a), flush=True)
     table = report(results, a)
-    summary = {"settings": {k: str(v) for k, v in vars(a).items()}, "results": results}
-    (a.work / "h2h.json").write_text(json.dumps(summary, indent=1))
+    # One summary per work folder: tasks run by earlier invocations keep their rows (each
+    # with the settings it ran under); this run's tasks replace theirs.
+    path = a.work / "h2h.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    settings = {k: str(v) for k, v in vars(a).items()}
+    summary = {
+        "settings_by_task": {
+            **earlier.get("settings_by_task", {}),
+            **{task: settings for task in results},
+        },
+        "results": {**earlier.get("results", {}), **results},
+    }
+    path.write_text(json.dumps(summary, indent=1))
     print("\n" + table)
 
 
