@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import random
-import shutil
 import tempfile
 import threading
 import time
@@ -46,23 +45,13 @@ from websockets.asyncio.client import connect
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from apprentice.teleop.browser import BrowserDevice
+from apprentice.teleop.browser import HEADLESS_CHROMIUM_FLAGS, BrowserDevice, find_chromium
 from apprentice.teleop.cli import TeleopConfig, run_teleop
 from apprentice.teleop.devices import Device
 
 OUT = Path(__file__).with_name("out")
 TARGET_P99_MS = 50.0
 """The issue's target: input-to-command p99 at most 50 ms on loopback."""
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def run_session(
@@ -152,7 +141,9 @@ def chromium_page(n: int, seed: int, chromium: str) -> Callable[[str], None]:
 
         rng = random.Random(seed)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+            browser = p.chromium.launch(
+                executable_path=chromium, args=list(HEADLESS_CHROMIUM_FLAGS)
+            )
             try:
                 page = browser.new_page()
                 page.goto(url)
@@ -206,7 +197,7 @@ def main() -> None:
     if args.quick:
         args.inputs, args.chromium_inputs = 40, 20
     pages: dict[str, Callable[[str], None]] = {"python": python_page(args.inputs, args.seed)}
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = find_chromium()
     if args.chromium_inputs > 0:
         if chromium is None:
             print("skipping the chromium page: no chromium on PATH")

@@ -24,8 +24,6 @@ from apprentice.irl.diagnostics import DivergenceMonitor
 from apprentice.irl.discriminators import Batch, Discriminator, discriminator_loss, load_reward
 from apprentice.irl.envs import evaluate_policy, flatten_obs, make_irl_env, record_expert_demos
 
-pytest.importorskip("stable_baselines3")
-
 PENDULUM = "gym/InvertedPendulum-v5"
 
 

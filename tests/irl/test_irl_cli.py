@@ -17,8 +17,6 @@ from apprentice.data.reader import DemoFile
 from apprentice.data.store import DemoWriter
 from apprentice.irl.envs import record_expert_demos
 
-pytest.importorskip("stable_baselines3")
-
 PENDULUM = "gym/InvertedPendulum-v5"
 # Tiny: 4 rounds of 512 steps, small nets, 2 evaluation episodes.
 TINY = ["rollout_steps=512", "n_envs=2", "policy_hidden=[16]", "disc_hidden=[16]", "ppo_epochs=2"]

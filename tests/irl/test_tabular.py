@@ -224,7 +224,6 @@ def test_unknown_algo_arg_is_named(tmp_path: Path) -> None:
 
 
 def test_linear_apprenticeship_runs_and_resumes(tmp_path: Path) -> None:
-    pytest.importorskip("stable_baselines3")
     import torch
 
     from apprentice.irl.envs import record_expert_demos

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 import urllib.error
@@ -20,7 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from apprentice.data.store import DemoFile
 from apprentice.errors import ApprenticeError
-from apprentice.teleop.browser import BrowserDevice
+from apprentice.teleop.browser import HEADLESS_CHROMIUM_FLAGS, BrowserDevice, find_chromium
 from apprentice.teleop.cli import TeleopConfig, run_teleop
 from apprentice.teleop.devices import Device, TeleopStatus
 
@@ -179,31 +178,13 @@ def test_page_is_served_and_port_in_use_is_named(device: BrowserDevice) -> None:
 
 # --- the page itself, in headless Chromium ---------------------------------------------------
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def chromium_path() -> str | None:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
 
 def test_page_in_headless_chromium_records_a_demo(tmp_path: Path) -> None:
-    chromium = chromium_path()
+    chromium = find_chromium()
     if chromium is None:
         pytest.skip("no chromium on PATH (apt-get install chromium; .ci/run does)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (dev extra)")
+    from playwright import sync_api  # the dev extra
+
     out = tmp_path / "browser.hdf5"
     cfg = TeleopConfig(
         task="lift", out=str(out), operator="grace", max_demos=1, frame_size=64, wait_s=60.0
@@ -231,7 +212,7 @@ def test_page_in_headless_chromium_records_a_demo(tmp_path: Path) -> None:
     thread.start()
     assert ready.wait(60) and urls, result
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        browser = p.chromium.launch(executable_path=chromium, args=list(HEADLESS_CHROMIUM_FLAGS))
         try:
             page = browser.new_page()
             page.goto(urls[0])

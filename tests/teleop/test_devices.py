@@ -106,7 +106,9 @@ def test_keyboard_without_a_terminal_says_so() -> None:
 
 @pytest.fixture
 def pygame() -> Any:
-    return pytest.importorskip("pygame", reason="the gamepad device needs pygame (teleop extra)")
+    import pygame  # the teleop extra, installed by `make dev`
+
+    return pygame
 
 
 def post(pygame: Any, kind: int, **fields: object) -> None:

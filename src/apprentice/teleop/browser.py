@@ -39,6 +39,7 @@ import io
 import json
 import logging
 import math
+import shutil
 import threading
 import time
 from collections import Counter, deque
@@ -67,6 +68,30 @@ from apprentice.teleop.devices import (
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+
+HEADLESS_CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+"""Flags to drive the page in headless Chromium (tests, the latency benchmark): without the
+background-networking ones, Chromium keeps calling out of a closed network."""
+
+
+def find_chromium() -> str | None:
+    """The Chromium executable on PATH (Debian's `chromium`, or `chromium-browser`), if any."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
 _FILES = {"/": ("teleop.html", "text/html"), "/teleop.js": ("teleop.js", "text/javascript")}
 TAKEN_OVER = 4000
 """Close code sent to a page when a newer page takes over."""
