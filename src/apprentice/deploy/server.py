@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import errno
 import hmac
 import itertools
 import json
@@ -63,6 +62,7 @@ from apprentice.deploy.protocol import (
 )
 from apprentice.deploy.shield import Shield, ShieldConfig, robot_config
 from apprentice.errors import ApprenticeError
+from apprentice.loop_thread import listen_error, run_in_thread
 from apprentice.policies.base import Policy
 from apprentice.policies.checkpoint import load_policy
 
@@ -256,14 +256,7 @@ class PolicyServer:
             )
         except OSError as exc:
             self._executor.shutdown(wait=False)
-            if exc.errno == errno.EADDRINUSE:
-                raise ApprenticeError(
-                    f"port {self.cfg.port} on {self.cfg.host} is already in use; choose another "
-                    f"--port or stop the process listening there"
-                ) from None
-            raise ApprenticeError(
-                f"cannot listen on {self.cfg.host}:{self.cfg.port}: {exc.strerror or exc}"
-            ) from None
+            raise listen_error(exc, self.cfg.host, self.cfg.port) from None
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 
@@ -301,27 +294,9 @@ class PolicyServer:
 
     def start_background(self) -> int:
         """Serve from a daemon thread with its own event loop; returns the port."""
-        result: list[int | BaseException] = []
-        ready = threading.Event()
-
-        def body() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                result.append(loop.run_until_complete(self.start()))
-            except BaseException as exc:  # handed to the caller's thread below
-                result.append(exc)
-            ready.set()
-            if self._server is not None:
-                loop.run_forever()
-            loop.close()
-
-        self._thread = threading.Thread(target=body, name="apprentice-serve", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if isinstance(result[0], BaseException):
-            raise result[0]
-        return result[0]
+        self._loop = asyncio.new_event_loop()
+        self._thread, port = run_in_thread(self._loop, "apprentice-serve", self.start)
+        return port
 
     def stop_background(self) -> None:
         """Shut a `start_background` server down cleanly and join its thread."""

@@ -34,7 +34,6 @@ Why it is built this way:
 from __future__ import annotations
 
 import asyncio
-import errno
 import io
 import json
 import logging
@@ -55,6 +54,7 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from apprentice.errors import ApprenticeError
+from apprentice.loop_thread import listen_error, run_in_thread
 from apprentice.teleop.devices import (
     BUTTON_KEYS,
     BUTTONS,
@@ -242,29 +242,12 @@ class BrowserDevice:
     # ---- lifecycle (the server runs on its own thread with its own event loop) ---------------
 
     def start(self) -> None:
-        result: list[BaseException | None] = []
-        ready = threading.Event()
-
-        def body() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._listen())
-                result.append(None)
-            except BaseException as exc:  # handed to the caller's thread below
-                result.append(exc)
-            ready.set()
-            if self._server is not None:
-                loop.run_forever()
-            loop.close()
-
-        self._thread = threading.Thread(target=body, name="teleop-browser", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if result[0] is not None:
-            self._thread.join()
-            self._thread = self._loop = None  # nothing left to close
-            raise result[0]
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._thread, _ = run_in_thread(self._loop, "teleop-browser", self._listen)
+        except BaseException:
+            self._loop = None  # closed by run_in_thread: nothing left to close
+            raise
 
     async def _listen(self) -> None:
         try:
@@ -279,14 +262,7 @@ class BrowserDevice:
                 close_timeout=1,
             )
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise ApprenticeError(
-                    f"port {self.port} on {self.host} is already in use; choose another "
-                    "--port or stop the process listening there"
-                ) from None
-            raise ApprenticeError(
-                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
-            ) from None
+            raise listen_error(exc, self.host, self.port) from None
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     def close(self) -> None:
