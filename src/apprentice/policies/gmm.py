@@ -66,6 +66,33 @@ class GMMConfig(PolicyConfig, GMMHeadOptions):
         return GMMPolicy(self, spec, normalizer_state)
 
 
+ACTION_HEADS = ("deterministic", "gmm")
+"""Heads of the sequence policies (rnn, transformer): tanh + L2, or the mixture + NLL."""
+
+
+def check_head(head: str, policy: str) -> None:
+    if head not in ACTION_HEADS:
+        raise ApprenticeError(
+            f"{policy} policy: unknown head {head!r}; known: {', '.join(ACTION_HEADS)}"
+        )
+
+
+def make_action_head(
+    head: str, options: GMMHeadOptions, in_dim: int, action_dim: int
+) -> tuple[GMMHead | None, nn.Linear | None]:
+    """(the mixture head, None) for head="gmm", else (None, the linear layer tanh follows)."""
+    if head == "gmm":
+        gmm = GMMHead(
+            in_dim,
+            action_dim,
+            num_modes=options.num_modes,
+            min_std=options.min_std,
+            use_tanh=options.use_tanh,
+        )
+        return gmm, None
+    return None, nn.Linear(in_dim, action_dim)
+
+
 def check_gmm(num_modes: int, min_std: float, policy: str) -> None:
     if num_modes < 1:
         raise ApprenticeError(f"{policy} policy: num_modes must be >= 1, got {num_modes}")

@@ -20,9 +20,12 @@ from torch import Tensor, nn
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 from apprentice.policies.base import Policy, PolicyConfig, masked_mean, register_policy
-from apprentice.policies.gmm import GMMHead, GMMHeadOptions, check_gmm
-
-_HEADS = ("deterministic", "gmm")
+from apprentice.policies.gmm import (
+    GMMHeadOptions,
+    check_gmm,
+    check_head,
+    make_action_head,
+)
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,7 @@ class RNNConfig(PolicyConfig, GMMHeadOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.head not in _HEADS:
-            raise ApprenticeError(
-                f"rnn policy: unknown head {self.head!r}; known: {', '.join(_HEADS)}"
-            )
+        check_head(self.head, self.name)
         if self.hidden_dim < 1 or self.num_layers < 1:
             raise ApprenticeError("rnn policy: hidden_dim and num_layers must be >= 1")
         if self.rnn_horizon < 0:
@@ -66,18 +66,9 @@ class RNNPolicy(Policy):
         self.lstm = nn.LSTM(
             self.input_dim, config.hidden_dim, num_layers=config.num_layers, batch_first=True
         )
-        self.gmm: GMMHead | None = None
-        self.linear: nn.Linear | None = None
-        if config.head == "gmm":
-            self.gmm = GMMHead(
-                config.hidden_dim,
-                self.action_dim,
-                num_modes=config.num_modes,
-                min_std=config.min_std,
-                use_tanh=config.use_tanh,
-            )
-        else:
-            self.linear = nn.Linear(config.hidden_dim, self.action_dim)
+        self.gmm, self.linear = make_action_head(
+            config.head, config, config.hidden_dim, self.action_dim
+        )
         self._generator = torch.Generator().manual_seed(config.sample_seed)
         # Act-time recurrent state: (h, c) each (L, B, H), and steps since each row's restart.
         self._state: tuple[Tensor, Tensor] | None = None

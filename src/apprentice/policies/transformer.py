@@ -32,9 +32,12 @@ from torch import Tensor, nn
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 from apprentice.policies.base import Policy, PolicyConfig, masked_mean, register_policy
-from apprentice.policies.gmm import GMMHead, GMMHeadOptions, check_gmm
-
-_HEADS = ("deterministic", "gmm")
+from apprentice.policies.gmm import (
+    GMMHeadOptions,
+    check_gmm,
+    check_head,
+    make_action_head,
+)
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,7 @@ class TransformerConfig(PolicyConfig, GMMHeadOptions):
                 f"transformer policy: seq_len={self.seq_len} supervises more positions than "
                 f"the context has (frame_stack={self.frame_stack}); use seq_len <= frame_stack"
             )
-        if self.head not in _HEADS:
-            raise ApprenticeError(
-                f"transformer policy: unknown head {self.head!r}; known: {', '.join(_HEADS)}"
-            )
+        check_head(self.head, self.name)
         if self.embed_dim < 1 or self.num_layers < 1 or self.num_heads < 1:
             raise ApprenticeError("transformer policy: embed_dim, num_layers, num_heads >= 1")
         if self.embed_dim % self.num_heads:
@@ -173,18 +173,9 @@ class TransformerPolicy(Policy):
             config.num_heads,
             config.dropout,
         )
-        self.gmm: GMMHead | None = None
-        self.linear: nn.Linear | None = None
-        if config.head == "gmm":
-            self.gmm = GMMHead(
-                config.embed_dim,
-                self.action_dim,
-                num_modes=config.num_modes,
-                min_std=config.min_std,
-                use_tanh=config.use_tanh,
-            )
-        else:
-            self.linear = nn.Linear(config.embed_dim, self.action_dim)
+        self.gmm, self.linear = make_action_head(
+            config.head, config, config.embed_dim, self.action_dim
+        )
         self._generator = torch.Generator().manual_seed(config.sample_seed)
 
     def frames(self, x: Tensor) -> Tensor:
