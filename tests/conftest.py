@@ -12,7 +12,7 @@ import pytest
 _FAKE = Path(__file__).resolve().parent / "algos" / "synthetic_demos.py"
 
 
-def _synthetic_module() -> Any:
+def synthetic_module() -> Any:
     # Loaded by path under one name: tests/ is not a package, and several folders use it.
     name = "apprentice_test_synthetic_demos"
     if name not in sys.modules:
@@ -26,7 +26,7 @@ def _synthetic_module() -> Any:
 
 @pytest.fixture(scope="session")
 def synthetic() -> Any:
-    return _synthetic_module()
+    return synthetic_module()
 
 
 @pytest.fixture(scope="session")

@@ -47,3 +47,34 @@ def write_demo_file(
             for name, demos in masks.items():
                 f.create_dataset(f"mask/{name}", data=np.array(demos, dtype="S"))
     return path
+
+
+CAMS = {"agentview_image": 32, "eye_in_hand_image": 24}
+
+
+def write_camera_demos(path: Path, *, num_demos: int = 4, length: int = 20, seed: int = 0) -> Path:
+    """Demos where a bright square's position in agentview (and nothing low-dim) sets the
+    first two action dims, so a policy must read the image to fit them."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        env_args = {"env_name": "lift", "env_type": 0, "env_kwargs": {"camera": True}}
+        data.attrs["env_args"] = json.dumps(env_args)
+        data.attrs["total"] = num_demos * length
+        for i in range(num_demos):
+            g = data.create_group(f"demo_{i}")
+            pos = rng.integers(2, 26, size=(length, 2))  # square corner (row, col)
+            images = {
+                k: rng.integers(0, 40, (length, s, s, 3), dtype=np.uint8) for k, s in CAMS.items()
+            }
+            for t, (r, c) in enumerate(pos):
+                images["agentview_image"][t, r : r + 4, c : c + 4] = 255
+            actions = np.zeros((length, 7), np.float32)
+            actions[:, :2] = (pos - 14) / 12.0
+            actions[:, 2:] = rng.uniform(-0.1, 0.1, (length, 5))
+            g.create_dataset("obs/eef_pos", data=rng.normal(size=(length, 3)).astype(np.float32))
+            for k, v in images.items():
+                g.create_dataset(f"obs/{k}", data=v)
+            g.create_dataset("actions", data=actions)
+            g.attrs["num_samples"] = length
+    return path

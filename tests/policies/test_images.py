@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -26,42 +25,15 @@ from apprentice.policies import (
 )
 from apprentice.policies.augment import ImageAugment, color_jitter, random_shift
 from apprentice.policies.encoders import ResNet18Trunk, SpatialSoftmax, VisualCore
+from conftest import synthetic_module
 
-CAMS = {"agentview_image": 32, "eye_in_hand_image": 24}
+CAMS = synthetic_module().CAMS  # camera name -> image size of write_camera_demos
 SMALL_IMAGES: dict[str, Any] = {"feature_dim": 16, "num_keypoints": 8}
 
 
-def write_camera_demos(path: Path, *, num_demos: int = 4, length: int = 20, seed: int = 0) -> Path:
-    """Demos where a bright square's position in agentview (and nothing low-dim) sets the
-    first two action dims, so a policy must read the image to fit them."""
-    rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as f:
-        data = f.create_group("data")
-        env_args = {"env_name": "lift", "env_type": 0, "env_kwargs": {"camera": True}}
-        data.attrs["env_args"] = json.dumps(env_args)
-        data.attrs["total"] = num_demos * length
-        for i in range(num_demos):
-            g = data.create_group(f"demo_{i}")
-            pos = rng.integers(2, 26, size=(length, 2))  # square corner (row, col)
-            images = {
-                k: rng.integers(0, 40, (length, s, s, 3), dtype=np.uint8) for k, s in CAMS.items()
-            }
-            for t, (r, c) in enumerate(pos):
-                images["agentview_image"][t, r : r + 4, c : c + 4] = 255
-            actions = np.zeros((length, 7), np.float32)
-            actions[:, :2] = (pos - 14) / 12.0
-            actions[:, 2:] = rng.uniform(-0.1, 0.1, (length, 5))
-            g.create_dataset("obs/eef_pos", data=rng.normal(size=(length, 3)).astype(np.float32))
-            for k, v in images.items():
-                g.create_dataset(f"obs/{k}", data=v)
-            g.create_dataset("actions", data=actions)
-            g.attrs["num_samples"] = length
-    return path
-
-
 @pytest.fixture(scope="module")
-def camera_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_camera_demos(tmp_path_factory.mktemp("cam") / "cam.hdf5")
+def camera_file(tmp_path_factory: pytest.TempPathFactory, synthetic: Any) -> Path:
+    return synthetic.write_camera_demos(tmp_path_factory.mktemp("cam") / "cam.hdf5")
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ Evaluate = Callable[[Policy, int], dict[str, float]]
 
 # Fields that do not change what is learned: a resume may differ in them.
 _RESUME_FREE = frozenset(
-    {"resume", "overwrite", "progress", "num_threads", "epochs", "eval_episodes"}
+    {"resume", "overwrite", "progress", "num_threads", "epochs", "eval_episodes", "device"}
 )
 
 
@@ -80,7 +80,11 @@ class TrainConfig:
     num_threads: int | None = None
     """torch CPU threads; None = one per core. Use 1 when other jobs share the cores."""
     precision: str = "fp32"
-    """Forward-pass precision: "fp32", or "bf16" (CPU autocast; faster on CPUs with bf16 units)."""
+    """Forward-pass precision: "fp32", or "bf16" (autocast; faster on CPUs with bf16 units)."""
+    device: str = "cpu"
+    """Where the weights train: "cpu", "cuda", "cuda:N", or "auto" (CUDA when torch has it).
+    Checkpoints are written with CPU tensors and rollouts run on a CPU copy, so a run trained
+    on a GPU evaluates, exports and resumes anywhere."""
     log_every: int = 50
     """Log the step loss to TensorBoard every this many steps."""
     progress: bool = True
@@ -107,6 +111,7 @@ class TrainConfig:
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0"),
             (self.precision in ("fp32", "bf16"), "precision must be 'fp32' or 'bf16'"),
         ]
+        resolve_device(self.device)  # an unknown or unavailable device fails here, named
         for ok, message in checks:
             if not ok:
                 raise ApprenticeError(f"train config: {message}")
@@ -147,6 +152,42 @@ class _TrainData:
     valid: Any | None
     normalizer_state: dict[str, Any]
     env_args: dict[str, Any]
+
+
+def resolve_device(name: str) -> torch.device:
+    """`TrainConfig.device` -> a torch device; one clear error for a name torch cannot use."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ApprenticeError(
+            f"train config: device {name!r} is not a torch device (use cpu, cuda, cuda:N or auto)"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ApprenticeError(
+                f"train config: device {name!r} asked for, but this torch "
+                f"({torch.__version__}) sees no CUDA GPU; use --device cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ApprenticeError(
+                f"train config: device {name!r} asked for, but only "
+                f"{torch.cuda.device_count()} CUDA GPU(s) are visible"
+            )
+    elif device.type != "cpu":
+        raise ApprenticeError(f"train config: device {name!r} is not supported (cpu or cuda)")
+    return device
+
+
+def _rollout_copy(policy: Policy, device: torch.device) -> Policy:
+    """The policy to roll out: itself on the CPU, else a CPU copy of its current weights
+    (environments step on the CPU, and a batch-1 action is faster there than a GPU round trip)."""
+    if device.type == "cpu":
+        return policy
+    copy = policy.config.build(policy.spec, policy.normalizer_state)
+    copy.load_state_dict({k: v.detach().cpu() for k, v in policy.state_dict().items()})
+    return copy
 
 
 def _demo_split(config: TrainConfig) -> tuple[list[str] | None, list[str] | None, str | None]:
@@ -266,8 +307,11 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
 
     check_horizon(config.policy, data.train)  # a chunk longer than a demo: one clear error
 
+    device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    policy = config.policy.build(data.train.spec, data.normalizer_state)
+    # On its device before the optimizer exists; the loads below copy CPU tensors into it
+    # (and Adam's load_state_dict moves a resumed run's moments to the parameters' device).
+    policy = config.policy.build(data.train.spec, data.normalizer_state).to(device)
     # Fused Adam: one kernel updates every parameter; 10-25% more steps/s than the
     # per-parameter loop for the 2x1024 MLP on CPU (benchmarks/bench_train.py).
     optimizer = torch.optim.Adam(
@@ -326,6 +370,7 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
                         batch,
                         grad_clip=config.grad_clip,
                         bf16=config.precision == "bf16",
+                        device=device,
                     )
                 except NonFiniteLoss as exc:
                     raise ApprenticeError(
@@ -347,7 +392,7 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
                 valid_sampler = WindowSampler(
                     data.valid, rng=np.random.default_rng(config.seed + 1), **sampler_kw
                 )
-                valid_loss = bc_validation_loss(policy, valid_sampler.epoch())
+                valid_loss = bc_validation_loss(policy, valid_sampler.epoch(), device=device)
             record["valid_loss"] = valid_loss
             candidate: float | None = None
             if (
@@ -355,7 +400,7 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
                 and evaluate is not None
                 and (epoch % config.eval_every == 0 or epoch == config.epochs)
             ):
-                results = evaluate(policy, config.eval_episodes)
+                results = evaluate(_rollout_copy(policy, device), config.eval_episodes)
                 policy.reset()
                 if "success_rate" not in results:
                     raise ApprenticeError(
@@ -440,4 +485,11 @@ def load_train_config(path: str | os.PathLike[str]) -> TrainConfig:
         raise ApprenticeError(f"cannot read train config {path}: {exc}") from None
 
 
-__all__ = ["Evaluate", "TrainConfig", "TrainResult", "load_train_config", "train"]
+__all__ = [
+    "Evaluate",
+    "TrainConfig",
+    "TrainResult",
+    "load_train_config",
+    "resolve_device",
+    "train",
+]

@@ -50,6 +50,8 @@ class TrainCommand:
     """fp32, or bf16 (autocast: about 1.5x faster on CPUs with AVX-512 bf16 units)."""
     threads: int | None = None
     """torch CPU threads (default: torch's choice; 1 is steadier on a shared machine)."""
+    device: str = "cpu"
+    """Train on cpu, cuda, cuda:N or auto; rollouts and checkpoints stay on the CPU."""
     resume: bool = True
     """Continue an interrupted run found in the folder."""
     overwrite: bool = False
@@ -112,6 +114,7 @@ def run_train(cmd: TrainCommand) -> dict[str, Any]:
         eval_episodes=cmd.eval_episodes,
         num_threads=cmd.threads,
         precision=cmd.precision,
+        device=cmd.device,
         resume=cmd.resume,
         overwrite=cmd.overwrite,
         progress=cmd.progress,

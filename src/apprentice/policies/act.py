@@ -174,7 +174,9 @@ class ACTPolicy(Policy):
             [self.cvae_cls.expand(b, -1, -1), self.cvae_obs(frames), self.cvae_action(actions)],
             dim=1,
         )  # (B, 1 + C + k, E)
-        ignore = torch.cat([torch.zeros(b, 1 + frames.shape[1], dtype=torch.bool), pad], dim=1)
+        ignore = torch.cat(
+            [torch.zeros(b, 1 + frames.shape[1], dtype=torch.bool, device=pad.device), pad], dim=1
+        )
         h = self.cvae(tokens + self.cvae_pos, src_key_padding_mask=ignore)[:, 0]  # (B, E)
         mu, logvar = self.to_latent(h).chunk(2, dim=-1)  # (B, L) each
         return mu, logvar

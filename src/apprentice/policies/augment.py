@@ -49,11 +49,12 @@ def random_shift(
     if n % group:
         raise ValueError(f"{n} images do not split into groups of {group}")
     padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")  # (N, C, H + 2p, W + 2p)
-    dy = torch.randint(0, 2 * pad + 1, (n // group,), generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (n // group,), generator=generator)
-    rows = dy.repeat_interleave(group)[:, None] + torch.arange(h)  # (N, H)
-    cols = dx.repeat_interleave(group)[:, None] + torch.arange(w)  # (N, W)
-    idx = torch.arange(n)[:, None, None]  # (N, 1, 1)
+    # Offsets come from the (CPU) generator, so a seed draws the same shifts on any device.
+    dy = torch.randint(0, 2 * pad + 1, (n // group,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n // group,), generator=generator).to(x.device)
+    rows = dy.repeat_interleave(group)[:, None] + torch.arange(h, device=x.device)  # (N, H)
+    cols = dx.repeat_interleave(group)[:, None] + torch.arange(w, device=x.device)  # (N, W)
+    idx = torch.arange(n, device=x.device)[:, None, None]  # (N, 1, 1)
     # Advanced indexing on (N, H', W', C) gathers every image's crop at once.
     out = padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
     return out.permute(0, 3, 1, 2)
@@ -73,20 +74,21 @@ def color_jitter(
     n, c = x.shape[:2]
 
     def factor() -> Tensor:
-        return (1.0 + strength * _draws(n, group, generator)).view(n, 1, 1, 1)  # (N, 1, 1, 1)
+        draws = _draws(n, group, generator).to(x)  # drawn on the CPU generator
+        return (1.0 + strength * draws).view(n, 1, 1, 1)  # (N, 1, 1, 1)
 
     x = x * factor()  # brightness
     mean = x.mean(dim=(1, 2, 3), keepdim=True)  # (N, 1, 1, 1)
     x = (x - mean) * factor() + mean  # contrast
     if c == 3:
-        gray = torch.einsum("nchw,c->nhw", x, _LUMA.to(x.dtype))[:, None]  # (N, 1, H, W)
+        gray = torch.einsum("nchw,c->nhw", x, _LUMA.to(x))[:, None]  # (N, 1, H, W)
         x = (x - gray) * factor() + gray  # saturation
         angle = strength * math.pi * _draws(n, group, generator)  # (N,)
         cos, sin = angle.cos(), angle.sin()
         rot = torch.zeros(n, 3, 3)
         rot[:, 0, 0] = 1.0
         rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
-        mix = (_YIQ_TO_RGB @ rot @ _RGB_TO_YIQ).to(x.dtype)  # (N, 3, 3) RGB -> RGB
+        mix = (_YIQ_TO_RGB @ rot @ _RGB_TO_YIQ).to(x)  # (N, 3, 3) RGB -> RGB, built on the CPU
         x = torch.einsum("nij,njhw->nihw", mix, x)  # hue
     return x.clamp(0.0, 1.0)
 

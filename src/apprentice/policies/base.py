@@ -436,7 +436,7 @@ class Policy(nn.Module):
             )
         mask = batch.get("mask")
         if mask is None:
-            mask = torch.ones(actions.shape[:2])
+            mask = torch.ones(actions.shape[:2], device=actions.device)
         return actions, mask.float()  # (B, T, A), (B, T)
 
     # ---- run time --------------------------------------------------------------------------

@@ -84,7 +84,10 @@ def save_checkpoint(
             "policy_config": policy.config.to_dict(),
             "spec": policy.spec.to_dict(),
             "normalizer_state": _to_storable(policy.normalizer_state),
-            "state_dict": {k: v.detach().clone() for k, v in policy.state_dict().items()},
+            # CPU tensors: a checkpoint written on a GPU loads on any machine.
+            "state_dict": {
+                k: v.detach().to("cpu", copy=True) for k, v in policy.state_dict().items()
+            },
             "env_args": _to_storable(dict(env_args)),
             "extra": _to_storable(dict(extra or {})),
         },

@@ -195,7 +195,7 @@ class NoiseSchedule:
 
     def add_noise(self, x0: Tensor, noise: Tensor, step: Tensor) -> Tensor:
         """q(x_t | x0) (Ho et al. eq. 4): x0, noise (B, ...) and step (B,) -> x_t (B, ...)."""
-        abar = self.alpha_bars.to(x0.dtype)[step].view(-1, *([1] * (x0.ndim - 1)))  # (B, 1..)
+        abar = self.alpha_bars.to(x0)[step].view(-1, *([1] * (x0.ndim - 1)))  # (B, 1..)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
     def ddim_steps(self, steps: int) -> list[int]:

@@ -66,8 +66,8 @@ class SpatialSoftmax(nn.Module):
         maps = self.keypoints(feat)  # (N, K, H, W)
         n, k, h, w = maps.shape
         attention = (maps.reshape(n, k, h * w) / self.temperature).softmax(-1)  # (N, K, HW)
-        ys = torch.linspace(-1.0, 1.0, h, dtype=attention.dtype)  # (H,)
-        xs = torch.linspace(-1.0, 1.0, w, dtype=attention.dtype)  # (W,)
+        ys = torch.linspace(-1.0, 1.0, h, dtype=attention.dtype, device=attention.device)  # (H,)
+        xs = torch.linspace(-1.0, 1.0, w, dtype=attention.dtype, device=attention.device)  # (W,)
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # (H, W) each
         x = attention @ grid_x.reshape(h * w, 1)  # (N, K, 1)
         y = attention @ grid_y.reshape(h * w, 1)  # (N, K, 1)
