@@ -71,3 +71,15 @@ def test_generate_benchmark(tmp_path: Path) -> None:
     assert "| lift | D0 |" in stdout
     rows = json.loads((tmp_path / "dgr_lift.json").read_text())["rows"]
     assert rows[0]["successes"] == 3 and 0 < rows[0]["dgr"] <= 1
+
+
+def test_zoo_grid_benchmark_resumes_and_tabulates(tmp_path: Path) -> None:
+    args = ("--quick", "--policies", "mlp", "act", "--jobs", "1", "--out", str(tmp_path))
+    stdout = run("bench_zoo.py", *args)
+    cells = [json.loads(line) for line in (tmp_path / "cells.jsonl").read_text().splitlines()]
+    # 2 policies x 2 observation kinds x 2 demo counts x 1 seed, none failed.
+    assert len(cells) == 8 and not [c for c in cells if "error" in c]
+    assert "| lift | images | act | 2 |" in stdout
+    again = run("bench_zoo.py", *args)
+    assert "8 cells done, 0 to run" in again
+    assert len((tmp_path / "cells.jsonl").read_text().splitlines()) == 8
