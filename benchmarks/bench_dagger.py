@@ -39,6 +39,9 @@ SIZES: dict[str, dict[str, int]] = {
     "stack": {"init_episodes": 5, "labels_per_round": 600},
     "gym/InvertedPendulum-v5": {"init_episodes": 1, "labels_per_round": 500},
     "gym/Reacher-v5": {"init_episodes": 4, "labels_per_round": 200},
+    # One 1000-step episode to start, as the IRL benchmarks; locomotion needs more labels.
+    "gym/Hopper-v5": {"init_episodes": 1, "labels_per_round": 1000},
+    "gym/HalfCheetah-v5": {"init_episodes": 1, "labels_per_round": 1000},
 }
 METHODS = ("bc", "dagger", "hg-dagger", "dart")
 
@@ -53,7 +56,9 @@ def expert_for(task: str) -> str:
 
 
 def score(entry: dict[str, Any]) -> float:
-    """The curve's y: normalized return where there is one, else the success rate."""
+    """The curve's y: normalized return where there is one, else the success rate; of the
+    learner picked on validation rollouts when the run selects (--validation-episodes)."""
+    entry = entry.get("selected", entry)
     return float(entry.get("normalized_return", entry["success_rate"]))
 
 
@@ -83,6 +88,7 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
                 epochs=args.epochs,
                 steps_per_epoch=args.steps_per_epoch,
                 eval_episodes=args.episodes,
+                validation_episodes=args.validation_episodes,
                 seed=seed,
                 threads=1,
             )
@@ -163,6 +169,12 @@ def main() -> None:
     p.add_argument("--steps-per-epoch", type=int, default=100)
     p.add_argument("--episodes", type=int, default=50, help="held-out rollouts per round")
     p.add_argument("--hg-max-rollouts", type=int, default=0, help="HG-DAgger's episode cap")
+    p.add_argument(
+        "--validation-episodes",
+        type=int,
+        default=0,
+        help="every method reports its best round so far on this many validation rollouts",
+    )
     p.add_argument("--work", default=str(OUT / "runs"))
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--fresh", action="store_true", help="delete previous runs (else resume)")

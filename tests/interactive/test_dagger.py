@@ -55,6 +55,43 @@ def test_tiny_dagger_on_lift_aggregates_labelled_rounds(tmp_path: Path) -> None:
     assert (result.run_dir / "round_1" / "final.pt").is_file()
 
 
+def test_selection_returns_the_best_round_on_validation_later_on_ties() -> None:
+    def h(r: int, val: float, test: float) -> dict[str, Any]:
+        return {"round": r, "validation": val, "success_rate": test, "mean_return": 0.0}
+
+    history = [h(0, 0.2, 0.3), h(1, 0.9, 0.8), h(2, 0.5, 0.95), h(3, 0.9, 0.7)]
+    picked = dagger_module._selection(history[:3])
+    # Round 2's better test score is not looked at: only validation picks.
+    assert picked == {
+        "selected_round": 1,
+        "selected": {"success_rate": 0.8, "mean_return": 0.0},
+    }
+    assert dagger_module._selection(history)["selected_round"] == 3
+
+
+def test_validation_rollouts_pick_the_returned_learner(tmp_path: Path) -> None:
+    cfg = DaggerConfig(
+        task="lift",
+        out=str(tmp_path / "run"),
+        rounds=1,
+        init_episodes=2,
+        episodes_per_round=1,
+        validation_episodes=2,
+        policy_args=("hidden_dims=[16]",),
+        **TINY,
+    )
+    result = run_dagger(cfg)
+    for i, h in enumerate(result.history):
+        assert 0.0 <= h["validation"] <= 1.0
+        best = max(result.history[: i + 1], key=lambda e: (e["validation"], e["round"]))
+        assert h["selected_round"] == best["round"]
+        assert h["selected"]["success_rate"] == best["success_rate"]
+    chosen = result.history[-1]["selected_round"]
+    assert result.policy == result.run_dir / f"round_{chosen}" / "final.pt"
+    with pytest.raises(ApprenticeError, match="validation_episodes"):
+        DaggerConfig(task="lift", out="x", validation_episodes=-1)
+
+
 @pytest.mark.parametrize("policy", ["mlp", "rnn", "gmm"])
 @pytest.mark.parametrize("method", ["dagger", "hg-dagger", "dart"])
 def test_every_method_and_policy_kind_runs_against_an_sb3_expert(

@@ -35,6 +35,13 @@ def cmd_dagger(ns: argparse.Namespace) -> None:
         )
     console.print(table)
     console.print(f"run folder {r.run_dir}; aggregated demos {r.dataset}")
+    if r.history and "selected_round" in r.history[-1]:
+        last = r.history[-1]
+        console.print(
+            f"best round on {cfg.validation_episodes} validation rollouts: "
+            f"{last['selected_round']} (validation {last['validation']:.3g} in the last round)"
+        )
+    console.print(f"learner: {r.policy}")
 
 
 def dagger_command() -> tuple[str, str, type, Callable[[argparse.Namespace], None], dict[str, Any]]:

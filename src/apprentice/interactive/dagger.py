@@ -122,6 +122,11 @@ class DaggerConfig:
     """Start each round's training from the previous round's weights."""
     eval_episodes: int = 50
     """Held-out rollouts after each round."""
+    validation_episodes: int = 0
+    """Ross et al.'s "return the best policy on validation": also roll each round's learner
+    out on this many validation seeds (apart from the held-out and collection seeds) and
+    report, after every round, the learner of the best round so far by validation (success,
+    or return on gymnasium tasks; the later round on ties). 0 = the last round's learner."""
     seed: int = 0
     """Seed of collection seeds, the mixture's coin flips, noise and training."""
     threads: int | None = None
@@ -139,6 +144,7 @@ class DaggerConfig:
             (self.episodes_per_round >= 1, "episodes_per_round must be >= 1"),
             (self.labels_per_round >= 0, "labels_per_round must be >= 0"),
             (self.max_rollouts >= 0, "max_rollouts must be >= 0"),
+            (self.validation_episodes >= 0, "validation_episodes must be >= 0"),
             (self.init_episodes >= 1 or self.dataset, "init_episodes must be >= 1"),
             (0.0 < self.beta_decay < 1.0, "beta_decay must be in (0, 1)"),
             (self.dart_scale >= 0.0, "dart_scale must be >= 0"),
@@ -169,6 +175,13 @@ class DaggerResult:
     history: list[dict[str, Any]]
     resumed_from_round: int
     """Rounds already done when this call started (-1: a fresh run)."""
+    policy: Path
+    """The learner the run returns: the best round's by validation, else the last round's."""
+
+
+# Validation rollouts start here in the held-out range: apart from `apprentice eval`'s
+# seeds (offset 0) and the trainer's periodic rollouts (offset 100_000).
+VALIDATION_SEED_OFFSET = 200_000
 
 
 def collection_seed(seed: int, round_index: int, episode: int) -> int:
@@ -393,10 +406,21 @@ class _Run:
 
     def evaluate(self, round_index: int) -> dict[str, Any]:
         """The learner of round i on held-out seeds (the same seeds every round)."""
-        if self._eval_tasks is None:
-            self._eval_tasks = [make_task(self.cfg.task) for _ in range(self.cfg.eval_episodes)]
-        seeds = held_out_seeds(self.cfg.eval_episodes)
-        score = score_learner(self.learner(round_index), self._eval_tasks, seeds)
+        return self.score(round_index, held_out_seeds(self.cfg.eval_episodes))
+
+    def validate(self, round_index: int) -> float:
+        """The learner of round i on the validation seeds: its success rate, or its mean
+        return where the task's success is not the goal (gymnasium tasks)."""
+        seeds = held_out_seeds(self.cfg.validation_episodes, offset=VALIDATION_SEED_OFFSET)
+        score = self.score(round_index, seeds)
+        return float(score["mean_return" if "normalized_return" in score else "success_rate"])
+
+    def score(self, round_index: int, seeds: list[int]) -> dict[str, Any]:
+        tasks = self._eval_tasks or []
+        if len(tasks) < len(seeds):
+            tasks += [make_task(self.cfg.task) for _ in range(len(seeds) - len(tasks))]
+            self._eval_tasks = tasks
+        score = score_learner(self.learner(round_index), tasks[: len(seeds)], seeds)
         sr = success_rate(score.successes, score.episodes)
         out: dict[str, Any] = {
             "success_rate": sr.rate,
@@ -452,10 +476,29 @@ def _run_rounds(run: _Run, cfg: DaggerConfig) -> DaggerResult:
         total_labels += int(entry["round_labels"])
         entry["labels"] = total_labels
         entry.update(run.evaluate(round_index))
+        if cfg.validation_episodes:
+            entry["validation"] = run.validate(round_index)
+            entry.update(_selection([*state["history"], entry]))
         state["history"].append(entry)
         state["rounds_done"] = round_index
         run.save_state(state)
-    return DaggerResult(run.dir, run.demos, list(state["history"]), resumed_from)
+    history = list(state["history"])
+    chosen = history[-1].get("selected_round", history[-1]["round"]) if history else 0
+    policy = run.round_dir(int(chosen)) / "final.pt"
+    return DaggerResult(run.dir, run.demos, history, resumed_from, policy)
+
+
+_SCORES = ("success_rate", "ci_low", "ci_high", "mean_return", "normalized_return")
+
+
+def _selection(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best round so far by validation (the later one on ties) and its held-out scores,
+    under "selected_round" and "selected"."""
+    best = max(history, key=lambda h: (h["validation"], h["round"]))
+    return {
+        "selected_round": best["round"],
+        "selected": {k: best[k] for k in _SCORES if k in best},
+    }
 
 
 def _write_json(path: Path, obj: Any) -> None:
