@@ -38,7 +38,7 @@ from apprentice.deploy.runtime import (
 )
 from apprentice.errors import ApprenticeError
 from apprentice.policies.base import Policy
-from apprentice.policies.gmm import GMMPolicy
+from apprentice.policies.gmm import GMMPolicy, head_act
 from apprentice.policies.mlp import MLPPolicy
 from apprentice.policies.rnn import RNNPolicy
 from apprentice.policies.transformer import TransformerPolicy
@@ -142,13 +142,7 @@ class InferenceStep(nn.Module):
         elif isinstance(p, TransformerPolicy):
             # A pure function of the frame history: the last position attends to all frames.
             feat = p.gpt(p.frames(x))[:, -1]  # (B, E)
-            if p.gmm is not None:
-                action = p.gmm.act(
-                    feat, deterministic=True, low_noise=p.config.low_noise_eval, generator=None
-                )
-            else:
-                assert p.linear is not None
-                action = p.linear(feat).tanh()
+            action = _exported_head(p, feat)
         elif isinstance(p, GMMPolicy):
             action = p.head.act(
                 p.trunk(x), deterministic=True, low_noise=p.config.low_noise_eval, generator=None
@@ -169,13 +163,19 @@ class InferenceStep(nn.Module):
             restart = restart | (s["step"] % p.config.rnn_horizon == 0)
         keep = (~restart).to(x.dtype)[None, :, None]  # (1, B, 1)
         out, (nxt["h"], nxt["c"]) = p.lstm(x[:, None], (s["h"] * keep, s["c"] * keep))
-        feat = out[:, 0]  # (B, H)
-        if p.gmm is not None:
-            return p.gmm.act(
-                feat, deterministic=True, low_noise=p.config.low_noise_eval, generator=None
-            )
-        assert p.linear is not None
-        return p.linear(feat).tanh()
+        return _exported_head(p, out[:, 0])  # from (B, H)
+
+
+def _exported_head(p: RNNPolicy | TransformerPolicy, feat: Tensor) -> Tensor:
+    """The sequence policies' head as exported: deterministic, no generator state."""
+    return head_act(
+        p.gmm,
+        p.linear,
+        feat,
+        deterministic=True,
+        low_noise=p.config.low_noise_eval,
+        generator=None,
+    )
 
 
 def exportable_kinds() -> list[str]:

@@ -93,6 +93,35 @@ def make_action_head(
     return None, nn.Linear(in_dim, action_dim)
 
 
+def head_loss(
+    gmm: GMMHead | None, linear: nn.Linear | None, h: Tensor, actions: Tensor, mask: Tensor
+) -> tuple[Tensor, dict[str, float]]:
+    """Loss of the head `make_action_head` built on features h (B, T, H): the mixture's NLL,
+    or the L2 error of tanh(linear); masked on padded steps (mask (B, T))."""
+    if gmm is not None:
+        loss = masked_mean(-gmm.log_prob(h, actions), mask)
+        return loss, {"nll": float(loss.detach())}
+    assert linear is not None
+    loss = masked_mean((linear(h).tanh() - actions).pow(2).mean(-1), mask)  # over (B, T)
+    return loss, {"mse": float(loss.detach())}
+
+
+def head_act(
+    gmm: GMMHead | None,
+    linear: nn.Linear | None,
+    feat: Tensor,
+    *,
+    deterministic: bool,
+    low_noise: bool,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """Actions (B, A) of the head `make_action_head` built, from features (B, H)."""
+    if gmm is not None:
+        return gmm.act(feat, deterministic=deterministic, low_noise=low_noise, generator=generator)
+    assert linear is not None
+    return linear(feat).tanh()
+
+
 def check_gmm(num_modes: int, min_std: float, policy: str) -> None:
     if num_modes < 1:
         raise ApprenticeError(f"{policy} policy: num_modes must be >= 1, got {num_modes}")

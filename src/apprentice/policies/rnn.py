@@ -19,11 +19,13 @@ from torch import Tensor, nn
 
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
-from apprentice.policies.base import Policy, PolicyConfig, masked_mean, register_policy
+from apprentice.policies.base import Policy, PolicyConfig, register_policy
 from apprentice.policies.gmm import (
     GMMHeadOptions,
     check_gmm,
     check_head,
+    head_act,
+    head_loss,
     make_action_head,
 )
 
@@ -78,13 +80,7 @@ class RNNPolicy(Policy):
         x = self.obs_windows(batch)  # (B, T, Din)
         actions, mask = self.targets(batch, x.shape[1])  # (B, T, A), (B, T)
         h, _ = self.lstm(x)  # (B, T, H), from a zero state as robomimic trains
-        if self.gmm is not None:
-            loss = masked_mean(-self.gmm.log_prob(h, actions), mask)
-            return loss, {"nll": float(loss.detach())}
-        assert self.linear is not None
-        per_step = (self.linear(h).tanh() - actions).pow(2).mean(-1)  # (B, T)
-        loss = masked_mean(per_step, mask)
-        return loss, {"mse": float(loss.detach())}
+        return head_loss(self.gmm, self.linear, h, actions, mask)
 
     def _act_step(self, x: Tensor, fresh: Tensor) -> Tensor:
         b = x.shape[0]
@@ -100,16 +96,14 @@ class RNNPolicy(Policy):
         self._counter = torch.where(restart, torch.zeros_like(self._counter), self._counter)
         out, self._state = self.lstm(x[:, None], (h0 * keep, c0 * keep))  # out (B, 1, H)
         self._counter = self._counter + 1
-        feat = out[:, 0]  # (B, H)
-        if self.gmm is not None:
-            return self.gmm.act(
-                feat,
-                deterministic=self.config.deterministic_act,
-                low_noise=self.config.low_noise_eval,
-                generator=self._generator,
-            )
-        assert self.linear is not None
-        return self.linear(feat).tanh()
+        return head_act(
+            self.gmm,
+            self.linear,
+            out[:, 0],  # (B, H)
+            deterministic=self.config.deterministic_act,
+            low_noise=self.config.low_noise_eval,
+            generator=self._generator,
+        )
 
     def _reset_rows(self, rows: Tensor | None) -> None:
         if rows is None:

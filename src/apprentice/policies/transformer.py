@@ -31,11 +31,13 @@ from torch import Tensor, nn
 
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
-from apprentice.policies.base import Policy, PolicyConfig, masked_mean, register_policy
+from apprentice.policies.base import Policy, PolicyConfig, register_policy
 from apprentice.policies.gmm import (
     GMMHeadOptions,
     check_gmm,
     check_head,
+    head_act,
+    head_loss,
     make_action_head,
 )
 
@@ -189,25 +191,17 @@ class TransformerPolicy(Policy):
         # The last step's context holds frames t0+T-C .. t0+T-1 of the window (anchor t0), so
         # its position C-T+i is step t0+i's current frame, seeing only its causal prefix.
         h = self.gpt(self.frames(x[:, -1]))[:, c - t :]  # (B, T, E)
-        if self.gmm is not None:
-            loss = masked_mean(-self.gmm.log_prob(h, actions), mask)
-            return loss, {"nll": float(loss.detach())}
-        assert self.linear is not None
-        per_step = (self.linear(h).tanh() - actions).pow(2).mean(-1)  # (B, T)
-        loss = masked_mean(per_step, mask)
-        return loss, {"mse": float(loss.detach())}
+        return head_loss(self.gmm, self.linear, h, actions, mask)
 
     def _act_step(self, x: Tensor, fresh: Tensor) -> Tensor:
-        feat = self.gpt(self.frames(x))[:, -1]  # (B, E): the current frame, full context
-        if self.gmm is not None:
-            return self.gmm.act(
-                feat,
-                deterministic=self.config.deterministic_act,
-                low_noise=self.config.low_noise_eval,
-                generator=self._generator,
-            )
-        assert self.linear is not None
-        return self.linear(feat).tanh()
+        return head_act(
+            self.gmm,
+            self.linear,
+            self.gpt(self.frames(x))[:, -1],  # (B, E): the current frame, full context
+            deterministic=self.config.deterministic_act,
+            low_noise=self.config.low_noise_eval,
+            generator=self._generator,
+        )
 
     def _reset_rows(self, rows: Tensor | None) -> None:
         if rows is None:
