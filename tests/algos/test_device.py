@@ -53,8 +53,13 @@ def test_device_names_are_checked_before_anything_runs(demo_file: Path, tmp_path
     with pytest.raises(ApprenticeError, match="'meta' is not supported"):
         _config(demo_file, tmp_path / "b", device="meta")
     if not torch.cuda.is_available():
+        # The config itself loads (a GPU run's config.json is readable anywhere); training
+        # on the missing GPU is refused before the run folder exists.
+        config = _config(demo_file, tmp_path / "c", device="cuda")
+        assert TrainConfig.from_dict(config.to_dict()).device == "cuda"
         with pytest.raises(ApprenticeError, match="sees no CUDA GPU"):
-            _config(demo_file, tmp_path / "c", device="cuda")
+            train(config)
+        assert not (tmp_path / "c").exists()
     assert not (tmp_path / "a").exists()
 
 

@@ -111,7 +111,7 @@ class TrainConfig:
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0"),
             (self.precision in ("fp32", "bf16"), "precision must be 'fp32' or 'bf16'"),
         ]
-        resolve_device(self.device)  # an unknown or unavailable device fails here, named
+        _parse_device(self.device)  # a name torch cannot parse fails here; a missing GPU in train
         for ok, message in checks:
             if not ok:
                 raise ApprenticeError(f"train config: {message}")
@@ -154,16 +154,27 @@ class _TrainData:
     env_args: dict[str, Any]
 
 
-def resolve_device(name: str) -> torch.device:
-    """`TrainConfig.device` -> a torch device; one clear error for a name torch cannot use."""
+def _parse_device(name: str) -> torch.device | None:
+    """The device `name` names (None for "auto"); an error unless it is cpu or cuda[:N]."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return None
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
         raise ApprenticeError(
             f"train config: device {name!r} is not a torch device (use cpu, cuda, cuda:N or auto)"
         ) from None
+    if device.type not in ("cpu", "cuda"):
+        raise ApprenticeError(f"train config: device {name!r} is not supported (cpu or cuda)")
+    return device
+
+
+def resolve_device(name: str) -> torch.device:
+    """`TrainConfig.device` -> the torch device to train on; one clear error for a GPU this
+    machine lacks. (A config naming one still loads anywhere: its run can resume on the CPU.)"""
+    device = _parse_device(name)
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ApprenticeError(
@@ -175,8 +186,6 @@ def resolve_device(name: str) -> torch.device:
                 f"train config: device {name!r} asked for, but only "
                 f"{torch.cuda.device_count()} CUDA GPU(s) are visible"
             )
-    elif device.type != "cpu":
-        raise ApprenticeError(f"train config: device {name!r} is not supported (cpu or cuda)")
     return device
 
 
@@ -293,8 +302,10 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
         raise ApprenticeError("train config: dataset path is empty")
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
-    # Before the run folder exists: a policy asking for cameras the file lacks leaves none.
+    # Before the run folder exists: a policy asking for cameras the file lacks, or a GPU
+    # this machine lacks, leaves none.
     _keys_to_load(config)
+    resolve_device(config.device)
     run_dir, last_path = prepare_run_dir(
         Path(config.out_dir),
         config.to_dict(),
