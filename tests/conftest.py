@@ -12,7 +12,7 @@ import pytest
 _FAKE = Path(__file__).resolve().parent / "algos" / "synthetic_demos.py"
 
 
-def synthetic_module() -> Any:
+def _synthetic_module() -> Any:
     # Loaded by path under one name: tests/ is not a package, and several folders use it.
     name = "apprentice_test_synthetic_demos"
     if name not in sys.modules:
@@ -26,7 +26,7 @@ def synthetic_module() -> Any:
 
 @pytest.fixture(scope="session")
 def synthetic() -> Any:
-    return synthetic_module()
+    return _synthetic_module()
 
 
 @pytest.fixture(scope="session")

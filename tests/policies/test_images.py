@@ -25,14 +25,15 @@ from apprentice.policies import (
 )
 from apprentice.policies.augment import ImageAugment, color_jitter, random_shift
 from apprentice.policies.encoders import ResNet18Trunk, SpatialSoftmax, VisualCore
-from conftest import synthetic_module
 
-CAMS = synthetic_module().CAMS  # camera name -> image size of write_camera_demos
+# The cameras of the synthetic helper's write_camera_demos (the `synthetic` fixture).
+CAMS = ("agentview_image", "eye_in_hand_image")
 SMALL_IMAGES: dict[str, Any] = {"feature_dim": 16, "num_keypoints": 8}
 
 
 @pytest.fixture(scope="module")
 def camera_file(tmp_path_factory: pytest.TempPathFactory, synthetic: Any) -> Path:
+    assert tuple(synthetic.CAMS) == CAMS
     return synthetic.write_camera_demos(tmp_path_factory.mktemp("cam") / "cam.hdf5")
 
 
@@ -153,7 +154,7 @@ def test_resnet18_shapes_parameters_and_pretrained_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "config",
     [
-        MLPConfig(hidden_dims=(64,), image_keys=tuple(CAMS), **SMALL_IMAGES),
+        MLPConfig(hidden_dims=(64,), image_keys=CAMS, **SMALL_IMAGES),
         RNNConfig(hidden_dim=32, seq_len=4, image_keys=("agentview_image",), **SMALL_IMAGES),
     ],
     ids=["mlp-2cams", "rnn-1cam"],
@@ -259,7 +260,7 @@ def test_low_dim_and_image_keys_in_the_wrong_list(
     with pytest.raises(ApprenticeError, match=r"'agentview_image' is a camera image.*image_keys"):
         MLPConfig(obs_keys=("agentview_image",)).build(dataset.spec, norm)
     with pytest.raises(ApprenticeError, match=r"share_encoder.*\(32, 32, 3\).*\(24, 24, 3\)"):
-        MLPConfig(image_keys=tuple(CAMS), share_encoder=True).build(dataset.spec, norm)
+        MLPConfig(image_keys=CAMS, share_encoder=True).build(dataset.spec, norm)
     with pytest.raises(ApprenticeError, match=r"'eef_pos', a low-dim observation"):
         train(
             TrainConfig(
@@ -273,9 +274,7 @@ def test_low_dim_and_image_keys_in_the_wrong_list(
 
 def test_act_time_image_errors_name_key_expected_and_got(camera_data: Any) -> None:
     dataset, norm = camera_data
-    policy = MLPConfig(hidden_dims=(8,), image_keys=tuple(CAMS), **SMALL_IMAGES).build(
-        dataset.spec, norm
-    )
+    policy = MLPConfig(hidden_dims=(8,), image_keys=CAMS, **SMALL_IMAGES).build(dataset.spec, norm)
     obs = _stream(dataset, 1)[0]
     small = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(ApprenticeError, match=r"'agentview_image'.*\(16, 16, 3\).*\(32, 32, 3\)"):
@@ -298,9 +297,7 @@ def test_export_refuses_an_image_policy_naming_its_cameras(camera_data: Any) -> 
     from apprentice.deploy.export import InferenceStep
 
     dataset, norm = camera_data
-    policy = MLPConfig(hidden_dims=(8,), image_keys=tuple(CAMS), **SMALL_IMAGES).build(
-        dataset.spec, norm
-    )
+    policy = MLPConfig(hidden_dims=(8,), image_keys=CAMS, **SMALL_IMAGES).build(dataset.spec, norm)
     with pytest.raises(ApprenticeError, match="agentview_image, eye_in_hand_image"):
         InferenceStep(policy)
 
