@@ -349,8 +349,11 @@ def main() -> None:
             )
     if args.success:
         result = success(args) | meta
+        # Every setting that changes the numbers is in the name: runs never overwrite others.
         name = f"success_noise{args.action_noise}" if args.action_noise else "success"
-        name += f"_{args.demos}demos_pre{args.pretrain_task}" if args.pretrain_task else ""
+        name += f"_{args.demos}demos_"
+        name += f"pre{args.pretrain_task}" if args.pretrain_task else "scratch"
+        name += f"_{args.epochs}ep_s{''.join(str(s) for s in args.seeds)}"
         (out / f"{name}.json").write_text(json.dumps(result, indent=2))
         print("\n| observations | successes | 95% CI |\n|---|---|---|")
         for kind, r in result.items():
