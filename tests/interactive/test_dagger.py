@@ -30,17 +30,16 @@ def demo_attrs(path: Path) -> list[dict[str, Any]]:
         return [f.attrs(n) | {"num_samples": f.num_samples(n)} for n in f.demo_names]
 
 
-def test_tiny_dagger_on_lift_aggregates_labelled_rounds(tmp_path: Path) -> None:
-    cfg = DaggerConfig(
-        task="lift",
-        out=str(tmp_path / "run"),
-        rounds=1,
-        init_episodes=2,
-        episodes_per_round=2,
-        policy_args=("hidden_dims=[16]",),
-        **TINY,
+def tiny_lift(out: Path, **kw: Any) -> DaggerConfig:
+    """One DAgger round on lift with its oracle, a tiny MLP and 2 expert demos first."""
+    base: dict[str, Any] = {"rounds": 1, "init_episodes": 2, "episodes_per_round": 2}
+    return DaggerConfig(
+        task="lift", out=str(out), policy_args=("hidden_dims=[16]",), **(TINY | base | kw)
     )
-    result = run_dagger(cfg)
+
+
+def test_tiny_dagger_on_lift_aggregates_labelled_rounds(tmp_path: Path) -> None:
+    result = run_dagger(tiny_lift(tmp_path / "run"))
     assert [h["round"] for h in result.history] == [0, 1]
     attrs = demo_attrs(result.dataset)
     assert [(a["source"], a["round"]) for a in attrs] == [("oracle", 0)] * 2 + [("dagger", 1)] * 2
@@ -70,17 +69,7 @@ def test_selection_returns_the_best_round_on_validation_later_on_ties() -> None:
 
 
 def test_validation_rollouts_pick_the_returned_learner(tmp_path: Path) -> None:
-    cfg = DaggerConfig(
-        task="lift",
-        out=str(tmp_path / "run"),
-        rounds=1,
-        init_episodes=2,
-        episodes_per_round=1,
-        validation_episodes=2,
-        policy_args=("hidden_dims=[16]",),
-        **TINY,
-    )
-    result = run_dagger(cfg)
+    result = run_dagger(tiny_lift(tmp_path / "run", episodes_per_round=1, validation_episodes=2))
     for i, h in enumerate(result.history):
         assert 0.0 <= h["validation"] <= 1.0
         best = max(result.history[: i + 1], key=lambda e: (e["validation"], e["round"]))
