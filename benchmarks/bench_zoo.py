@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench_policies import QUICK  # this folder is on sys.path when a script here runs
+
 HERE = Path(__file__).resolve().parent
 POLICIES = ("mlp", "gmm", "rnn", "transformer", "act", "diffusion")
 CAMS = ("agentview_image", "eye_in_hand_image")
@@ -41,12 +43,8 @@ PROPRIO = ("eef_pos", "eef_quat", "gripper_qpos")
 # 3e-4 and a clipped gradient, as transformers are prone to blow up at 1e-3 without warm-up.
 LR = {"mlp": 1e-3, "gmm": 1e-3, "rnn": 1e-3, "transformer": 3e-4, "act": 3e-4, "diffusion": 3e-4}
 CLIP = {"transformer": 1.0, "act": 1.0, "diffusion": 1.0}
-QUICK_ARGS: dict[str, dict[str, Any]] = {
-    "mlp": {"hidden_dims": [16]},
-    "gmm": {"hidden_dims": [16]},
-    "rnn": {"hidden_dim": 16, "seq_len": 4},
-    "transformer": {"embed_dim": 16, "num_layers": 1, "num_heads": 2, "frame_stack": 3},
-    "act": {"hidden_dim": 16, "num_heads": 2, "ff_dim": 32, "chunk_size": 5},
+# --quick: bench_policies' tiny sizes, and a tiny diffusion policy.
+QUICK_ARGS: dict[str, dict[str, Any]] = QUICK | {
     "diffusion": {"denoiser": "transformer", "num_train_steps": 10, "inference_steps": 2},
 }
 
