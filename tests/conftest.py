@@ -1,4 +1,4 @@
-"""Shared fixtures: the synthetic-demo helper and a tiny demo file."""
+"""Shared fixtures: the synthetic-demo helper, a tiny demo file, and a fake clock."""
 
 from __future__ import annotations
 
@@ -33,3 +33,21 @@ def synthetic() -> Any:
 def demo_file(tmp_path_factory: pytest.TempPathFactory, synthetic: Any) -> Path:
     path = tmp_path_factory.mktemp("demos") / "demos.hdf5"
     return synthetic.write_demo_file(path)
+
+
+class FakeTime:
+    """A clock that sleeping advances: a paced loop runs as fast as the CPU allows."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()

@@ -108,24 +108,9 @@ class StillLearner:
         return np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float32)
 
 
-class FakeTime:
-    """A clock that sleeping advances."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def fake_timed_expert(
-    task: Task, device: ReplayHuman, options: SessionOptions = AS_IS
-) -> TeleopExpert:
-    t = FakeTime()
-    return TeleopExpert(task, device, options=options, clock=t.clock, sleep=t.sleep)
+def fake_timed_expert(task: Task, device: ReplayHuman, time: Any) -> TeleopExpert:
+    """The person's expert on `time`, the `fake_time` fixture's clock."""
+    return TeleopExpert(task, device, options=AS_IS, clock=time.clock, sleep=time.sleep)
 
 
 def executed_actions(task: Task, monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
@@ -156,10 +141,12 @@ def hg_episode(task: Task, expert: TeleopExpert, gate: HumanGate) -> Any:
     )
 
 
-def test_the_takeover_button_hands_control_over_and_back(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_takeover_button_hands_control_over_and_back(
+    monkeypatch: pytest.MonkeyPatch, fake_time: Any
+) -> None:
     task = make_task("lift")
     device = ReplayHuman(task, buttons={5: "start", 15: "stop", 30: "toggle", 40: "toggle"})
-    expert = fake_timed_expert(task, device)
+    expert = fake_timed_expert(task, device, fake_time)
     gate = HumanGate(expert)
     executed = executed_actions(task, monkeypatch)
     record = hg_episode(task, expert, gate)
@@ -182,10 +169,10 @@ def test_the_takeover_button_hands_control_over_and_back(monkeypatch: pytest.Mon
     assert np.any(np.abs(first.actions[:, :6]) > 0.05), "the oracle commanded no motion"
 
 
-def test_motion_takes_over_when_enabled_and_stillness_hands_back() -> None:
+def test_motion_takes_over_when_enabled_and_stillness_hands_back(fake_time: Any) -> None:
     task = make_task("lift")
     device = ReplayHuman(task, motion_steps=set(range(10, 15)))
-    expert = fake_timed_expert(task, device)
+    expert = fake_timed_expert(task, device, fake_time)
     gate = HumanGate(expert, takeover_on_motion=True, release_steps=3)
     record = hg_episode(task, expert, gate)
     # Moves on steps 10-14; after 3 still steps (15, 16, 17) the controls go back at step 17.
@@ -193,17 +180,19 @@ def test_motion_takes_over_when_enabled_and_stillness_hands_back() -> None:
     assert [s.num_samples for s in record.segments] == [7]
     # Without the option, motion alone never takes over.
     device = ReplayHuman(task, motion_steps=set(range(10, 15)))
-    expert = fake_timed_expert(task, device)
+    expert = fake_timed_expert(task, device, fake_time)
     record = hg_episode(task, expert, HumanGate(expert))
     assert record.interventions == 0 and record.labels == 0
 
 
-def test_label_is_the_command_in_the_view_frame_and_the_page_sees_who_drives() -> None:
+def test_label_is_the_command_in_the_view_frame_and_the_page_sees_who_drives(
+    fake_time: Any,
+) -> None:
     task = make_task("lift")
     task.reset(seed=0)
     device = ShowingHuman(task, buttons={2: "start"})
     options = SessionOptions(view_yaw=90.0, pos_scale=0.5, rot_scale=0.5, frame_size=32)
-    clock = FakeTime()
+    clock = fake_time
     expert = TeleopExpert(task, device, options=options, clock=clock.clock, sleep=clock.sleep)
     gate = HumanGate(expert)
     assert expert.name == "teleop:scripted" and expert.noise_free_dims == (6,)
@@ -236,7 +225,7 @@ def test_label_is_the_command_in_the_view_frame_and_the_page_sees_who_drives() -
 
 
 def test_an_unplugged_device_ends_the_episode_and_keeps_what_was_aggregated(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_time: Any
 ) -> None:
     opened: dict[str, ReplayHuman] = {}
 
@@ -245,7 +234,7 @@ def test_an_unplugged_device_ends_the_episode_and_keeps_what_was_aggregated(
         # rollout 0 and unplug the device at step 4 of rollout 1 (the third episode).
         dev = ReplayHuman(task, buttons={3: "start"}, unplug_at=(2, 4))
         opened["device"] = dev
-        return fake_timed_expert(task, dev)
+        return fake_timed_expert(task, dev, fake_time)
 
     monkeypatch.setattr(TeleopExpert, "open", classmethod(open_scripted))
     cfg = DaggerConfig(

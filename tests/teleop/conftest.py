@@ -84,24 +84,6 @@ class OracleOperator:
         return DeviceCommand.neutral(self.gripper)
 
 
-class FakeTime:
-    """A clock that sleeping advances: the session runs as fast as the CPU allows."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def operator_cls() -> type[OracleOperator]:
     return OracleOperator
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
