@@ -18,20 +18,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-VENV="$(cd "$ROOT" && realpath -m "${IMITATION_VENV:-.venv-imitation}")"
-PY="$VENV/bin/python"
-
-if [ ! -x "$PY" ]; then
-    python3 -m venv "$VENV"
-fi
-printf '*\n' > "$VENV/.gitignore"
-
-pipi() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
-
-if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
-    pipi "torch==2.13.0"
-fi
+source "$HERE/venv_common.sh"
+peer_venv IMITATION_VENV .venv-imitation   # sets VENV, PY, pipi; torch==2.13.0 (CPU)
 if ! "$PY" -m pip show imitation 2>/dev/null | grep -q '^Version: 1.0.1$'; then
     pipi "torch==2.13.0" "numpy<2" "imitation==1.0.1"
 fi

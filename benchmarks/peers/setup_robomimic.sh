@@ -31,21 +31,9 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-VENV="$(cd "$ROOT" && realpath -m "${ROBOMIMIC_VENV:-.venv-robomimic}")"
-PY="$VENV/bin/python"
-
-if [ ! -x "$PY" ]; then
-    python3 -m venv "$VENV"
-fi
-printf '*\n' > "$VENV/.gitignore"
-
-pipi() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
-
-# 1. torch (CPU wheel; pinned on purpose)
-if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
-    pipi "torch==2.13.0"
-fi
+source "$HERE/venv_common.sh"
+# 1. the venv and torch (CPU wheel; pinned on purpose)
+peer_venv ROBOMIMIC_VENV .venv-robomimic   # sets VENV, PY, pipi
 
 # 2. robomimic itself, without its declared dependencies
 if ! "$PY" -m pip show robomimic 2>/dev/null | grep -q '^Version: 0.3.0$'; then
