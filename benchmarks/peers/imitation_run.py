@@ -134,56 +134,36 @@ def main() -> None:
     trajs, attrs = load_trajectories(args.demos, np.asarray(box.low), np.asarray(box.high))
     expert_r, random_r = float(attrs["expert_return"]), float(attrs["random_return"])
 
-    if args.algo == "gail":
-        learner = PPO(
-            env=venv,
-            policy=MlpPolicy,
-            batch_size=64,
-            ent_coef=0.0,
-            learning_rate=4e-4,
-            gamma=0.95,
-            n_epochs=5,
-            seed=args.seed,
-        )
-        reward_net = BasicRewardNet(
-            venv.observation_space, venv.action_space, normalize_input_layer=RunningNorm
-        )
-        trainer: Any = GAIL(
-            demonstrations=trajs,
-            demo_batch_size=1024,
-            gen_replay_buffer_capacity=512,
-            n_disc_updates_per_round=8,
-            venv=venv,
-            gen_algo=learner,
-            reward_net=reward_net,
-            allow_variable_horizon=True,
-        )
-    else:
-        learner = PPO(
-            env=venv,
-            policy=MlpPolicy,
-            batch_size=64,
-            ent_coef=0.0,
-            learning_rate=5e-4,
-            gamma=0.95,
-            clip_range=0.1,
-            vf_coef=0.1,
-            n_epochs=5,
-            seed=args.seed,
-        )
-        reward_net = BasicShapedRewardNet(
-            venv.observation_space, venv.action_space, normalize_input_layer=RunningNorm
-        )
-        trainer = AIRL(
-            demonstrations=trajs,
-            demo_batch_size=2048,
-            gen_replay_buffer_capacity=512,
-            n_disc_updates_per_round=16,
-            venv=venv,
-            gen_algo=learner,
-            reward_net=reward_net,
-            allow_variable_horizon=True,
-        )
+    # imitation's documented example settings for each algorithm (PPO, reward net, trainer).
+    gail = args.algo == "gail"
+    ppo_extra: dict[str, Any] = (
+        {"learning_rate": 4e-4}
+        if gail
+        else {"learning_rate": 5e-4, "clip_range": 0.1, "vf_coef": 0.1}
+    )
+    learner = PPO(
+        env=venv,
+        policy=MlpPolicy,
+        batch_size=64,
+        ent_coef=0.0,
+        gamma=0.95,
+        n_epochs=5,
+        seed=args.seed,
+        **ppo_extra,
+    )
+    reward_net = (BasicRewardNet if gail else BasicShapedRewardNet)(
+        venv.observation_space, venv.action_space, normalize_input_layer=RunningNorm
+    )
+    trainer: Any = (GAIL if gail else AIRL)(
+        demonstrations=trajs,
+        demo_batch_size=1024 if gail else 2048,
+        gen_replay_buffer_capacity=512,
+        n_disc_updates_per_round=8 if gail else 16,
+        venv=venv,
+        gen_algo=learner,
+        reward_net=reward_net,
+        allow_variable_horizon=True,
+    )
 
     rows: list[dict[str, float]] = []
     start = time.perf_counter()
