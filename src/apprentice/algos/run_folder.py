@@ -16,6 +16,22 @@ from typing import Any
 
 from apprentice.errors import ApprenticeError
 
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write `obj` as indented JSON through a temporary file and a rename: a process killed
+    at any instant leaves the old file or the new one, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """`rows` as JSON lines, written whole the same way as `write_json`."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
+
+
 RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt", "final.pt")
 """Files a run owns (and `overwrite` deletes, with tb/)."""
 
@@ -43,9 +59,7 @@ class RunLog:
         )
 
     def _rewrite(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
-        os.replace(tmp, self.path)
+        write_jsonl(self.path, self.records)
 
     def epoch(self, record: dict[str, Any], global_step: int) -> None:
         self.records.append(record)
@@ -108,7 +122,5 @@ def prepare_run_dir(
         last = run_dir / "last.pt"
         return run_dir, last if last.exists() else None
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = config_path.with_name("config.json.tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(tmp, config_path)
+    write_json(config_path, config)
     return run_dir, None

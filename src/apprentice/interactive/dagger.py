@@ -24,7 +24,6 @@ are kept, and the round's training resumes from its last epoch.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from apprentice.algos.run_folder import write_json
 from apprentice.algos.trainer import TrainConfig, train
 from apprentice.data.reader import DemoFile
 from apprentice.data.spec import ObsActSpec
@@ -244,14 +244,14 @@ class _Run:
         elif self.dir.exists() and any(self.dir.iterdir()):
             raise ApprenticeError(f"run folder {self.dir} is not empty and holds no DAgger run")
         self.dir.mkdir(parents=True, exist_ok=True)
-        _write_json(config_path, cfg_dict)
+        write_json(config_path, cfg_dict)
         if self.state_path.exists():
             state: dict[str, Any] = json.loads(self.state_path.read_text())
             return state
         return {"rounds_done": -1, "history": [], "rollouts": {}}
 
     def save_state(self, state: dict[str, Any]) -> None:
-        _write_json(self.state_path, state)
+        write_json(self.state_path, state)
 
     def round_stats(self, round_index: int) -> tuple[int, int, int]:
         """(labels, next rollout index, takeover segments) of round `round_index` in the store."""
@@ -499,12 +499,6 @@ def _selection(history: list[dict[str, Any]]) -> dict[str, Any]:
         "selected_round": best["round"],
         "selected": {k: best[k] for k in _SCORES if k in best},
     }
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 __all__ = ["METHODS", "SCHEDULES", "DaggerConfig", "DaggerResult", "beta", "run_dagger"]

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from apprentice.algos.run_folder import RunLog, prepare_run_dir
+from apprentice.algos.run_folder import RunLog, prepare_run_dir, write_json
 from apprentice.errors import ApprenticeError
 from apprentice.irl.common import IRLConfig, IRLResult
 from apprentice.irl.diagnostics import DivergenceMonitor, write_report_png
@@ -347,7 +347,7 @@ class _Run:
         disc_state = {"disc": self.disc.state_dict(), "opt": self.opt.state_dict()}
         torch.save(disc_state, self.dir / "discriminator.tmp.pt")
         os.replace(self.dir / "discriminator.tmp.pt", self.dir / "discriminator.pt")
-        _write_json(self.dir / "state.json", state)
+        write_json(self.dir / "state.json", state)
 
     def load_discriminator(self) -> None:
         ckpt = torch.load(self.dir / "discriminator.pt", map_location="cpu", weights_only=False)
@@ -440,12 +440,6 @@ def run_adversarial(cfg: IRLConfig) -> IRLResult:
         }
     )
     return IRLResult(run_dir=run_dir, history=list(state["history"]), final=final)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 __all__ = ["ADVERSARIAL", "AdversarialConfig", "run_adversarial"]

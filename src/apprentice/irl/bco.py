@@ -27,7 +27,6 @@ A killed run resumes at the round in flight (rerun the same command).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, fields
@@ -36,7 +35,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from apprentice.algos.run_folder import RunLog, prepare_run_dir
+from apprentice.algos.run_folder import RunLog, prepare_run_dir, write_json
 from apprentice.algos.trainer import TrainConfig, train
 from apprentice.data.reader import DemoFile
 from apprentice.errors import ApprenticeError
@@ -284,7 +283,7 @@ def run_bco(cfg: IRLConfig) -> IRLResult:
             log.epoch({"epoch": r + 1, **row}, steps)
             state["history"].append(row)
             state.update(rounds_done=r, env_steps=steps)
-            _write_json(state_path, state)
+            write_json(state_path, state)
     finally:
         log.close()
     last = len(budget) - 1
@@ -297,12 +296,6 @@ def run_bco(cfg: IRLConfig) -> IRLResult:
         }
     )
     return IRLResult(run_dir=run_dir, history=list(state["history"]), final=final)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 __all__ = ["BCOConfig", "algo_config", "run_bco"]

@@ -31,7 +31,6 @@ evaluation's policy.zip.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from apprentice.algos.run_folder import RunLog, prepare_run_dir
+from apprentice.algos.run_folder import RunLog, prepare_run_dir, write_json
 from apprentice.data.normalize import MIN_STD
 from apprentice.errors import ApprenticeError
 from apprentice.irl.bco import algo_config
@@ -234,7 +233,7 @@ def run_bc_rl(cfg: IRLConfig) -> IRLResult:
     for free in ("resume", "overwrite", "eval_episodes", "env_steps"):
         config["irl"].pop(free)
     prepare_run_dir(run_dir, config, resume=cfg.resume, overwrite=cfg.overwrite)
-    _write_json(run_dir / "normalizer.json", {"mean": mean.tolist(), "std": std.tolist()})
+    write_json(run_dir / "normalizer.json", {"mean": mean.tolist(), "std": std.tolist()})
 
     venv = DummyVecEnv(
         [lambda: Monitor(FlatNormalized(make_irl_env(cfg.task, cfg.seed), mean, std))]
@@ -271,7 +270,7 @@ def run_bc_rl(cfg: IRLConfig) -> IRLResult:
         state["history"].append(row)
         log.epoch({"epoch": len(state["history"]), **row}, int(model.num_timesteps))
         model.save(run_dir / "policy.zip")
-        _write_json(state_path, state)
+        write_json(state_path, state)
 
     log = RunLog(run_dir, resume_epoch=len(state["history"]), global_step=model.num_timesteps)
     try:
@@ -305,12 +304,6 @@ def run_bc_rl(cfg: IRLConfig) -> IRLResult:
     final = dict(state["history"][-1])
     final["policy"] = str(run_dir / "policy.zip")
     return IRLResult(run_dir=run_dir, history=list(state["history"]), final=final)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 __all__ = ["BCRLConfig", "FlatNormalized", "PPOWithBC", "pretrain_bc", "run_bc_rl"]

@@ -39,11 +39,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from apprentice.algos.run_folder import write_json, write_jsonl
 from apprentice.data.reader import DemoFile
 from apprentice.errors import ApprenticeError
 from apprentice.irl.common import IRLConfig, IRLResult
 from apprentice.irl.envs import IRLEnv, evaluate_policy, expert_reference, make_irl_env
-from apprentice.irl.tabular import _write_json, _write_jsonl, clear_run_files, parse_algo_config
+from apprentice.irl.tabular import clear_run_files, parse_algo_config
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +279,7 @@ def run_linear_apprenticeship(cfg: IRLConfig) -> IRLResult:
             "wall_offset": 0.0,
         }
         state["history"].append(_row(state, mu_expert, mu0, score, reference, 0.0, scale))
-        _write_json(state_path, state)
+        write_json(state_path, state)
     wall0 = float(state["wall_offset"]) - start
     mu_bar = np.asarray(state["mu_bar"])
     while (
@@ -309,7 +310,7 @@ def run_linear_apprenticeship(cfg: IRLConfig) -> IRLResult:
         state["history"].append(_row(state, mu_expert, mu, score, reference, wall, scale))
         state["wall_offset"] = wall
         model.save(run_dir / "policies" / f"iter_{state['iteration']}.zip")
-        _write_json(state_path, state)  # after the snapshot: a resume always finds it
+        write_json(state_path, state)  # after the snapshot: a resume always finds it
         log.info("apprenticeship %s", json.dumps(state["history"][-1]))
     history: list[dict[str, Any]] = state["history"]
     w = mu_expert - mu_bar
@@ -323,12 +324,12 @@ def run_linear_apprenticeship(cfg: IRLConfig) -> IRLResult:
         "mixture_weights": state["weights"],
     }
     np.save(run_dir / "reward.npy", w_unit)
-    _write_json(
+    write_json(
         run_dir / "reward.json",
         {"task": cfg.task, "weights": w_unit.tolist(), "features": features.to_json()},
     )
-    _write_jsonl(run_dir / "history.jsonl", history)
-    _write_json(run_dir / "summary.json", final)
+    write_jsonl(run_dir / "history.jsonl", history)
+    write_json(run_dir / "summary.json", final)
     _plot(run_dir / "report.png", cfg.task, history)
     for e in (env, eval_env, mc_env):
         e.close()

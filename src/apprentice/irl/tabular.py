@@ -35,13 +35,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from apprentice.algos.run_folder import write_json, write_jsonl
 from apprentice.data.episode import Episode
 from apprentice.data.reader import DemoFile
 from apprentice.data.store import DemoWriter
@@ -415,7 +415,7 @@ def run_tabular(cfg: IRLConfig) -> IRLResult:
         curve = res.distances
     final.update({k: v for k, v in history[-1].items() if k not in final})
     np.save(run_dir / "reward.npy", reward)
-    _write_json(
+    write_json(
         run_dir / "reward.json",
         {
             "task": cfg.task,
@@ -425,8 +425,8 @@ def run_tabular(cfg: IRLConfig) -> IRLResult:
             "shape": list(mdp.shape),
         },
     )
-    _write_jsonl(run_dir / "history.jsonl", history)
-    _write_json(run_dir / "summary.json", final)
+    write_jsonl(run_dir / "history.jsonl", history)
+    write_json(run_dir / "summary.json", final)
     _plot_report(run_dir / "report.png", mdp, cfg.algo, curve, reward)
     log.info("%s on %s: %s", cfg.algo, cfg.task, json.dumps(final))
     return IRLResult(run_dir=run_dir, history=history, final=final)
@@ -449,18 +449,6 @@ def clear_run_files(run_dir: Path, names: tuple[str, ...]) -> None:
     """Delete a previous run's outputs `names` (prepare_run_dir deletes only the trainer's)."""
     for name in names:
         (run_dir / name).unlink(missing_ok=True)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
 
 
 def _plot_report(
