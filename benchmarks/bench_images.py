@@ -73,12 +73,8 @@ def train_step(config: PolicyConfig, dataset: DemoDataset, batch: int) -> Callab
     torch.manual_seed(0)
     policy = config.build(dataset.spec, {}).train()
     opt = torch.optim.Adam(policy.parameters(), lr=1e-4, fused=True)
-    sampler = WindowSampler(
-        dataset,
-        seq_len=config.seq_len,
-        frame_stack=config.frame_stack,
-        batch_size=batch,
-        rng=np.random.default_rng(0),
+    sampler = WindowSampler.for_policy(
+        dataset, config, batch_size=batch, rng=np.random.default_rng(0)
     )
     return lambda: bc_update(policy, opt, sampler.sample())
 

@@ -196,12 +196,8 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     for label, _, config in variants(names, args.quick):
         torch.manual_seed(0)
         policy = config.build(dataset.spec, norm)
-        sampler = WindowSampler(
-            dataset,
-            seq_len=config.seq_len,
-            frame_stack=config.frame_stack,
-            batch_size=BATCH,
-            rng=np.random.default_rng(0),
+        sampler = WindowSampler.for_policy(
+            dataset, config, batch_size=BATCH, rng=np.random.default_rng(0)
         )
         setups[label], configs[label] = (policy, sampler), config
     train = train_rates(setups, seconds=args.seconds, repeats=args.repeats)

@@ -127,12 +127,8 @@ def trainer_step(
         "for-loop": {"foreach": False},
     }[optimizer]
     opt = torch.optim.Adam(policy.parameters(), lr=lr, **kw)
-    sampler = WindowSampler(
-        dataset,
-        seq_len=config.seq_len,
-        frame_stack=config.frame_stack,
-        batch_size=BATCH,
-        rng=np.random.default_rng(0),
+    sampler = WindowSampler.for_policy(
+        dataset, config, batch_size=BATCH, rng=np.random.default_rng(0)
     )
     if compile_loss:
         # Compile forward only: loss() returns Python floats for logging (a graph break).

@@ -48,13 +48,8 @@ def _stream(dataset: DemoDataset, steps: int, start: int = 0) -> list[dict[str, 
 
 
 def _overfit(policy: Policy, dataset: DemoDataset, steps: int = 40) -> list[float]:
-    cfg = policy.config
-    sampler = WindowSampler(
-        dataset,
-        seq_len=cfg.seq_len,
-        frame_stack=cfg.frame_stack,
-        batch_size=16,
-        rng=np.random.default_rng(0),
+    sampler = WindowSampler.for_policy(
+        dataset, policy.config, batch_size=16, rng=np.random.default_rng(0)
     )
     batch = batch_to_tensors(sampler.sample())
     optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)

@@ -77,13 +77,7 @@ def _build(name: str, overrides: dict[str, Any], data: Any) -> tuple[Policy, Any
     torch.manual_seed(0)
     config = _config(name, overrides)
     policy = config.build(dataset.spec, norm_state)
-    sampler = sampler_cls(
-        dataset,
-        seq_len=config.seq_len,
-        frame_stack=config.frame_stack,
-        batch_size=32,
-        rng=np.random.default_rng(0),
-    )
+    sampler = sampler_cls.for_policy(dataset, config, batch_size=32, rng=np.random.default_rng(0))
     return policy, sampler
 
 

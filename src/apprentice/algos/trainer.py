@@ -359,12 +359,9 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
         start_epoch, global_step = int(extra["epoch"]), int(extra["global_step"])
         best_metric, best_epoch = extra["best_metric"], extra["best_epoch"]
 
-    sampler_kw = {
-        "seq_len": config.policy.seq_len,
-        "frame_stack": config.policy.frame_stack,
-        "batch_size": config.batch_size,
-    }
-    sampler = WindowSampler(data.train, rng=rng, **sampler_kw)
+    sampler = WindowSampler.for_policy(
+        data.train, config.policy, batch_size=config.batch_size, rng=rng
+    )
     log = RunLog(run_dir, resume_epoch=start_epoch, global_step=global_step)
     evaluating = evaluate is not None and config.eval_every > 0
     try:
@@ -400,8 +397,11 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
             valid_loss = None
             if data.valid is not None:
                 # A fixed seed: every epoch validates on the same windows, so curves compare.
-                valid_sampler = WindowSampler(
-                    data.valid, rng=np.random.default_rng(config.seed + 1), **sampler_kw
+                valid_sampler = WindowSampler.for_policy(
+                    data.valid,
+                    config.policy,
+                    batch_size=config.batch_size,
+                    rng=np.random.default_rng(config.seed + 1),
                 )
                 valid_loss = bc_validation_loss(policy, valid_sampler.epoch(), device=device)
             record["valid_loss"] = valid_loss

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -112,6 +112,16 @@ class DemoDataset:
             return cls(obs, actions, starts, lengths, names, f.env_args)
 
 
+class WindowShape(Protocol):
+    """What a window is shaped by: a policy config's steps supervised and frames stacked."""
+
+    @property
+    def seq_len(self) -> int: ...
+
+    @property
+    def frame_stack(self) -> int: ...
+
+
 class WindowSampler:
     """Batches of windows over a DemoDataset, every step of every episode an anchor.
 
@@ -146,6 +156,24 @@ class WindowSampler:
         self._last = self._first + np.repeat(lengths, lengths) - 1  # (N,)
         self._obs_offsets = np.arange(-frame_stack + 1, seq_len, dtype=np.int64)  # (To+Ta-1,)
         self._act_offsets = np.arange(seq_len, dtype=np.int64)  # (Ta,)
+
+    @classmethod
+    def for_policy(
+        cls,
+        dataset: DemoDataset,
+        config: WindowShape,
+        *,
+        batch_size: int,
+        rng: np.random.Generator,
+    ) -> WindowSampler:
+        """The windows the policy of `config` trains on (its seq_len and frame_stack)."""
+        return cls(
+            dataset,
+            seq_len=config.seq_len,
+            frame_stack=config.frame_stack,
+            batch_size=batch_size,
+            rng=rng,
+        )
 
     @property
     def num_anchors(self) -> int:
