@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The policy zoo's grid (bench_zoo.py) on a lent GPU machine, in one call.
+#
+# The machine has PyTorch with CUDA, h5py and pytest but not mujoco or gymnasium, and it
+# cannot reach a registry, so both travel as wheels in .whl/ (py3.12 builds), and the GL
+# loaders for MuJoCo's EGL rendering as Debian packages in .gl/ (see the device notes).
+# The CUDA tests of every policy (tests/algos/test_device.py, skipped without a GPU) run
+# beside the grid. The grid resumes from /tmp/zoo: a second call on the still-warm machine
+# goes on where the first stopped.
+#
+#   BENCH_S=500 benchmarks/gpu_zoo.sh --tasks lift --obs images --jobs 14 --deadline 300
+#
+# Writes cells.jsonl, zoo.log and test_device.txt to $OUT (or /tmp/zoo_out).
+set -u
+OUT=${OUT:-/tmp/zoo_out}
+mkdir -p "$OUT"
+if [ -d .gl ]; then
+    for f in .gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+fi
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+fi
+export PYTHONPATH=/tmp/site:$PWD/src:${PYTHONPATH:-} MUJOCO_GL=egl PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$OUT/gpu.txt" 2>&1
+python3 -c "import torch, mujoco; print(torch.__version__, mujoco.__version__)" >>"$OUT/gpu.txt"
+if [ ! -e /tmp/test_device.done ]; then
+    (
+        timeout 300 python3 -m pytest -q -p no:cacheprovider tests/algos/test_device.py \
+            >"$OUT/test_device.txt" 2>&1
+        echo "pytest rc=$?" >>"$OUT/test_device.txt"
+        touch /tmp/test_device.done
+    ) &
+fi
+timeout "${BENCH_S:-500}" python3 benchmarks/bench_zoo.py --out /tmp/zoo "$@" 2>&1 | tee "$OUT/zoo.log"
+cp /tmp/zoo/cells.jsonl "$OUT/" 2>/dev/null
+wait
+python3 benchmarks/bench_zoo.py --table /tmp/zoo
