@@ -8,7 +8,7 @@
 # beside the grid. The grid resumes from /tmp/zoo: a second call on the still-warm machine
 # goes on where the first stopped.
 #
-#   BENCH_S=500 benchmarks/gpu_zoo.sh --tasks lift --obs images --jobs 14 --deadline 300
+#   [MPS=1] BENCH_S=500 benchmarks/gpu_zoo.sh --tasks lift --obs images --jobs 14 --deadline 300
 #
 # Writes cells.jsonl, zoo.log and test_device.txt to $OUT (or /tmp/zoo_out).
 set -u
@@ -32,6 +32,11 @@ if [ ! -e /tmp/test_device.done ]; then
         echo "pytest rc=$?" >>"$OUT/test_device.txt"
         touch /tmp/test_device.done
     ) &
+fi
+# MPS=1: run the cells' CUDA contexts through one MPS server, so that their small kernels
+# share the GPU instead of taking turns (untried on these machines; off by default).
+if [ "${MPS:-0}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
+    nvidia-cuda-mps-control -d && echo "MPS server started" | tee -a "$OUT/gpu.txt"
 fi
 timeout "${BENCH_S:-500}" python3 benchmarks/bench_zoo.py --out /tmp/zoo "$@" 2>&1 | tee "$OUT/zoo.log"
 cp /tmp/zoo/cells.jsonl "$OUT/" 2>/dev/null
