@@ -121,6 +121,63 @@ def run_one(
     ]
 
 
+def final_eval(task: str, run_dir: Path, demos: Path, episodes: int) -> dict[str, float]:
+    """The final policy of a run (BC: final.pt; adversarial: the generator) scored on
+    `episodes` held-out initial states (more than the runs' own evaluations, kept short)."""
+    import pickle
+
+    from stable_baselines3 import PPO, SAC
+
+    from apprentice.irl.envs import evaluate_policy, expert_reference, make_irl_env
+    from apprentice.policies.checkpoint import load_policy
+
+    env = make_irl_env(task, 0)
+    if (run_dir / "final.pt").exists():
+        return evaluate_policy(
+            load_policy(run_dir / "final.pt").act, env, episodes, reference=expert_reference(demos)
+        )
+    config = json.loads((run_dir / "config.json").read_text())
+    cls: Any = SAC if config.get("rl_algo") == "sac" else PPO
+    model = cls.load(run_dir / "policy.zip", device="cpu")
+    with open(run_dir / "vecnormalize.pkl", "rb") as f:
+        norm = pickle.load(f)  # VecNormalize without its env: its statistics and normalize_obs
+
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        batch = norm.normalize_obs({k: v[None] for k, v in obs.items()})
+        return np.asarray(model.predict(batch, deterministic=True)[0][0], dtype=np.float32)
+
+    return evaluate_policy(act, env, episodes, reference=expert_reference(demos))
+
+
+def final_evals(task: str, algos: list[str], seeds: list[int], args: argparse.Namespace) -> None:
+    """Write final_<env>_<algo>_s<seed>.json: each finished run's last policy on
+    --final-episodes held-out episodes (once; a file that exists is kept)."""
+    demos = args.out / f"demos_{env_label(task)}_{args.demo_episodes}.hdf5"
+    for algo in algos:
+        for seed in seeds:
+            run_dir = args.work / f"{env_label(task)}_{algo}_s{seed}"
+            path = args.out / f"final_{env_label(task)}_{algo}_s{seed}.json"
+            done = (run_dir / "policy.zip").exists() or (run_dir / "final.pt").exists()
+            if path.exists() or not done:
+                continue
+            scores = final_eval(task, run_dir, demos, args.final_episodes)
+            path.write_text(json.dumps(scores, indent=2) + "\n")
+    rows = []
+    for path in sorted(args.out.glob(f"final_{env_label(task)}_*_s*.json")):
+        algo, _, seed = path.stem[len(f"final_{env_label(task)}_") :].rpartition("_s")
+        rows.append((algo, int(seed), json.loads(path.read_text())))
+    if rows:
+        print(f"\n{task}: final policies on {rows[0][2]['eval_episodes']:.0f} held-out episodes\n")
+        print("| method | seed | normalized return | return (mean ± std) | success rate |")
+        print("|---|---|---|---|---|")
+        for algo, seed, r in rows:
+            success = f"{r['success_rate']:.2f}" if "success_rate" in r else ""
+            print(
+                f"| {algo} | {seed} | {r.get('normalized_return', float('nan')):.3f} | "
+                f"{r['mean_return']:.1f} ± {r['std_return']:.1f} | {success} |"
+            )
+
+
 def load_runs(out: Path, env: str, prefix: str) -> dict[str, dict[int, list[dict[str, Any]]]]:
     """algo -> seed -> rows, from <prefix>_<env>_<algo>_s<seed>.json files under `out`."""
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {}
@@ -215,6 +272,12 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=OUT, help="result JSON, demos and curves")
     p.add_argument("--work", type=Path, default=None, help="run folders (default: OUT/runs)")
     p.add_argument("--report-only", action="store_true", help="only print the tables")
+    p.add_argument(
+        "--final-episodes",
+        type=int,
+        default=0,
+        help="also score each run's final policy on this many held-out episodes",
+    )
     args = p.parse_args()
     args.work = args.work or args.out / "runs"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -241,6 +304,8 @@ def main() -> None:
                     path.write_text(json.dumps(record, indent=2) + "\n")
                     print(f"{task} {algo} seed {seed}: {rows[-1]}", flush=True)
         report(task, args.out)
+        if args.final_episodes:
+            final_evals(task, args.algos, args.seeds, args)
 
 
 if __name__ == "__main__":

@@ -200,7 +200,7 @@ def test_benchmark_script_small(tmp_path: Path) -> None:
     bench = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_irl.py"
     args = ["--algos", "bc", "gail", "--seeds", "0", "--env-steps", "1024", "--eval-every", "512"]
     args += ["--demo-episodes", "2", "--eval-episodes", "2", "--bc-epochs", "1"]
-    args += ["--out", str(tmp_path), "--algo-args", *TINY]
+    args += ["--final-episodes", "3", "--out", str(tmp_path), "--algo-args", *TINY]
     r = subprocess.run(
         [sys.executable, str(bench), *args], capture_output=True, text=True, timeout=600
     )
@@ -211,3 +211,8 @@ def test_benchmark_script_small(tmp_path: Path) -> None:
     assert bc["rows"][0]["env_steps"] == 0 and bc["rows"][0]["normalized_return"] is not None
     assert "| gail | 1 | 1024 |" in r.stdout
     assert (tmp_path / "curves_InvertedPendulum-v5.png").is_file()
+    # --final-episodes: each run's last policy again, on more held-out episodes.
+    for algo in ("bc", "gail"):
+        final = json.loads((tmp_path / f"final_InvertedPendulum-v5_{algo}_s0.json").read_text())
+        assert final["eval_episodes"] == 3 and np.isfinite(final["normalized_return"])
+        assert re.search(rf"\| {algo} \| 0 \| -?\d+\.\d{{3}} \|", r.stdout), r.stdout
