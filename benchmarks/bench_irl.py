@@ -137,7 +137,7 @@ def final_eval(task: str, run_dir: Path, demos: Path, episodes: int) -> dict[str
             load_policy(run_dir / "final.pt").act, env, episodes, reference=expert_reference(demos)
         )
     config = json.loads((run_dir / "config.json").read_text())
-    cls: Any = SAC if config.get("rl_algo") == "sac" else PPO
+    cls: Any = SAC if config["irl"].get("rl_algo") == "sac" else PPO
     model = cls.load(run_dir / "policy.zip", device="cpu")
     with open(run_dir / "vecnormalize.pkl", "rb") as f:
         norm = pickle.load(f)  # VecNormalize without its env: its statistics and normalize_obs
