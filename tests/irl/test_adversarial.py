@@ -87,6 +87,27 @@ def test_gradient_penalty_adds_to_the_loss() -> None:
     assert float(penalized.detach()) > float(plain.detach()) + 1.0
 
 
+@pytest.mark.parametrize("kind", ["gail", "gaifo"])
+def test_gradient_penalty_is_taken_on_the_normalized_inputs(kind: str) -> None:
+    """A feature stored at 1e-4 times the scale (its demo std too) gives D the same inputs,
+    so the same penalty: the penalty must not grow as 1 / std^2 on a barely varying feature."""
+    rng = np.random.default_rng(2)
+    exp, gen = _toy_batch(rng, True), _toy_batch(rng, False)
+    scale = torch.tensor([1e-4, 1.0])
+
+    def shrunk(b: Batch) -> Batch:
+        return Batch(b.obs * scale, b.actions, b.next_obs * scale, b.dones, b.log_pi)
+
+    losses = []
+    for std, e, g in [(np.ones(2), exp, gen), (scale.numpy(), shrunk(exp), shrunk(gen))]:
+        torch.manual_seed(0)
+        disc = Discriminator(kind, np.zeros(2), std, act_dim=1, hidden=(16,))
+        torch.manual_seed(1)  # the same interpolation draws
+        loss, _ = discriminator_loss(disc, e, g, grad_penalty=10.0)
+        losses.append(float(loss.detach()))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+
+
 # ---- divergence --------------------------------------------------------------------------------
 
 

@@ -149,8 +149,15 @@ def discriminator_loss(
         )
         out = disc.logits(mixed)
         inputs = [mixed.obs, mixed.next_obs if disc.kind == "gaifo" else mixed.actions]
-        grads = torch.autograd.grad(out.sum(), inputs, create_graph=True)
-        norm = torch.cat([g.flatten(1) for g in grads], dim=1).norm(dim=1)  # (B,)
+        g_obs, g_second = torch.autograd.grad(out.sum(), inputs, create_graph=True)
+        # The penalty holds D 1-Lipschitz in the inputs its net reads, the normalized
+        # observations: dD/d((x - mean) / std) = dD/dx * std. Taken on the raw x instead, a
+        # feature the demos barely vary (std 2e-4: a gripper's orientation) would scale its
+        # gradient by 1 / std and the penalty by 1 / std^2, and swamp the loss.
+        g_obs = g_obs * disc.obs_std
+        if disc.kind == "gaifo":
+            g_second = g_second * disc.obs_std
+        norm = torch.cat([g_obs, g_second], dim=1).norm(dim=1)  # (B,)
         loss = loss + grad_penalty * ((norm - 1) ** 2).mean()
     stats = {
         "disc_loss": float(loss.detach()),
