@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +53,19 @@ def expert_spec(task: str) -> str:
     return "oracle"
 
 
+def demo_path(task: str, episodes: int, out: Path) -> Path:
+    return out / f"demos_{env_label(task)}_{episodes}.hdf5"
+
+
+def run_path(args: argparse.Namespace, task: str, algo: str, seed: int) -> Path:
+    """The run folder of one (task, algo, seed) under --work."""
+    return args.work / f"{env_label(task)}_{algo}_s{seed}"
+
+
 def demos_for(task: str, episodes: int, out: Path) -> Path:
     from apprentice.irl.envs import record_expert_demos
 
-    path = out / f"demos_{env_label(task)}_{episodes}.hdf5"
+    path = demo_path(task, episodes, out)
     if not path.exists():
         tmp = path.with_name(path.name + ".partial")
         tmp.unlink(missing_ok=True)
@@ -75,7 +85,7 @@ def run_bc(task: str, demos: Path, seed: int, args: argparse.Namespace) -> list[
     r = train(
         TrainConfig(
             dataset=str(demos),
-            out_dir=str(args.work / f"{env_label(task)}_bc_s{seed}"),
+            out_dir=str(run_path(args, task, "bc", seed)),
             policy=MLPConfig(hidden_dims=(256, 256)),
             epochs=args.bc_epochs,
             steps_per_epoch=100,
@@ -106,7 +116,7 @@ def run_one(
             algo=algo,
             task=task,
             demos=str(demos),
-            out_dir=str(args.work / f"{env_label(task)}_{algo}_s{seed}"),
+            out_dir=str(run_path(args, task, algo, seed)),
             env_steps=args.env_steps,
             seed=seed,
             rl_algo=args.rl_algo,
@@ -124,48 +134,32 @@ def run_one(
 def final_eval(task: str, run_dir: Path, demos: Path, episodes: int) -> dict[str, float]:
     """The final policy of a run (BC: final.pt; adversarial: the generator) scored on
     `episodes` held-out initial states (more than the runs' own evaluations, kept short)."""
-    import pickle
-
-    from stable_baselines3 import PPO, SAC
-
+    from apprentice.irl.adversarial import load_generator
     from apprentice.irl.envs import evaluate_policy, expert_reference, make_irl_env
     from apprentice.policies.checkpoint import load_policy
 
-    env = make_irl_env(task, 0)
-    if (run_dir / "final.pt").exists():
-        return evaluate_policy(
-            load_policy(run_dir / "final.pt").act, env, episodes, reference=expert_reference(demos)
-        )
-    config = json.loads((run_dir / "config.json").read_text())
-    cls: Any = SAC if config["irl"].get("rl_algo") == "sac" else PPO
-    model = cls.load(run_dir / "policy.zip", device="cpu")
-    with open(run_dir / "vecnormalize.pkl", "rb") as f:
-        norm = pickle.load(f)  # VecNormalize without its env: its statistics and normalize_obs
-
-    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
-        batch = norm.normalize_obs({k: v[None] for k, v in obs.items()})
-        return np.asarray(model.predict(batch, deterministic=True)[0][0], dtype=np.float32)
-
-    return evaluate_policy(act, env, episodes, reference=expert_reference(demos))
+    final_pt = run_dir / "final.pt"
+    act = load_policy(final_pt).act if final_pt.exists() else load_generator(run_dir)
+    return evaluate_policy(act, make_irl_env(task, 0), episodes, reference=expert_reference(demos))
 
 
 def final_evals(task: str, algos: list[str], seeds: list[int], args: argparse.Namespace) -> None:
-    """Write final_<env>_<algo>_s<seed>.json: each finished run's last policy on
-    --final-episodes held-out episodes (once; a file that exists is kept)."""
-    demos = args.out / f"demos_{env_label(task)}_{args.demo_episodes}.hdf5"
-    for algo in algos:
+    """Write final_<env>_<algo>_s<seed>.json: each finished BC or adversarial run's last
+    policy on --final-episodes held-out episodes (once; a file that exists is kept)."""
+    from apprentice.irl.adversarial import ADVERSARIAL
+
+    env = env_label(task)
+    for algo in [a for a in algos if a == "bc" or a in ADVERSARIAL]:
         for seed in seeds:
-            run_dir = args.work / f"{env_label(task)}_{algo}_s{seed}"
-            path = args.out / f"final_{env_label(task)}_{algo}_s{seed}.json"
+            run_dir = run_path(args, task, algo, seed)
+            path = args.out / f"final_{env}_{algo}_s{seed}.json"
             done = (run_dir / "policy.zip").exists() or (run_dir / "final.pt").exists()
             if path.exists() or not done:
                 continue
+            demos = demo_path(task, args.demo_episodes, args.out)
             scores = final_eval(task, run_dir, demos, args.final_episodes)
             path.write_text(json.dumps(scores, indent=2) + "\n")
-    rows = []
-    for path in sorted(args.out.glob(f"final_{env_label(task)}_*_s*.json")):
-        algo, _, seed = path.stem[len(f"final_{env_label(task)}_") :].rpartition("_s")
-        rows.append((algo, int(seed), json.loads(path.read_text())))
+    rows = list(result_files(args.out, env, "final"))
     if rows:
         print(f"\n{task}: final policies on {rows[0][2]['eval_episodes']:.0f} held-out episodes\n")
         print("| method | seed | normalized return | return (mean ± std) | success rate |")
@@ -178,15 +172,18 @@ def final_evals(task: str, algos: list[str], seeds: list[int], args: argparse.Na
             )
 
 
+def result_files(out: Path, env: str, prefix: str) -> Iterator[tuple[str, int, Any]]:
+    """(algo, seed, JSON) of each <prefix>_<env>_<algo>_s<seed>.json under `out`, sorted."""
+    for path in sorted(out.glob(f"{prefix}_{env}_*_s*.json")):
+        algo, _, seed = path.stem[len(f"{prefix}_{env}_") :].rpartition("_s")
+        yield algo, int(seed), json.loads(path.read_text())
+
+
 def load_runs(out: Path, env: str, prefix: str) -> dict[str, dict[int, list[dict[str, Any]]]]:
     """algo -> seed -> rows, from <prefix>_<env>_<algo>_s<seed>.json files under `out`."""
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {}
-    for path in sorted(out.glob(f"{prefix}_{env}_*_s*.json")):
-        stem = path.stem[len(f"{prefix}_{env}_") :]
-        algo, _, seed = stem.rpartition("_s")
-        data = json.loads(path.read_text())
-        rows = data["rows"] if isinstance(data, dict) else data
-        runs.setdefault(algo, {})[int(seed)] = rows
+    for algo, seed, data in result_files(out, env, prefix):
+        runs.setdefault(algo, {})[seed] = data["rows"] if isinstance(data, dict) else data
     return runs
 
 

@@ -18,7 +18,7 @@ from apprentice.data.store import DemoWriter
 from apprentice.envs import base as envs_base
 from apprentice.envs.base import register_task
 from apprentice.errors import ApprenticeError
-from apprentice.irl.adversarial import run_adversarial
+from apprentice.irl.adversarial import load_generator, run_adversarial
 from apprentice.irl.common import IRLConfig
 from apprentice.irl.diagnostics import DivergenceMonitor
 from apprentice.irl.discriminators import Batch, Discriminator, discriminator_loss, load_reward
@@ -250,6 +250,12 @@ def test_airl_state_only_reward_trains_a_fresh_learner(
             ),
         )
     )
+    # The saved run's policy, loaded on its own, is the policy the run scored last.
+    saved = evaluate_policy(load_generator(result.run_dir), make_irl_env(PointMass.name, 0), 5)
+    assert saved["mean_return"] == pytest.approx(result.history[-1]["mean_return"])
+    with pytest.raises(ApprenticeError, match=r"not a finished .* run folder .*vecnormalize\.pkl"):
+        load_generator(tmp_path)
+
     reward = load_reward(result.final["reward"])
     keys = reward.obs_keys
 

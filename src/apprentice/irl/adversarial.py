@@ -64,6 +64,7 @@ from apprentice.irl.discriminators import (
     save_reward,
 )
 from apprentice.irl.envs import (
+    Act,
     IRLEnv,
     Transitions,
     check_demos_fit_env,
@@ -170,7 +171,7 @@ class _Run:
     def __init__(self, cfg: IRLConfig, acfg: AdversarialConfig) -> None:
         self.cfg, self.acfg = cfg, acfg
         self.dir = Path(cfg.out_dir)
-        self.rl_algo = "ppo" if cfg.rl_algo == "auto" else cfg.rl_algo
+        self.rl_algo = _generator_algo(cfg.rl_algo)
         self.eval_env: IRLEnv = make_irl_env(cfg.task, cfg.seed, acfg.obs_keys or None)
         self.keys = self.eval_env.obs_keys
         needs = {"gaifo": "gaifo (its D(s, s'))", "airl": "airl (its shaping term h(s'))"}
@@ -355,12 +356,49 @@ class _Run:
         self.opt.load_state_dict(ckpt["opt"])
 
     def evaluate(self) -> dict[str, float]:
-        def act(obs: dict[str, np.ndarray]) -> np.ndarray:
-            batch = self.venv.normalize_obs({k: v[None] for k, v in obs.items()})
-            action, _ = self.model.predict(batch, deterministic=True)
-            return np.asarray(action[0], dtype=np.float32)
-
+        act = generator_act(self.model, self.venv)
         return evaluate_policy(act, self.eval_env, self.cfg.eval_episodes, reference=self.reference)
+
+
+def _generator_algo(rl_algo: str) -> str:
+    """IRLConfig.rl_algo -> the SB3 algorithm of the generator ("auto" is PPO)."""
+    return "ppo" if rl_algo == "auto" else rl_algo
+
+
+def generator_act(model: Any, venv: Any) -> Act:
+    """The generator's deterministic action for one raw observation, normalized with the
+    VecNormalize statistics `venv` (or an unpickled VecNormalize) holds, as its policy reads."""
+
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        batch = venv.normalize_obs({k: v[None] for k, v in obs.items()})
+        action, _ = model.predict(batch, deterministic=True)
+        return np.asarray(action[0], dtype=np.float32)
+
+    return act
+
+
+def load_generator(run_dir: str | Path) -> Act:
+    """A finished run's final policy (policy.zip and vecnormalize.pkl in its folder) as an
+    action function of raw observations, on the CPU."""
+    import pickle
+
+    from stable_baselines3 import PPO, SAC
+
+    run_dir = Path(run_dir)
+    missing = [
+        n for n in ("config.json", "policy.zip", "vecnormalize.pkl") if not (run_dir / n).exists()
+    ]
+    if missing:
+        raise ApprenticeError(
+            f"{run_dir}: not a finished GAIL/AIRL/GAIfO run folder (no {', '.join(missing)})"
+        )
+    config = json.loads((run_dir / "config.json").read_text())
+    cls: Any = PPO if _generator_algo(config["irl"]["rl_algo"]) == "ppo" else SAC
+    model = cls.load(run_dir / "policy.zip", device="cpu")
+    # VecNormalize.load would also attach an env; only its statistics are needed here.
+    with open(run_dir / "vecnormalize.pkl", "rb") as f:
+        norm = pickle.load(f)
+    return generator_act(model, norm)
 
 
 def run_adversarial(cfg: IRLConfig) -> IRLResult:
@@ -442,4 +480,4 @@ def run_adversarial(cfg: IRLConfig) -> IRLResult:
     return IRLResult(run_dir=run_dir, history=list(state["history"]), final=final)
 
 
-__all__ = ["ADVERSARIAL", "AdversarialConfig", "run_adversarial"]
+__all__ = ["ADVERSARIAL", "AdversarialConfig", "generator_act", "load_generator", "run_adversarial"]
