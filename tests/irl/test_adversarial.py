@@ -3,6 +3,7 @@ caught, and AIRL's state-only reward trains a fresh learner (the reason AIRL exi
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,13 @@ from apprentice.irl.adversarial import load_generator, run_adversarial
 from apprentice.irl.common import IRLConfig
 from apprentice.irl.diagnostics import DivergenceMonitor
 from apprentice.irl.discriminators import Batch, Discriminator, discriminator_loss, load_reward
-from apprentice.irl.envs import evaluate_policy, flatten_obs, make_irl_env, record_expert_demos
+from apprentice.irl.envs import (
+    evaluate_policy,
+    flatten_obs,
+    load_demo_transitions,
+    make_irl_env,
+    record_expert_demos,
+)
 
 PENDULUM = "gym/InvertedPendulum-v5"
 
@@ -289,3 +296,61 @@ def test_airl_state_only_reward_trains_a_fresh_learner(
     # learned reward about 35-40% (-6.0 and -5.7 in two runs).
     gap = expert["mean_return"] - random
     assert transferred > random + 0.25 * gap, (transferred, random, expert["mean_return"])
+
+
+# ---- a cloned start --------------------------------------------------------------------------
+
+
+def _gail_cfg(demos: Path, out: Path, steps: int, *extra: str, **kw: Any) -> IRLConfig:
+    return IRLConfig(
+        algo=kw.pop("algo", "gail"),
+        task=PENDULUM,
+        demos=str(demos),
+        out_dir=str(out),
+        env_steps=steps,
+        eval_episodes=2,
+        algo_args=("rollout_steps=512", "n_envs=1", *extra),
+        **kw,
+    )
+
+
+def test_a_cloned_generator_starts_from_the_demos_and_resumes(
+    pendulum_demos: Path, tmp_path: Path
+) -> None:
+    import pickle
+
+    from apprentice.irl.adversarial import FixedStats
+
+    out = tmp_path / "run"
+    extra = ("bc_steps=400", "bc_lr=3e-3", "log_std_init=-1", "bc_weight=0.1")
+    run_adversarial(_gail_cfg(pendulum_demos, out, 512, *extra))
+    state = json.loads((out / "state.json").read_text())
+    bc = state["bc"]
+    assert bc["demo_mse"] < 0.1 * bc["demo_mse_before_bc"], bc
+    # The clone alone is scored before the first round: the PD demos balance for 1000 steps.
+    first = state["history"][0]
+    assert first["env_steps"] == 0 and first["normalized_return"] > 0.5, first
+
+    # The generator reads the demos' fixed statistics, not running ones that drift.
+    demos = load_demo_transitions(pendulum_demos, make_irl_env(PENDULUM, 0).obs_keys)
+    with open(out / "vecnormalize.pkl", "rb") as f:
+        stats = pickle.load(f).obs_rms
+    for key, rms in stats.items():
+        assert isinstance(rms, FixedStats)
+        np.testing.assert_allclose(rms.mean, demos.obs[key].mean(0), rtol=1e-5, atol=1e-6)
+
+    # Resume for a second round: the BC-term learner reloads and trains on.
+    run_adversarial(_gail_cfg(pendulum_demos, out, 1024, *extra, resume=True))
+    state = json.loads((out / "state.json").read_text())
+    assert state["rounds_done"] == 2 and "bc" in state
+
+
+@pytest.mark.parametrize(
+    ("algo", "rl_algo"), [("gaifo", "auto"), ("gail", "sac")], ids=["gaifo", "sac"]
+)
+def test_a_cloned_start_is_refused_where_it_cannot_apply(
+    pendulum_demos: Path, tmp_path: Path, algo: str, rl_algo: str
+) -> None:
+    cfg = _gail_cfg(pendulum_demos, tmp_path / "r", 512, "bc_steps=10", algo=algo, rl_algo=rl_algo)
+    with pytest.raises(ApprenticeError, match=f"irl --algo {algo}: bc_steps/bc_weight"):
+        run_adversarial(cfg)

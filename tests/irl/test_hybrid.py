@@ -86,7 +86,9 @@ def _model(demos: Path, cfg: BCRLConfig) -> tuple[PPOWithBC, np.ndarray, np.ndar
         policy_kwargs={"net_arch": [32, 32], "log_std_init": -1.0},
     )
     obs = ((raw - mean) / std).astype(np.float32)
-    model.setup_bc(obs, t.actions, cfg, seed=0)
+    model.setup_bc(
+        obs, t.actions, lambda0=cfg.lambda0, lambda1=cfg.lambda1, batch=cfg.bc_batch, seed=0
+    )
     return model, obs, t.actions
 
 

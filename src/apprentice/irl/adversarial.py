@@ -22,6 +22,14 @@ discriminator normalizes its inputs with the expert demos' fixed statistics. AIR
 log pi(a|s) on expert data passes the expert's observations through the same VecNormalize
 statistics the generator reads, so expert and generator are scored by one policy on one scale.
 
+A cloned start (`bc_steps`, PPO only). The generator can begin as a clone of the demos:
+BC pretraining of SB3's actor with its log std frozen, and optionally a decaying BC term after
+each PPO update (`bc_weight`, `bc_decay`): the learner and both steps are the hybrid's
+(`hybrid.py`), with the discriminator's reward in place of the task's. VecNormalize's
+observation statistics are then pinned to the demos' (`FixedStats`), since running ones
+would drift as the generator leaves the demos and undo the clone. The clone is scored at 0
+environment steps, before the first round.
+
 Divergence. A NaN discriminator loss, or a discriminator right on >= 99% of expert and
 generator samples for `divergence_rounds` rounds in a row while its mean D on the generator's
 data is below 0.01 (the generator's reward has collapsed: it gets no signal), stops the run
@@ -51,8 +59,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 from apprentice.algos.run_folder import RunLog, prepare_run_dir, write_json
+from apprentice.data.normalize import MIN_STD
 from apprentice.errors import ApprenticeError
 from apprentice.irl.common import IRLConfig, IRLResult
 from apprentice.irl.diagnostics import DivergenceMonitor, write_report_png
@@ -74,6 +84,7 @@ from apprentice.irl.envs import (
     load_demo_transitions,
     make_irl_env,
 )
+from apprentice.irl.hybrid import PPOWithBC, demo_action_mse, pretrain_bc
 from apprentice.irl.reward_env import LearnedRewardVecEnv, Rollout
 from apprentice.overrides import parse_overrides
 
@@ -88,6 +99,13 @@ _RUN_FILES = (
     "reward.pt",
     "report.png",
 )
+
+
+class FixedStats(RunningMeanStd):
+    """VecNormalize statistics that no longer update (a cloned generator's; `bc_steps`)."""
+
+    def update(self, arr: np.ndarray) -> None:
+        return
 
 
 @dataclass(frozen=True)
@@ -132,6 +150,23 @@ class AdversarialConfig:
     """Observation keys to learn from; empty = the task's low-dim keys."""
     divergence_rounds: int = 10
     """Stop when D is >= 99% accurate and the generator's mean D < 0.01 this many rounds."""
+    bc_steps: int = 0
+    """PPO generator: BC pretraining steps on the demos before the first round (0 = none)."""
+    bc_weight: float = 0.0
+    """PPO generator: weight of a BC term after each update, decaying by bc_decay (0 = none)."""
+    bc_decay: float = 0.95
+    """Per-update decay of bc_weight (as DAPG's lambda1)."""
+    bc_lr: float = 1e-3
+    """Adam learning rate of BC pretraining."""
+    bc_batch: int = 256
+    """Demo transitions per BC step."""
+    log_std_init: float = 0.0
+    """Initial log std of the PPO generator's Gaussian (-1 suits a cloned start)."""
+
+    @property
+    def uses_bc(self) -> bool:
+        """A BC start or BC term: the generator's observation statistics are then fixed."""
+        return self.bc_steps > 0 or self.bc_weight > 0
 
     def __post_init__(self) -> None:
         checks = [
@@ -141,6 +176,9 @@ class AdversarialConfig:
             (self.divergence_rounds >= 1, "divergence_rounds >= 1"),
             (self.disc_lr > 0 and self.lr > 0, "learning rates > 0"),
             (self.grad_penalty >= 0, "grad_penalty >= 0"),
+            (self.bc_steps >= 0 and self.bc_batch >= 1, "bc_steps >= 0 and bc_batch >= 1"),
+            (self.bc_weight >= 0 and 0 < self.bc_decay <= 1, "bc_weight >= 0, 0 < bc_decay <= 1"),
+            (self.bc_lr > 0, "bc_lr > 0"),
         ]
         for ok, what in checks:
             if not ok:
@@ -181,6 +219,11 @@ class _Run:
         check_demos_fit_env(
             self.demos, self.eval_env, cfg.demos, algo=cfg.algo, needs_actions=cfg.algo != "gaifo"
         )
+        if acfg.uses_bc and (self.rl_algo != "ppo" or cfg.algo == "gaifo"):
+            raise ApprenticeError(
+                f"irl --algo {cfg.algo}: bc_steps/bc_weight clone the demo actions into a PPO "
+                f"generator; not offered with --rl-algo {self.rl_algo} or gaifo's state-only demos"
+            )
         self.reference = expert_reference(cfg.demos)
         self.expert_obs = flatten_obs(self.demos.obs, self.keys)  # (N, Ds)
         torch.manual_seed(cfg.seed)
@@ -215,16 +258,20 @@ class _Run:
         from stable_baselines3.common.vec_env import VecNormalize
 
         a = self.acfg
+        ppo_cls: Any = PPOWithBC if a.uses_bc else PPO
         if resume:
             self.venv = VecNormalize.load(str(self.dir / "vecnormalize.pkl"), self.reward_env)
-            cls: Any = PPO if self.rl_algo == "ppo" else SAC
+            cls: Any = ppo_cls if self.rl_algo == "ppo" else SAC
             self.model = cls.load(self.dir / "generator.zip", env=self.venv, device="cpu")
             if self.rl_algo == "sac" and (self.dir / "replay_buffer.pkl").exists():
                 self.model.load_replay_buffer(self.dir / "replay_buffer.pkl")
+            self._setup_bc()
             return
         self.venv = VecNormalize(
             self.reward_env, norm_obs=True, norm_reward=a.normalize_reward, gamma=a.gamma
         )
+        if a.uses_bc:
+            self._fix_obs_stats()
         common: dict[str, Any] = {
             "learning_rate": a.lr,
             "gamma": a.gamma,
@@ -235,7 +282,8 @@ class _Run:
         }
         if self.rl_algo == "ppo":
             n_steps = a.rollout_steps // a.n_envs
-            self.model = PPO(
+            common["policy_kwargs"]["log_std_init"] = a.log_std_init
+            self.model = ppo_cls(
                 "MultiInputPolicy",
                 self.venv,
                 n_steps=n_steps,
@@ -252,6 +300,42 @@ class _Run:
                 buffer_size=max(self.cfg.env_steps, 1000),
                 **common,
             )
+        self._setup_bc()
+
+    def _fix_obs_stats(self) -> None:
+        """Pin VecNormalize's observation statistics to the demos' (std floored as the data
+        layer's): running statistics would drift as the generator leaves the demos' states
+        and undo a cloned start (the hybrid's module docstring)."""
+        for key, rms in list(self.venv.obs_rms.items()):
+            x = self.demos.obs[key].astype(np.float64)
+            fixed = FixedStats(shape=rms.mean.shape)
+            fixed.mean = x.mean(0).reshape(rms.mean.shape)
+            fixed.var = np.square(np.maximum(x.std(0), MIN_STD)).reshape(rms.var.shape)
+            self.venv.obs_rms[key] = fixed
+
+    def _setup_bc(self) -> None:
+        if not self.acfg.uses_bc:
+            return
+        self.demo_obs_normalized = self.venv.normalize_obs(self.demos.obs)
+        self.model.setup_bc(
+            self.demo_obs_normalized,
+            self.demos.actions,
+            lambda0=self.acfg.bc_weight,
+            lambda1=self.acfg.bc_decay,
+            batch=self.acfg.bc_batch,
+            seed=self.cfg.seed,
+        )
+
+    def pretrain(self) -> dict[str, float]:
+        """BC pretraining of a fresh generator (bc_steps); the demo-action MSE before and
+        after and the last NLL."""
+        before = demo_action_mse(self.model, self.demo_obs_normalized, self.demos.actions)
+        losses = pretrain_bc(self.model, self.acfg.bc_steps, self.acfg.bc_lr)
+        return {
+            "demo_mse_before_bc": before,
+            "demo_mse": demo_action_mse(self.model, self.demo_obs_normalized, self.demos.actions),
+            "bc_final_nll": losses[-1],
+        }
 
     @torch.no_grad()
     def log_pi(self, obs: dict[str, np.ndarray], actions: np.ndarray) -> torch.Tensor:
@@ -425,6 +509,13 @@ def run_adversarial(cfg: IRLConfig) -> IRLResult:
     run.build_generator(resume)
     if resume:
         run.load_discriminator()
+    elif acfg.bc_steps:
+        t0 = time.perf_counter()
+        state["bc"] = run.pretrain()
+        state["wall_s"] += time.perf_counter() - t0
+        # The clone alone, at 0 environment steps: where the adversarial rounds start from.
+        state["history"].append({"round": 0, "env_steps": 0, "wall_s": state["wall_s"]})
+        state["history"][-1].update(run.evaluate())
     log = RunLog(run_dir, resume_epoch=state["rounds_done"], global_step=run.model.num_timesteps)
     monitor = DivergenceMonitor(acfg.divergence_rounds, int(state["pinned"]))
     rounds = math.ceil(cfg.env_steps / acfg.rollout_steps)

@@ -127,12 +127,25 @@ class PPOWithBC(PPO):
     """PPO plus a decaying BC term on demo batches after every update (module docstring)."""
 
     def setup_bc(
-        self, demo_obs: np.ndarray, demo_actions: np.ndarray, cfg: BCRLConfig, seed: int
+        self,
+        demo_obs: np.ndarray | dict[str, np.ndarray],
+        demo_actions: np.ndarray,
+        *,
+        lambda0: float,
+        lambda1: float,
+        batch: int,
+        seed: int,
     ) -> None:
-        """Demo batches come from demo_obs (N, D, normalized) and demo_actions (N, A)."""
-        self.demo_obs = torch.as_tensor(demo_obs, dtype=torch.float32)
+        """Demo batches come from demo_obs ((N, D), or a dict of (N, ...) for a Dict
+        observation space; normalized as the policy reads them) and demo_actions (N, A)."""
+        if isinstance(demo_obs, dict):
+            self.demo_obs: Any = {
+                k: torch.as_tensor(v, dtype=torch.float32) for k, v in demo_obs.items()
+            }
+        else:
+            self.demo_obs = torch.as_tensor(demo_obs, dtype=torch.float32)
         self.demo_actions = torch.as_tensor(demo_actions, dtype=torch.float32)
-        self.lambda0, self.lambda1, self.bc_batch = cfg.lambda0, cfg.lambda1, cfg.bc_batch
+        self.lambda0, self.lambda1, self.bc_batch = lambda0, lambda1, batch
         self.bc_rng = np.random.default_rng([seed, 5])
         self.bc_weights: list[float] = []
         """The weight of each update's BC term so far (this process)."""
@@ -168,15 +181,24 @@ class PPOWithBC(PPO):
 
 def bc_nll(model: PPOWithBC, rng: np.random.Generator, batch: int) -> torch.Tensor:
     """-log pi(a | s) averaged over a random batch of demo transitions (scalar)."""
-    idx = torch.as_tensor(rng.integers(0, len(model.demo_obs), size=batch))
-    _, log_prob, _ = model.policy.evaluate_actions(model.demo_obs[idx], model.demo_actions[idx])
+    idx = torch.as_tensor(rng.integers(0, len(model.demo_actions), size=batch))
+    obs = model.demo_obs
+    obs = {k: v[idx] for k, v in obs.items()} if isinstance(obs, dict) else obs[idx]
+    _, log_prob, _ = model.policy.evaluate_actions(obs, model.demo_actions[idx])
     return -log_prob.mean()
 
 
-def demo_action_mse(model: PPO, obs: np.ndarray, actions: np.ndarray) -> float:
-    """Mean squared error of the policy's deterministic (mean) actions on the demos."""
+def demo_action_mse(
+    model: PPO, obs: np.ndarray | dict[str, np.ndarray], actions: np.ndarray
+) -> float:
+    """Mean squared error of the policy's deterministic (mean) actions on the demos (obs
+    normalized as the policy reads them; a dict for a Dict observation space)."""
+    if isinstance(obs, dict):
+        obs_t: Any = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in obs.items()}
+    else:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32)
     with torch.no_grad():
-        dist = model.policy.get_distribution(torch.as_tensor(obs, dtype=torch.float32))
+        dist = model.policy.get_distribution(obs_t)
         mean = dist.distribution.mean  # type: ignore[union-attr]
     return float((mean - torch.as_tensor(actions)).pow(2).mean())
 
@@ -256,7 +278,14 @@ def run_bc_rl(cfg: IRLConfig) -> IRLResult:
     else:
         model = PPOWithBC("MlpPolicy", venv, **ppo_kwargs)
         state = {"history": [], "wall_s": 0.0}
-    model.setup_bc(demo_obs, demos.actions, hcfg, cfg.seed)
+    model.setup_bc(
+        demo_obs,
+        demos.actions,
+        lambda0=hcfg.lambda0,
+        lambda1=hcfg.lambda1,
+        batch=hcfg.bc_batch,
+        seed=cfg.seed,
+    )
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
         flat = flatten_obs({k: obs[k][None] for k in eval_env.obs_keys}, eval_env.obs_keys)[0]
