@@ -87,12 +87,14 @@ def demo_file(work: Path, task: str, obs: str, n: int, sizes: list[int], workers
     raise ValueError(f"{n} demos is not one of the sizes {sizes}")
 
 
-def policy_config(cell: Cell, quick: bool) -> Any:
+def policy_config(cell: Cell, quick: bool, overrides: list[str] | None = None) -> Any:
+    from apprentice.overrides import parse_overrides
     from apprentice.policies import policy_config_class
 
     kw: dict[str, Any] = dict(QUICK_ARGS[cell.policy]) if quick else {}
     if cell.obs == "images":
         kw.update(obs_keys=PROPRIO, image_keys=CAMS, encoder="conv")
+    kw.update(parse_overrides(overrides or [], "--policy-args entry"))
     return policy_config_class(cell.policy)(**kw)
 
 
@@ -110,7 +112,7 @@ def run_cell(cell: Cell, data: str, args: dict[str, Any]) -> dict[str, Any]:
         TrainConfig(
             dataset=data,
             out_dir=str(run_dir),
-            policy=policy_config(cell, args["quick"]),
+            policy=policy_config(cell, args["quick"], args["policy_args"]),
             epochs=args["epochs"],
             steps_per_epoch=args["steps_per_epoch"],
             batch_size=args["batch_images"] if cell.obs == "images" else args["batch"],
@@ -135,6 +137,7 @@ def run_cell(cell: Cell, data: str, args: dict[str, Any]) -> dict[str, Any]:
     last = result.metrics[-1] if result.metrics else {}
     return {
         "cell": cell.__dict__,
+        "policy_args": args["policy_args"],
         "successes": int(s["successes"]),
         "episodes": int(s["episodes"]),
         "train_s": round(train_s, 1),
@@ -224,6 +227,12 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=100, help="low-dim batch")
     p.add_argument("--batch-images", type=int, default=64, help="camera batch")
     p.add_argument("--device", default="auto", help="training device: cpu, cuda, auto")
+    p.add_argument(
+        "--policy-args",
+        nargs="*",
+        default=[],
+        help="key=value set on every policy's config (e.g. init=orthogonal); use its own --out",
+    )
     p.add_argument("--jobs", type=int, default=2, help="cells trained side by side")
     p.add_argument("--collect-workers", type=int, default=2)
     p.add_argument("--deadline", type=float, default=None, help="stop starting cells after s")

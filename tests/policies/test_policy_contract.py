@@ -42,6 +42,7 @@ SMALL: dict[str, dict[str, Any]] = {
 }
 VARIANTS = [(name, SMALL.get(name, {})) for name in policy_names()] + [
     ("mlp", {"hidden_dims": (64,), "frame_stack": 3}),
+    ("mlp", {"hidden_dims": (64, 64), "init": "pytorch"}),
     ("gmm", {"hidden_dims": (64,), "use_tanh": True}),
     ("rnn", {"hidden_dim": 32, "seq_len": 5, "head": "gmm", "frame_stack": 2}),
     ("transformer", {"embed_dim": 32, "frame_stack": 3, "seq_len": 1, "head": "gmm"}),
@@ -228,7 +229,20 @@ def test_config_errors() -> None:
         policy_config_from_dict({"name": "mlp", "hidden_size": 3})
     with pytest.raises(ApprenticeError, match="seq_len"):
         policy_config_class("mlp")(seq_len=0)
+    with pytest.raises(ApprenticeError, match="mlp policy: unknown init 'xavier'"):
+        policy_config_class("mlp")(init="xavier")
     assert {"mlp", "gmm", "rnn"} <= set(policy_names())
+
+
+def test_orthogonal_init_starts_the_mlp_near_a_constant_action(data: Any) -> None:
+    policy = policy_config_class("mlp")(hidden_dims=(64, 64), init="orthogonal").build(
+        data[0].spec, data[2]
+    )
+    w = policy.trunk[2].weight.detach()  # 64 x 64, gain sqrt(2)
+    torch.testing.assert_close(w @ w.T, 2 * torch.eye(64), atol=1e-4, rtol=0)
+    assert float(policy.trunk[0].bias.abs().max()) == 0.0
+    actions = [policy.act(o) for o in _obs_stream(data[0], 20)]
+    assert float(np.abs(actions).max()) < 0.1  # output gain 0.01
 
 
 def test_unknown_obs_key_is_reported(data: Any) -> None:

@@ -23,11 +23,21 @@ class MLPConfig(PolicyConfig):
     """Widths of the hidden layers (robomimic BC: 1024, 1024)."""
     activation: str = "relu"
     """Hidden activation: relu, gelu, elu, tanh or mish."""
+    init: str = "orthogonal"
+    """Weights of the MLP: orthogonal (hidden layers gain sqrt(2), output layer gain 0.01,
+    zero biases; the policy starts near a constant action) or pytorch (PyTorch's default, as
+    robomimic's BC). On lift and stack from oracle demos orthogonal clones far better
+    (benchmarks/RESULTS.md, "The MLP's initialization"); pytorch reproduces MLP numbers
+    recorded before that section."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "hidden_dims", tuple(int(h) for h in self.hidden_dims))
         check_activation(self.activation, self.name)
+        if self.init not in INITS:
+            raise ApprenticeError(
+                f"{self.name} policy: unknown init {self.init!r}; known: {', '.join(INITS)}"
+            )
 
     def build(self, spec: ObsActSpec, normalizer_state: dict[str, Any]) -> MLPPolicy:
         return MLPPolicy(self, spec, normalizer_state)
@@ -49,6 +59,19 @@ def check_activation(name: str, policy: str) -> None:
         )
 
 
+INITS = ("orthogonal", "pytorch")
+
+
+def orthogonal_init(trunk: nn.Sequential, head: nn.Linear, head_gain: float = 0.01) -> None:
+    """Orthogonal weights (gain sqrt(2) in the trunk, `head_gain` at the output), zero biases."""
+    for layer in trunk:
+        if isinstance(layer, nn.Linear):
+            nn.init.orthogonal_(layer.weight, gain=2**0.5)
+            nn.init.zeros_(layer.bias)
+    nn.init.orthogonal_(head.weight, gain=head_gain)
+    nn.init.zeros_(head.bias)
+
+
 def mlp_trunk(in_dim: int, hidden_dims: tuple[int, ...], activation: str) -> nn.Sequential:
     """Linear + activation per hidden width; the output size is hidden_dims[-1] (or in_dim)."""
     layers: list[nn.Module] = []
@@ -68,6 +91,8 @@ class MLPPolicy(Policy):
         self.trunk = mlp_trunk(self.input_dim, config.hidden_dims, config.activation)
         out_in = config.hidden_dims[-1] if config.hidden_dims else self.input_dim
         self.head = nn.Linear(out_in, self.action_dim)
+        if config.init == "orthogonal":
+            orthogonal_init(self.trunk, self.head)
 
     def forward(self, x: Tensor) -> Tensor:
         """x (..., Din) -> actions (..., A); tanh keeps them in the demos' [-1, 1] range."""
