@@ -44,6 +44,7 @@ VARIANTS = [(name, SMALL.get(name, {})) for name in policy_names()] + [
     ("mlp", {"hidden_dims": (64,), "frame_stack": 3}),
     ("mlp", {"hidden_dims": (64, 64), "init": "pytorch"}),
     ("gmm", {"hidden_dims": (64,), "use_tanh": True}),
+    ("gmm", {"hidden_dims": (64, 64), "init": "orthogonal"}),
     ("rnn", {"hidden_dim": 32, "seq_len": 5, "head": "gmm", "frame_stack": 2}),
     ("transformer", {"embed_dim": 32, "frame_stack": 3, "seq_len": 1, "head": "gmm"}),
     ("act", {"hidden_dim": 32, "chunk_size": 6, "frame_stack": 2, "execute_horizon": 4}),
@@ -229,8 +230,9 @@ def test_config_errors() -> None:
         policy_config_from_dict({"name": "mlp", "hidden_size": 3})
     with pytest.raises(ApprenticeError, match="seq_len"):
         policy_config_class("mlp")(seq_len=0)
-    with pytest.raises(ApprenticeError, match="mlp policy: unknown init 'xavier'"):
-        policy_config_class("mlp")(init="xavier")
+    for name in ("mlp", "gmm"):
+        with pytest.raises(ApprenticeError, match=f"{name} policy: unknown init 'xavier'"):
+            policy_config_class(name)(init="xavier")
     assert {"mlp", "gmm", "rnn"} <= set(policy_names())
 
 

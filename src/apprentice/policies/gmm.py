@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 from apprentice.policies.base import Policy, PolicyConfig, masked_mean, register_policy
-from apprentice.policies.mlp import check_activation, mlp_trunk
+from apprentice.policies.mlp import check_activation, check_init, mlp_trunk, orthogonal_init
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _TANH_EPS = 1e-6
@@ -55,11 +55,15 @@ class GMMConfig(PolicyConfig, GMMHeadOptions):
     """Widths of the trunk's hidden layers (robomimic BC-GMM: 1024, 1024)."""
     activation: str = "relu"
     """Hidden activation: relu, gelu, elu, tanh or mish."""
+    init: str = "pytorch"
+    """Weights: pytorch (PyTorch's default, as robomimic's BC-GMM) or orthogonal (trunk gain
+    sqrt(2); the mixture's mean, scale and logit layers gain 0.01; zero biases), as the mlp's."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "hidden_dims", tuple(int(h) for h in self.hidden_dims))
         check_activation(self.activation, self.name)
+        check_init(self.init, self.name)
         check_gmm(self.num_modes, self.min_std, self.name)
 
     def build(self, spec: ObsActSpec, normalizer_state: dict[str, Any]) -> GMMPolicy:
@@ -209,6 +213,8 @@ class GMMPolicy(Policy):
             min_std=config.min_std,
             use_tanh=config.use_tanh,
         )
+        if config.init == "orthogonal":
+            orthogonal_init(self.trunk, self.head.means, self.head.scales, self.head.logits)
         self._generator = torch.Generator().manual_seed(config.sample_seed)
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:

@@ -34,10 +34,7 @@ class MLPConfig(PolicyConfig):
         super().__post_init__()
         object.__setattr__(self, "hidden_dims", tuple(int(h) for h in self.hidden_dims))
         check_activation(self.activation, self.name)
-        if self.init not in INITS:
-            raise ApprenticeError(
-                f"{self.name} policy: unknown init {self.init!r}; known: {', '.join(INITS)}"
-            )
+        check_init(self.init, self.name)
 
     def build(self, spec: ObsActSpec, normalizer_state: dict[str, Any]) -> MLPPolicy:
         return MLPPolicy(self, spec, normalizer_state)
@@ -62,14 +59,21 @@ def check_activation(name: str, policy: str) -> None:
 INITS = ("orthogonal", "pytorch")
 
 
-def orthogonal_init(trunk: nn.Sequential, head: nn.Linear, head_gain: float = 0.01) -> None:
-    """Orthogonal weights (gain sqrt(2) in the trunk, `head_gain` at the output), zero biases."""
+def check_init(name: str, policy: str) -> None:
+    if name not in INITS:
+        raise ApprenticeError(f"{policy} policy: unknown init {name!r}; known: {', '.join(INITS)}")
+
+
+def orthogonal_init(trunk: nn.Sequential, *heads: nn.Linear, head_gain: float = 0.01) -> None:
+    """Orthogonal weights (gain sqrt(2) in the trunk, `head_gain` in each output layer),
+    zero biases."""
     for layer in trunk:
         if isinstance(layer, nn.Linear):
             nn.init.orthogonal_(layer.weight, gain=2**0.5)
             nn.init.zeros_(layer.bias)
-    nn.init.orthogonal_(head.weight, gain=head_gain)
-    nn.init.zeros_(head.bias)
+    for head in heads:
+        nn.init.orthogonal_(head.weight, gain=head_gain)
+        nn.init.zeros_(head.bias)
 
 
 def mlp_trunk(in_dim: int, hidden_dims: tuple[int, ...], activation: str) -> nn.Sequential:
