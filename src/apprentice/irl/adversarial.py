@@ -62,7 +62,6 @@ import torch
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 from apprentice.algos.run_folder import RunLog, prepare_run_dir, write_json
-from apprentice.data.normalize import MIN_STD
 from apprentice.errors import ApprenticeError
 from apprentice.irl.common import IRLConfig, IRLResult
 from apprentice.irl.diagnostics import DivergenceMonitor, write_report_png
@@ -84,7 +83,7 @@ from apprentice.irl.envs import (
     load_demo_transitions,
     make_irl_env,
 )
-from apprentice.irl.hybrid import PPOWithBC, demo_action_mse, pretrain_bc
+from apprentice.irl.hybrid import PPOWithBC, demo_action_mse, demo_stats, pretrain_bc
 from apprentice.irl.reward_env import LearnedRewardVecEnv, Rollout
 from apprentice.overrides import parse_overrides
 
@@ -307,10 +306,10 @@ class _Run:
         layer's): running statistics would drift as the generator leaves the demos' states
         and undo a cloned start (the hybrid's module docstring)."""
         for key, rms in list(self.venv.obs_rms.items()):
-            x = self.demos.obs[key].astype(np.float64)
+            mean, std = demo_stats(self.demos.obs[key])
             fixed = FixedStats(shape=rms.mean.shape)
-            fixed.mean = x.mean(0).reshape(rms.mean.shape)
-            fixed.var = np.square(np.maximum(x.std(0), MIN_STD)).reshape(rms.var.shape)
+            fixed.mean = mean.reshape(rms.mean.shape)
+            fixed.var = np.square(std).reshape(rms.var.shape)
             self.venv.obs_rms[key] = fixed
 
     def _setup_bc(self) -> None:

@@ -123,6 +123,13 @@ class FlatNormalized(gym.ObservationWrapper[np.ndarray, np.ndarray, dict[str, np
 # ---- the learner ----------------------------------------------------------------------------
 
 
+def _as_tensors(obs: np.ndarray | dict[str, np.ndarray]) -> Any:
+    """float32 tensor(s) of an array or a dict of arrays (SB3's Dict observations)."""
+    if isinstance(obs, dict):
+        return {k: torch.as_tensor(v, dtype=torch.float32) for k, v in obs.items()}
+    return torch.as_tensor(obs, dtype=torch.float32)
+
+
 class PPOWithBC(PPO):
     """PPO plus a decaying BC term on demo batches after every update (module docstring)."""
 
@@ -138,12 +145,7 @@ class PPOWithBC(PPO):
     ) -> None:
         """Demo batches come from demo_obs ((N, D), or a dict of (N, ...) for a Dict
         observation space; normalized as the policy reads them) and demo_actions (N, A)."""
-        if isinstance(demo_obs, dict):
-            self.demo_obs: Any = {
-                k: torch.as_tensor(v, dtype=torch.float32) for k, v in demo_obs.items()
-            }
-        else:
-            self.demo_obs = torch.as_tensor(demo_obs, dtype=torch.float32)
+        self.demo_obs: Any = _as_tensors(demo_obs)
         self.demo_actions = torch.as_tensor(demo_actions, dtype=torch.float32)
         self.lambda0, self.lambda1, self.bc_batch = lambda0, lambda1, batch
         self.bc_rng = np.random.default_rng([seed, 5])
@@ -193,12 +195,8 @@ def demo_action_mse(
 ) -> float:
     """Mean squared error of the policy's deterministic (mean) actions on the demos (obs
     normalized as the policy reads them; a dict for a Dict observation space)."""
-    if isinstance(obs, dict):
-        obs_t: Any = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in obs.items()}
-    else:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32)
     with torch.no_grad():
-        dist = model.policy.get_distribution(obs_t)
+        dist = model.policy.get_distribution(_as_tensors(obs))
         mean = dist.distribution.mean  # type: ignore[union-attr]
     return float((mean - torch.as_tensor(actions)).pow(2).mean())
 
@@ -221,7 +219,8 @@ def pretrain_bc(model: PPOWithBC, steps: int, lr: float) -> list[float]:
 # ---- the run --------------------------------------------------------------------------------
 
 
-def _demo_stats(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def demo_stats(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) over axis 0 of demo observations, std floored as the data layer's."""
     x = obs.astype(np.float64)
     return x.mean(0), np.maximum(x.std(0), MIN_STD)
 
@@ -243,7 +242,7 @@ def run_bc_rl(cfg: IRLConfig) -> IRLResult:
     demos = load_demo_transitions(cfg.demos, eval_env.obs_keys, task_name=eval_env.task.name)
     check_demos_fit_env(demos, eval_env, cfg.demos, algo="bc-rl")  # refuses state-only demos
     raw = flatten_obs(demos.obs, eval_env.obs_keys)  # N,D
-    mean, std = _demo_stats(raw)
+    mean, std = demo_stats(raw)
     demo_obs = ((raw - mean) / std).astype(np.float32)  # N,D
     reference = expert_reference(cfg.demos)
 
