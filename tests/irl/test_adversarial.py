@@ -354,3 +354,47 @@ def test_a_cloned_start_is_refused_where_it_cannot_apply(
     cfg = _gail_cfg(pendulum_demos, tmp_path / "r", 512, "bc_steps=10", algo=algo, rl_algo=rl_algo)
     with pytest.raises(ApprenticeError, match=f"irl --algo {algo}: bc_steps/bc_weight"):
         run_adversarial(cfg)
+
+
+# ---- the generator in the demos' action units ----------------------------------------------
+
+
+def test_action_normalized_expresses_the_env_range_in_demo_units() -> None:
+    from apprentice.irl.envs import ActionNormalized, ActionStats
+
+    demo_actions = np.array([[0.1, 0.0], [0.3, 0.0], [0.2, 0.0]], np.float32)  # dim 1 never moves
+    stats = ActionStats.fit(demo_actions)
+    np.testing.assert_allclose(stats.mean, [0.2, 0.0], atol=1e-7)
+    assert stats.std[1] == pytest.approx(1e-2)  # floored, as the data layer's
+    env = ActionNormalized(make_irl_env(PENDULUM, 0), ActionStats(stats.mean[:1], stats.std[:1]))
+    space = env.action_space
+    assert isinstance(space, gym.spaces.Box)
+    # The box's corners are the env's -1 and +1; one demo std is one unit.
+    np.testing.assert_allclose(env.action(space.low), [-1.0], atol=1e-6)
+    np.testing.assert_allclose(env.action(space.high), [1.0], atol=1e-6)
+    np.testing.assert_allclose(env.action(np.array([1.0])), stats.mean[:1] + stats.std[:1])
+    np.testing.assert_allclose(stats.normalize(demo_actions).mean(0), [0.0, 0.0], atol=1e-6)
+
+
+def test_a_generator_in_demo_units_acts_in_env_units_when_reloaded(
+    pendulum_demos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    extra = ("bc_steps=400", "bc_lr=3e-3", "log_std_init=-1", "normalize_actions=true")
+    result = run_adversarial(_gail_cfg(pendulum_demos, out, 512, *extra))
+    stats = json.loads((out / "action_stats.json").read_text())
+    demos = load_demo_transitions(pendulum_demos, make_irl_env(PENDULUM, 0).obs_keys)
+    np.testing.assert_allclose(stats["mean"], demos.actions.mean(0), rtol=1e-5, atol=1e-6)
+    # The clone was fit in demo units, and balances when its actions are mapped back.
+    state = json.loads((out / "state.json").read_text())
+    assert state["bc"]["demo_mse"] < 0.1 * state["bc"]["demo_mse_before_bc"], state["bc"]
+    assert state["history"][0]["normalized_return"] > 0.5, state["history"][0]
+    # The saved policy, reloaded, is the one the run scored: same held-out episodes, same return.
+    saved = evaluate_policy(load_generator(out), make_irl_env(PENDULUM, 0), 2)
+    assert saved["mean_return"] == pytest.approx(result.history[-1]["mean_return"])
+
+
+def test_demo_action_units_need_demo_actions(pendulum_demos: Path, tmp_path: Path) -> None:
+    cfg = _gail_cfg(pendulum_demos, tmp_path / "r", 512, "normalize_actions=true", algo="gaifo")
+    with pytest.raises(ApprenticeError, match="gaifo: normalize_actions"):
+        run_adversarial(cfg)

@@ -21,6 +21,9 @@ Normalization. The generator's policy reads VecNormalize's normalized observatio
 discriminator normalizes its inputs with the expert demos' fixed statistics. AIRL's
 log pi(a|s) on expert data passes the expert's observations through the same VecNormalize
 statistics the generator reads, so expert and generator are scored by one policy on one scale.
+Actions stay in the env's [-1, 1] unless `normalize_actions` moves the generator into the
+demos' units (a - mean) / std (`envs.ActionNormalized`); the demo actions that the
+discriminator, AIRL's log pi and the BC steps read are then in the same units.
 
 A cloned start (`bc_steps`, PPO only). The generator can begin as a clone of the demos:
 BC pretraining of SB3's actor with its log std frozen, and optionally a decaying BC term after
@@ -40,6 +43,7 @@ Run folder (resumable per round):
     config.json  metrics.jsonl  tb/       config, one line per round, TensorBoard
     state.json                            rounds done, env steps, evaluation history
     generator.zip  vecnormalize.pkl       the SB3 model and its observation statistics
+    action_stats.json                     normalize_actions only: the demo units it acts in
     discriminator.pt                      the discriminator and its optimizer
     replay_buffer.pkl                     SAC only
     policy.zip  reward.pt                 the final policy, and the learned reward
@@ -49,6 +53,7 @@ Run folder (resumable per round):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -74,6 +79,8 @@ from apprentice.irl.discriminators import (
 )
 from apprentice.irl.envs import (
     Act,
+    ActionNormalized,
+    ActionStats,
     IRLEnv,
     Transitions,
     check_demos_fit_env,
@@ -97,6 +104,7 @@ _RUN_FILES = (
     "policy.zip",
     "reward.pt",
     "report.png",
+    "action_stats.json",
 )
 
 
@@ -161,6 +169,10 @@ class AdversarialConfig:
     """Demo transitions per BC step."""
     log_std_init: float = 0.0
     """Initial log std of the PPO generator's Gaussian (-1 suits a cloned start)."""
+    normalize_actions: bool = False
+    """The generator acts, and the discriminator reads actions, in the demos' units
+    (a - mean) / std (`envs.ActionNormalized`): for tasks whose demo actions are small
+    against their [-1, 1] range, such as lift's."""
 
     @property
     def uses_bc(self) -> bool:
@@ -178,6 +190,7 @@ class AdversarialConfig:
             (self.bc_steps >= 0 and self.bc_batch >= 1, "bc_steps >= 0 and bc_batch >= 1"),
             (self.bc_weight >= 0 and 0 < self.bc_decay <= 1, "bc_weight >= 0, 0 < bc_decay <= 1"),
             (self.bc_lr > 0, "bc_lr > 0"),
+            (isinstance(self.normalize_actions, bool), "normalize_actions is true or false"),
         ]
         for ok, what in checks:
             if not ok:
@@ -223,6 +236,16 @@ class _Run:
                 f"irl --algo {cfg.algo}: bc_steps/bc_weight clone the demo actions into a PPO "
                 f"generator; not offered with --rl-algo {self.rl_algo} or gaifo's state-only demos"
             )
+        self.action_stats: ActionStats | None = None
+        if acfg.normalize_actions:
+            if cfg.algo == "gaifo":
+                raise ApprenticeError(
+                    "irl --algo gaifo: normalize_actions takes its units from the demos' "
+                    "actions, and gaifo learns from states only"
+                )
+            self.action_stats = ActionStats.fit(self.demos.actions)
+            normalized = self.action_stats.normalize(self.demos.actions)
+            self.demos = dataclasses.replace(self.demos, actions=normalized)
         self.reference = expert_reference(cfg.demos)
         self.expert_obs = flatten_obs(self.demos.obs, self.keys)  # (N, Ds)
         torch.manual_seed(cfg.seed)
@@ -247,8 +270,14 @@ class _Run:
         from stable_baselines3.common.monitor import Monitor
         from stable_baselines3.common.vec_env import DummyVecEnv
 
+        def make(i: int) -> Any:
+            env: Any = make_irl_env(self.cfg.task, self.cfg.seed * 1000 + i, self.keys)
+            if self.action_stats is not None:
+                env = ActionNormalized(env, self.action_stats)
+            return Monitor(env)
+
         def factory(i: int) -> Any:
-            return lambda: Monitor(make_irl_env(self.cfg.task, self.cfg.seed * 1000 + i, self.keys))
+            return lambda: make(i)
 
         return DummyVecEnv([factory(i) for i in range(self.acfg.n_envs)])
 
@@ -439,7 +468,7 @@ class _Run:
         self.opt.load_state_dict(ckpt["opt"])
 
     def evaluate(self) -> dict[str, float]:
-        act = generator_act(self.model, self.venv)
+        act = generator_act(self.model, self.venv, self.action_stats)
         return evaluate_policy(act, self.eval_env, self.cfg.eval_episodes, reference=self.reference)
 
 
@@ -448,14 +477,16 @@ def _generator_algo(rl_algo: str) -> str:
     return "ppo" if rl_algo == "auto" else rl_algo
 
 
-def generator_act(model: Any, venv: Any) -> Act:
+def generator_act(model: Any, venv: Any, actions: ActionStats | None = None) -> Act:
     """The generator's deterministic action for one raw observation, normalized with the
-    VecNormalize statistics `venv` (or an unpickled VecNormalize) holds, as its policy reads."""
+    VecNormalize statistics `venv` (or an unpickled VecNormalize) holds, as its policy reads;
+    with `actions`, its output is in those demo units and is mapped back to the env's."""
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
         batch = venv.normalize_obs({k: v[None] for k, v in obs.items()})
         action, _ = model.predict(batch, deterministic=True)
-        return np.asarray(action[0], dtype=np.float32)
+        out = np.asarray(action[0], dtype=np.float32)
+        return out if actions is None else actions.unnormalize(out)
 
     return act
 
@@ -481,7 +512,11 @@ def load_generator(run_dir: str | Path) -> Act:
     # VecNormalize.load would also attach an env; only its statistics are needed here.
     with open(run_dir / "vecnormalize.pkl", "rb") as f:
         norm = pickle.load(f)
-    return generator_act(model, norm)
+    stats_path = run_dir / "action_stats.json"  # normalize_actions
+    stats = None
+    if stats_path.exists():
+        stats = ActionStats.from_json(json.loads(stats_path.read_text()))
+    return generator_act(model, norm, stats)
 
 
 def run_adversarial(cfg: IRLConfig) -> IRLResult:
@@ -505,6 +540,8 @@ def run_adversarial(cfg: IRLConfig) -> IRLResult:
         if resume
         else {"rounds_done": 0, "history": [], "pinned": 0, "wall_s": 0.0, "next_eval": 0}
     )
+    if run.action_stats is not None:
+        write_json(run_dir / "action_stats.json", run.action_stats.to_json())
     run.build_generator(resume)
     if resume:
         run.load_discriminator()

@@ -135,6 +135,56 @@ def flatten_obs(obs: dict[str, np.ndarray], keys: Sequence[str]) -> np.ndarray:
     )
 
 
+@dataclass(frozen=True)
+class ActionStats:
+    """Mean and std (floored at the data layer's MIN_STD) of the demos' actions, (A,) each:
+    the units a generator acts in under `ActionNormalized`."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, actions: np.ndarray) -> ActionStats:
+        from apprentice.data.normalize import MIN_STD
+
+        a = actions.astype(np.float64)
+        return cls(a.mean(0).astype(np.float32), np.maximum(a.std(0), MIN_STD).astype(np.float32))
+
+    def normalize(self, actions: np.ndarray) -> np.ndarray:
+        return ((actions - self.mean) / self.std).astype(np.float32)
+
+    def unnormalize(self, u: np.ndarray) -> np.ndarray:
+        """Demo units -> the env's actions, clipped to [-1, 1]."""
+        return np.clip(self.mean + self.std * u, -1.0, 1.0).astype(np.float32)
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_json(cls, d: dict[str, list[float]]) -> ActionStats:
+        return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
+
+
+class ActionNormalized(gym.ActionWrapper[dict[str, np.ndarray], np.ndarray, np.ndarray]):
+    """The env's [-1, 1] actions re-expressed in the demos' units, u = (a - mean) / std.
+
+    A manipulation task's demo actions can be far smaller than their range (lift's x, y and
+    yaw deltas have std 0.04-0.1, roll and pitch 5e-4, of [-1, 1]). A Gaussian policy with one
+    exploration scale, and an optimizer with one step size, then overshoot the small
+    dimensions by orders of magnitude. In demo units every dimension has scale 1. The action
+    space is the image of [-1, 1], so nothing the env accepts is cut off."""
+
+    def __init__(self, env: gym.Env[dict[str, np.ndarray], np.ndarray], stats: ActionStats):
+        super().__init__(env)
+        self.stats = stats
+        low = stats.normalize(np.full_like(stats.mean, -1.0))
+        high = stats.normalize(np.full_like(stats.mean, 1.0))
+        self.action_space = gym.spaces.Box(low, high, dtype=np.float32)
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        return self.stats.unnormalize(np.asarray(action, dtype=np.float32))
+
+
 # ---- demonstrations --------------------------------------------------------------------------
 
 
@@ -405,6 +455,8 @@ def evaluate_policy(
 
 __all__ = [
     "Act",
+    "ActionNormalized",
+    "ActionStats",
     "IRLEnv",
     "PendulumPDExpert",
     "Transitions",

@@ -1,6 +1,7 @@
 """A VecEnv wrapper that pays a learned reward and keeps the transitions it paid for.
 
-It sits below `VecNormalize` (so it sees raw observations and actions in [-1, 1]) and above
+It sits below `VecNormalize` (so it sees raw observations, and the actions the generator
+sends: in [-1, 1], or in the demos' units under `envs.ActionNormalized`) and above
 the per-env `Monitor`s (which keep recording the task's true returns). Why a wrapper rather
 than relabelling the learner's buffer: see `adversarial.py`.
 
@@ -53,7 +54,9 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.clip(np.asarray(actions, dtype=np.float32), -1.0, 1.0)
+        space = self.action_space  # [-1, 1], or the demo units of `ActionNormalized`
+        low, high = space.low, space.high  # type: ignore[attr-defined]
+        self._actions = np.clip(np.asarray(actions, dtype=np.float32), low, high)
         self.venv.step_async(actions)
 
     def step_wait(self) -> Any:
