@@ -398,3 +398,10 @@ def test_demo_action_units_need_demo_actions(pendulum_demos: Path, tmp_path: Pat
     cfg = _gail_cfg(pendulum_demos, tmp_path / "r", 512, "normalize_actions=true", algo="gaifo")
     with pytest.raises(ApprenticeError, match="gaifo: normalize_actions"):
         run_adversarial(cfg)
+
+
+def test_a_critic_warmup_needs_a_clone_to_warm_up_to(pendulum_demos: Path, tmp_path: Path) -> None:
+    cfg = _gail_cfg(pendulum_demos, tmp_path / "r", 512, "critic_warmup_rounds=2")
+    with pytest.raises(ApprenticeError, match="bc_steps > 0 with critic_warmup_rounds"):
+        run_adversarial(cfg)
+    assert not (tmp_path / "r" / "state.json").exists()

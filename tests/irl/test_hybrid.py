@@ -111,6 +111,31 @@ def test_bc_weight_decays_per_update(noisy_pd_demos: Path) -> None:
     assert model.bc_weight() == pytest.approx(0.025)
 
 
+def test_a_frozen_actor_leaves_the_clone_and_trains_the_critic(noisy_pd_demos: Path) -> None:
+    cfg = BCRLConfig(lambda0=0.1, lambda1=1.0, n_steps=64, batch_size=32, n_epochs=2)
+    model, _, _ = _model(noisy_pd_demos, cfg)
+    policy = model.policy
+
+    def snapshot(modules: list[torch.nn.Module]) -> list[torch.Tensor]:
+        return [p.detach().clone() for m in modules for p in m.parameters()]
+
+    actor = [policy.mlp_extractor.policy_net, policy.action_net]
+    critic = [policy.mlp_extractor.value_net, policy.value_net]
+    actor0, critic0 = snapshot(actor), snapshot(critic)
+    log_std0 = policy.log_std.detach().clone()
+    model.actor_frozen = True
+    model.learn(64)
+    assert all(torch.equal(a, b) for a, b in zip(snapshot(actor), actor0, strict=True))
+    assert torch.equal(policy.log_std, log_std0)
+    assert not all(torch.equal(a, b) for a, b in zip(snapshot(critic), critic0, strict=True))
+    assert model.bc_weights == []  # no BC term on a frozen actor
+    # Unfrozen, the next update moves the actor again (PPO's step and the BC term).
+    model.actor_frozen = False
+    model.learn(64, reset_num_timesteps=False)
+    assert not all(torch.equal(a, b) for a, b in zip(snapshot(actor), actor0, strict=True))
+    assert model.bc_weights == [pytest.approx(0.1)]
+
+
 def test_bc_rl_smoke_run_logs_clone_then_fine_tuning(noisy_pd_demos: Path, tmp_path: Path) -> None:
     cfg = IRLConfig(
         algo="bc-rl",

@@ -169,6 +169,9 @@ class AdversarialConfig:
     """Demo transitions per BC step."""
     log_std_init: float = 0.0
     """Initial log std of the PPO generator's Gaussian (-1 suits a cloned start)."""
+    critic_warmup_rounds: int = 0
+    """Cloned start: the first rounds train PPO's critic (and D) with the actor held, so the
+    clone's first policy steps follow advantages from a critic that has learned its values."""
     normalize_actions: bool = False
     """The generator acts, and the discriminator reads actions, in the demos' units
     (a - mean) / std (`envs.ActionNormalized`): for tasks whose demo actions are small
@@ -191,6 +194,11 @@ class AdversarialConfig:
             (self.bc_weight >= 0 and 0 < self.bc_decay <= 1, "bc_weight >= 0, 0 < bc_decay <= 1"),
             (self.bc_lr > 0, "bc_lr > 0"),
             (isinstance(self.normalize_actions, bool), "normalize_actions is true or false"),
+            (self.critic_warmup_rounds >= 0, "critic_warmup_rounds >= 0"),
+            (
+                not self.critic_warmup_rounds or self.bc_steps > 0,
+                "bc_steps > 0 with critic_warmup_rounds (it warms the critic up to a clone)",
+            ),
         ]
         for ok, what in checks:
             if not ok:
@@ -561,6 +569,8 @@ def run_adversarial(cfg: IRLConfig) -> IRLResult:
         for round_index in range(state["rounds_done"] + 1, rounds + 1):
             t0 = time.perf_counter()
             run.reward_env.start_rollout()
+            if acfg.critic_warmup_rounds:
+                run.model.actor_frozen = round_index <= acfg.critic_warmup_rounds
             run.model.learn(acfg.rollout_steps, reset_num_timesteps=False)
             stats = run.train_discriminator(run.reward_env.rollout())
             monitor.check(cfg.algo, round_index, stats)

@@ -151,10 +151,12 @@ class PPOWithBC(PPO):
         self.bc_rng = np.random.default_rng([seed, 5])
         self.bc_weights: list[float] = []
         """The weight of each update's BC term so far (this process)."""
+        self.actor_frozen = False
+        """While True, updates train the critic alone (`critic_warmup_rounds`)."""
 
     def _excluded_save_params(self) -> list[str]:
         # The demos are re-read on resume; they do not belong in every policy.zip.
-        extra = ["demo_obs", "demo_actions", "bc_rng", "bc_weights"]
+        extra = ["demo_obs", "demo_actions", "bc_rng", "bc_weights", "actor_frozen"]
         return [*super()._excluded_save_params(), *extra]
 
     def bc_weight(self) -> float:
@@ -162,7 +164,23 @@ class PPOWithBC(PPO):
         k = self._n_updates // self.n_epochs
         return float(self.lambda0 * self.lambda1**k)
 
+    def actor_parameters(self) -> list[torch.nn.Parameter]:
+        """The Gaussian actor's own weights: its MLP branch, mean head and log std."""
+        p = self.policy
+        return [*p.mlp_extractor.policy_net.parameters(), *p.action_net.parameters(), p.log_std]
+
     def train(self) -> None:
+        if self.actor_frozen:
+            # Without gradients Adam leaves the actor as it is; the value loss still trains.
+            actor = self.actor_parameters()
+            for param in actor:
+                param.requires_grad_(False)
+            try:
+                super().train()
+            finally:
+                for param in actor:
+                    param.requires_grad_(True)
+            return
         weight = self.bc_weight()
         super().train()  # PPO's clipped update on the rollout just collected
         self.bc_weights.append(weight)
