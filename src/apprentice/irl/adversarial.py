@@ -31,7 +31,10 @@ each PPO update (`bc_weight`, `bc_decay`): the learner and both steps are the hy
 (`hybrid.py`), with the discriminator's reward in place of the task's. VecNormalize's
 observation statistics are then pinned to the demos' (`FixedStats`), since running ones
 would drift as the generator leaves the demos and undo the clone. The clone is scored at 0
-environment steps, before the first round.
+environment steps, before the first round. `critic_warmup_rounds` holds the cloned actor for
+the first rounds while PPO's critic (and the discriminator) learn: a fresh critic's
+advantages are noise, and PPO, which normalizes them per batch, would take full-size steps
+along that noise away from the clone.
 
 Divergence. A NaN discriminator loss, or a discriminator right on >= 99% of expert and
 generator samples for `divergence_rounds` rounds in a row while its mean D on the generator's
