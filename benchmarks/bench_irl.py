@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out" / "irl"
@@ -131,37 +132,50 @@ def run_one(
     ]
 
 
-def final_eval(task: str, run_dir: Path, demos: Path, episodes: int) -> dict[str, float]:
-    """The final policy of a run (BC: final.pt; adversarial: the generator) scored on
-    `episodes` held-out initial states (more than the runs' own evaluations, kept short)."""
+def final_eval(
+    task: str, run_dir: Path, demos: Path, episodes: int, deterministic: bool = True
+) -> dict[str, float]:
+    """The final policy of a run (BC: final.pt; adversarial: the generator, its mean action
+    or with `deterministic` False its sampled one) scored on `episodes` held-out initial
+    states (more than the runs' own evaluations, kept short)."""
     from apprentice.irl.adversarial import load_generator
     from apprentice.irl.envs import evaluate_policy, expert_reference, make_irl_env
     from apprentice.policies.checkpoint import load_policy
 
     final_pt = run_dir / "final.pt"
-    act = load_policy(final_pt).act if final_pt.exists() else load_generator(run_dir)
+    if final_pt.exists():
+        act = load_policy(final_pt).act
+    else:
+        torch.manual_seed(0)  # sampled actions draw from torch's generator: repeatable
+        act = load_generator(run_dir, deterministic)
     return evaluate_policy(act, make_irl_env(task, 0), episodes, reference=expert_reference(demos))
 
 
-def final_evals(task: str, algos: list[str], seeds: list[int], args: argparse.Namespace) -> None:
+def final_evals(
+    task: str, algos: list[str], seeds: list[int], args: argparse.Namespace, sampled: bool = False
+) -> None:
     """Write final_<env>_<algo>_s<seed>.json: each finished BC or adversarial run's last
-    policy on --final-episodes held-out episodes (once; a file that exists is kept)."""
+    policy on --final-episodes held-out episodes (once; a file that exists is kept). With
+    `sampled`, sampled_<env>_...json: the adversarial generators with sampled actions."""
     from apprentice.irl.adversarial import ADVERSARIAL
 
     env = env_label(task)
-    for algo in [a for a in algos if a == "bc" or a in ADVERSARIAL]:
+    prefix = "sampled" if sampled else "final"
+    for algo in [a for a in algos if (a == "bc" and not sampled) or a in ADVERSARIAL]:
         for seed in seeds:
             run_dir = run_path(args, task, algo, seed)
-            path = args.out / f"final_{env}_{algo}_s{seed}.json"
+            path = args.out / f"{prefix}_{env}_{algo}_s{seed}.json"
             done = (run_dir / "policy.zip").exists() or (run_dir / "final.pt").exists()
             if path.exists() or not done:
                 continue
             demos = demo_path(task, args.demo_episodes, args.out)
-            scores = final_eval(task, run_dir, demos, args.final_episodes)
+            scores = final_eval(task, run_dir, demos, args.final_episodes, not sampled)
             path.write_text(json.dumps(scores, indent=2) + "\n")
-    rows = list(result_files(args.out, env, "final"))
+    rows = list(result_files(args.out, env, prefix))
     if rows:
-        print(f"\n{task}: final policies on {rows[0][2]['eval_episodes']:.0f} held-out episodes\n")
+        how = "sampled actions" if sampled else "mean actions"
+        n = rows[0][2]["eval_episodes"]
+        print(f"\n{task}: final policies ({how}) on {n:.0f} held-out episodes\n")
         print("| method | seed | normalized return | return (mean ± std) | success rate |")
         print("|---|---|---|---|---|")
         for algo, seed, r in rows:
@@ -275,6 +289,11 @@ def main() -> None:
         default=0,
         help="also score each run's final policy on this many held-out episodes",
     )
+    p.add_argument(
+        "--final-sampled",
+        action="store_true",
+        help="with --final-episodes, also score the adversarial generators' sampled actions",
+    )
     args = p.parse_args()
     args.work = args.work or args.out / "runs"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -303,6 +322,8 @@ def main() -> None:
         report(task, args.out)
         if args.final_episodes:
             final_evals(task, args.algos, args.seeds, args)
+            if args.final_sampled:
+                final_evals(task, args.algos, args.seeds, args, sampled=True)
 
 
 if __name__ == "__main__":

@@ -392,6 +392,13 @@ def test_a_generator_in_demo_units_acts_in_env_units_when_reloaded(
     # The saved policy, reloaded, is the one the run scored: same held-out episodes, same return.
     saved = evaluate_policy(load_generator(out), make_irl_env(PENDULUM, 0), 2)
     assert saved["mean_return"] == pytest.approx(result.history[-1]["mean_return"])
+    # Sampled actions (deterministic=False) spread around the mean action, in env units.
+    obs, _ = make_irl_env(PENDULUM, 0).reset(seed=0)
+    mean_action = load_generator(out)(obs)
+    sample = load_generator(out, deterministic=False)
+    sampled = np.stack([sample(obs) for _ in range(20)])
+    assert np.all(np.abs(sampled) <= 1.0) and sampled.std() > 0
+    assert abs(sampled.mean() - mean_action[0]) < 3 * sampled.std()
 
 
 def test_demo_action_units_need_demo_actions(pendulum_demos: Path, tmp_path: Path) -> None:

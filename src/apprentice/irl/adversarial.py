@@ -488,23 +488,26 @@ def _generator_algo(rl_algo: str) -> str:
     return "ppo" if rl_algo == "auto" else rl_algo
 
 
-def generator_act(model: Any, venv: Any, actions: ActionStats | None = None) -> Act:
-    """The generator's deterministic action for one raw observation, normalized with the
-    VecNormalize statistics `venv` (or an unpickled VecNormalize) holds, as its policy reads;
-    with `actions`, its output is in those demo units and is mapped back to the env's."""
+def generator_act(
+    model: Any, venv: Any, actions: ActionStats | None = None, deterministic: bool = True
+) -> Act:
+    """The generator's action for one raw observation, normalized with the VecNormalize
+    statistics `venv` (or an unpickled VecNormalize) holds, as its policy reads; with
+    `actions`, its output is in those demo units and is mapped back to the env's. The mean
+    action unless `deterministic` is False (then a sample, as in its training rollouts)."""
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
         batch = venv.normalize_obs({k: v[None] for k, v in obs.items()})
-        action, _ = model.predict(batch, deterministic=True)
+        action, _ = model.predict(batch, deterministic=deterministic)
         out = np.asarray(action[0], dtype=np.float32)
         return out if actions is None else actions.unnormalize(out)
 
     return act
 
 
-def load_generator(run_dir: str | Path) -> Act:
+def load_generator(run_dir: str | Path, deterministic: bool = True) -> Act:
     """A finished run's final policy (policy.zip and vecnormalize.pkl in its folder) as an
-    action function of raw observations, on the CPU."""
+    action function of raw observations, on the CPU (`generator_act`)."""
     import pickle
 
     from stable_baselines3 import PPO, SAC
@@ -527,7 +530,7 @@ def load_generator(run_dir: str | Path) -> Act:
     stats = None
     if stats_path.exists():
         stats = ActionStats.from_json(json.loads(stats_path.read_text()))
-    return generator_act(model, norm, stats)
+    return generator_act(model, norm, stats, deterministic)
 
 
 def run_adversarial(cfg: IRLConfig) -> IRLResult:
