@@ -1,7 +1,7 @@
 """Tasks as reinforcement-learning environments, demos as transitions, and scoring, for IRL.
 
 Every algorithm behind `apprentice irl` that learns by interacting (GAIL, AIRL, GAIfO, BCO,
-the BC+RL hybrid) needs the same four things, kept here so they agree with each other:
+the BC+RL hybrid) needs the same things, kept here so they agree with each other:
 
 - `make_irl_env`: an apprentice task (a `gym/<id>` MuJoCo task or a built-in manipulation task
   such as `lift`) as a plain `gymnasium.Env` for stable-baselines3. The observation stays a
@@ -15,6 +15,8 @@ the BC+RL hybrid) needs the same four things, kept here so they agree with each 
   expert's and a random policy's mean return in the file's attrs, so that any run on those
   demos can report a normalized return (score - random) / (expert - random).
 - `evaluate_policy`: mean return, normalized return and success rate on held-out seeds.
+- `ActionNormalized`: the env's actions in the demos' units, for a generator whose task's
+  demo actions are small against their [-1, 1] range (`normalize_actions` of GAIL/AIRL).
 
 The `gym/<id>` tasks register when `apprentice.envs.gym_tasks` is imported (the interactive
 package imports it for DAgger; the built-in task registry does not, because gymnasium's
