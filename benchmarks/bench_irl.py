@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out" / "irl"
@@ -146,7 +145,7 @@ def final_eval(
     if final_pt.exists():
         act = load_policy(final_pt).act
     else:
-        torch.manual_seed(0)  # sampled actions draw from torch's generator: repeatable
+        # Sampled actions repeat between calls: loading reseeds torch with the run's seed.
         act = load_generator(run_dir, deterministic)
     return evaluate_policy(act, make_irl_env(task, 0), episodes, reference=expert_reference(demos))
 

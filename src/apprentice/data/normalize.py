@@ -18,6 +18,12 @@ noise of the same size at rollout time becomes an input of order 1-100 the polic
 saw in training. 1e-2 is small against the spread of anything that does move (cm, rad)."""
 
 
+def floored_mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) over axis 0 in float64 (sums don't drift), std floored at MIN_STD."""
+    x64 = x.astype(np.float64)
+    return x64.mean(axis=0), np.maximum(x64.std(axis=0), MIN_STD)
+
+
 @dataclass(frozen=True)
 class _Stats:
     mean: np.ndarray  # (D,) float32
@@ -25,11 +31,8 @@ class _Stats:
 
     @classmethod
     def fit(cls, x: np.ndarray) -> _Stats:
-        x64 = x.reshape(x.shape[0], -1).astype(np.float64)  # N,D; float64 so sums don't drift
-        return cls(
-            x64.mean(axis=0).astype(np.float32),
-            np.maximum(x64.std(axis=0), MIN_STD).astype(np.float32),
-        )
+        mean, std = floored_mean_std(x.reshape(x.shape[0], -1))  # N,D -> D, D
+        return cls(mean.astype(np.float32), std.astype(np.float32))
 
 
 class Normalizer:

@@ -70,6 +70,7 @@ import torch
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 from apprentice.algos.run_folder import RunLog, prepare_run_dir, write_json
+from apprentice.data.normalize import floored_mean_std
 from apprentice.errors import ApprenticeError
 from apprentice.irl.common import IRLConfig, IRLResult
 from apprentice.irl.diagnostics import DivergenceMonitor, write_report_png
@@ -93,7 +94,7 @@ from apprentice.irl.envs import (
     load_demo_transitions,
     make_irl_env,
 )
-from apprentice.irl.hybrid import PPOWithBC, demo_action_mse, demo_stats, pretrain_bc
+from apprentice.irl.hybrid import PPOWithBC, demo_action_mse, pretrain_bc
 from apprentice.irl.reward_env import LearnedRewardVecEnv, Rollout
 from apprentice.overrides import parse_overrides
 
@@ -346,7 +347,7 @@ class _Run:
         layer's): running statistics would drift as the generator leaves the demos' states
         and undo a cloned start (the hybrid's module docstring)."""
         for key, rms in list(self.venv.obs_rms.items()):
-            mean, std = demo_stats(self.demos.obs[key])
+            mean, std = floored_mean_std(self.demos.obs[key])
             fixed = FixedStats(shape=rms.mean.shape)
             fixed.mean = mean.reshape(rms.mean.shape)
             fixed.var = np.square(std).reshape(rms.var.shape)

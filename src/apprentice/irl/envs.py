@@ -34,6 +34,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from apprentice.data.normalize import floored_mean_std
 from apprentice.data.reader import DemoFile, is_image
 from apprentice.data.store import DemoWriter
 from apprentice.envs import gym_tasks  # noqa: F401  (registers the gym/<id> tasks)
@@ -147,10 +148,8 @@ class ActionStats:
 
     @classmethod
     def fit(cls, actions: np.ndarray) -> ActionStats:
-        from apprentice.data.normalize import MIN_STD
-
-        a = actions.astype(np.float64)
-        return cls(a.mean(0).astype(np.float32), np.maximum(a.std(0), MIN_STD).astype(np.float32))
+        mean, std = floored_mean_std(actions)
+        return cls(mean.astype(np.float32), std.astype(np.float32))
 
     def normalize(self, actions: np.ndarray) -> np.ndarray:
         return ((actions - self.mean) / self.std).astype(np.float32)

@@ -44,7 +44,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from apprentice.algos.run_folder import RunLog, prepare_run_dir, write_json
-from apprentice.data.normalize import MIN_STD
+from apprentice.data.normalize import floored_mean_std
 from apprentice.errors import ApprenticeError
 from apprentice.irl.bco import algo_config
 from apprentice.irl.common import IRLConfig, IRLResult
@@ -237,12 +237,6 @@ def pretrain_bc(model: PPOWithBC, steps: int, lr: float) -> list[float]:
 # ---- the run --------------------------------------------------------------------------------
 
 
-def demo_stats(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) over axis 0 of demo observations, std floored as the data layer's."""
-    x = obs.astype(np.float64)
-    return x.mean(0), np.maximum(x.std(0), MIN_STD)
-
-
 def run_bc_rl(cfg: IRLConfig) -> IRLResult:
     """Run (or resume) BC pretraining + PPO fine-tuning with a BC term; see the module
     docstring. History rows: env_steps (0 = the clone alone), mean_return, normalized_return
@@ -260,7 +254,7 @@ def run_bc_rl(cfg: IRLConfig) -> IRLResult:
     demos = load_demo_transitions(cfg.demos, eval_env.obs_keys, task_name=eval_env.task.name)
     check_demos_fit_env(demos, eval_env, cfg.demos, algo="bc-rl")  # refuses state-only demos
     raw = flatten_obs(demos.obs, eval_env.obs_keys)  # N,D
-    mean, std = demo_stats(raw)
+    mean, std = floored_mean_std(raw)
     demo_obs = ((raw - mean) / std).astype(np.float32)  # N,D
     reference = expert_reference(cfg.demos)
 
