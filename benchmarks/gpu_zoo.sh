@@ -8,9 +8,12 @@
 # beside the grid. The grid resumes from /tmp/zoo: a second call on the still-warm machine
 # goes on where the first stopped.
 #
-#   [MPS=1] BENCH_S=500 benchmarks/gpu_zoo.sh --tasks lift --obs images --jobs 14 --deadline 300
+#   [SHARE=1] [MPS=1] BENCH_S=500 benchmarks/gpu_zoo.sh --tasks lift --obs images --jobs 14 --deadline 300
 #
-# Writes cells.jsonl, zoo.log and test_device.txt to $OUT (or /tmp/zoo_out).
+# SHARE=1 first times the training step with 1 and 14 processes on the GPU, the step that
+# waits for the device against the one that does not (bench_gpu_share.py, about 2 minutes):
+# run it in the first call, to size --jobs from what it finds.
+# Writes cells.jsonl, zoo.log, test_device.txt (and gpu_share.json) to $OUT (or /tmp/zoo_out).
 set -u
 OUT=${OUT:-/tmp/zoo_out}
 mkdir -p "$OUT"
@@ -37,6 +40,10 @@ fi
 # share the GPU instead of taking turns (untried on these machines; off by default).
 if [ "${MPS:-0}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
     nvidia-cuda-mps-control -d && echo "MPS server started" | tee -a "$OUT/gpu.txt"
+fi
+if [ "${SHARE:-0}" = 1 ]; then
+    timeout 240 python3 benchmarks/bench_gpu_share.py --procs 1 14 --policies mlp --seconds 10 \
+        --out "$OUT/gpu_share.json" 2>&1 | tee "$OUT/gpu_share.log"
 fi
 timeout "${BENCH_S:-500}" python3 benchmarks/bench_zoo.py --out /tmp/zoo "$@" 2>&1 | tee "$OUT/zoo.log"
 cp /tmp/zoo/cells.jsonl "$OUT/" 2>/dev/null

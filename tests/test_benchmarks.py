@@ -83,3 +83,17 @@ def test_zoo_grid_benchmark_resumes_and_tabulates(tmp_path: Path) -> None:
     again = run("bench_zoo.py", *args)
     assert "8 cells done, 0 to run" in again
     assert len((tmp_path / "cells.jsonl").read_text().splitlines()) == 8
+
+
+def test_gpu_share_benchmark_times_both_steps(tmp_path: Path) -> None:
+    out = tmp_path / "share.json"
+    stdout = run("bench_gpu_share.py", "--quick", "--policies", "mlp", "--out", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["procs"], r["mode"]) for r in rows} == {
+        (1, "sync"),
+        (1, "async"),
+        (2, "sync"),
+        (2, "async"),
+    }
+    assert all(len(r["rates"]) == r["procs"] and min(r["rates"]) > 0 for r in rows)
+    assert "| mlp | 2 | async |" in stdout

@@ -20,7 +20,8 @@ import torch
 import apprentice
 import apprentice.algos.trainer as trainer_module
 from apprentice.algos import TrainConfig, train
-from apprentice.algos.bc import NonFiniteLoss
+from apprentice.algos.bc import NonFiniteLoss, bc_update
+from apprentice.data import WindowSampler
 from apprentice.errors import ApprenticeError
 from apprentice.policies import (
     MLPConfig,
@@ -112,6 +113,8 @@ def test_same_seed_same_curve(demo_file: Path, tmp_path: Path) -> None:
 _SCRIPT = """
 import json, sys
 from apprentice.algos import TrainConfig, train
+from apprentice.algos.bc import NonFiniteLoss, bc_update
+from apprentice.data import WindowSampler
 train(TrainConfig.from_dict(json.loads(sys.argv[1])))
 """
 
@@ -209,21 +212,66 @@ def test_nan_actions_in_the_dataset_are_reported(synthetic: Any, tmp_path: Path)
         train(_config(path, tmp_path / "run"))
 
 
-def test_nan_loss_names_epoch_and_step(
-    demo_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real = trainer_module.bc_update
+def _nan_at_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
+    """The trainer's step returns a NaN loss on its `call`-th call (the step itself is real)."""
+    real = trainer_module.bc_step
     calls = {"n": 0}
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
-        if calls["n"] == 8:  # epoch 2 (5 steps each), step 2
-            raise NonFiniteLoss(float("nan"))
-        return real(*args, **kwargs)
+        loss, info = real(*args, **kwargs)
+        return (torch.full_like(loss, float("nan")) if calls["n"] == call else loss), info
 
-    monkeypatch.setattr(trainer_module, "bc_update", flaky)
-    with pytest.raises(ApprenticeError, match="epoch 2, step 2"):
-        train(_config(demo_file, tmp_path / "run"))
+    monkeypatch.setattr(trainer_module, "bc_step", flaky)
+
+
+@pytest.mark.parametrize("every", [1, 4])
+def test_nan_loss_names_epoch_and_step(
+    demo_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: int
+) -> None:
+    # every=4: the losses are read back four steps at a time, as on a GPU (every 32 there);
+    # the report still names the step, and the weights on disk stay those of epoch 1.
+    monkeypatch.setattr(trainer_module, "_readback_every", lambda device: every)
+    _nan_at_call(monkeypatch, 8)  # epoch 2 (5 steps each), step 2
+    run = tmp_path / "run"
+    with pytest.raises(ApprenticeError, match="became nan at epoch 2, step 2"):
+        train(_config(demo_file, run))
+    assert load_checkpoint(run / "last.pt")["extra"]["epoch"] == 1
+    assert [r["epoch"] for r in _records(run)] == [1]
+
+
+def test_reading_losses_back_in_bulk_changes_nothing(
+    demo_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GPU's cadence (losses read back every few steps) trains the same run as the CPU's."""
+    first = train(_config(demo_file, tmp_path / "a", log_every=3))
+    monkeypatch.setattr(trainer_module, "_readback_every", lambda device: 4)
+    second = train(_config(demo_file, tmp_path / "b", log_every=3))
+    assert [r["train_loss"] for r in first.metrics] == [r["train_loss"] for r in second.metrics]
+    a = load_checkpoint(first.final_checkpoint)["state_dict"]
+    b = load_checkpoint(second.final_checkpoint)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bc_update_refuses_a_nan_loss_before_stepping(demo_file: Path, tmp_path: Path) -> None:
+    config = _config(demo_file, tmp_path / "run")
+    data = trainer_module._load_data(config)
+    policy = config.policy.build(data.train.spec, data.normalizer_state)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
+    sampler = WindowSampler.for_policy(
+        data.train, config.policy, batch_size=8, rng=np.random.default_rng(0)
+    )
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    value, info = bc_update(policy, optimizer, sampler.sample())
+    assert isinstance(value, float) and np.isfinite(value)
+    assert all(isinstance(v, float) for v in info.values())
+    moved = {k: v.clone() for k, v in policy.state_dict().items()}
+    assert any(not torch.equal(before[k], moved[k]) for k in before)
+    batch = sampler.sample()
+    batch["actions"] = np.full_like(batch["actions"], np.nan)
+    with pytest.raises(NonFiniteLoss):
+        bc_update(policy, optimizer, batch)
+    assert all(torch.equal(moved[k], v) for k, v in policy.state_dict().items())
 
 
 def test_dataset_masks_pick_train_and_valid(synthetic: Any, tmp_path: Path) -> None:

@@ -123,8 +123,10 @@ def test_act_loss_is_l1_plus_weighted_kl(data: Any) -> None:
     policy = _act(data, kl_weight=10.0)
     policy.eval()  # z = posterior mean: the loss is deterministic
     loss, info = policy.loss(_batch(data[0], seq_len=5, frame_stack=1))
-    assert info["kl"] > 0
-    assert float(loss.detach()) == pytest.approx(info["l1"] + 10.0 * info["kl"], rel=1e-5)
+    assert float(info["kl"]) > 0
+    assert float(loss.detach()) == pytest.approx(
+        float(info["l1"]) + 10.0 * float(info["kl"]), rel=1e-5
+    )
 
 
 def test_act_config_ties_seq_len_to_the_chunk() -> None:

@@ -1,6 +1,6 @@
 """Learning algorithms on one shared trainer (BC now; DAgger, GAIL, IRL reuse it)."""
 
-from apprentice.algos.bc import batch_to_tensors, bc_update, bc_validation_loss
+from apprentice.algos.bc import batch_to_tensors, bc_step, bc_update, bc_validation_loss
 from apprentice.algos.trainer import (
     Evaluate,
     TrainConfig,
@@ -14,6 +14,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "batch_to_tensors",
+    "bc_step",
     "bc_update",
     "bc_validation_loss",
     "load_train_config",

@@ -24,11 +24,43 @@ def batch_to_tensors(
     batch: dict[str, np.ndarray], device: torch.device | None = None
 ) -> dict[str, Tensor]:
     """Sampler batch (numpy) -> tensors sharing its memory on the CPU, or copied to `device`
-    (images cross as uint8, a quarter of the float bytes)."""
+    (images cross as uint8, a quarter of the float bytes).
+
+    To a CUDA device the arrays go through pinned host memory, so the copies are queued
+    behind the running step instead of waiting for it: a copy from pageable memory makes the
+    host wait for the device, once per key and step.
+    """
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
     if device is None or device.type == "cpu":
         return tensors
+    if device.type == "cuda":
+        tensors = {k: v.pin_memory() for k, v in tensors.items()}
     return {k: v.to(device, non_blocking=True) for k, v in tensors.items()}
+
+
+def bc_step(
+    policy: Policy,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, np.ndarray],
+    *,
+    grad_clip: float | None = None,
+    bf16: bool = False,
+    device: torch.device | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """One gradient step on `batch`, without waiting for the device.
+
+    Returns the loss before the step and the policy's info, as detached 0-d tensors on the
+    policy's device. Nothing here reads a value back, so on a GPU the host queues the next
+    batch while this step runs; the caller reads the losses back (and checks that they are
+    finite) when it chooses: many steps at a time (the trainer) or at once (`bc_update`).
+
+    bf16: run the forward pass under bfloat16 autocast (weights and the optimizer stay
+    float32); the backward pass follows the forward's dtypes, as autocast prescribes.
+    device: where the policy's weights are (None: the CPU); the batch is moved there.
+    """
+    loss, info = _forward(policy, batch, bf16, device)
+    _descend(policy, optimizer, loss, grad_clip)
+    return loss.detach(), info
 
 
 def bc_update(
@@ -40,18 +72,27 @@ def bc_update(
     bf16: bool = False,
     device: torch.device | None = None,
 ) -> tuple[float, dict[str, float]]:
-    """One gradient step on `batch`; returns the loss before the step and the policy's info.
-
-    bf16: run the forward pass under bfloat16 autocast (weights and the optimizer stay
-    float32); the backward pass follows the forward's dtypes, as autocast prescribes.
-    device: where the policy's weights are (None: the CPU); the batch is moved there.
-    """
-    device_type = "cpu" if device is None else device.type
-    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-        loss, info = policy.loss(batch_to_tensors(batch, device))
+    """`bc_step` that reads the loss back at once: returns it and the policy's info as Python
+    floats, and raises `NonFiniteLoss` on a NaN or inf loss before the optimizer steps."""
+    loss, info = _forward(policy, batch, bf16, device)
     value = float(loss.detach())
     if not math.isfinite(value):
         raise NonFiniteLoss(value)
+    _descend(policy, optimizer, loss, grad_clip)
+    return value, {k: float(v) for k, v in info.items()}
+
+
+def _forward(
+    policy: Policy, batch: dict[str, np.ndarray], bf16: bool, device: torch.device | None
+) -> tuple[Tensor, dict[str, Tensor]]:
+    device_type = "cpu" if device is None else device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+        return policy.loss(batch_to_tensors(batch, device))
+
+
+def _descend(
+    policy: Policy, optimizer: torch.optim.Optimizer, loss: Tensor, grad_clip: float | None
+) -> None:
     # set_to_none skips a memset per parameter; the next backward writes fresh grads.
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -59,20 +100,17 @@ def bc_update(
         torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
     optimizer.step()
     policy.after_optimizer_step()
-    return value, info
 
 
 def bc_validation_loss(
     policy: Policy, batches: Iterable[dict[str, np.ndarray]], device: torch.device | None = None
 ) -> float | None:
-    """Mean loss over `batches` without gradients (None if there are none)."""
-    total, count = 0.0, 0
+    """Mean loss over `batches` without gradients (None if there are none); read back once."""
+    losses: list[Tensor] = []
     was_training = policy.training
     policy.eval()
     with torch.no_grad():
         for batch in batches:
-            loss, _ = policy.loss(batch_to_tensors(batch, device))
-            total += float(loss)
-            count += 1
+            losses.append(policy.loss(batch_to_tensors(batch, device))[0])
     policy.train(was_training)
-    return total / count if count else None
+    return float(torch.stack(losses).mean()) if losses else None

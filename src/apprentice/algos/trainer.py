@@ -15,6 +15,7 @@ A run killed at any instant resumes from last.pt and loses at most the epoch in 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -24,8 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from apprentice.algos.bc import NonFiniteLoss, bc_update, bc_validation_loss
+from apprentice.algos.bc import bc_step, bc_validation_loss
 from apprentice.algos.run_folder import RunLog, prepare_run_dir
 from apprentice.errors import ApprenticeError
 from apprentice.policies.base import Policy, PolicyConfig, policy_config_from_dict
@@ -370,9 +372,10 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
             policy.train()
             batches, total = _epoch_batches(sampler, config.steps_per_epoch)
             losses: list[float] = []
+            readback = _Readback(epoch, every=_readback_every(device))
             for step, batch in enumerate(_progress(batches, total, epoch, config)):
                 try:
-                    loss, _ = bc_update(
+                    loss, _ = bc_step(
                         policy,
                         optimizer,
                         batch,
@@ -380,15 +383,15 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
                         bf16=config.precision == "bf16",
                         device=device,
                     )
-                except NonFiniteLoss as exc:
-                    raise ApprenticeError(
-                        f"training loss became {exc.args[0]} at epoch {epoch}, step {step}; "
-                        "lower lr, set grad_clip, or check the dataset's scale"
-                    ) from None
-                losses.append(loss)
+                except Exception:
+                    readback.flush(losses)  # a NaN a few steps back is the cause to report
+                    raise
                 global_step += 1
+                readback.add(loss, step, losses)
                 if config.log_every and global_step % config.log_every == 0:
-                    log.tb.add_scalar("train/step_loss", loss, global_step)
+                    readback.flush(losses)
+                    log.tb.add_scalar("train/step_loss", losses[-1], global_step)
+            readback.flush(losses)
             train_time = time.perf_counter() - t0
             record: dict[str, Any] = {
                 "epoch": epoch,
@@ -476,6 +479,45 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
         resumed_from_epoch=start_epoch,
         metrics=list(log.records),
     )
+
+
+def _readback_every(device: torch.device) -> int:
+    """Steps between reading the losses back: every step on the CPU, where a read costs
+    nothing; 32 on an accelerator, where each read makes the host wait for the device (and,
+    with several processes on one GPU, for their turns on it)."""
+    return 1 if device.type == "cpu" else 32
+
+
+class _Readback:
+    """The epoch's losses, read back from the device `every` steps in one transfer and
+    checked there: a NaN or inf loss stops the run naming its epoch and step. Weights on
+    disk are never touched by it, as checkpoints are written only after the epoch's last
+    read."""
+
+    def __init__(self, epoch: int, every: int) -> None:
+        self.epoch, self.every = epoch, every
+        self.pending: list[Tensor] = []
+        self.first_step = 0
+
+    def add(self, loss: Tensor, step: int, losses: list[float]) -> None:
+        if not self.pending:
+            self.first_step = step
+        self.pending.append(loss)
+        if len(self.pending) >= self.every:
+            self.flush(losses)
+
+    def flush(self, losses: list[float]) -> None:
+        if not self.pending:
+            return
+        values = torch.stack(self.pending).float().cpu().tolist()
+        self.pending = []
+        for i, value in enumerate(values):
+            if not math.isfinite(value):
+                raise ApprenticeError(
+                    f"training loss became {value} at epoch {self.epoch}, step "
+                    f"{self.first_step + i}; lower lr, set grad_clip, or check the dataset's scale"
+                )
+        losses.extend(values)
 
 
 def _progress(

@@ -193,7 +193,7 @@ class ACTPolicy(Policy):
         z = x.new_zeros(x.shape[0], self.config.latent_dim)  # (B, L)
         return self.decode(self.frames(x), z)
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x = self.obs_windows(batch)  # (B, k, C * D)
         actions, mask = self.targets(batch, x.shape[1])  # (B, k, A), (B, k)
         frames = self.frames(x[:, 0])  # (B, C, D): the chunk is conditioned on its first step
@@ -206,7 +206,7 @@ class ACTPolicy(Policy):
         l1 = masked_mean((pred - actions).abs().mean(-1), mask)
         kl = kl_to_standard_normal(mu, logvar)
         loss = l1 + self.config.kl_weight * kl
-        return loss, {"l1": float(l1.detach()), "kl": float(kl.detach())}
+        return loss, {"l1": l1.detach(), "kl": kl.detach()}
 
     def _act_step(self, x: Tensor, fresh: Tensor) -> Tensor:
         if self.config.temporal_ensemble:

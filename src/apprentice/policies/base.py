@@ -390,7 +390,7 @@ class Policy(nn.Module):
 
     # ---- training -------------------------------------------------------------------------
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Scalar loss over a window batch (masked on padded steps) and logged numbers."""
         raise NotImplementedError
 

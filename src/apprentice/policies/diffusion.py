@@ -346,7 +346,7 @@ class DiffusionPolicy(Policy):
         assert isinstance(core, VisualCore)
         return core
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         to = self.config.frame_stack
         # Only the chunk's first step is conditioned on: encode its To frames, not the window's.
         first = {k: v[:, :to] if k.startswith("obs/") else v for k, v in batch.items()}
@@ -362,7 +362,7 @@ class DiffusionPolicy(Policy):
         pred = self.denoise(self.schedule.add_noise(x0, noise, step), step, obs)  # (B, Tp, A)
         target = noise if self.config.prediction == "epsilon" else x0
         loss = masked_mean((pred - target).pow(2).mean(-1), mask)
-        return loss, {"mse": float(loss.detach())}
+        return loss, {"mse": loss.detach()}
 
     @torch.no_grad()
     def after_optimizer_step(self) -> None:

@@ -99,15 +99,15 @@ def make_action_head(
 
 def head_loss(
     gmm: GMMHead | None, linear: nn.Linear | None, h: Tensor, actions: Tensor, mask: Tensor
-) -> tuple[Tensor, dict[str, float]]:
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Loss of the head `make_action_head` built on features h (B, T, H): the mixture's NLL,
     or the L2 error of tanh(linear); masked on padded steps (mask (B, T))."""
     if gmm is not None:
         loss = masked_mean(-gmm.log_prob(h, actions), mask)
-        return loss, {"nll": float(loss.detach())}
+        return loss, {"nll": loss.detach()}
     assert linear is not None
     loss = masked_mean((linear(h).tanh() - actions).pow(2).mean(-1), mask)  # over (B, T)
-    return loss, {"mse": float(loss.detach())}
+    return loss, {"mse": loss.detach()}
 
 
 def head_act(
@@ -217,12 +217,12 @@ class GMMPolicy(Policy):
             orthogonal_init(self.trunk, self.head.means, self.head.scales, self.head.logits)
         self._generator = torch.Generator().manual_seed(config.sample_seed)
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x = self.obs_windows(batch)  # (B, T, Din)
         actions, mask = self.targets(batch, x.shape[1])  # (B, T, A), (B, T)
         log_p = self.head.log_prob(self.trunk(x), actions)  # (B, T)
         loss = masked_mean(-log_p, mask)
-        return loss, {"nll": float(loss.detach())}
+        return loss, {"nll": loss.detach()}
 
     def _act_step(self, x: Tensor, fresh: Tensor) -> Tensor:
         return self.head.act(

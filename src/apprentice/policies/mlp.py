@@ -102,13 +102,13 @@ class MLPPolicy(Policy):
         """x (..., Din) -> actions (..., A); tanh keeps them in the demos' [-1, 1] range."""
         return self.head(self.trunk(x)).tanh()
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x = self.obs_windows(batch)  # (B, T, Din)
         actions, mask = self.targets(batch, x.shape[1])  # (B, T, A), (B, T)
         pred = self(x)  # (B, T, A)
         per_step = (pred - actions).pow(2).mean(-1)  # (B, T)
         loss = masked_mean(per_step, mask)
-        return loss, {"mse": float(loss.detach())}
+        return loss, {"mse": loss.detach()}
 
     def _act_step(self, x: Tensor, fresh: Tensor) -> Tensor:
         return self(x)  # (B, A)

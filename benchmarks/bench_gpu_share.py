@@ -1,0 +1,166 @@
+"""Training steps/s when several processes share one GPU: the trainer's step as it was (the
+host waits for the device every step) against the step it runs now (it does not).
+
+The zoo grid trains many cells side by side, each process with its own CUDA context on one
+GPU. There every camera cell ran at 12-19 steps/s whatever its model (the policy zoo section
+of RESULTS.md), which points at a fixed wait per step, not at arithmetic. The step waited
+for the device several times: each key's copy from pageable host memory, and each loss or
+logged number read back as a Python float. This script times both steps on the same
+in-memory camera batches (2 cameras at 84x84 + 9 proprio dims, random uint8 frames):
+
+- `sync`: the earlier step: pageable copies, the loss and the policy's info read back every
+  step (`bc_update` with the copies made from pageable memory);
+- `async`: the trainer's step now (`bc_step`): copies from pinned memory, nothing read back,
+  the losses read back 32 steps at a time as the trainer does.
+
+For each policy, mode and process count, `procs` processes start together (a barrier after
+their warm-up), each times its own steps for `--seconds`, and the table gives the median
+process's steps/s and their sum. Modes take turns, so both see the same machine.
+
+    python3 benchmarks/bench_gpu_share.py --procs 1 14 --policies mlp act --seconds 15
+    .venv/bin/python benchmarks/bench_gpu_share.py --quick     # CPU smoke run, tiny sizes
+
+Writes `--out` (JSON) and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CAMS = ("agentview_image", "eye_in_hand_image")
+PROPRIO = ("eef_pos", "eef_quat", "gripper_qpos")
+READBACK = 32  # the trainer's cadence on an accelerator (trainer._readback_every)
+
+
+def _worker(
+    policy: str, mode: str, args: dict[str, Any], barrier: Any, results: Any, rank: int
+) -> None:
+    import numpy as np
+    import torch
+
+    import apprentice.algos.bc as bc
+    from apprentice.data.dataset import WindowSampler
+    from apprentice.policies import policy_config_class
+    from bench_images import camera_dataset  # this folder is on sys.path in the children too
+
+    torch.set_num_threads(1)
+    device = torch.device(args["device"])
+    kw: dict[str, Any] = {"obs_keys": PROPRIO, "image_keys": CAMS, "encoder": "conv"}
+    if args["quick"]:
+        kw.update(args["quick_sizes"].get(policy, {}))
+    config = policy_config_class(policy)(**kw)
+    data = camera_dataset(num_demos=4, length=60, size=args["size"], seed=rank)
+    torch.manual_seed(rank)
+    net = config.build(data.spec, {}).to(device).train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, fused=True)
+    sampler = WindowSampler.for_policy(
+        data, config, batch_size=args["batch"], rng=np.random.default_rng(rank)
+    )
+    if mode == "sync":
+        # The earlier copy: from pageable memory, which makes the host wait for the device.
+        def pageable(batch: dict[str, Any], dev: Any = None) -> dict[str, Any]:
+            t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+            return t if dev is None or dev.type == "cpu" else {k: v.to(dev) for k, v in t.items()}
+
+        bc.batch_to_tensors = pageable  # type: ignore[assignment]
+
+    pending: list[Any] = []
+
+    def step() -> None:
+        if mode == "sync":
+            bc.bc_update(net, opt, sampler.sample(), device=device)
+            return
+        loss, _ = bc.bc_step(net, opt, sampler.sample(), device=device)
+        pending.append(loss)
+        if len(pending) >= READBACK:
+            torch.stack(pending).tolist()
+            pending.clear()
+
+    for _ in range(args["warmup"]):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    barrier.wait()
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < args["seconds"]:
+        step()
+        steps += 1
+    if pending:
+        torch.stack(pending).tolist()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    results.put((rank, steps / (time.perf_counter() - t0)))
+
+
+def measure(policy: str, mode: str, procs: int, args: dict[str, Any]) -> list[float]:
+    ctx = mp.get_context("spawn")  # CUDA cannot be used in a forked child
+    barrier, results = ctx.Barrier(procs), ctx.Queue()
+    workers = [
+        ctx.Process(target=_worker, args=(policy, mode, args, barrier, results, r))
+        for r in range(procs)
+    ]
+    for w in workers:
+        w.start()
+    rates = [results.get(timeout=args["seconds"] + 600)[1] for _ in workers]
+    for w in workers:
+        w.join()
+        if w.exitcode != 0:
+            raise RuntimeError(f"{policy}/{mode}/{procs}: a worker exited with {w.exitcode}")
+    return sorted(rates)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--policies", nargs="+", default=["mlp", "act"])
+    p.add_argument("--procs", nargs="+", type=int, default=[1, 14])
+    p.add_argument("--modes", nargs="+", default=["sync", "async"], choices=["sync", "async"])
+    p.add_argument("--seconds", type=float, default=15.0)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--out", default=str(HERE / "out" / "gpu_share.json"))
+    p.add_argument("--quick", action="store_true", help="CPU, tiny nets and images, 1 s each")
+    args = p.parse_args()
+    if args.quick:
+        args.device, args.seconds, args.warmup, args.batch = "cpu", 1.0, 2, 4
+        args.procs = [1, 2]
+    from bench_policies import QUICK
+
+    shared = vars(args) | {"size": 32 if args.quick else 84, "quick_sizes": QUICK}
+    rows = []
+    for policy in args.policies:
+        for procs in args.procs:
+            for mode in args.modes:
+                rates = measure(policy, mode, procs, shared)
+                rows.append(
+                    {
+                        "policy": policy,
+                        "procs": procs,
+                        "mode": mode,
+                        "median_steps_per_s": statistics.median(rates),
+                        "total_steps_per_s": sum(rates),
+                        "rates": rates,
+                    }
+                )
+                print(json.dumps(rows[-1]), flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"device": args.device, "batch": args.batch, "rows": rows}, indent=1))
+    print("| policy | processes | mode | steps/s per process (median) | steps/s, all |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['policy']} | {r['procs']} | {r['mode']} | "
+            f"{r['median_steps_per_s']:.1f} | {r['total_steps_per_s']:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
