@@ -8,10 +8,12 @@ for the device several times: each key's copy from pageable host memory, and eac
 logged number read back as a Python float. This script times both steps on the same
 in-memory camera batches (2 cameras at 84x84 + 9 proprio dims, random uint8 frames):
 
-- `sync`: the earlier step: pageable copies, the loss and the policy's info read back every
-  step (`bc_update` with the copies made from pageable memory);
-- `async`: the trainer's step now (`bc_step`): copies from pinned memory, nothing read back,
-  the losses read back 32 steps at a time as the trainer does.
+- `sync`: the earlier step: the batch and the augmentation's draws copied from pageable
+  memory, the loss and the policy's info read back every step (`bc_update`, with
+  `host_to_device` swapped for a plain `.to`). The diffusion policy's step counter now stays
+  on the host in both modes, so for diffusion `sync` waits less than the earlier step did;
+- `async`: the trainer's step now (`bc_step`): copies from pinned memory, nothing read back
+  in the step, the losses read back 32 steps at a time as the trainer does.
 
 For each policy, mode and process count, `procs` processes start together (a barrier after
 their warm-up), each times its own steps for `--seconds`, and the table gives the median
@@ -64,12 +66,15 @@ def _worker(
         data, config, batch_size=args["batch"], rng=np.random.default_rng(rank)
     )
     if mode == "sync":
-        # The earlier copy: from pageable memory, which makes the host wait for the device.
-        def pageable(batch: dict[str, Any], dev: Any = None) -> dict[str, Any]:
-            t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
-            return t if dev is None or dev.type == "cpu" else {k: v.to(dev) for k, v in t.items()}
+        # The earlier copies, from pageable memory: each makes the host wait for the device.
+        import apprentice.policies.augment as augment
+        import apprentice.policies.diffusion as diffusion
 
-        bc.batch_to_tensors = pageable  # type: ignore[assignment]
+        def pageable(t: Any, dev: Any) -> Any:
+            return t.to(dev)
+
+        for module in (bc, augment, diffusion):
+            module.host_to_device = pageable  # type: ignore[attr-defined]
 
     pending: list[Any] = []
 

@@ -379,3 +379,14 @@ def test_the_shared_trainer_drives_ema_and_noise(demo_file: Path, tmp_path: Path
     dataset = DemoDataset.load(demo_file, with_images=False)
     action = policy.act({k: v[0] for k, v in dataset.obs.items()})
     assert action.shape == (dataset.spec.action_dim,) and np.all(np.abs(action) <= 1)
+
+
+def test_step_counter_and_noise_seed_stay_on_the_host_when_the_policy_moves() -> None:
+    # The trainer reads both every step; on a GPU a read would wait for the device. "meta"
+    # stands in for the GPU here: everything else moves, the two counters do not.
+    policy = _policy()
+    seed = int(policy.noise_seed)
+    moved = policy.to(torch.device("meta"))
+    assert moved is policy and next(policy.parameters()).device.type == "meta"
+    assert policy.optimizer_steps.device.type == "cpu" and int(policy.noise_seed) == seed
+    assert policy.state_dict()["optimizer_steps"].device.type == "cpu"

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from apprentice.policies.transfer import host_to_device
+
 # RGB <-> YIQ (NTSC): hue is the angle of the (I, Q) chroma vector, so a hue shift is a
 # rotation in that plane and luma (Y) is untouched.
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -50,8 +52,8 @@ def random_shift(
         raise ValueError(f"{n} images do not split into groups of {group}")
     padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")  # (N, C, H + 2p, W + 2p)
     # Offsets come from the (CPU) generator, so a seed draws the same shifts on any device.
-    dy = torch.randint(0, 2 * pad + 1, (n // group,), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n // group,), generator=generator).to(x.device)
+    dy = host_to_device(torch.randint(0, 2 * pad + 1, (n // group,), generator=generator), x.device)
+    dx = host_to_device(torch.randint(0, 2 * pad + 1, (n // group,), generator=generator), x.device)
     rows = dy.repeat_interleave(group)[:, None] + torch.arange(h, device=x.device)  # (N, H)
     cols = dx.repeat_interleave(group)[:, None] + torch.arange(w, device=x.device)  # (N, W)
     idx = torch.arange(n, device=x.device)[:, None, None]  # (N, 1, 1)
@@ -74,21 +76,23 @@ def color_jitter(
     n, c = x.shape[:2]
 
     def factor() -> Tensor:
-        draws = _draws(n, group, generator).to(x)  # drawn on the CPU generator
+        draws = host_to_device(_draws(n, group, generator), x.device).to(x.dtype)  # CPU draws
         return (1.0 + strength * draws).view(n, 1, 1, 1)  # (N, 1, 1, 1)
 
     x = x * factor()  # brightness
     mean = x.mean(dim=(1, 2, 3), keepdim=True)  # (N, 1, 1, 1)
     x = (x - mean) * factor() + mean  # contrast
     if c == 3:
-        gray = torch.einsum("nchw,c->nhw", x, _LUMA.to(x))[:, None]  # (N, 1, H, W)
+        luma = host_to_device(_LUMA, x.device).to(x.dtype)  # (3,)
+        gray = torch.einsum("nchw,c->nhw", x, luma)[:, None]  # (N, 1, H, W)
         x = (x - gray) * factor() + gray  # saturation
         angle = strength * math.pi * _draws(n, group, generator)  # (N,)
         cos, sin = angle.cos(), angle.sin()
         rot = torch.zeros(n, 3, 3)
         rot[:, 0, 0] = 1.0
         rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
-        mix = (_YIQ_TO_RGB @ rot @ _RGB_TO_YIQ).to(x)  # (N, 3, 3) RGB -> RGB, built on the CPU
+        mix = _YIQ_TO_RGB @ rot @ _RGB_TO_YIQ  # (N, 3, 3) RGB -> RGB, built on the CPU
+        mix = host_to_device(mix, x.device).to(x.dtype)
         x = torch.einsum("nij,njhw->nihw", mix, x)  # hue
     return x.clamp(0.0, 1.0)
 

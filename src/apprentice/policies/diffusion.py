@@ -42,9 +42,11 @@ from apprentice.policies.base import Policy, PolicyConfig, masked_mean, register
 from apprentice.policies.chunking import ActionQueue
 from apprentice.policies.denoisers import ConditionalUnet1D, TransformerDenoiser
 from apprentice.policies.encoders import VisualCore
+from apprentice.policies.transfer import host_to_device
 
 _DENOISERS = ("unet", "transformer")
 _AVERAGED = ("denoiser", "image_encoders")  # the trained submodules the EMA shadows
+_HOST_COUNTERS = ("optimizer_steps", "noise_seed")  # buffers kept on the CPU
 _PREDICTIONS = ("epsilon", "sample")
 
 
@@ -192,10 +194,14 @@ class NoiseSchedule:
         self.betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)  # (K,), eq. 17's clip at t = K
         self.alpha_bars = torch.cumprod(1 - self.betas, dim=0)  # (K,) abar_t, decreasing
         self._abar = self.alpha_bars.tolist()  # Python floats for the per-step scalars
+        self._abar_on: dict[tuple[torch.device, torch.dtype], Tensor] = {}  # copies, made once
 
     def add_noise(self, x0: Tensor, noise: Tensor, step: Tensor) -> Tensor:
         """q(x_t | x0) (Ho et al. eq. 4): x0, noise (B, ...) and step (B,) -> x_t (B, ...)."""
-        abar = self.alpha_bars.to(x0)[step].view(-1, *([1] * (x0.ndim - 1)))  # (B, 1..)
+        where = (x0.device, x0.dtype)
+        if where not in self._abar_on:
+            self._abar_on[where] = self.alpha_bars.to(x0)
+        abar = self._abar_on[where][step].view(-1, *([1] * (x0.ndim - 1)))  # (B, 1..)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
     def ddim_steps(self, steps: int) -> list[int]:
@@ -319,10 +325,18 @@ class DiffusionPolicy(Policy):
         # Training noise of step n comes from a generator seeded by (noise_seed, n): two loss
         # calls between optimizer steps agree (validation, checks), a resumed run continues
         # the same noise, and the trainer's seed (torch's global RNG here) picks noise_seed.
+        # Both stay on the CPU when the policy moves (`_apply`): the host reads them every
+        # step, and a read from a GPU would wait for it.
         self.register_buffer("optimizer_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("noise_seed", torch.randint(0, 2**62, ()))
         self._queue = ActionQueue(config.action_horizon)
         self._plans: Tensor | None = None  # (B,) int64: plans made per row since its reset
+
+    def _apply(self, fn: Any, recurse: bool = True) -> DiffusionPolicy:
+        kept = {name: self._buffers[name] for name in _HOST_COUNTERS}
+        super()._apply(fn, recurse)
+        self._buffers.update(kept)
+        return self
 
     # ---- training -------------------------------------------------------------------------
 
@@ -356,9 +370,9 @@ class DiffusionPolicy(Policy):
         x0 = _hold_last_valid(actions, mask)  # (B, Tp, A)
         gen = _seeded_generator(int(self.noise_seed), int(self.optimizer_steps))
         # Drawn on the CPU generator, then moved: the same noise on any device.
-        noise = torch.randn(x0.shape, generator=gen).to(x0)  # (B, Tp, A)
+        noise = host_to_device(torch.randn(x0.shape, generator=gen), x0.device).to(x0.dtype)
         step = torch.randint(0, self.config.num_train_steps, (b,), generator=gen)  # (B,)
-        step = step.to(x0.device)
+        step = host_to_device(step, x0.device)
         pred = self.denoise(self.schedule.add_noise(x0, noise, step), step, obs)  # (B, Tp, A)
         target = noise if self.config.prediction == "epsilon" else x0
         loss = masked_mean((pred - target).pow(2).mean(-1), mask)
@@ -373,8 +387,9 @@ class DiffusionPolicy(Policy):
             for name in _AVERAGED:
                 live: nn.Module = getattr(self, name)
                 shadow = dict(self.ema[name].named_buffers())
-                for key, param in live.named_parameters():
-                    shadow[key].lerp_(param.detach(), 1.0 - decay)
+                pairs = [(shadow[key], p.detach()) for key, p in live.named_parameters()]
+                if pairs:  # one fused update, not a kernel per parameter
+                    torch._foreach_lerp_([s for s, _ in pairs], [p for _, p in pairs], 1.0 - decay)
                 for key, buf in live.named_buffers():  # running statistics: copied, as EMAModel
                     shadow[key].copy_(buf)
         self.optimizer_steps += 1
