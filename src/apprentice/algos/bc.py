@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,53 +42,26 @@ def bc_step(
     grad_clip: float | None = None,
     bf16: bool = False,
     device: torch.device | None = None,
+    check_finite: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """One gradient step on `batch`, without waiting for the device.
 
     Returns the loss before the step and the policy's info, as detached 0-d tensors on the
     policy's device. Nothing here reads a value back, so on a GPU the host queues the next
     batch while this step runs; the caller reads the losses back (and checks that they are
-    finite) when it chooses: many steps at a time (the trainer) or at once (`bc_update`).
+    finite) when it chooses: the trainer does, 32 steps at a time.
 
     bf16: run the forward pass under bfloat16 autocast (weights and the optimizer stay
     float32); the backward pass follows the forward's dtypes, as autocast prescribes.
     device: where the policy's weights are (None: the CPU); the batch is moved there.
+    check_finite: read the loss back before stepping, and raise `NonFiniteLoss` on NaN or
+    inf with the weights untouched (this waits for the device).
     """
-    loss, info = _forward(policy, batch, bf16, device)
-    _descend(policy, optimizer, loss, grad_clip)
-    return loss.detach(), info
-
-
-def bc_update(
-    policy: Policy,
-    optimizer: torch.optim.Optimizer,
-    batch: dict[str, np.ndarray],
-    *,
-    grad_clip: float | None = None,
-    bf16: bool = False,
-    device: torch.device | None = None,
-) -> tuple[float, dict[str, float]]:
-    """`bc_step` that reads the loss back at once: returns it and the policy's info as Python
-    floats, and raises `NonFiniteLoss` on a NaN or inf loss before the optimizer steps."""
-    loss, info = _forward(policy, batch, bf16, device)
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        raise NonFiniteLoss(value)
-    _descend(policy, optimizer, loss, grad_clip)
-    return value, {k: float(v) for k, v in info.items()}
-
-
-def _forward(
-    policy: Policy, batch: dict[str, np.ndarray], bf16: bool, device: torch.device | None
-) -> tuple[Tensor, dict[str, Tensor]]:
     device_type = "cpu" if device is None else device.type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-        return policy.loss(batch_to_tensors(batch, device))
-
-
-def _descend(
-    policy: Policy, optimizer: torch.optim.Optimizer, loss: Tensor, grad_clip: float | None
-) -> None:
+        loss, info = policy.loss(batch_to_tensors(batch, device))
+    if check_finite and not math.isfinite(value := float(loss.detach())):
+        raise NonFiniteLoss(value)
     # set_to_none skips a memset per parameter; the next backward writes fresh grads.
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -95,6 +69,16 @@ def _descend(
         torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
     optimizer.step()
     policy.after_optimizer_step()
+    return loss.detach(), info
+
+
+def bc_update(
+    policy: Policy, optimizer: torch.optim.Optimizer, batch: dict[str, np.ndarray], **options: Any
+) -> tuple[float, dict[str, float]]:
+    """`bc_step(..., check_finite=True)` (same keyword options), with the loss and the policy's
+    info read back as Python floats: simple, and a wait for the device every step."""
+    loss, info = bc_step(policy, optimizer, batch, check_finite=True, **options)
+    return float(loss), {k: float(v) for k, v in info.items()}
 
 
 def bc_validation_loss(
