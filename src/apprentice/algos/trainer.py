@@ -371,8 +371,8 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
             t0 = time.perf_counter()
             policy.train()
             batches, total = _epoch_batches(sampler, config.steps_per_epoch)
-            losses: list[float] = []
             readback = _Readback(epoch, every=_readback_every(device))
+            losses = readback.values  # filled as the losses are read back
             for step, batch in enumerate(_progress(batches, total, epoch, config)):
                 try:
                     loss, _ = bc_step(
@@ -384,14 +384,14 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
                         device=device,
                     )
                 except Exception:
-                    readback.flush(losses)  # a NaN a few steps back is the cause to report
+                    readback.flush()  # a NaN a few steps back is the cause to report
                     raise
                 global_step += 1
-                readback.add(loss, step, losses)
+                readback.add(loss, step)
                 if config.log_every and global_step % config.log_every == 0:
-                    readback.flush(losses)
+                    readback.flush()
                     log.tb.add_scalar("train/step_loss", losses[-1], global_step)
-            readback.flush(losses)
+            readback.flush()
             train_time = time.perf_counter() - t0
             record: dict[str, Any] = {
                 "epoch": epoch,
@@ -496,17 +496,18 @@ class _Readback:
 
     def __init__(self, epoch: int, every: int) -> None:
         self.epoch, self.every = epoch, every
+        self.values: list[float] = []  # read back and finite, in step order
         self.pending: list[Tensor] = []
         self.first_step = 0
 
-    def add(self, loss: Tensor, step: int, losses: list[float]) -> None:
+    def add(self, loss: Tensor, step: int) -> None:
         if not self.pending:
             self.first_step = step
         self.pending.append(loss)
         if len(self.pending) >= self.every:
-            self.flush(losses)
+            self.flush()
 
-    def flush(self, losses: list[float]) -> None:
+    def flush(self) -> None:
         if not self.pending:
             return
         values = torch.stack(self.pending).float().cpu().tolist()
@@ -517,7 +518,7 @@ class _Readback:
                     f"training loss became {value} at epoch {self.epoch}, step "
                     f"{self.first_step + i}; lower lr, set grad_clip, or check the dataset's scale"
                 )
-        losses.extend(values)
+        self.values.extend(values)
 
 
 def _progress(
