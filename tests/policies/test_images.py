@@ -20,6 +20,7 @@ from apprentice.policies import (
     Policy,
     RNNConfig,
     load_policy,
+    policy_config_class,
     policy_config_from_dict,
     save_checkpoint,
 )
@@ -198,6 +199,34 @@ def test_frame_stack_history_holds_encoded_frames(camera_data: Any) -> None:
     with torch.no_grad():
         expected = policy(policy.obs_windows(batch))[0, 0]  # (A,)
     np.testing.assert_allclose(action, expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["act", "diffusion"])
+def test_chunk_policies_encode_only_the_frames_the_chunk_is_conditioned_on(
+    camera_data: Any, name: str
+) -> None:
+    """ACT and diffusion condition a chunk on its first step: of a window of k + C - 1 frames
+    only the first C pass through the encoders (ACT encoded all of them once: k times the
+    work with cameras)."""
+    dataset, norm = camera_data
+    extra = {"hidden_dim": 16, "num_heads": 2, "ff_dim": 32, "chunk_size": 6}
+    if name == "diffusion":
+        extra = {"denoiser": "transformer", "num_train_steps": 10, "seq_len": 6}
+        extra["action_horizon"] = 4
+    config = policy_config_class(name)(image_keys=CAMS, frame_stack=2, **SMALL_IMAGES, **extra)
+    policy = config.build(dataset.spec, norm).eval()
+    sampler = WindowSampler.for_policy(dataset, config, batch_size=4, rng=np.random.default_rng(0))
+    batch = batch_to_tensors(sampler.sample())
+    assert batch[f"obs/{CAMS[0]}"].shape[1] == 6 + 2 - 1
+    seen: list[int] = []
+    for key in CAMS:
+        policy.image_encoder(key).register_forward_hook(
+            lambda _m, args, _out: seen.append(args[0].shape[0])
+        )
+    with torch.no_grad():
+        loss, _ = policy.loss(batch)
+    assert seen == [4 * 2] * len(CAMS)  # B * C images per camera, not B * (k + C - 1)
+    assert torch.isfinite(loss)
 
 
 def test_trainer_trains_an_image_policy_from_a_file(camera_file: Path, tmp_path: Path) -> None:
