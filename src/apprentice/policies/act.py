@@ -194,11 +194,7 @@ class ACTPolicy(Policy):
         return self.decode(self.frames(x), z)
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        # The chunk is conditioned on its first step alone: encode that step's C frames, not
-        # the window's k + C - 1 (with cameras, k times fewer images through the encoders).
-        c = self.config.frame_stack
-        first = {key: v[:, :c] if key.startswith("obs/") else v for key, v in batch.items()}
-        x = self.obs_windows(first)[:, 0]  # (B, C * D)
+        x = self.first_step_features(batch)  # (B, C * D): the chunk's conditioning step
         actions, mask = self.targets(batch, self.config.chunk_size)  # (B, k, A), (B, k)
         frames = self.frames(x)  # (B, C, D)
         mu, logvar = self.posterior(frames, actions, mask < 0.5)  # (B, L) each

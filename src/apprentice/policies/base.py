@@ -426,6 +426,14 @@ class Policy(nn.Module):
         x = x.unfold(1, fs, 1)  # (B, T, F, fs)
         return x.transpose(-1, -2).reshape(x.shape[0], x.shape[1], fs * self.obs_dim)
 
+    def first_step_features(self, batch: dict[str, Tensor]) -> Tensor:
+        """`obs_windows` of the window's first step alone (B, frame_stack * F), for policies
+        that condition a whole chunk on it: only that step's frame_stack frames are encoded,
+        not the window's T + frame_stack - 1 (with cameras, T times fewer encoder passes)."""
+        c = self.config.frame_stack
+        first = {k: v[:, :c] if k.startswith("obs/") else v for k, v in batch.items()}
+        return self.obs_windows(first)[:, 0]
+
     def targets(self, batch: dict[str, Tensor], steps: int) -> tuple[Tensor, Tensor]:
         """Actions (B, T, A) and mask (B, T) of a batch, checked against the T inputs give."""
         actions = batch["actions"].float()  # (B, T, A)

@@ -361,10 +361,8 @@ class DiffusionPolicy(Policy):
         return core
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        to = self.config.frame_stack
-        # Only the chunk's first step is conditioned on: encode its To frames, not the window's.
-        first = {k: v[:, :to] if k.startswith("obs/") else v for k, v in batch.items()}
-        obs = self.obs_windows(first)[:, 0].unflatten(-1, (to, -1))  # (B, To, Dc)
+        obs = self.first_step_features(batch)  # (B, To * Dc): the chunk's conditioning step
+        obs = obs.unflatten(-1, (self.config.frame_stack, -1))  # (B, To, Dc)
         actions, mask = self.targets(batch, self.config.seq_len)  # (B, Tp, A), (B, Tp)
         b = actions.shape[0]
         x0 = _hold_last_valid(actions, mask)  # (B, Tp, A)
