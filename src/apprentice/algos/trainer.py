@@ -373,7 +373,7 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
             batches, total = _epoch_batches(sampler, config.steps_per_epoch)
             readback = _Readback(epoch, every=_readback_every(device))
             losses = readback.values  # filled as the losses are read back
-            for step, batch in enumerate(_progress(batches, total, epoch, config)):
+            for batch in _progress(batches, total, epoch, config):
                 try:
                     loss, _ = bc_step(
                         policy,
@@ -387,7 +387,7 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
                     readback.flush()  # a NaN a few steps back is the cause to report
                     raise
                 global_step += 1
-                readback.add(loss, step)
+                readback.add(loss)
                 if config.log_every and global_step % config.log_every == 0:
                     readback.flush()
                     log.tb.add_scalar("train/step_loss", losses[-1], global_step)
@@ -496,13 +496,10 @@ class _Readback:
 
     def __init__(self, epoch: int, every: int) -> None:
         self.epoch, self.every = epoch, every
-        self.values: list[float] = []  # read back and finite, in step order
-        self.pending: list[Tensor] = []
-        self.first_step = 0
+        self.values: list[float] = []  # read back and finite, steps 0, 1, ... of the epoch
+        self.pending: list[Tensor] = []  # the steps after those, not read back yet
 
-    def add(self, loss: Tensor, step: int) -> None:
-        if not self.pending:
-            self.first_step = step
+    def add(self, loss: Tensor) -> None:
         self.pending.append(loss)
         if len(self.pending) >= self.every:
             self.flush()
@@ -516,7 +513,7 @@ class _Readback:
             if not math.isfinite(value):
                 raise ApprenticeError(
                     f"training loss became {value} at epoch {self.epoch}, step "
-                    f"{self.first_step + i}; lower lr, set grad_clip, or check the dataset's scale"
+                    f"{len(self.values) + i}; lower lr, set grad_clip, or check the dataset's scale"
                 )
         self.values.extend(values)
 
