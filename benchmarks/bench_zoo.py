@@ -22,15 +22,17 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import functools
 import json
 import multiprocessing as mp
 import os
 import shutil
+import threading
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from bench_policies import QUICK  # this folder is on sys.path when a script here runs
 
@@ -163,7 +165,18 @@ def _worker(cell: Cell, data: str, args: dict[str, Any]) -> dict[str, Any]:
         }
 
 
+def parse_cell(key: str) -> Cell:
+    """`lift/images/rnn/d200/s1` (a cell's key) -> the cell."""
+    parts = key.split("/")
+    ok = len(parts) == 5 and parts[3][:1] == "d" and parts[4][:1] == "s"
+    if not ok or parts[1] not in ("low_dim", "images") or parts[2] not in POLICIES:
+        raise ValueError(f"--cells: {key!r} is not task/obs/policy/dN/sN (lift/images/rnn/d50/s2)")
+    return Cell(parts[0], parts[1], parts[2], int(parts[3][1:]), int(parts[4][1:]))
+
+
 def cells_of(args: argparse.Namespace) -> list[Cell]:
+    if args.cells:  # in the order given: the costliest first, where time is short
+        return [parse_cell(k) for k in args.cells]
     # Task by task, low-dim first: a run cut short still has whole (task, obs) blocks.
     return [
         Cell(task, obs, policy, n, seed)
@@ -235,7 +248,19 @@ def main() -> None:
     )
     p.add_argument("--jobs", type=int, default=2, help="cells trained side by side")
     p.add_argument("--collect-workers", type=int, default=2)
+    p.add_argument(
+        "--cells",
+        nargs="+",
+        default=None,
+        help="run these cells (task/obs/policy/dN/sN) in this order instead of the product",
+    )
     p.add_argument("--deadline", type=float, default=None, help="stop starting cells after s")
+    p.add_argument(
+        "--stop-by",
+        type=float,
+        default=None,
+        help="past --deadline, start a cell only if the slowest finished one would end by s",
+    )
     p.add_argument("--out", default=str(HERE / "out" / "zoo"))
     p.add_argument("--quick", action="store_true", help="tiny nets, demos and runs")
     p.add_argument("--table", default=None, help="only print the table of this output folder")
@@ -250,45 +275,72 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     done = read_cells(out)
-    todo = [c for c in cells_of(args) if c.key not in done]
+    try:
+        todo = [c for c in cells_of(args) if c.key not in done]
+    except ValueError as exc:
+        p.error(str(exc))
     print(f"{len(done)} cells done, {len(todo)} to run", flush=True)
+    sizes: dict[tuple[str, str], list[int]] = {}
+    for c in todo:
+        group = sizes.setdefault((c.task, c.obs), [])
+        group += [] if c.demos in group else [c.demos]
     data: dict[tuple[str, str, int], str] = {}
-    for task in args.tasks:
-        for obs in args.obs:
-            for n in args.demos:
-                t0 = time.perf_counter()
-                data[task, obs, n] = str(
-                    demo_file(out, task, obs, n, args.demos, args.collect_workers)
+
+    def data_of(c: Cell) -> str:
+        # Collected when a group's first cell is about to start, while earlier cells train.
+        if (c.task, c.obs, c.demos) not in data:
+            t0 = time.perf_counter()
+            for n in sizes[c.task, c.obs]:
+                data[c.task, c.obs, n] = str(
+                    demo_file(out, c.task, c.obs, n, sizes[c.task, c.obs], args.collect_workers)
                 )
-            print(f"demos {task} {obs}: {time.perf_counter() - t0:.0f} s", flush=True)
+            print(f"demos {c.task} {c.obs}: {time.perf_counter() - t0:.0f} s", flush=True)
+        return data[c.task, c.obs, c.demos]
+
+    def may_start(slowest: float) -> bool:
+        elapsed = time.perf_counter() - start
+        if args.deadline is None or elapsed <= args.deadline:
+            return True
+        return args.stop_by is not None and 0 < slowest and elapsed + 1.1 * slowest < args.stop_by
+
     shared = vars(args) | {"out": str(out)}
+    slowest = 0.0  # train + eval seconds of the slowest finished cell
+    lock = threading.Lock()
+
+    def record(log: TextIO, future: cf.Future[dict[str, Any]]) -> None:
+        # Called as each cell ends, also while the main loop collects demos for later cells.
+        r = future.result()
+        with lock:
+            log.write(json.dumps(r) + "\n")
+            log.flush()
+            os.fsync(log.fileno())
+            name = Cell(**r["cell"]).key
+            if "error" in r:
+                print(f"FAILED {name}: {r['error']}\n{r['trace']}", flush=True)
+                return
+            print(
+                f"{name}: {r['successes']}/{r['episodes']} (train {r['train_s']} s, "
+                f"eval {r['eval_s']} s, {r['steps_per_s'] or 0:.1f} steps/s)",
+                flush=True,
+            )
+
     # spawn: CUDA cannot be used in a forked child once the parent touched it.
     with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
         pending: set[cf.Future[dict[str, Any]]] = set()
         queue = list(todo)
         with open(out / "cells.jsonl", "a") as log:
             while queue or pending:
-                late = args.deadline is not None and time.perf_counter() - start > args.deadline
-                while queue and len(pending) < args.jobs and not late:
+                while queue and len(pending) < args.jobs and may_start(slowest):
                     c = queue.pop(0)
-                    pending.add(pool.submit(_worker, c, data[c.task, c.obs, c.demos], shared))
+                    future = pool.submit(_worker, c, data_of(c), shared)
+                    future.add_done_callback(functools.partial(record, log))
+                    pending.add(future)
                 if not pending:
                     break
                 finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                for f in finished:
-                    r = f.result()
-                    log.write(json.dumps(r) + "\n")
-                    log.flush()
-                    os.fsync(log.fileno())
-                    name = Cell(**r["cell"]).key
-                    if "error" in r:
-                        print(f"FAILED {name}: {r['error']}\n{r['trace']}", flush=True)
-                    else:
-                        print(
-                            f"{name}: {r['successes']}/{r['episodes']} "
-                            f"(train {r['train_s']} s, eval {r['eval_s']} s)",
-                            flush=True,
-                        )
+                for r in (f.result() for f in finished):
+                    if "error" not in r:
+                        slowest = max(slowest, r["train_s"] + r["eval_s"])
     print(table(out))
     print(f"total {time.perf_counter() - start:.0f} s; {len(queue)} cells not started")
 

@@ -8,10 +8,11 @@
 # beside the grid. The grid resumes from /tmp/zoo: a second call on the still-warm machine
 # goes on where the first stopped.
 #
-#   [SHARE=1] [MPS=1] BENCH_S=500 benchmarks/gpu_zoo.sh --tasks lift --obs images --jobs 14 --deadline 300
+#   [SHARE=1] [MPS=1] UNTIL_S=560 benchmarks/gpu_zoo.sh --tasks lift --obs images --jobs 14 --deadline 60
+#   UNTIL_S=560 benchmarks/gpu_zoo.sh --cells lift/images/rnn/d200/s0 ... --jobs 14   # these, in order
 #
 # SHARE=1 first times the training step with 1 and 14 processes on the GPU, the step that
-# waits for the device against the one that does not (bench_gpu_share.py, about 2 minutes):
+# waits for the device against the one that does not (bench_gpu_share.py, about 80 s):
 # run it in the first call, to size --jobs from what it finds.
 # Writes cells.jsonl, zoo.log, test_device.txt (and gpu_share.json) to $OUT (or /tmp/zoo_out).
 set -u
@@ -28,6 +29,11 @@ fi
 export PYTHONPATH=/tmp/site:$PWD/src:${PYTHONPATH:-} MUJOCO_GL=egl PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$OUT/gpu.txt" 2>&1
 python3 -c "import torch, mujoco; print(torch.__version__, mujoco.__version__)" >>"$OUT/gpu.txt"
+# SHARE=1: the step timing first, alone on the GPU (the CUDA tests wait for it).
+if [ "${SHARE:-0}" = 1 ]; then
+    timeout 150 python3 benchmarks/bench_gpu_share.py --procs 1 14 --policies mlp \
+        --seconds "${SHARE_S:-6}" --warmup 10 --out "$OUT/gpu_share.json" 2>&1 | tee "$OUT/gpu_share.log"
+fi
 if [ ! -e /tmp/test_device.done ]; then
     (
         timeout 300 python3 -m pytest -q -p no:cacheprovider tests/algos/test_device.py \
@@ -41,11 +47,15 @@ fi
 if [ "${MPS:-0}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
     nvidia-cuda-mps-control -d && echo "MPS server started" | tee -a "$OUT/gpu.txt"
 fi
-if [ "${SHARE:-0}" = 1 ]; then
-    timeout 240 python3 benchmarks/bench_gpu_share.py --procs 1 14 --policies mlp --seconds 10 \
-        --out "$OUT/gpu_share.json" 2>&1 | tee "$OUT/gpu_share.log"
-fi
-timeout "${BENCH_S:-500}" python3 benchmarks/bench_zoo.py --out /tmp/zoo "$@" 2>&1 | tee "$OUT/zoo.log"
+# The grid gets BENCH_S seconds, or what is left until UNTIL_S seconds into this script, and
+# starts no cell that the slowest finished one says would not end by then (--stop-by).
+BENCH_S=${BENCH_S:-$((${UNTIL_S:-520} - SECONDS))}
+mkdir -p /tmp/zoo
+(while sleep 10; do cp /tmp/zoo/cells.jsonl "$OUT/" 2>/dev/null; done) &
+copier=$!
+timeout "$BENCH_S" python3 benchmarks/bench_zoo.py --out /tmp/zoo --stop-by $((BENCH_S - 10)) "$@" \
+    2>&1 | tee "$OUT/zoo.log"
+kill $copier
 cp /tmp/zoo/cells.jsonl "$OUT/" 2>/dev/null
 wait
 python3 benchmarks/bench_zoo.py --table /tmp/zoo

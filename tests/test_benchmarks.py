@@ -97,3 +97,24 @@ def test_gpu_share_benchmark_times_both_steps(tmp_path: Path) -> None:
     }
     assert all(len(r["rates"]) == r["procs"] and min(r["rates"]) > 0 for r in rows)
     assert "| mlp | 2 | async |" in stdout
+
+
+def test_zoo_grid_runs_named_cells_in_order_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    cells = ("lift/low_dim/act/d3/s0", "lift/low_dim/mlp/d2/s0")
+    stdout = run(
+        "bench_zoo.py", "--quick", "--jobs", "1", "--out", str(tmp_path), "--cells", *cells
+    )
+    lines = (tmp_path / "cells.jsonl").read_text().splitlines()
+    ran = [json.loads(line)["cell"] for line in lines]
+    assert [(c["policy"], c["demos"]) for c in ran] == [("act", 3), ("mlp", 2)]
+    assert "| lift | low_dim | mlp | 2 |" in stdout
+    # No cell starts once --deadline has passed and --stop-by has no finished cell to go by.
+    late = ("--deadline", "0", "--stop-by", "1000", "--cells", "lift/low_dim/gmm/d2/s0")
+    assert "1 cells not started" in run("bench_zoo.py", "--quick", "--out", str(tmp_path), *late)
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "bench_zoo.py"), "--cells", "lift/images/rnn/d50"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "'lift/images/rnn/d50' is not task/obs/policy/dN/sN" in r.stderr
