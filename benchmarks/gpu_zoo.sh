@@ -4,6 +4,11 @@
 # The machine has PyTorch with CUDA, h5py and pytest but not mujoco or gymnasium, and it
 # cannot reach a registry, so both travel as wheels in .whl/ (py3.12 builds), and the GL
 # loaders for MuJoCo's EGL rendering as Debian packages in .gl/ (see the device notes).
+# mujoco 4.0.0 is split in three wheels; with --no-deps each dependency is named:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
+#       mujoco==4.0.0 mujoco-core==4.0.0 mujoco-studio==4.0.0 websockets glfw pyopengl \
+#       gymnasium==1.4.0 farama-notifications
 # The CUDA tests of every policy (tests/algos/test_device.py, skipped without a GPU) run
 # beside the grid. The grid resumes from /tmp/zoo: a second call on the still-warm machine
 # goes on where the first stopped.
