@@ -280,19 +280,19 @@ def main() -> None:
     except ValueError as exc:
         p.error(str(exc))
     print(f"{len(done)} cells done, {len(todo)} to run", flush=True)
-    sizes: dict[tuple[str, str], list[int]] = {}
+    sizes: dict[tuple[str, str], set[int]] = {}  # demo counts each (task, obs) needs
     for c in todo:
-        group = sizes.setdefault((c.task, c.obs), [])
-        group += [] if c.demos in group else [c.demos]
+        sizes.setdefault((c.task, c.obs), set()).add(c.demos)
     data: dict[tuple[str, str, int], str] = {}
 
     def data_of(c: Cell) -> str:
         # Collected when a group's first cell is about to start, while earlier cells train.
         if (c.task, c.obs, c.demos) not in data:
             t0 = time.perf_counter()
-            for n in sizes[c.task, c.obs]:
+            group = sorted(sizes[c.task, c.obs])
+            for n in group:
                 data[c.task, c.obs, n] = str(
-                    demo_file(out, c.task, c.obs, n, sizes[c.task, c.obs], args.collect_workers)
+                    demo_file(out, c.task, c.obs, n, group, args.collect_workers)
                 )
             print(f"demos {c.task} {c.obs}: {time.perf_counter() - t0:.0f} s", flush=True)
         return data[c.task, c.obs, c.demos]
@@ -324,23 +324,27 @@ def main() -> None:
                 flush=True,
             )
 
-    # spawn: CUDA cannot be used in a forked child once the parent touched it.
-    with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+    queue = list(todo)
+    # The log outlives the pool: a cell's callback may run after `wait` has returned, and the
+    # pool's exit waits for every callback. spawn: CUDA cannot be used in a forked child once
+    # the parent touched it.
+    with (
+        open(out / "cells.jsonl", "a") as log,
+        cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool,
+    ):
         pending: set[cf.Future[dict[str, Any]]] = set()
-        queue = list(todo)
-        with open(out / "cells.jsonl", "a") as log:
-            while queue or pending:
-                while queue and len(pending) < args.jobs and may_start(slowest):
-                    c = queue.pop(0)
-                    future = pool.submit(_worker, c, data_of(c), shared)
-                    future.add_done_callback(functools.partial(record, log))
-                    pending.add(future)
-                if not pending:
-                    break
-                finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                for r in (f.result() for f in finished):
-                    if "error" not in r:
-                        slowest = max(slowest, r["train_s"] + r["eval_s"])
+        while queue or pending:
+            while queue and len(pending) < args.jobs and may_start(slowest):
+                c = queue.pop(0)
+                future = pool.submit(_worker, c, data_of(c), shared)
+                future.add_done_callback(functools.partial(record, log))
+                pending.add(future)
+            if not pending:
+                break
+            finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for r in (f.result() for f in finished):
+                if "error" not in r:
+                    slowest = max(slowest, r["train_s"] + r["eval_s"])
     print(table(out))
     print(f"total {time.perf_counter() - start:.0f} s; {len(queue)} cells not started")
 

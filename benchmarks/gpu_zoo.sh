@@ -13,12 +13,14 @@
 # beside the grid. The grid resumes from /tmp/zoo: a second call on the still-warm machine
 # goes on where the first stopped.
 #
-#   [SHARE=1] [MPS=1] UNTIL_S=560 benchmarks/gpu_zoo.sh --tasks lift --obs images --jobs 14 --deadline 60
+#   [SHARE=1] [MPS=1] UNTIL_S=560 benchmarks/gpu_zoo.sh --tasks lift --obs images --jobs 14 --deadline 200
 #   UNTIL_S=560 benchmarks/gpu_zoo.sh --cells lift/images/rnn/d200/s0 ... --jobs 14   # these, in order
 #
 # SHARE=1 first times the training step with 1 and 14 processes on the GPU, the step that
 # waits for the device against the one that does not (bench_gpu_share.py, about 80 s):
 # run it in the first call, to size --jobs from what it finds.
+# --deadline counts from the grid's start, demo collection included: past it a free slot
+# is filled only by what --stop-by allows, so leave it above the collection's time.
 # Writes cells.jsonl, zoo.log, test_device.txt (and gpu_share.json) to $OUT (or /tmp/zoo_out).
 set -u
 OUT=${OUT:-/tmp/zoo_out}
