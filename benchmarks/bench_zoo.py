@@ -133,6 +133,7 @@ def run_cell(cell: Cell, data: str, args: dict[str, Any]) -> dict[str, Any]:
             checkpoint=str(result.final_checkpoint),
             episodes=args["episodes"],
             workers=1,
+            envs_per_worker=args["eval_envs"],
             out=str(run_dir / "eval.json"),
         )
     )
@@ -142,6 +143,7 @@ def run_cell(cell: Cell, data: str, args: dict[str, Any]) -> dict[str, Any]:
         "policy_args": args["policy_args"],
         "successes": int(s["successes"]),
         "episodes": int(s["episodes"]),
+        "mean_max_reward": s.get("mean_max_reward"),
         "train_s": round(train_s, 1),
         "eval_s": round(time.perf_counter() - t0, 1),
         "steps_per_s": last.get("steps_per_s"),
@@ -209,8 +211,8 @@ def table(out: Path) -> str:
         rows.setdefault((c["task"], c["obs"], c["policy"], c["demos"]), []).append(r)
     lines = [
         "| task | obs | policy | demos | success (seeds pooled) | 95% Wilson | per seed | "
-        "train s/cell | steps/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "train s/cell | steps/s | max reward |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (task, obs, policy, n), runs in sorted(rows.items()):
         runs.sort(key=lambda r: r["cell"]["seed"])
@@ -220,9 +222,13 @@ def table(out: Path) -> str:
         train_s = sum(r["train_s"] for r in runs) / len(runs)
         rates = [r["steps_per_s"] for r in runs if r.get("steps_per_s")]
         rate = f"{sum(rates) / len(rates):.0f}" if rates else ""
+        # The mean over episodes of each one's best reward (Push-T's coverage score); cells
+        # run before it was recorded have none.
+        scores = [r["mean_max_reward"] for r in runs if r.get("mean_max_reward") is not None]
+        score = f"{sum(scores) / len(scores):.3f}" if len(scores) == len(runs) else ""
         lines.append(
             f"| {task} | {obs} | {policy} | {n} | {k}/{t} = {k / t:.1%} | "
-            f"{sr.ci_low:.1%}-{sr.ci_high:.1%} | {per} | {train_s:.0f} | {rate} |"
+            f"{sr.ci_low:.1%}-{sr.ci_high:.1%} | {per} | {train_s:.0f} | {rate} | {score} |"
         )
     return "\n".join(lines)
 
@@ -235,6 +241,12 @@ def main() -> None:
     p.add_argument("--demos", nargs="+", type=int, default=[50, 200])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--episodes", type=int, default=50, help="held-out rollouts per cell")
+    p.add_argument(
+        "--eval-envs",
+        type=int,
+        default=10,
+        help="envs a cell's evaluation steps in lockstep (one policy call per step for all)",
+    )
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--steps-per-epoch", type=int, default=100)
     p.add_argument("--batch", type=int, default=100, help="low-dim batch")

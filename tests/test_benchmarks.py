@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from apprentice.envs.base import task_available
 from apprentice.envs.robosuite import robosuite_available
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -118,3 +119,24 @@ def test_zoo_grid_runs_named_cells_in_order_and_refuses_a_bad_one(tmp_path: Path
         timeout=120,
     )
     assert r.returncode == 2 and "'lift/images/rnn/d50' is not task/obs/policy/dN/sN" in r.stderr
+
+
+@pytest.mark.skipif(not task_available("pusht"), reason="needs gym-pusht (the pusht extra)")
+def test_pusht_expert_and_zoo_cell(tmp_path: Path) -> None:
+    out = tmp_path / "expert.json"
+    stdout = run("bench_pusht_expert.py", "--episodes", "2", "--out", str(out))
+    expert = json.loads(out.read_text())
+    assert expert["episodes"] == 2 and "expert: " in stdout
+    for e in expert["episodes_detail"]:
+        assert e["seed"] >= 10**9  # held-out seeds, never a demo's
+        assert (e["max_reward"] == 1.0) == e["success"]
+    # A Push-T cell of the grid: demos from the expert, a policy, its score in the table.
+    zoo = tmp_path / "zoo"
+    cell = "pusht/low_dim/mlp/d2/s0"
+    stdout = run("bench_zoo.py", "--quick", "--eval-envs", "1", "--out", str(zoo), "--cells", cell)
+    (line,) = (zoo / "cells.jsonl").read_text().splitlines()
+    result = json.loads(line)
+    assert "error" not in result, result.get("trace")
+    assert 0.0 <= result["mean_max_reward"] <= 1.0
+    row = next(r for r in stdout.splitlines() if r.startswith("| pusht | low_dim | mlp | 2 |"))
+    assert row.rstrip(" |").rsplit("| ", 1)[1] == f"{result['mean_max_reward']:.3f}"

@@ -11,8 +11,9 @@ from apprentice.envs import Oracle, Task, make_task, make_task_from_env_args, ta
 from apprentice.envs.robosuite import ROBOSUITE_TASKS
 from apprentice.errors import ApprenticeError
 
-# The built-in tasks; the robosuite ones (an optional extra) have tests/envs/test_robosuite.py.
-TASKS = [name for name in task_names() if name not in ROBOSUITE_TASKS]
+# The built-in MuJoCo tasks; the robosuite ones (an optional extra) have
+# tests/envs/test_robosuite.py, and Push-T (a planar gym-pusht env) tests/envs/test_pusht.py.
+TASKS = [name for name in task_names() if name not in (*ROBOSUITE_TASKS, "pusht")]
 ORACLE_SEEDS = tuple(range(10))
 
 

@@ -90,6 +90,7 @@ def cmd_eval(ns: argparse.Namespace) -> None:
             ("success rate", f"{s['success_rate']:.1%} ({s['successes']}/{s['episodes']})"),
             ("95% Wilson interval", f"{s['ci_low']:.1%} - {s['ci_high']:.1%}"),
             ("mean episode length", f"{s['mean_episode_length']:.1f}"),
+            ("mean best reward", f"{s['mean_max_reward']:.3f}"),
             ("results", s["results_path"]),
             ("videos", len(s["videos"])),
         ],

@@ -33,6 +33,8 @@ class EpisodeResult:
     seed: int
     success: bool
     length: int
+    max_reward: float = 0.0
+    """The episode's highest step reward (Push-T's score: its best coverage, normalized)."""
     frames: np.ndarray | None = field(default=None, repr=False)
     """(T, H, W, 3) uint8 when recorded."""
 
@@ -61,6 +63,8 @@ class EvalResult:
             "mean_episode_length": float(np.mean([e.length for e in self.episodes])),
             "seeds": [e.seed for e in self.episodes],
             "per_episode_success": [bool(e.success) for e in self.episodes],
+            "mean_max_reward": float(np.mean([e.max_reward for e in self.episodes])),
+            "per_episode_max_reward": [e.max_reward for e in self.episodes],
             "wall_seconds": self.wall_seconds,
             "env_steps_per_second": steps / max(self.wall_seconds, 1e-9),
         }
@@ -86,6 +90,7 @@ def rollout_batch(
     active = np.ones(n, dtype=bool)
     success = np.zeros(n, dtype=bool)
     length = np.zeros(n, dtype=np.int64)
+    max_reward = np.full(n, -np.inf)
     frames: list[list[np.ndarray]] = [[] for _ in range(min(record_video, n))]
     for i, f in enumerate(frames):
         f.append(tasks[i].render_frame(VIDEO_CAMERA, VIDEO_SIZE))
@@ -94,8 +99,9 @@ def rollout_batch(
         batch = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
         actions = policy.act_batch(batch)  # (B, A)
         for i in map(int, np.flatnonzero(active)):
-            obs[i], _, terminated, truncated, info = tasks[i].step(actions[i])
+            obs[i], reward, terminated, truncated, info = tasks[i].step(actions[i])
             length[i] += 1
+            max_reward[i] = max(max_reward[i], float(reward))
             if i < len(frames):
                 frames[i].append(tasks[i].render_frame(VIDEO_CAMERA, VIDEO_SIZE))
             if info.get("success", False):
@@ -109,6 +115,7 @@ def rollout_batch(
             seed=int(seeds[i]),
             success=bool(success[i]),
             length=int(length[i]),
+            max_reward=float(max_reward[i]) if length[i] else 0.0,
             frames=np.stack(frames[i]) if i < len(frames) else None,
         )
         for i in range(n)
