@@ -35,9 +35,9 @@ def main() -> None:
         oracle = task.oracle(np.random.default_rng(seed))
         oracle.reset()
         best, steps = 0.0, 0
-        for steps in range(1, task.horizon + 1):
+        while steps < task.horizon:
             obs, reward, terminated, _, _ = task.step(oracle.act(obs))
-            best = max(best, reward)
+            best, steps = max(best, reward), steps + 1
             if terminated:
                 break
         rows.append(

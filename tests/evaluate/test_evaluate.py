@@ -107,3 +107,60 @@ def test_observation_keys_that_the_task_lacks_are_rejected(tmp_path: Path) -> No
 def test_missing_run_folder_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ApprenticeError, match="no such run folder or checkpoint"):
         evaluate(EvalConfig(checkpoint=str(tmp_path / "nope"), episodes=1))
+
+
+def test_a_killed_evaluation_resumes_from_its_journal(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks a killed evaluation finished are read back, not rolled out again."""
+    import apprentice.evaluate.rollout as rollout
+
+    whole = evaluate(
+        EvalConfig(
+            checkpoint=str(run_dir), episodes=6, workers=1, envs_per_worker=2,
+            out=str(run_dir / "whole.json"),
+        )
+    )  # fmt: skip
+    out = run_dir / "killed.json"
+    journal = run_dir / "killed.partial.jsonl"
+    cfg = EvalConfig(
+        checkpoint=str(run_dir), episodes=6, workers=1, envs_per_worker=2, out=str(out)
+    )
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two_chunks(n: int) -> None:
+        kill_after_two_chunks.seen += n  # type: ignore[attr-defined]
+        if kill_after_two_chunks.seen >= 4:  # type: ignore[attr-defined]
+            raise Killed
+
+    kill_after_two_chunks.seen = 0  # type: ignore[attr-defined]
+    with pytest.raises(Killed):
+        evaluate(cfg, progress=kill_after_two_chunks)
+    assert not out.exists()
+    assert len(journal.read_text().splitlines()) == 3  # the header and two chunks
+    with journal.open("a") as f:
+        f.write('{"chunk": 2, "episo')  # a line torn by the kill
+
+    rolled: list[list[int]] = []
+    real = rollout._rollout_chunk
+
+    def counting(*args: object) -> list[rollout.EpisodeResult]:
+        rolled.append(list(args[3]))  # type: ignore[call-overload]
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rollout, "_rollout_chunk", counting)
+    resumed = evaluate(cfg)
+    assert rolled == [whole["seeds"][4:6]]  # only the chunk the kill cut
+    assert resumed["resumed_episodes"] == 4
+    for key in ("seeds", "per_episode_success", "per_episode_max_reward", "success_rate"):
+        assert resumed[key] == whole[key]
+    assert not journal.exists()
+    # A journal of another evaluation is not read.
+    other = '{"checkpoint": "elsewhere"}\n{"chunk": 0, "episodes": []}\n'
+    journal.write_text(other)
+    rolled.clear()
+    again = evaluate(cfg)
+    assert again["resumed_episodes"] == 0 and len(rolled) == 3
+    assert again["per_episode_success"] == whole["per_episode_success"]

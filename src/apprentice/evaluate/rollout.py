@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, as_completed
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -218,36 +219,98 @@ def evaluate(
     chunk = max(1, min(cfg.envs_per_worker, -(-cfg.episodes // max(cfg.workers, 1))))
     chunks = [seeds[i : i + chunk] for i in range(0, len(seeds), chunk)]
     kw_items = tuple(sorted(kwargs.items()))
-    start = time.perf_counter()
-    results: list[EpisodeResult] = []
     videos = [min(max(cfg.videos - i * chunk, 0), len(c)) for i, c in enumerate(chunks)]
+    out = Path(cfg.out) if cfg.out else ckpt_path.parent / f"eval_{task_name}.json"
+    journal = _Journal(
+        out.with_name(out.stem + ".partial.jsonl"),
+        {
+            "checkpoint": str(ckpt_path.resolve()),
+            "checkpoint_mtime_ns": ckpt_path.stat().st_mtime_ns,
+            "task": task_name,
+            "task_kwargs": repr(kw_items),
+            "chunks": chunks,
+        },
+    )
+    # Chunks a killed run finished come back from the journal (not those with videos: their
+    # frames are not kept); the rest run.
+    done = {i: eps for i, eps in journal.done.items() if not videos[i]}
+    todo = [i for i in range(len(chunks)) if i not in done]
+    if progress and done:
+        progress(sum(len(chunks[i]) for i in done))
+    start = time.perf_counter()
+    parts: dict[int, list[EpisodeResult]] = dict(done)
+
+    def finished(i: int, part: list[EpisodeResult]) -> None:
+        parts[i] = part
+        journal.add(i, part)
+        if progress:
+            progress(len(part))
+
     if cfg.workers <= 1:
-        for c, v in zip(chunks, videos, strict=True):
-            results += _rollout_chunk(str(ckpt_path), task_name, kw_items, c, v)
-            if progress:
-                progress(len(c))
+        for i in todo:
+            finished(i, _rollout_chunk(str(ckpt_path), task_name, kw_items, chunks[i], videos[i]))
     else:
         with contextlib.ExitStack() as stack:
             executor = pool or stack.enter_context(make_pool(cfg.workers))
-            futures = [
-                executor.submit(_rollout_chunk, str(ckpt_path), task_name, kw_items, c, v)
-                for c, v in zip(chunks, videos, strict=True)
-            ]
-            for fut in futures:
-                part = fut.result()
-                results += part
-                if progress:
-                    progress(len(part))
+            futures = {
+                executor.submit(
+                    _rollout_chunk, str(ckpt_path), task_name, kw_items, chunks[i], videos[i]
+                ): i
+                for i in todo
+            }
+            for fut in as_completed(futures):
+                finished(futures[fut], fut.result())
+    results = [ep for i in range(len(chunks)) for ep in parts[i]]
     result = EvalResult(task_name, results, time.perf_counter() - start)
     summary = result.summary()
     summary["checkpoint"] = str(ckpt_path)
-    out = Path(cfg.out) if cfg.out else ckpt_path.parent / f"eval_{task_name}.json"
+    summary["resumed_episodes"] = sum(len(chunks[i]) for i in done)
     video_paths = write_videos(result, out.parent / "videos")
     summary["videos"] = [str(p) for p in video_paths]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2))
+    journal.remove()
     summary["results_path"] = str(out)
     return summary
+
+
+class _Journal:
+    """Finished chunks of one evaluation, a JSON line each, so a killed run resumes.
+
+    The first line says which evaluation it belongs to (checkpoint file and its mtime, task,
+    the seeds of every chunk); a journal of another evaluation is started afresh, and a
+    torn last line (the process killed mid-write) is dropped.
+    """
+
+    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+        self.path = path
+        self.done: dict[int, list[EpisodeResult]] = {}
+        first = json.dumps(header)
+        lines = path.read_text().splitlines() if path.exists() else []
+        kept = [first]
+        if lines and lines[0] == first:
+            for line in lines[1:]:
+                try:
+                    rec = json.loads(line)
+                    self.done[int(rec["chunk"])] = [EpisodeResult(**e) for e in rec["episodes"]]
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                    break  # a torn tail: this line and any after it are dropped
+                kept.append(line)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(kept) + "\n")
+
+    def add(self, chunk: int, episodes: list[EpisodeResult]) -> None:
+        eps = [
+            {"seed": e.seed, "success": e.success, "length": e.length, "max_reward": e.max_reward}
+            for e in episodes
+        ]
+        with self.path.open("a") as f:
+            f.write(json.dumps({"chunk": chunk, "episodes": eps}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def write_videos(result: EvalResult, folder: Path) -> list[Path]:
