@@ -42,6 +42,8 @@ from apprentice.errors import ApprenticeError
 ARENA = 512.0
 PUSHER_RADIUS = 15.0
 TEE_SCALE, TEE_LENGTH = 30.0, 4
+REACH = (5.0 + PUSHER_RADIUS + 2.0, ARENA - 6.0 - PUSHER_RADIUS - 2.0)
+"""Where the pusher's centre can go: inside the arena's walls (at 5 and 506), with 2 to spare."""
 ANGLE_WEIGHT = 60.0
 """Pixels of position error that one radian of angle error counts as in the expert's cost
 (the T is about 120 pixels across)."""
@@ -181,7 +183,7 @@ class PushTOracle:
 
     def _free(self, point: np.ndarray, margin: float = 2.0) -> bool:
         """Whether the pusher fits at `point`: inside the walls and clear of the block."""
-        lo, hi = 5.0 + PUSHER_RADIUS + 2.0, ARENA - 6.0 - PUSHER_RADIUS - 2.0
+        lo, hi = REACH
         if not (lo < point[0] < hi and lo < point[1] < hi):
             return False
         xy = (float(point[0]), float(point[1]))
@@ -248,9 +250,8 @@ class PushTOracle:
         a0 = math.atan2(agent[1] - centre[1], agent[0] - centre[0])
         turn = _wrap(math.atan2(start[1] - centre[1], start[0] - centre[0]) - a0)
         n = max(1, int(abs(turn) / 0.35))
-        lo, hi = 5.0 + PUSHER_RADIUS + 2.0, ARENA - 6.0 - PUSHER_RADIUS - 2.0
         points = [
-            np.clip(centre + radius * np.array([math.cos(a), math.sin(a)]), lo, hi)
+            np.clip(centre + radius * np.array([math.cos(a), math.sin(a)]), *REACH)
             for a in (a0 + turn * i / n for i in range(n + 1))
         ]
         return [*points, start]
