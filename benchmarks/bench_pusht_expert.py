@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from apprentice.collect.record import record_episode
 from apprentice.envs import make_task
 from apprentice.envs.seeds import held_out_seeds
 from apprentice.evaluate.metrics import success_rate
@@ -31,21 +32,16 @@ def main() -> None:
     rows = []
     for seed in held_out_seeds(args.episodes):
         t0 = time.perf_counter()
-        obs, _ = task.reset(seed=seed)
         oracle = task.oracle(np.random.default_rng(seed))
-        oracle.reset()
-        best, steps = 0.0, 0
-        while steps < task.horizon:
-            obs, reward, terminated, _, _ = task.step(oracle.act(obs))
-            best, steps = max(best, reward), steps + 1
-            if terminated:
-                break
+        episode = record_episode(
+            task, oracle.act, seed=seed, source="oracle", on_reset=oracle.reset
+        )
         rows.append(
             {
                 "seed": seed,
-                "success": task.is_success(),
-                "max_reward": best,
-                "length": steps,
+                "success": episode.success,
+                "max_reward": float(episode.rewards.max()),
+                "length": len(episode.actions),
                 "seconds": time.perf_counter() - t0,
             }
         )

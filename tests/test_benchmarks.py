@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from apprentice.envs.base import task_available
 from apprentice.envs.robosuite import robosuite_available
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -121,7 +120,6 @@ def test_zoo_grid_runs_named_cells_in_order_and_refuses_a_bad_one(tmp_path: Path
     assert r.returncode == 2 and "'lift/images/rnn/d50' is not task/obs/policy/dN/sN" in r.stderr
 
 
-@pytest.mark.skipif(not task_available("pusht"), reason="needs gym-pusht (the pusht extra)")
 def test_pusht_expert_and_zoo_cell(tmp_path: Path) -> None:
     out = tmp_path / "expert.json"
     stdout = run("bench_pusht_expert.py", "--episodes", "2", "--out", str(out))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("gym_pusht")
-
 from apprentice.envs import Oracle, Task, make_task, make_task_from_env_args
 from apprentice.envs import pusht as pusht_module
 from apprentice.envs.pusht import PushTTask, outline_contacts, pose_cost
