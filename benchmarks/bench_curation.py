@@ -162,7 +162,7 @@ def main() -> None:
                 train(
                     TrainConfig(
                         dataset=str(demos),
-                        out_dir=str(run_dir),
+                        out=str(run_dir),
                         policy=policy,
                         epochs=args.epochs,
                         steps_per_epoch=args.steps_per_epoch,
@@ -172,7 +172,7 @@ def main() -> None:
                         valid_mask=valid_mask,
                         eval_every=args.eval_every if evaluate_cb else 0,
                         eval_episodes=args.eval_episodes,
-                        num_threads=args.threads,
+                        threads=args.threads,
                         progress=False,
                     ),
                     evaluate=evaluate_cb,

@@ -225,14 +225,14 @@ def success(args: argparse.Namespace) -> dict[str, Any]:
     def train_config(dataset: Path, run_dir: Path, policy: PolicyConfig, seed: int) -> TrainConfig:
         return TrainConfig(
             dataset=str(dataset),
-            out_dir=str(run_dir),
+            out=str(run_dir),
             policy=policy,
             epochs=args.epochs,
             steps_per_epoch=args.steps_per_epoch,
             batch_size=args.batch,
             lr=args.lr,
             seed=seed,
-            num_threads=args.threads,
+            threads=args.threads,
             progress=False,
         )
 

@@ -85,7 +85,7 @@ def run_bc(task: str, demos: Path, seed: int, args: argparse.Namespace) -> list[
     r = train(
         TrainConfig(
             dataset=str(demos),
-            out_dir=str(run_path(args, task, "bc", seed)),
+            out=str(run_path(args, task, "bc", seed)),
             policy=MLPConfig(hidden_dims=(256, 256)),
             epochs=args.bc_epochs,
             steps_per_epoch=100,
@@ -93,7 +93,7 @@ def run_bc(task: str, demos: Path, seed: int, args: argparse.Namespace) -> list[
             lr=1e-3,
             seed=seed,
             valid_fraction=0.0,
-            num_threads=1,
+            threads=1,
             progress=False,
         )
     )
@@ -116,7 +116,7 @@ def run_one(
             algo=algo,
             task=task,
             demos=str(demos),
-            out_dir=str(run_path(args, task, algo, seed)),
+            out=str(run_path(args, task, algo, seed)),
             env_steps=args.env_steps,
             seed=seed,
             rl_algo=args.rl_algo,

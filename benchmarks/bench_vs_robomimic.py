@@ -66,11 +66,11 @@ import json, sys, time
 from apprentice.algos.trainer import TrainConfig, train
 from apprentice.policies.base import policy_config_from_dict
 a = json.loads(sys.argv[1])
-cfg = TrainConfig(dataset=a["dataset"], out_dir=a["out_dir"],
+cfg = TrainConfig(dataset=a["dataset"], out=a["out_dir"],
     policy=policy_config_from_dict(a["policy"]), epochs=a["epochs"],
     steps_per_epoch=a["steps_per_epoch"], batch_size=a["batch_size"], lr=a.get("lr", 1e-4),
     seed=a["seed"],
-    num_threads=a["threads"], progress=False, eval_every=0, overwrite=True,
+    threads=a["threads"], progress=False, eval_every=0, overwrite=True,
     precision=a.get("precision", "fp32"))
 t0 = time.perf_counter()
 res = train(cfg)

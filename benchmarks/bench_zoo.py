@@ -113,7 +113,7 @@ def run_cell(cell: Cell, data: str, args: dict[str, Any]) -> dict[str, Any]:
     result = train(
         TrainConfig(
             dataset=data,
-            out_dir=str(run_dir),
+            out=str(run_dir),
             policy=policy_config(cell, args["quick"], args["policy_args"]),
             epochs=args["epochs"],
             steps_per_epoch=args["steps_per_epoch"],
@@ -122,7 +122,7 @@ def run_cell(cell: Cell, data: str, args: dict[str, Any]) -> dict[str, Any]:
             grad_clip=CLIP.get(cell.policy),
             seed=cell.seed,
             device=args["device"],
-            num_threads=1,
+            threads=1,
             progress=False,
         )
     )

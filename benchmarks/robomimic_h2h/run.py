@@ -63,9 +63,9 @@ from apprentice.algos.trainer import TrainConfig, train
 from apprentice.policies import RNNConfig
 a = json.loads(sys.argv[1])
 policy = RNNConfig(obs_keys=tuple(a["obs_keys"]), head=a["head"])  # LSTM 2x400, seq 10
-train(TrainConfig(dataset=a["dataset"], out_dir=a["out_dir"], policy=policy,
+train(TrainConfig(dataset=a["dataset"], out=a["out_dir"], policy=policy,
     epochs=a["epochs"], steps_per_epoch=a["steps"], batch_size=100, lr=a["lr"], seed=a["seed"],
-    valid_fraction=0.0, num_threads=1, progress=False, save_every=a["save_every"],
+    valid_fraction=0.0, threads=1, progress=False, save_every=a["save_every"],
     precision=a["precision"], overwrite=True))
 """
 

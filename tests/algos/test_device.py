@@ -29,14 +29,14 @@ SMALL: dict[str, dict[str, Any]] = {
 def _config(dataset: Path, out: Path, **kw: Any) -> TrainConfig:
     base: dict[str, Any] = {
         "dataset": str(dataset),
-        "out_dir": str(out),
+        "out": str(out),
         "policy": MLPConfig(hidden_dims=(32,)),
         "epochs": 2,
         "steps_per_epoch": 3,
         "batch_size": 8,
         "lr": 1e-3,
         "progress": False,
-        "num_threads": 1,
+        "threads": 1,
     }
     return TrainConfig(**(base | kw))
 

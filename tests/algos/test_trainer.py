@@ -37,7 +37,7 @@ from apprentice.policies.base import config_field_docs
 def _config(demo_file: Path, out: Path, **kw: Any) -> TrainConfig:
     base: dict[str, Any] = {
         "dataset": str(demo_file),
-        "out_dir": str(out),
+        "out": str(out),
         "policy": MLPConfig(hidden_dims=(64, 64)),
         "epochs": 3,
         "steps_per_epoch": 5,
@@ -45,7 +45,7 @@ def _config(demo_file: Path, out: Path, **kw: Any) -> TrainConfig:
         "lr": 1e-3,
         "progress": False,
         # One thread: tiny GEMMs gain nothing from two, and lose a lot on a busy machine.
-        "num_threads": 1,
+        "threads": 1,
     }
     base.update(kw)
     return TrainConfig(**base)

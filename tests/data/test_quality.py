@@ -191,7 +191,7 @@ def test_filter_writes_masks_leaves_demos_alone_and_trains_on_them(
     run = train(
         TrainConfig(
             dataset=str(path),
-            out_dir=str(tmp_path / "run"),
+            out=str(tmp_path / "run"),
             policy=MLPConfig(obs_keys=("eef_pos",), hidden_dims=(8,)),
             epochs=1,
             steps_per_epoch=2,

@@ -27,11 +27,11 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     collect_demos(CollectConfig(task="lift", n=6, out=str(demos), workers=1, progress=False))
     cfg = TrainConfig(
         dataset=str(demos),
-        out_dir=str(root / "run"),
+        out=str(root / "run"),
         policy=policy_config_from_dict({"name": "mlp", "hidden_dims": [64, 64]}),
         epochs=2,
         steps_per_epoch=20,
-        num_threads=1,
+        threads=1,
         progress=False,
     )
     train(cfg)

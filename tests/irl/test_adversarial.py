@@ -138,7 +138,7 @@ def test_a_runaway_discriminator_is_reported(pendulum_demos: Path, tmp_path: Pat
         algo="gail",
         task=PENDULUM,
         demos=str(pendulum_demos),
-        out_dir=str(tmp_path / "run"),
+        out=str(tmp_path / "run"),
         env_steps=1024,
         eval_episodes=1,
         algo_args=(
@@ -244,7 +244,7 @@ def test_airl_state_only_reward_trains_a_fresh_learner(
             algo="airl",
             task=PointMass.name,
             demos=str(demos),
-            out_dir=str(tmp_path / "airl"),
+            out=str(tmp_path / "airl"),
             env_steps=8192,
             eval_episodes=5,
             algo_args=(
@@ -306,7 +306,7 @@ def _gail_cfg(demos: Path, out: Path, steps: int, *extra: str, **kw: Any) -> IRL
         algo=kw.pop("algo", "gail"),
         task=PENDULUM,
         demos=str(demos),
-        out_dir=str(out),
+        out=str(out),
         env_steps=steps,
         eval_episodes=2,
         algo_args=("rollout_steps=512", "n_envs=1", *extra),

@@ -174,7 +174,7 @@ def test_bco_runs_rounds_within_the_env_step_budget(pendulum_demos: Path, tmp_pa
         algo="bco",
         task=PENDULUM,
         demos=str(pendulum_demos),
-        out_dir=str(tmp_path / "bco"),
+        out=str(tmp_path / "bco"),
         env_steps=1500,
         eval_episodes=1,
         algo_args=(*args, "threads=1"),

@@ -141,7 +141,7 @@ def test_bc_rl_smoke_run_logs_clone_then_fine_tuning(noisy_pd_demos: Path, tmp_p
         algo="bc-rl",
         task=PENDULUM,
         demos=str(noisy_pd_demos),
-        out_dir=str(tmp_path / "run"),
+        out=str(tmp_path / "run"),
         env_steps=256,
         eval_episodes=1,
         algo_args=("bc_steps=300", "n_steps=128", "batch_size=64", "n_epochs=2", "threads=1"),
@@ -159,7 +159,7 @@ def test_bc_rl_smoke_run_logs_clone_then_fine_tuning(noisy_pd_demos: Path, tmp_p
 def test_state_only_demos_are_refused(noisy_pd_demos: Path, tmp_path: Path) -> None:
     states = tmp_path / "states.hdf5"
     strip_actions(noisy_pd_demos, states)
-    cfg = IRLConfig(algo="bc-rl", task=PENDULUM, demos=str(states), out_dir=str(tmp_path / "r"))
+    cfg = IRLConfig(algo="bc-rl", task=PENDULUM, demos=str(states), out=str(tmp_path / "r"))
     with pytest.raises(ApprenticeError, match="state-only"):
         run_bc_rl(cfg)
     with pytest.raises(ApprenticeError, match="lambda1"):

@@ -38,7 +38,7 @@ def _irl(algo: str, demos: Path, out: Path, *extra: str, steps: int = 2048) -> l
         PENDULUM,
         "--demos",
         str(demos),
-        "--out-dir",
+        "--out",
         str(out),
         "--env-steps",
         str(steps),

@@ -93,7 +93,7 @@ def test_maxent_matches_the_expert_feature_counts_and_recovers_the_reward(tmp_pa
         IRLConfig(
             algo="maxent",
             task=mdp.name,
-            out_dir=str(tmp_path / "run"),
+            out=str(tmp_path / "run"),
             algo_args=("exact_expert=true", "tol=0.01"),
         )
     )
@@ -144,7 +144,7 @@ def test_sampled_demos_estimate_the_expert_feature_expectations(tmp_path: Path) 
             algo="apprenticeship",
             task=mdp.name,
             demos=str(path),
-            out_dir=str(tmp_path / "r"),
+            out=str(tmp_path / "r"),
             algo_args=("max_iters=15",),
         )
     )
@@ -160,12 +160,12 @@ def test_sampled_demos_estimate_the_expert_feature_expectations(tmp_path: Path) 
 
 def test_unknown_gridworld_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ApprenticeError, match=r"gridworld/5x5.*objectworld-10"):
-        run_tabular(IRLConfig(algo="maxent", task="gridworld/9x9", out_dir=str(tmp_path)))
+        run_tabular(IRLConfig(algo="maxent", task="gridworld/9x9", out=str(tmp_path)))
 
 
 def test_maxent_on_a_continuous_task_says_it_is_discrete_only(tmp_path: Path) -> None:
     with pytest.raises(ApprenticeError, match=r"tabular.*apprenticeship.*gail, airl"):
-        run_tabular(IRLConfig(algo="maxent", task="gym/InvertedPendulum-v5", out_dir=str(tmp_path)))
+        run_tabular(IRLConfig(algo="maxent", task="gym/InvertedPendulum-v5", out=str(tmp_path)))
 
 
 def _write(path: Path, env_name: str, obs_key: str, dim: int) -> Path:
@@ -193,7 +193,7 @@ def test_demos_without_the_state_index_name_it(tmp_path: Path) -> None:
                 algo="apprenticeship",
                 task="gridworld/5x5",
                 demos=str(demos),
-                out_dir=str(tmp_path / "r"),
+                out=str(tmp_path / "r"),
             )
         )
 
@@ -206,7 +206,7 @@ def test_continuous_demos_without_the_observation_key_name_it(tmp_path: Path) ->
                 algo="apprenticeship",
                 task="gym/InvertedPendulum-v5",
                 demos=str(demos),
-                out_dir=str(tmp_path / "r"),
+                out=str(tmp_path / "r"),
             )
         )
 
@@ -215,7 +215,7 @@ def test_unknown_algo_arg_is_named(tmp_path: Path) -> None:
     with pytest.raises(ApprenticeError, match=r"'lr_typo'.*known: eps"):
         run_tabular(
             IRLConfig(
-                algo="maxent", task="gridworld/5x5", out_dir=str(tmp_path), algo_args=("lr_typo=1",)
+                algo="maxent", task="gridworld/5x5", out=str(tmp_path), algo_args=("lr_typo=1",)
             )
         )
 
@@ -234,7 +234,7 @@ def test_linear_apprenticeship_runs_and_resumes(tmp_path: Path) -> None:
         algo="apprenticeship",
         task="gym/InvertedPendulum-v5",
         demos=str(demos),
-        out_dir=str(tmp_path / "run"),
+        out=str(tmp_path / "run"),
         env_steps=1024,
         eval_episodes=1,
         algo_args=("rl_steps=1024", "rollouts=1", "num_rbf=4"),

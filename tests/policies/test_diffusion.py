@@ -361,13 +361,13 @@ def test_the_shared_trainer_drives_ema_and_noise(demo_file: Path, tmp_path: Path
     result = train(
         TrainConfig(
             dataset=str(demo_file),
-            out_dir=str(tmp_path / "run"),
+            out=str(tmp_path / "run"),
             policy=policy_config,
             epochs=1,
             steps_per_epoch=6,
             batch_size=8,
             progress=False,
-            num_threads=1,
+            threads=1,
         )
     )
     policy = load_policy(result.final_checkpoint)

@@ -234,14 +234,14 @@ def test_trainer_trains_an_image_policy_from_a_file(camera_file: Path, tmp_path:
     result = train(
         TrainConfig(
             dataset=str(camera_file),
-            out_dir=str(tmp_path / "run"),
+            out=str(tmp_path / "run"),
             policy=config,
             epochs=3,
             steps_per_epoch=15,
             batch_size=16,
             lr=3e-3,
             progress=False,
-            num_threads=1,
+            threads=1,
         )
     )
     losses = [m["train_loss"] for m in result.metrics]
@@ -268,7 +268,7 @@ def test_camera_fields_leave_low_dim_configs_as_they_were() -> None:
 def test_image_policy_on_a_dataset_without_images(demo_file: Path, tmp_path: Path) -> None:
     config = MLPConfig(hidden_dims=(8,), image_keys=("agentview_image",))
     with pytest.raises(ApprenticeError, match=r"'agentview_image'.*no images.*eef_pos"):
-        train(TrainConfig(dataset=str(demo_file), out_dir=str(tmp_path / "r"), policy=config))
+        train(TrainConfig(dataset=str(demo_file), out=str(tmp_path / "r"), policy=config))
     assert not (tmp_path / "r").exists()
     spec = DemoDataset.load(demo_file).spec
     with pytest.raises(ApprenticeError, match=r"'agentview_image'.*image keys: none"):
@@ -289,7 +289,7 @@ def test_low_dim_and_image_keys_in_the_wrong_list(
         train(
             TrainConfig(
                 dataset=str(camera_file),
-                out_dir=str(tmp_path / "run"),
+                out=str(tmp_path / "run"),
                 policy=MLPConfig(image_keys=("eef_pos",)),
             )
         )

@@ -221,7 +221,7 @@ def test_check_horizon_names_the_chunk_and_the_shortest_demo(data: Any) -> None:
 def test_trainer_refuses_a_chunk_longer_than_a_demo(demo_file: Path, tmp_path: Path) -> None:
     config = TrainConfig(
         dataset=str(demo_file),
-        out_dir=str(tmp_path / "run"),
+        out=str(tmp_path / "run"),
         policy=ACTConfig(chunk_size=40, hidden_dim=16, num_heads=2),
         epochs=1,
         steps_per_epoch=1,

@@ -97,17 +97,17 @@ def prepare_run_dir(
     if run_dir.exists() and any(run_dir.iterdir()):
         if not config_path.exists():
             raise ApprenticeError(
-                f"run folder {run_dir} is not empty and holds no config.json; choose a new out_dir"
+                f"run folder {run_dir} is not empty and holds no config.json; choose a new out"
             )
         if not resume:
             raise ApprenticeError(
-                f"run folder {run_dir} already holds a run; use a new out_dir, "
+                f"run folder {run_dir} already holds a run; use a new out, "
                 "resume=True (--resume) to continue it, or overwrite=True (--overwrite)"
             )
         try:
             previous = json.loads(config_path.read_text())
         except json.JSONDecodeError:
-            raise ApprenticeError(f"{config_path} is not valid JSON; use a new out_dir") from None
+            raise ApprenticeError(f"{config_path} is not valid JSON; use a new out") from None
         current = json.loads(json.dumps(config))
         differ = sorted(
             k
@@ -117,7 +117,7 @@ def prepare_run_dir(
         if differ:
             raise ApprenticeError(
                 f"run folder {run_dir} holds a run with a different config "
-                f"({', '.join(differ)} differ); use a new out_dir or overwrite=True (--overwrite)"
+                f"({', '.join(differ)} differ); use a new out or overwrite=True (--overwrite)"
             )
         last = run_dir / "last.pt"
         return run_dir, last if last.exists() else None

@@ -390,7 +390,7 @@ class _Run:
         train(
             TrainConfig(
                 dataset=str(self.demos),
-                out_dir=str(self.round_dir(round_index)),
+                out=str(self.round_dir(round_index)),
                 policy=self.policy_config,
                 epochs=cfg.epochs,
                 steps_per_epoch=cfg.steps_per_epoch,
@@ -398,7 +398,7 @@ class _Run:
                 lr=cfg.lr,
                 seed=cfg.seed,
                 valid_fraction=0.0,
-                num_threads=cfg.threads,
+                threads=cfg.threads,
                 progress=cfg.progress,
                 init_checkpoint=init,
             )

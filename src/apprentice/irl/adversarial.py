@@ -232,7 +232,7 @@ class _Run:
 
     def __init__(self, cfg: IRLConfig, acfg: AdversarialConfig) -> None:
         self.cfg, self.acfg = cfg, acfg
-        self.dir = Path(cfg.out_dir)
+        self.dir = Path(cfg.out)
         self.rl_algo = _generator_algo(cfg.rl_algo)
         self.eval_env: IRLEnv = make_irl_env(cfg.task, cfg.seed, acfg.obs_keys or None)
         self.keys = self.eval_env.obs_keys
@@ -540,7 +540,7 @@ def run_adversarial(cfg: IRLConfig) -> IRLResult:
         raise ApprenticeError(f"run_adversarial runs {', '.join(ADVERSARIAL)}, not {cfg.algo}")
     acfg = AdversarialConfig.from_irl(cfg)
     run = _Run(cfg, acfg)
-    run_dir = Path(cfg.out_dir)
+    run_dir = Path(cfg.out)
     if cfg.overwrite:
         for name in _RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)

@@ -135,7 +135,7 @@ class _Run:
         from apprentice.irl.label import resolve_task
 
         self.cfg, self.bcfg = cfg, bcfg
-        self.dir = Path(cfg.out_dir)
+        self.dir = Path(cfg.out)
         self.task = resolve_task(cfg.demos, cfg.task)
         self.keys = obs_keys_of(self.task)
         self.demos = read_state_demos(cfg.demos, self.keys)
@@ -205,7 +205,7 @@ class _Run:
         train(
             TrainConfig(
                 dataset=str(self.dir / "labelled.hdf5"),
-                out_dir=str(self.round_dir(r)),
+                out=str(self.round_dir(r)),
                 policy=self.policy_config,
                 epochs=b.epochs,
                 steps_per_epoch=b.steps_per_epoch,
@@ -214,7 +214,7 @@ class _Run:
                 seed=self.cfg.seed,
                 valid_fraction=0.0,
                 train_mask="",  # all demos: the IDM labelled every one
-                num_threads=b.threads,
+                threads=b.threads,
                 progress=False,
                 init_checkpoint=str(self.round_dir(r - 1) / "final.pt") if r else None,
             )

@@ -28,7 +28,7 @@ class IRLConfig:
     """Task name (a gridworld for the tabular algorithms, a gym/... or built-in task otherwise)."""
     demos: str = ""
     """Expert demonstrations (HDF5, robomimic layout; state-only files for bco and gaifo)."""
-    out_dir: str = "runs/irl"
+    out: str = "runs/irl"
     """Run folder: config, logs, learned reward and policy, report."""
     env_steps: int = 100_000
     """Environment steps the learner may take (the budget the benchmarks compare at)."""
@@ -43,9 +43,9 @@ class IRLConfig:
     algo_args: tuple[str, ...] = ()
     """key=value overrides of the algorithm's own config (see its docs)."""
     resume: bool = True
-    """Continue a run found in out_dir with the same config."""
+    """Continue a run found in out with the same config."""
     overwrite: bool = False
-    """Delete a previous run in out_dir and start afresh."""
+    """Delete a previous run in out and start afresh."""
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:

@@ -258,7 +258,7 @@ def run_bc_rl(cfg: IRLConfig) -> IRLResult:
     demo_obs = ((raw - mean) / std).astype(np.float32)  # N,D
     reference = expert_reference(cfg.demos)
 
-    run_dir = Path(cfg.out_dir)
+    run_dir = Path(cfg.out)
     if cfg.overwrite:
         for name in ("state.json", "policy.zip", "normalizer.json"):
             (run_dir / name).unlink(missing_ok=True)

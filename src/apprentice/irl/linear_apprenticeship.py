@@ -225,12 +225,10 @@ def run_linear_apprenticeship(cfg: IRLConfig) -> IRLResult:
 
     record = {**dataclasses.asdict(cfg), "algo_config": dataclasses.asdict(algo_cfg)}
     if cfg.overwrite:
-        clear_run_files(Path(cfg.out_dir), OUTPUTS)
-        for old in (Path(cfg.out_dir) / "policies").glob("iter_*.zip"):
+        clear_run_files(Path(cfg.out), OUTPUTS)
+        for old in (Path(cfg.out) / "policies").glob("iter_*.zip"):
             old.unlink()
-    run_dir, _ = prepare_run_dir(
-        Path(cfg.out_dir), record, resume=cfg.resume, overwrite=cfg.overwrite
-    )
+    run_dir, _ = prepare_run_dir(Path(cfg.out), record, resume=cfg.resume, overwrite=cfg.overwrite)
     (run_dir / "policies").mkdir(exist_ok=True)
     eval_env = make_irl_env(cfg.task, cfg.seed + 1, keys_arg or None)
     mc_env = make_irl_env(cfg.task, cfg.seed + 2, keys_arg or None)

@@ -332,10 +332,8 @@ def run_tabular(cfg: IRLConfig) -> IRLResult:
 
     record = {**dataclasses.asdict(cfg), "algo_config": dataclasses.asdict(algo_cfg)}
     if cfg.overwrite:
-        clear_run_files(Path(cfg.out_dir), RUN_OUTPUTS)
-    run_dir, _ = prepare_run_dir(
-        Path(cfg.out_dir), record, resume=cfg.resume, overwrite=cfg.overwrite
-    )
+        clear_run_files(Path(cfg.out), RUN_OUTPUTS)
+    run_dir, _ = prepare_run_dir(Path(cfg.out), record, resume=cfg.resume, overwrite=cfg.overwrite)
     # A rerun recomputes: the exact solvers take seconds and the same seed gives the same run.
     expert = optimal_policy(mdp)
     if algo_cfg.exact_expert:

@@ -101,7 +101,7 @@ def run_train(cmd: TrainCommand) -> dict[str, Any]:
         evaluate = rollout_callback(str(task), cmd.eval_episodes, task_kwargs=task_kwargs)
     config = TrainConfig(
         dataset=cmd.dataset,
-        out_dir=cmd.out,
+        out=cmd.out,
         policy=policy,
         epochs=cmd.epochs,
         steps_per_epoch=cmd.steps_per_epoch,
@@ -112,7 +112,7 @@ def run_train(cmd: TrainCommand) -> dict[str, Any]:
         valid_mask=cmd.valid_mask,
         eval_every=cmd.eval_every if evaluate else 0,
         eval_episodes=cmd.eval_episodes,
-        num_threads=cmd.threads,
+        threads=cmd.threads,
         precision=cmd.precision,
         device=cmd.device,
         resume=cmd.resume,
