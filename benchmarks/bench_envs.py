@@ -87,7 +87,7 @@ def main() -> None:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     rows: list[dict[str, Any]] = []
     # The robosuite tasks have their own benchmark (bench_robosuite_oracles.py, own venv);
-    # Push-T is no MuJoCo task (its expert's rate is in RESULTS' Push-T section).
+    # Push-T is no MuJoCo task (its expert's rate is in results/pusht.md).
     for name in args.tasks or [n for n in task_names() if n not in (*ROBOSUITE_TASKS, "pusht")]:
         successes, mean_len = oracle_success(name, args.episodes)
         low, high = wilson_interval(successes, args.episodes)

@@ -2,8 +2,8 @@
 host waits for the device every step) against the step it runs now (it does not).
 
 The zoo grid trains many cells side by side, each process with its own CUDA context on one
-GPU. There every camera cell ran at 12-19 steps/s whatever its model (the policy zoo section
-of RESULTS.md), which points at a fixed wait per step, not at arithmetic. The step waited
+GPU. There every camera cell ran at 12-19 steps/s whatever its model (benchmarks/results/
+policies-zoo.md), which points at a fixed wait per step, not at arithmetic. The step waited
 for the device several times: each key's copy from pageable host memory, and each loss or
 logged number read back as a Python float. This script times both steps on the same
 in-memory camera batches (2 cameras at 84x84 + 9 proprio dims, random uint8 frames):

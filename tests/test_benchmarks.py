@@ -1,6 +1,6 @@
 """Small versions of the benchmark scripts: they still run and write their results.
 
-The full-size runs live outside CI (see benchmarks/RESULTS.md for the commands).
+The full-size runs live outside CI (see benchmarks/results/ for the commands).
 """
 
 import json
