@@ -10,35 +10,31 @@ much of the step time is physics. Prints a markdown table and writes benchmarks/
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import mujoco
 import numpy as np
 
+from apprentice.collect.record import record_episode
 from apprentice.envs import make_task, task_names
 from apprentice.envs.robosuite import ROBOSUITE_TASKS
 from apprentice.evaluate.metrics import wilson_interval
+from harness import OUT, add_out, markdown_table, parser, success_cell, wilson_cell, write_json
 
 
 def oracle_success(name: str, episodes: int) -> tuple[int, float]:
-    """(successes, mean steps to success) of the oracle over seeds 0..episodes-1."""
+    """(successes, mean steps to success) of the oracle over seeds 0..episodes-1, each
+    episode recorded as `apprentice collect` records it (ending at the first success)."""
     env = make_task(name)
     successes, lengths = 0, []
     for seed in range(episodes):
-        obs, _ = env.reset(seed=seed)
         oracle = env.oracle(np.random.default_rng(seed))
-        oracle.reset()
-        for t in range(env.horizon):
-            obs, _, _, _, info = env.step(oracle.act(obs))
-            if info["success"]:
-                successes += 1
-                lengths.append(t + 1)
-                break
+        episode = record_episode(env, oracle.act, seed=seed, source="oracle", on_reset=oracle.reset)
+        if episode.success:
+            successes += 1
+            lengths.append(len(episode.actions))
     env.close()
     return successes, float(np.mean(lengths)) if lengths else float("nan")
 
@@ -75,14 +71,12 @@ def mj_steps_per_s(name: str, env_steps: int) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=200, help="oracle episodes per task")
-    parser.add_argument("--steps", type=int, default=5000, help="env steps for the speed test")
-    parser.add_argument(
-        "--tasks", nargs="*", default=None, help="tasks (default: all built-in ones)"
-    )
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "envs.json")
-    args = parser.parse_args()
+    p = parser(__doc__)
+    p.add_argument("--episodes", type=int, default=200, help="oracle episodes per task")
+    p.add_argument("--steps", type=int, default=5000, help="env steps for the speed test")
+    p.add_argument("--tasks", nargs="*", default=None, help="tasks (default: all built-in ones)")
+    add_out(p, OUT / "envs.json")
+    args = p.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     rows: list[dict[str, Any]] = []
@@ -107,22 +101,26 @@ def main() -> None:
                 "physics_fraction": env_rate * n_substeps / mj_rate,
             }
         )
+    header = ["task", "oracle success", "95% Wilson", "mean steps", "env steps/s", "mj_step/s"]
     print(
-        "| task | oracle success | 95% Wilson | mean steps | env steps/s | mj_step/s | "
-        "env·substeps / mj |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['task']} | {r['oracle_successes']}/{r['episodes']} "
-            f"({r['oracle_success_rate']:.1%}) | [{r['wilson95'][0]:.3f}, {r['wilson95'][1]:.3f}] "
-            f"| {r['oracle_mean_steps']:.1f} | {r['env_steps_per_s']:.0f} "
-            f"| {r['mj_steps_per_s']:.0f} | {r['physics_fraction']:.2f} |"
+        markdown_table(
+            [*header, "env·substeps / mj"],
+            (
+                [
+                    r["task"],
+                    success_cell(r["oracle_successes"], r["episodes"]),
+                    wilson_cell(r["oracle_successes"], r["episodes"]),
+                    f"{r['oracle_mean_steps']:.1f}",
+                    f"{r['env_steps_per_s']:.0f}",
+                    f"{r['mj_steps_per_s']:.0f}",
+                    f"{r['physics_fraction']:.2f}",
+                ]
+                for r in rows
+            ),
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    )
     meta = {"mujoco": mujoco.__version__, "numpy": np.__version__}
-    args.out.write_text(json.dumps({"meta": meta, "tasks": rows}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, {"meta": meta, "tasks": rows})
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
     .venv-robosuite/bin/python benchmarks/bench_robosuite_oracles.py --smoke
 
 For each task: the scripted oracle's successes over seeds 0..N-1 with a 95% Wilson interval,
-the mean steps to success, env steps per second while the oracle drives (oracle included),
+the mean steps to success, env steps per second while the oracle drives (oracle and
+recording included: the episodes run through `apprentice collect`'s `record_episode`),
 env steps per second under random actions, and the bare `mj_step` rate of the same model, so
 that `env_steps/s * substeps / mj_steps/s` tells how much of robosuite's step is physics (the
 rest is its Python OSC controller and observables). One core (the process is pinned to one).
@@ -19,23 +20,22 @@ steps of each task and of its oracle, a get/set_state replay, and exit status 1 
 
 from __future__ import annotations
 
-import argparse
+import itertools
 import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+from apprentice.collect.record import record_episode
 from apprentice.envs import make_task
 from apprentice.envs.robosuite import ROBOSUITE_TASKS, robosuite_available
 from apprentice.evaluate.metrics import wilson_interval
-
-OUT = Path(__file__).parent / "out" / "robosuite_oracles.json"
+from harness import OUT, add_out, markdown_table, parser, success_cell, wilson_cell, write_json
 
 
 def oracle_run(name: str, episodes: int) -> dict[str, Any]:
@@ -45,16 +45,12 @@ def oracle_run(name: str, episodes: int) -> dict[str, Any]:
     failed: list[int] = []
     start = time.perf_counter()
     for seed in range(episodes):
-        obs, _ = env.reset(seed=seed)
         oracle = env.oracle(np.random.default_rng(seed))
-        oracle.reset()
-        for t in range(env.horizon):
-            obs, _, _, _, info = env.step(oracle.act(obs))
-            steps += 1
-            if info["success"]:
-                successes += 1
-                lengths.append(t + 1)
-                break
+        episode = record_episode(env, oracle.act, seed=seed, source="oracle", on_reset=oracle.reset)
+        steps += len(episode.actions)
+        if episode.success:
+            successes += 1
+            lengths.append(len(episode.actions))
         else:
             failed.append(seed)
     elapsed = time.perf_counter() - start
@@ -98,14 +94,20 @@ def mj_steps_per_s(name: str, steps: int) -> tuple[float, int]:
 
 
 def smoke(tasks: list[str]) -> None:
-    """A few steps of each task and its oracle, and an exact get/set_state replay."""
+    """Five recorded steps of each task's oracle, and an exact get/set_state replay."""
     for name in tasks:
         env = make_task(name)
-        obs, _ = env.reset(seed=0)
         oracle = env.oracle(np.random.default_rng(0))
-        oracle.reset()
-        for _ in range(5):
-            obs, *_ = env.step(oracle.act(obs))
+        steps = itertools.count(1)
+        episode = record_episode(
+            env,
+            oracle.act,
+            seed=0,
+            source="oracle",
+            on_reset=oracle.reset,
+            should_stop=lambda: next(steps) >= 5,
+        )
+        obs = {k: v[-1] for k, v in episode.next_obs.items()}
         state = env.get_state()
         actions = np.random.default_rng(1).uniform(-1, 1, size=(3, 7))
         first = [env.step(a)[0] for a in actions]
@@ -120,12 +122,12 @@ def smoke(tasks: list[str]) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--episodes", type=int, default=200, help="oracle episodes per task")
     p.add_argument("--steps", type=int, default=1000, help="env steps for the speed test")
     p.add_argument("--tasks", nargs="*", default=list(ROBOSUITE_TASKS), help="robosuite tasks")
     p.add_argument("--smoke", action="store_true", help="a few steps of each task and oracle")
-    p.add_argument("--out", type=Path, default=OUT)
+    add_out(p, OUT / "robosuite_oracles.json")
     args = p.parse_args()
     if not robosuite_available():
         sys.exit(
@@ -164,27 +166,30 @@ def main() -> None:
             f"failed seeds {r['failed_seeds']}",
             flush=True,
         )
-    print(
-        "\n| task | oracle success | 95% Wilson | mean steps | steps/s (oracle) | "
-        "steps/s (random) | mj_step/s | env·substeps / mj |"
+    header = ["task", "oracle success", "95% Wilson", "mean steps", "steps/s (oracle)"]
+    header += ["steps/s (random)", "mj_step/s", "env·substeps / mj"]
+    table = markdown_table(
+        header,
+        (
+            [
+                name,
+                success_cell(rows[name]["successes"], rows[name]["episodes"]),
+                wilson_cell(rows[name]["successes"], rows[name]["episodes"]),
+                f"{rows[name]['mean_steps']:.1f}",
+                f"{rows[name]['oracle_steps_per_s']:.0f}",
+                f"{rows[name]['env_steps_per_s']:.0f}",
+                f"{rows[name]['mj_steps_per_s']:.0f}",
+                f"{rows[name]['physics_fraction']:.2f}",
+            ]
+            for name in args.tasks
+        ),
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for name in args.tasks:
-        r = rows[name]
-        print(
-            f"| {name} | {r['successes']}/{r['episodes']} ({r['success_rate']:.1%}) "
-            f"| [{r['wilson95'][0]:.3f}, {r['wilson95'][1]:.3f}] | {r['mean_steps']:.1f} "
-            f"| {r['oracle_steps_per_s']:.0f} | {r['env_steps_per_s']:.0f} "
-            f"| {r['mj_steps_per_s']:.0f} | {r['physics_fraction']:.2f} |"
-        )
+    print(f"\n{table}")
     import mujoco
     import robosuite
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"mujoco": mujoco.__version__, "robosuite": robosuite.__version__}
-    ordered = [rows[k] for k in sorted(rows)]
-    args.out.write_text(json.dumps({"meta": meta, "tasks": ordered}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, {"meta": meta, "tasks": [rows[k] for k in sorted(rows)]})
 
 
 if __name__ == "__main__":
