@@ -38,7 +38,6 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 CAMS = ("agentview_image", "eye_in_hand_image")
 PROPRIO = ("eef_pos", "eef_quat", "gripper_qpos")
-READBACK = 32  # the trainer's cadence on an accelerator (trainer._readback_every)
 
 
 def _worker(
@@ -76,6 +75,9 @@ def _worker(
         for module in (bc, augment, diffusion):
             module.host_to_device = pageable  # type: ignore[attr-defined]
 
+    from apprentice.algos.trainer import _readback_every
+
+    readback = _readback_every(torch.device("cuda"))  # the trainer's cadence on a GPU
     pending: list[Any] = []
 
     def step() -> None:
@@ -84,7 +86,7 @@ def _worker(
             return
         loss, _ = bc.bc_step(net, opt, sampler.sample(), device=device)
         pending.append(loss)
-        if len(pending) >= READBACK:
+        if len(pending) >= readback:
             torch.stack(pending).tolist()
             pending.clear()
 

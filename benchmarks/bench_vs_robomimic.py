@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -50,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from apprentice.evaluate.metrics import wilson_interval
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -112,16 +113,6 @@ print(json.dumps({k: r[k] for k in ("success_rate", "ci_low", "ci_high", "succes
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    den = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / den
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, c - h), min(1.0, c + h)
 
 
 def spread(xs: list[float]) -> dict[str, Any]:
@@ -679,7 +670,7 @@ def phase_quality(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
         ),
     ):
         k, n = int(ev["successes"]), args.episodes
-        lo, hi = wilson(k, n)
+        lo, hi = wilson_interval(k, n)
         res[label] = {
             "successes": k,
             "episodes": n,

@@ -21,24 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.abspath(os.path.join(HERE, "..", "..", "src"))
-HELD_OUT_SEED_BASE = 1_000_000_000  # apprentice.envs.seeds.HELD_OUT_SEED_BASE
-
-
-def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def load_policy(path: str):
@@ -73,12 +61,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sys.path.insert(0, SRC)
     from apprentice.envs import make_task
+    from apprentice.envs.seeds import held_out_seeds
+    from apprentice.evaluate.metrics import wilson_interval
 
     policy, ckpt, how = load_policy(args.checkpoint)
     obs_keys = list(ckpt["shape_metadata"]["all_obs_keys"])
     task = make_task(args.task)
     horizon = int(task.horizon)
-    seeds = [HELD_OUT_SEED_BASE + args.seed_offset + i for i in range(args.episodes)]
+    seeds = held_out_seeds(args.episodes, offset=args.seed_offset)
     per_episode, lengths = [], []
     t0 = time.perf_counter()
     for seed in seeds:
@@ -99,7 +89,7 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     task.close() if hasattr(task, "close") else None
     k, n = sum(per_episode), len(per_episode)
-    lo, hi = wilson(k, n)
+    lo, hi = wilson_interval(k, n)
     out = {
         "peer": "robomimic",
         "checkpoint": os.path.abspath(args.checkpoint),

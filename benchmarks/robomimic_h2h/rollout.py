@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-HELD_OUT_SEED_BASE = 1_000_000_000  # apprentice.envs.seeds.HELD_OUT_SEED_BASE
 
 
 class _Apprentice:
@@ -82,6 +81,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(SRC))
     from apprentice.envs import make_task
+    from apprentice.envs.seeds import HELD_OUT_SEED_BASE
 
     policy = (_Apprentice if args.kind == "apprentice" else _Robomimic)(args.checkpoint)
     task = make_task(args.task)

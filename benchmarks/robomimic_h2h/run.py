@@ -43,6 +43,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -213,14 +214,6 @@ def evaluate_side(train: dict, side: str, work: Path, episodes: int) -> dict:
     }
 
 
-def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def spread(xs: list[float]) -> str:
     if not xs:
         return "–"
@@ -239,12 +232,15 @@ def report(results: dict[str, list[dict]], a: argparse.Namespace) -> str:
         "| first ckpt >= 90% (epoch; app / rm) | time to 90%, robomimic / apprentice |",
         "|---|---|---|---|---|---|",
     ]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+    from apprentice.evaluate.metrics import wilson_interval
+
     for task, rows in results.items():
         cells = []
         for side in ("apprentice", "robomimic"):
             k = sum(r["eval"][side]["successes"] for r in rows)
             n = sum(r["eval"][side]["episodes"] for r in rows)
-            lo, hi = wilson(k, n)
+            lo, hi = wilson_interval(k, n)
             per = "/".join(str(r["eval"][side]["successes"]) for r in rows)
             cells.append(f"{k}/{n} = {100 * k / n:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] ({per})")
         final = [str(r["epochs"]) for r in rows]
