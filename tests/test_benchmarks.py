@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from apprentice.envs.robosuite import robosuite_available
+from apprentice.evaluate.metrics import wilson_interval
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import harness  # noqa: E402  (benchmarks/ is no package: its scripts import it from there)
 
 
 def run(script: str, *args: str) -> str:
@@ -138,3 +141,51 @@ def test_pusht_expert_and_zoo_cell(tmp_path: Path) -> None:
     assert 0.0 <= result["mean_max_reward"] <= 1.0
     row = next(r for r in stdout.splitlines() if r.startswith("| pusht | low_dim | mlp | 2 |"))
     assert row.rstrip(" |").rsplit("| ", 1)[1] == f"{result['mean_max_reward']:.3f}"
+
+
+def test_harness_alternates_fixed_calls_and_reports_ratios() -> None:
+    order: list[str] = []
+    rounds = harness.alternate(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+        rounds=3,
+        calls={"a": 2, "b": 1},
+        warmup=1,
+    )
+    # Warm-up once each, then per round 2 calls of a and 1 of b, in turns.
+    assert order == ["a", "b"] + ["a", "a", "b"] * 3
+    assert rounds.calls == {"a": 6, "b": 3}
+    assert all(len(v) == 3 and min(v) > 0 for v in (*rounds.wall.values(), *rounds.cpu.values()))
+    r = harness.ratio([2.0, 3.0, 4.0], [1.0, 1.0, 1.0])
+    assert (r.median, r.low, r.high) == (3.0, 2.0, 4.0) and str(r) == "3.00 (2.00-4.00)"
+    with pytest.raises(ValueError, match="either seconds or calls"):
+        harness.alternate({"a": lambda: None}, rounds=1)
+
+
+def test_harness_tables_and_success_cells(tmp_path: Path) -> None:
+    table = harness.markdown_table(["task", "success"], [["lift", harness.success_cell(3, 4)]])
+    assert table.splitlines() == ["| task | success |", "|---|---|", "| lift | 3/4 (75.0%) |"]
+    low, high = wilson_interval(3, 4)
+    assert harness.wilson_cell(3, 4) == f"[{low:.3f}, {high:.3f}]"
+    out = harness.write_json(tmp_path / "a" / "r.json", {"x": 1})
+    assert json.loads(out.read_text()) == {"x": 1}
+
+
+@pytest.mark.parametrize("mode", [[], ["--quick"]])
+def test_run_all_covers_every_script(mode: list[str]) -> None:
+    stdout = run("run_all.py", "--list", *mode)
+    assert "not covered" not in stdout
+    scripts = [
+        str(p.relative_to(BENCH))
+        for p in (*BENCH.rglob("*.py"), *BENCH.rglob("*.sh"))
+        if "out" not in p.relative_to(BENCH).parts and p.name != "run_all.py"
+    ]
+    runs, left = stdout.split("left out:")
+    for script in scripts:
+        assert f"  {script} " in runs or f"  {script}\n" in runs or f"  {script}: " in left
+
+
+def test_sampler_benchmark_reports_both_windows() -> None:
+    stdout = run("bench_sampler.py", "--seconds", "0.05")
+    for window in ("seq_len=10", "seq_len=1,"):
+        row = next(r for r in stdout.splitlines() if r.startswith(f"| {window}"))
+        assert float(row.split("|")[2]) > 0  # batches/s
