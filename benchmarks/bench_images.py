@@ -42,6 +42,7 @@ import torch
 from apprentice.algos.bc import bc_update
 from apprentice.data.dataset import DemoDataset, WindowSampler
 from apprentice.policies import MLPConfig, Policy, PolicyConfig
+from harness import alternate
 
 OUT = Path(__file__).parent / "out" / "images"
 CAMS = ("agentview_image", "eye_in_hand_image")
@@ -105,28 +106,6 @@ def encoder_bound_step(config: PolicyConfig, dataset: DemoDataset, batch: int) -
     return step
 
 
-def round_robin(
-    steps: dict[str, Callable[[], Any]], *, calls: dict[str, int], repeats: int
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Calls per wall-clock second and per CPU second of each step, per repeat, in turns.
-
-    CPU time (this thread's, with one torch thread) leaves out the wait for a core, which
-    on a loaded machine is most of the wall-clock time and changes from second to second.
-    """
-    for step in steps.values():
-        step()  # warm-up
-    wall: dict[str, list[float]] = {name: [] for name in steps}
-    cpu: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            t0, c0 = time.perf_counter(), time.thread_time()
-            for _ in range(calls[name]):
-                step()
-            wall[name].append(calls[name] / (time.perf_counter() - t0))
-            cpu[name].append(calls[name] / (time.thread_time() - c0))
-    return wall, cpu
-
-
 def speed(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     dataset = camera_dataset()
@@ -137,14 +116,15 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
         config = MLPConfig(image_keys=CAMS, obs_keys=PROPRIO, encoder=encoder, frame_stack=fs)
         heavy = encoder == "resnet18"
         n = 1 if heavy or args.quick else 5
-        rates, cpu = round_robin(
+        rounds = alternate(
             {
                 "train": train_step(config, dataset, args.batch),
                 "bound": encoder_bound_step(config, dataset, args.batch),
             },
-            calls={"train": n, "bound": n},
-            repeats=1 if args.quick else args.repeats,
+            calls=n,
+            rounds=1 if args.quick else args.repeats,
         )
+        rates, cpu = rounds.wall, rounds.cpu
         ratios = [t / b for t, b in zip(cpu["train"], cpu["bound"], strict=True)]
         rows.append(
             {

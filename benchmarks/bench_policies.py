@@ -46,6 +46,7 @@ from apprentice.data.dataset import DemoDataset, WindowSampler
 from apprentice.data.normalize import Normalizer
 from apprentice.policies import Policy, PolicyConfig, policy_config_class, policy_names
 from apprentice.policies.chunking import ActionQueue, TemporalEnsembler
+from harness import alternate
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -102,23 +103,21 @@ def train_rates(
         label: torch.optim.Adam(p.parameters(), lr=1e-4, fused=True)
         for label, (p, _) in setups.items()
     }
-    for label, (policy, sampler) in setups.items():  # warm-up
+    for policy, _ in setups.values():
         policy.train()
-        for _ in range(3):
-            bc_update(policy, opts[label], sampler.sample())
-    rates: dict[str, list[float]] = {label: [] for label in setups}
-    steps: dict[str, int] = dict.fromkeys(setups, 0)
-    for _ in range(repeats):
-        for label, (policy, sampler) in setups.items():
-            count, t0 = 0, time.perf_counter()
-            while (elapsed := time.perf_counter() - t0) < seconds or count < 2:
-                bc_update(policy, opts[label], sampler.sample())
-                count += 1
-            rates[label].append(count / elapsed)
-            steps[label] += count
+    rounds = alternate(
+        {
+            label: (lambda p=policy, o=opts[label], s=sampler: bc_update(p, o, s.sample()))
+            for label, (policy, sampler) in setups.items()
+        },
+        rounds=repeats,
+        seconds=seconds,
+        warmup=3,
+        min_calls=2,
+    )
     return {
-        label: {"steps_per_s": statistics.median(r), "rounds": r, "steps": steps[label]}
-        for label, r in rates.items()
+        label: {"steps_per_s": rounds.median(label), "rounds": r, "steps": rounds.calls[label]}
+        for label, r in rounds.wall.items()
     }
 
 

@@ -23,8 +23,6 @@ import itertools
 import json
 import os
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -36,6 +34,7 @@ import torch
 from apprentice.algos.bc import batch_to_tensors, bc_update
 from apprentice.data.dataset import DemoDataset, WindowSampler
 from apprentice.policies import MLPConfig, Policy, PolicyConfig, RNNConfig
+from harness import alternate
 
 OBS = {"eef_pos": 3, "eef_quat": 4, "gripper_qpos": 2, "object": 14}  # D = 23
 ACTION_DIM = 7
@@ -55,29 +54,6 @@ def synthetic_dataset(num_demos: int = 50, length: int = 200, seed: int = 0) -> 
     starts = np.arange(num_demos, dtype=np.int64) * length
     names = [f"demo_{i}" for i in range(num_demos)]
     return DemoDataset(obs, actions, starts, lengths, names, {"env_name": "bench"})
-
-
-def interleaved_rates(
-    steps: dict[str, Callable[[], Any]], *, seconds: float, repeats: int
-) -> dict[str, float]:
-    """Median calls/s of each step, timed in round-robin windows of about `seconds`.
-
-    Round-robin rather than one after the other: on a shared machine the load changes from
-    minute to minute, and a ratio (steps/s over its bound) is only fair if both numerators
-    and denominators saw the same load.
-    """
-    for step in steps.values():  # warm-up (and compilation, if any)
-        for _ in range(2):
-            step()
-    samples: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            count, t0 = 0, time.perf_counter()
-            while (elapsed := time.perf_counter() - t0) < seconds:
-                step()
-                count += 1
-            samples[name].append(count / elapsed)
-    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def gemm_step(dtype: torch.dtype, n: int = 1024) -> Callable[[], Any]:
@@ -210,7 +186,8 @@ def main() -> None:
                 errors[name] = str(exc).splitlines()[0]
         rnn_steps, rnn_policy = trainer_step(rnn, dataset, optimizer="fused")
         steps["rnn"] = rnn_steps
-        measured = interleaved_rates(steps, seconds=seconds, repeats=repeats)
+        rounds = alternate(steps, rounds=repeats, seconds=seconds, warmup=2)
+        measured = {name: rounds.median(name) for name in steps}
         peak32 = measured["gemm fp32"] * 2 * 1024**3
         peak16 = measured["gemm bf16"] * 2 * 1024**3
         bare = measured["bare"]
