@@ -369,7 +369,8 @@ def test_server_side_shield_filters_every_action(checkpoints: dict[str, Path]) -
 
 
 def test_serve_benchmark_smoke(tmp_path: Path) -> None:
-    """benchmarks/bench_serve.py in small (the full run is outside CI: benchmarks/results/deploy-and-serve.md)."""
+    """benchmarks/bench_serve.py in small (the full run is outside CI:
+    benchmarks/results/deploy-and-serve.md)."""
     out = tmp_path / "serve.json"
     bench = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_serve.py"
     r = subprocess.run(
