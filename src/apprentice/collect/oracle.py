@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from apprentice.algos.config import check_valid_fraction
 from apprentice.collect.record import record_episode
 from apprentice.data.episode import Episode
 from apprentice.data.store import DemoFile, DemoWriter, write_mask
@@ -139,6 +140,7 @@ def _episodes(cfg: CollectConfig, seeds: Iterator[int]) -> Iterator[Episode]:
 def collect_demos(cfg: CollectConfig) -> CollectResult:
     if cfg.n <= 0:
         raise ApprenticeError(f"--n must be positive, got {cfg.n}")
+    check_valid_fraction(cfg.valid_fraction, "--valid-fraction")
     if cfg.seed < 0 or cfg.seed >= HELD_OUT_SEED_BASE:
         raise ApprenticeError(
             f"--seed must lie in [0, {HELD_OUT_SEED_BASE}): higher seeds are held out"

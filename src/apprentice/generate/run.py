@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from apprentice.algos.config import check_valid_fraction
 from apprentice.data.reader import DemoFile
 from apprentice.data.store import DemoWriter, split_train_valid
 from apprentice.envs.base import Subtask, make_task
@@ -254,6 +255,7 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
 def _check_config(cfg: GenerateConfig) -> None:
     if cfg.n <= 0:
         raise ApprenticeError(f"--n must be positive, got {cfg.n}")
+    check_valid_fraction(cfg.valid_fraction, "--valid-fraction")
     if cfg.backend not in BACKENDS:
         raise ApprenticeError(f"unknown backend {cfg.backend!r}; choose {', '.join(BACKENDS)}")
     if cfg.selection not in SELECTIONS:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apprentice.algos.config import check_valid_fraction
 from apprentice.data.reader import DemoFile
 from apprentice.data.store import DemoWriter, split_train_valid
 from apprentice.envs.base import make_task
@@ -108,6 +109,7 @@ def run_teleop(
 
     `on_ready` is called once the device is started (the browser's URL is known then).
     """
+    check_valid_fraction(cfg.valid_fraction, "--valid-fraction")
     if device is None and cfg.device not in DEVICE_NAMES:
         raise ApprenticeError(f"unknown device {cfg.device!r}; devices: {', '.join(DEVICE_NAMES)}")
     if cfg.seed < 0 or cfg.seed >= HELD_OUT_SEED_BASE:
