@@ -57,8 +57,8 @@ class TrainConfig:
     valid_mask: str = "valid"
     """Validate on the demos of mask/<name> if the file has it."""
     valid_fraction: float = 0.1
-    """Without those filters: fraction of demos held out for validation (seeded split), in
-    [0, 1)."""
+    """Without train/valid filters in the file: fraction of demos held out for validation
+    (seeded split), in [0, 1)."""
     eval_every: int = 10
     """Roll out on the dataset's task every this many epochs (and after the last) to pick the
     best checkpoint; 0 = never."""
