@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from apprentice.algos.config import TrainConfig, check_valid_fraction, config_from_overrides
+from apprentice.algos.config import TrainConfig, config_from_overrides
 from apprentice.errors import ApprenticeError
 from apprentice.interactive.dagger import DaggerConfig, config_dict, round_training
 from apprentice.irl.bco import BCOConfig, clone_training
 from apprentice.policies.gmm import GMMConfig
 from apprentice.policies.mlp import MLPConfig
+from apprentice.splits import check_valid_fraction
 
 
 def test_threads_and_valid_fraction_are_checked_where_the_config_is_made() -> None:

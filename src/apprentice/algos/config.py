@@ -17,6 +17,7 @@ from apprentice.errors import ApprenticeError
 from apprentice.overrides import coerce_tuple, strip_optional, tuple_item_type
 from apprentice.policies.base import PolicyConfig, policy_config_from_dict
 from apprentice.policies.rnn import RNNConfig
+from apprentice.splits import check_valid_fraction
 
 _C = TypeVar("_C")
 
@@ -122,15 +123,6 @@ class TrainConfig:
         if unknown:
             raise ApprenticeError(f"train config has unknown field(s): {', '.join(unknown)}")
         return cls(**d)
-
-
-def check_valid_fraction(fraction: float, what: str) -> None:
-    """The one rule for a share of demos held out for validation: in [0, 1), so that some
-    demos are left to train on. Every command that splits demos checks it before any work."""
-    if not 0.0 <= fraction < 1.0:
-        raise ApprenticeError(
-            f"{what} must be in [0, 1) (the share of demos held out for validation), not {fraction}"
-        )
 
 
 def _parse_device(name: str) -> torch.device | None:

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from apprentice.algos.config import check_valid_fraction
 from apprentice.collect.record import record_episode
 from apprentice.data.episode import Episode
 from apprentice.data.store import DemoFile, DemoWriter, write_mask
@@ -18,6 +17,7 @@ from apprentice.envs.base import make_task
 from apprentice.envs.pool import make_pool, worker_task
 from apprentice.envs.seeds import HELD_OUT_SEED_BASE
 from apprentice.errors import ApprenticeError
+from apprentice.splits import check_valid_fraction
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from apprentice.algos.config import check_valid_fraction
 from apprentice.data.reader import DemoFile
 from apprentice.data.store import DemoWriter, split_train_valid
 from apprentice.envs.base import Subtask, make_task
@@ -32,6 +31,7 @@ from apprentice.generate.attempt import (
 from apprentice.generate.backends import BACKENDS, Handle, make_backend
 from apprentice.generate.source import load_sources
 from apprentice.overrides import parse_overrides
+from apprentice.splits import check_valid_fraction
 
 RECORD_ATTR = "generation"
 """The data attr (JSON) that records how a generated file was made and how it went."""

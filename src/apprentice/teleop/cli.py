@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apprentice.algos.config import check_valid_fraction
 from apprentice.data.reader import DemoFile
 from apprentice.data.store import DemoWriter, split_train_valid
 from apprentice.envs.base import make_task
 from apprentice.envs.seeds import HELD_OUT_SEED_BASE
 from apprentice.errors import ApprenticeError
 from apprentice.overrides import parse_overrides
+from apprentice.splits import check_valid_fraction
 from apprentice.teleop.devices import (
     BUTTON_KEYS,
     DEVICE_NAMES,
