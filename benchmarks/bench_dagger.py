@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from apprentice.interactive.dagger import DaggerConfig, run_dagger
+from apprentice.interactive.dagger import DaggerConfig, round_training, run_dagger
+from apprentice.overrides import parse_overrides
+from apprentice.policies.base import policy_config_from_dict
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out" / "dagger"
@@ -65,6 +67,9 @@ def score(entry: dict[str, Any]) -> float:
 def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
     sizes = SIZES.get(task, {"init_episodes": 5, "labels_per_round": 500})
     runs: dict[str, list[dict[str, Any]]] = {}
+    policy = policy_config_from_dict(
+        {"name": args.policy, **parse_overrides(args.policy_args, "policy argument")}
+    )
     for method in args.methods:
         for seed in args.seeds:
             folder = Path(args.work) / task.replace("/", "_") / f"{method}_s{seed}"
@@ -83,14 +88,15 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
                 # HG-DAgger would roll out 200 episodes of 1000 steps looking for its labels.
                 max_rollouts=args.hg_max_rollouts if method == "hg-dagger" else 0,
                 beta_schedule=args.beta_schedule,
-                policy=args.policy,
-                policy_args=tuple(args.policy_args),
-                epochs=args.epochs,
-                steps_per_epoch=args.steps_per_epoch,
+                train=round_training(
+                    policy=policy,
+                    epochs=args.epochs,
+                    steps_per_epoch=args.steps_per_epoch,
+                    threads=1,
+                ),
                 eval_episodes=args.episodes,
                 validation_episodes=args.validation_episodes,
                 seed=seed,
-                threads=1,
             )
             t0 = time.perf_counter()
             result = run_dagger(cfg)

@@ -27,11 +27,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from apprentice.algos.config import TrainConfig
 from apprentice.collect.oracle import CollectConfig, collect_demos
 from apprentice.evaluate.metrics import success_rate
 from apprentice.evaluate.rollout import EvalConfig, evaluate
 from apprentice.generate.run import GenerateConfig, run_generate
-from apprentice.pipelines.train import TrainCommand, run_train
+from apprentice.overrides import parse_overrides
+from apprentice.pipelines.train import run_train
+from apprentice.policies.base import policy_config_from_dict
 
 TASKS = ["lift", "stack", "pick_place", "peg_insert"]
 ORACLE_NOISE = {"lift": 0.1, "stack": 0.1, "pick_place": 0.1, "peg_insert": 0.03}
@@ -154,12 +157,14 @@ def train_and_eval(
     args: argparse.Namespace, dataset: Path, run_dir: Path, seed: int, variant: str
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
+    policy = policy_config_from_dict(
+        {"name": "rnn", **parse_overrides(args.policy_args, "policy argument")}
+    )
     run_train(
-        TrainCommand(
+        TrainConfig(
             dataset=str(dataset),
             out=str(run_dir),
-            policy="rnn",
-            policy_args=tuple(args.policy_args),
+            policy=policy,
             epochs=args.epochs,
             steps_per_epoch=100,
             lr=1e-3,

@@ -122,7 +122,7 @@ def part_bco(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "BCO(0.5), 2 rounds": ("bco05", ("alpha=0.5", "rounds=2")),
     }
     out: dict[str, Any] = {"demos": str(demos), "env_steps": args.bco_steps, "runs": {}}
-    common = (f"epochs={args.bc_epochs}", "threads=1", f"idm_steps={args.idm_steps}")
+    common = (f"train.epochs={args.bc_epochs}", "train.threads=1", f"idm_steps={args.idm_steps}")
     for seed in args.seeds:
         for name, (slug, extra) in variants.items():
             t0 = time.perf_counter()

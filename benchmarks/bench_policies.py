@@ -254,9 +254,11 @@ def speed_table(result: dict[str, Any]) -> str:
 
 
 def success(args: argparse.Namespace) -> dict[str, Any]:
+    from apprentice.algos.config import TrainConfig
     from apprentice.evaluate.metrics import success_rate
     from apprentice.evaluate.rollout import EvalConfig, evaluate
-    from apprentice.pipelines.train import TrainCommand, run_train
+    from apprentice.pipelines.train import run_train
+    from apprentice.policies.base import policy_config_from_dict
 
     work = Path(args.work)
     names = args.policies or policy_names()
@@ -270,15 +272,12 @@ def success(args: argparse.Namespace) -> dict[str, Any]:
                 run_dir = work / f"{name}{'_small' if args.small else ''}_d{n}_s{seed}"
                 t0 = time.perf_counter()
                 run_train(
-                    TrainCommand(
+                    TrainConfig(
                         dataset=str(subset),
                         out=str(run_dir),
-                        policy=name,
-                        policy_args=tuple(
-                            f"{k}={json.dumps(v)}" for k, v in SMALL.get(name, {}).items()
-                        )
-                        if args.small
-                        else (),
+                        policy=policy_config_from_dict(
+                            {"name": name, **(SMALL.get(name, {}) if args.small else {})}
+                        ),
                         epochs=args.epochs,
                         steps_per_epoch=args.steps_per_epoch,
                         lr=args.lr,

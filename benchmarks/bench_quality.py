@@ -16,10 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from apprentice.algos.config import TrainConfig
 from apprentice.collect.oracle import CollectConfig, collect_demos
 from apprentice.evaluate.metrics import success_rate
 from apprentice.evaluate.rollout import EvalConfig, evaluate
-from apprentice.pipelines.train import TrainCommand, run_train
+from apprentice.overrides import parse_overrides
+from apprentice.pipelines.train import run_train
+from apprentice.policies.base import policy_config_from_dict
 
 
 def main() -> None:
@@ -42,6 +45,9 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"config": vars(args), "tasks": {}}
+    policy = policy_config_from_dict(
+        {"name": args.policy, **parse_overrides(args.policy_args, "policy argument")}
+    )
     for task in args.tasks:
         demos = work / f"{task}_{args.demos}_noise{args.action_noise}.hdf5"
         collect_demos(
@@ -59,11 +65,10 @@ def main() -> None:
             run_dir = work / f"{task}_{args.policy}_s{seed}"
             t0 = time.perf_counter()
             run_train(
-                TrainCommand(
+                TrainConfig(
                     dataset=str(demos),
                     out=str(run_dir),
-                    policy=args.policy,
-                    policy_args=tuple(args.policy_args),
+                    policy=policy,
                     epochs=args.epochs,
                     steps_per_epoch=args.steps_per_epoch,
                     lr=args.lr,

@@ -79,8 +79,9 @@ def test_every_command_prints_its_help(capsys: pytest.CaptureFixture[str]) -> No
 def test_quickstart_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     """`make demo`'s command: collect, train, evaluate, report (here 2 demos, 2 steps)."""
     out = tmp_path / "qs"
-    args = ["quickstart", "--demos", "2", "--epochs", "1", "--steps-per-epoch", "2"]
-    args += ["--eval-every", "1", "--eval-episodes", "2", "--workers", "1", "--out", str(out)]
+    args = ["quickstart", "--demos", "2", "--train.epochs", "1", "--train.steps-per-epoch", "2"]
+    args += ["--train.eval-every", "1", "--train.eval-episodes", "2"]
+    args += ["--eval-episodes", "2", "--workers", "1", "--out", str(out)]
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr[-2000:]
     report = out / "report.html"

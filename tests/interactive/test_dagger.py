@@ -14,15 +14,14 @@ from apprentice.cli.main import main
 from apprentice.data.reader import DemoFile
 from apprentice.errors import ApprenticeError
 from apprentice.interactive import dagger as dagger_module
-from apprentice.interactive.dagger import DaggerConfig, run_dagger
+from apprentice.interactive.dagger import DaggerConfig, round_training, run_dagger
+from apprentice.overrides import parse_overrides
+from apprentice.policies.base import policy_config_from_dict
+from apprentice.policies.mlp import MLPConfig
 
-TINY = {
-    "epochs": 1,
-    "steps_per_epoch": 5,
-    "batch_size": 32,
-    "eval_episodes": 2,
-    "threads": 1,
-}
+TINY_TRAIN = {"epochs": 1, "steps_per_epoch": 5, "batch_size": 32, "threads": 1}
+TINY = {"eval_episodes": 2, "train": round_training(**TINY_TRAIN)}
+MLP16 = MLPConfig(hidden_dims=(16,))
 
 
 def demo_attrs(path: Path) -> list[dict[str, Any]]:
@@ -33,9 +32,8 @@ def demo_attrs(path: Path) -> list[dict[str, Any]]:
 def tiny_lift(out: Path, **kw: Any) -> DaggerConfig:
     """One DAgger round on lift with its oracle, a tiny MLP and 2 expert demos first."""
     base: dict[str, Any] = {"rounds": 1, "init_episodes": 2, "episodes_per_round": 2}
-    return DaggerConfig(
-        task="lift", out=str(out), policy_args=("hidden_dims=[16]",), **(TINY | base | kw)
-    )
+    train = round_training(policy=MLP16, **TINY_TRAIN)
+    return DaggerConfig(task="lift", out=str(out), **(TINY | base | {"train": train} | kw))
 
 
 def test_tiny_dagger_on_lift_aggregates_labelled_rounds(tmp_path: Path) -> None:
@@ -91,6 +89,7 @@ def test_every_method_and_policy_kind_runs_against_an_sb3_expert(
         "rnn": ("hidden_dim=8", "num_layers=1", "seq_len=4"),
         "gmm": ("hidden_dims=[16]", "num_modes=2"),
     }[policy]
+    policy_config = policy_config_from_dict({"name": policy, **parse_overrides(args)})
     cfg = DaggerConfig(
         task="gym/InvertedPendulum-v5",
         out=str(tmp_path / "run"),
@@ -100,9 +99,7 @@ def test_every_method_and_policy_kind_runs_against_an_sb3_expert(
         init_episodes=1,
         labels_per_round=12,
         gate_threshold=0.05,
-        policy=policy,
-        policy_args=args,
-        **TINY,
+        **(TINY | {"train": round_training(policy=policy_config, **TINY_TRAIN)}),
     )
     result = run_dagger(cfg)
     last = result.history[-1]
@@ -131,8 +128,7 @@ def test_a_killed_run_resumes_without_redoing_stored_episodes(
         rounds=2,
         init_episodes=1,
         episodes_per_round=3,
-        policy_args=("hidden_dims=[16]",),
-        **TINY,
+        **(TINY | {"train": round_training(policy=MLP16, **TINY_TRAIN)}),
     )
     real = dagger_module.run_episode
     calls = {"n": 0}

@@ -15,11 +15,12 @@ from apprentice.data.reader import DemoFile
 from apprentice.envs.base import Task, make_task
 from apprentice.envs.mujoco_task import MujocoTask
 from apprentice.errors import ApprenticeError
-from apprentice.interactive.dagger import DaggerConfig, run_dagger
+from apprentice.interactive.dagger import DaggerConfig, round_training, run_dagger
 from apprentice.interactive.episodes import run_episode
 from apprentice.interactive.experts import OracleExpert, make_expert
 from apprentice.interactive.human import HumanGate, TeleopExpert, TeleopStopped
 from apprentice.policies.base import Policy
+from apprentice.policies.mlp import MLPConfig
 from apprentice.teleop.devices import DeviceCommand, TeleopStatus
 from apprentice.teleop.session import SessionOptions, command_to_action, view_rotation
 
@@ -245,12 +246,14 @@ def test_an_unplugged_device_ends_the_episode_and_keeps_what_was_aggregated(
         init_episodes=1,
         rounds=1,
         episodes_per_round=3,
-        policy_args=("hidden_dims=[8]",),
-        epochs=1,
-        steps_per_epoch=2,
-        batch_size=16,
+        train=round_training(
+            policy=MLPConfig(hidden_dims=(8,)),
+            epochs=1,
+            steps_per_epoch=2,
+            batch_size=16,
+            threads=1,
+        ),
         eval_episodes=1,
-        threads=1,
     )
     with pytest.raises(TeleopStopped, match=r"went away mid-episode.*already collected are kept"):
         run_dagger(cfg)

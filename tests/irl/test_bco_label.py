@@ -169,7 +169,7 @@ def test_cli_bad_input_prints_one_line_and_exits_2(
 
 
 def test_bco_runs_rounds_within_the_env_step_budget(pendulum_demos: Path, tmp_path: Path) -> None:
-    args = ("alpha=0.5", "rounds=1", "idm_steps=300", "epochs=2", "steps_per_epoch=20")
+    args = ("alpha=0.5", "rounds=1", "idm_steps=300", "train.epochs=2", "train.steps_per_epoch=20")
     cfg = IRLConfig(
         algo="bco",
         task=PENDULUM,
@@ -177,7 +177,7 @@ def test_bco_runs_rounds_within_the_env_step_budget(pendulum_demos: Path, tmp_pa
         out=str(tmp_path / "bco"),
         env_steps=1500,
         eval_episodes=1,
-        algo_args=(*args, "threads=1"),
+        algo_args=(*args, "train.threads=1"),
     )
     r = run_bco(cfg)
     assert [h["env_steps"] for h in r.history] == [1000, 1500]  # N (1 + alpha) = 1500

@@ -337,8 +337,10 @@ def test_train_command_evaluates_an_image_policy_with_the_recorded_cameras(
     run = tmp_path / "run"
     args = ["train", "--dataset", demos, "--policy", "mlp", "--out", str(run), "--epochs", "1"]
     args += ["--steps-per-epoch", "2", "--eval-every", "1", "--eval-episodes", "2", "--threads"]
-    args += ["1", "--no-progress", "--policy-args", "image_keys=agentview_image"]
-    args += ["obs_keys=eef_pos", "hidden_dims=32", "feature_dim=8", "num_keypoints=4"]
+    # The README's camera command: comma lists for the cameras and the low-dim keys.
+    args += ["1", "--no-progress", "--policy-args", "image_keys=agentview_image,eye_in_hand_image"]
+    args += ["obs_keys=eef_pos,eef_quat,gripper_qpos", "hidden_dims=32", "feature_dim=8"]
+    args += ["num_keypoints=4"]
     assert main(args) == 0
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert "success_rate" in history[-1]  # the rollout ran, with the cameras the policy reads

@@ -1,13 +1,33 @@
-"""Command-line flags from config dataclasses: the field's docstring is its --help."""
+"""Command-line flags from config dataclasses: the field's docstring is its --help.
+
+One scheme for every command:
+
+- a scalar field `lr` is `--lr`; a bool `progress` is `--progress/--no-progress`; a tuple
+  field takes several values (`--task-args a=1 b=2`);
+- a nested dataclass field `train: TrainConfig` gives its fields under its name, in their
+  own help group: `--train.lr`, `--train.steps-per-epoch`. The nested defaults shown are the
+  command's (the field's default instance), not the nested class's. Fields the command sets
+  itself are listed in the field's metadata under "fixed" and get no flag;
+- a policy config field, wherever it is nested, is `--policy NAME` plus
+  `--policy-args key=value ...` (a command trains one policy). The arguments override the
+  default policy's config when NAME is the default kind, and the named policy's defaults
+  otherwise.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import types
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, get_origin, get_type_hints
 
-from apprentice.policies.base import config_field_docs
+from apprentice.errors import ApprenticeError
+from apprentice.overrides import parse_overrides, strip_optional
+from apprentice.policies.base import (
+    PolicyConfig,
+    config_field_docs,
+    policy_config_from_dict,
+    policy_names,
+)
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -15,12 +35,61 @@ def field_docs(cls: type) -> dict[str, str]:
     return {name: " ".join(doc.split()) for name, doc in config_field_docs(cls).items()}
 
 
-def _scalar_type(tp: Any) -> tuple[Any, bool]:
-    """(the scalar type, optional?) of a field annotation such as `int | None`."""
-    if get_origin(tp) in (Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        return args[0], True
-    return tp, False
+def _is_policy(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, PolicyConfig)
+
+
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _policy_overrides(policy: PolicyConfig) -> list[str]:
+    """The key=value items that make `policy` from its kind's defaults (for --help)."""
+    base = type(policy)().to_dict()
+    return [
+        f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in policy.to_dict().items()
+        if base.get(k) != v
+    ]
+
+
+def _help(text: str, default: Any = None) -> str:
+    # argparse formats help with %: a literal one (e.g. "10%") must be doubled.
+    if default not in (None, "", ()):
+        text = f"{text} (default: {default})"
+    return text.replace("%", "%%")
+
+
+def _add_policy_args(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    dest: str,
+    doc: str,
+    default: PolicyConfig,
+) -> None:
+    parser.add_argument(
+        "--policy",
+        dest=dest,
+        default=default.name,
+        choices=policy_names(),
+        help=_help(doc or "Policy kind.", default.name),
+    )
+    overrides = " ".join(_policy_overrides(default))
+    parser.add_argument(
+        "--policy-args",
+        dest=dest + "@args",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help=_help(
+            "Overrides of the policy config as key=value (a tuple as a,b or [a,b]), e.g. "
+            "hidden_dim=128 head=gmm or image_keys=agentview_image,eye_in_hand_image",
+            overrides or None,
+        ),
+    )
 
 
 def add_dataclass_args(
@@ -29,18 +98,43 @@ def add_dataclass_args(
     *,
     positional: tuple[str, ...] = (),
     skip: tuple[str, ...] = (),
+    required: tuple[str, ...] = (),
     choices: dict[str, list[str]] | None = None,
+    _prefix: str = "",
+    _defaults: Any = None,
+    _group: argparse._ArgumentGroup | None = None,
 ) -> None:
+    """Add a flag per field of `cls` (nested dataclasses too; see the module docstring).
+    `positional`, `skip`, `required` and `choices` name fields by their dotted path
+    (`train.lr`)."""
     docs = field_docs(cls)
     hints = get_type_hints(cls)
+    target = _group or parser
     for f in dataclasses.fields(cls):
-        if f.name in skip:
+        path = _prefix + f.name
+        if path in skip:
             continue
-        tp, optional = _scalar_type(hints[f.name])
-        # argparse formats help with %: a literal one (e.g. "10%") must be doubled.
-        help_text = docs.get(f.name, "").replace("%", "%%")
-        has_default = f.default is not dataclasses.MISSING
-        kwargs: dict[str, Any] = {"help": help_text}
+        tp, optional = strip_optional(hints[f.name])
+        help_text = docs.get(f.name, "")
+        default = getattr(_defaults, f.name) if _defaults is not None else _default_of(f)
+        if _is_policy(tp):
+            _add_policy_args(target, path, help_text, default)
+            continue
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            group = parser.add_argument_group(f"{f.name} settings (--{path}.*)", help_text or None)
+            fixed = tuple(path + "." + n for n in f.metadata.get("fixed", ()))
+            add_dataclass_args(
+                parser,
+                tp,
+                skip=skip + fixed,
+                required=required,
+                choices=choices,
+                _prefix=path + ".",
+                _defaults=None if default is dataclasses.MISSING else default,
+                _group=group,
+            )
+            continue
+        kwargs: dict[str, Any] = {}
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif tp in (int, float, str):
@@ -49,31 +143,58 @@ def add_dataclass_args(
             kwargs["type"] = str
             kwargs["nargs"] = "*"
         else:
-            continue  # nested configs are set by their own flags
-        if choices and f.name in choices:
-            kwargs["choices"] = choices[f.name]
-        if f.name in positional:
-            parser.add_argument(f.name, **kwargs)
+            continue  # a field of another type has no flag: Python callers set it
+        if choices and path in choices:
+            kwargs["choices"] = choices[path]
+        if path in positional:
+            target.add_argument(path, help=_help(help_text), **kwargs)
             continue
-        if has_default:
-            kwargs["default"] = f.default
-            if f.default not in (None, "") and tp is not bool:
-                default = str(f.default).replace("%", "%%")
-                kwargs["help"] = f"{help_text} (default: {default})"
-        elif not optional:
-            kwargs["required"] = True
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
+        flag = "--" + _prefix + f.name.replace("_", "-")
+        if default is dataclasses.MISSING or path in required:
+            kwargs["required"] = not optional or path in required
+            kwargs["help"] = _help(help_text)
+        else:
+            kwargs["default"] = default
+            kwargs["help"] = _help(help_text, None if tp is bool else default)
+        target.add_argument(flag, dest=path, **kwargs)
 
 
 def dataclass_from_args(cls: type, ns: argparse.Namespace, **overrides: Any) -> Any:
+    """`cls` from parsed flags (nested dataclasses and the policy too); `overrides` set
+    top-level fields directly."""
+    return _build(cls, vars(ns), "", None, overrides)
+
+
+def _build(
+    cls: type, values: dict[str, Any], prefix: str, defaults: Any, overrides: dict[str, Any]
+) -> Any:
     hints = get_type_hints(cls)
-    values: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
+        path = prefix + f.name
+        tp, _ = strip_optional(hints[f.name])
+        default = getattr(defaults, f.name) if defaults is not None else _default_of(f)
         if f.name in overrides:
-            values[f.name] = overrides[f.name]
-        elif hasattr(ns, f.name):
-            v = getattr(ns, f.name)
-            if get_origin(_scalar_type(hints[f.name])[0]) is tuple and v is not None:
+            kwargs[f.name] = overrides[f.name]
+        elif _is_policy(tp) and path in values:
+            kwargs[f.name] = _policy_from_flags(values[path], values[path + "@args"], default)
+        elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            nested_defaults = None if default is dataclasses.MISSING else default
+            kwargs[f.name] = _build(tp, values, path + ".", nested_defaults, {})
+        elif path in values:
+            v = values[path]
+            if get_origin(tp) is tuple and v is not None:
                 v = tuple(v)
-            values[f.name] = v
-    return cls(**values)
+            kwargs[f.name] = v
+        elif default is not dataclasses.MISSING:
+            kwargs[f.name] = default
+    return cls(**kwargs)
+
+
+def _policy_from_flags(name: str, items: list[str], default: PolicyConfig) -> PolicyConfig:
+    """The policy of `--policy NAME --policy-args k=v ...` (see the module docstring)."""
+    base = default.to_dict() if name == default.name else {"name": name}
+    args = parse_overrides(items, "--policy-args entry")
+    if "name" in args:
+        raise ApprenticeError("--policy-args: give the policy kind with --policy, not name=")
+    return policy_config_from_dict({**base, **args})

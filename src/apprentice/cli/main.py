@@ -98,11 +98,12 @@ def cmd_eval(ns: argparse.Namespace) -> None:
 
 
 def cmd_train(ns: argparse.Namespace) -> None:
-    from apprentice.pipelines.train import TrainCommand, run_train
+    from apprentice.algos.config import TrainConfig
+    from apprentice.pipelines.train import run_train
 
-    cfg = dataclass_from_args(TrainCommand, ns)
+    cfg = dataclass_from_args(TrainConfig, ns)
     result = run_train(cfg)
-    print_table(f"trained {cfg.policy} on {cfg.dataset}", list(result.items()))
+    print_table(f"trained {cfg.policy.name} on {cfg.dataset}", list(result.items()))
 
 
 def cmd_quickstart(ns: argparse.Namespace) -> None:
@@ -160,6 +161,7 @@ def cmd_serve(ns: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from apprentice.algos.config import TrainConfig
     from apprentice.collect.oracle import CollectConfig
     from apprentice.deploy.export import EXPORT_FORMATS, ExportConfig
     from apprentice.deploy.server import ServeConfig
@@ -169,8 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
     from apprentice.generate.backends import BACKENDS
     from apprentice.generate.run import GenerateConfig
     from apprentice.pipelines.quickstart import QuickstartConfig
-    from apprentice.pipelines.train import TrainCommand
-    from apprentice.policies.base import policy_names
 
     parser = argparse.ArgumentParser(
         prog="apprentice", description="Teach robots skills from demonstrations."
@@ -210,9 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
         (
             "train",
             "train a behavioral-cloning policy on a dataset",
-            TrainCommand,
+            TrainConfig,
             cmd_train,
-            {"choices": {"policy": policy_names()}},
+            {"required": ("dataset", "out")},
         ),
         (
             "eval",

@@ -17,6 +17,7 @@ from apprentice.envs.base import make_task
 from apprentice.envs.pool import make_pool, worker_task
 from apprentice.envs.seeds import HELD_OUT_SEED_BASE
 from apprentice.errors import ApprenticeError
+from apprentice.splits import check_valid_fraction
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ def _episodes(cfg: CollectConfig, seeds: Iterator[int]) -> Iterator[Episode]:
 def collect_demos(cfg: CollectConfig) -> CollectResult:
     if cfg.n <= 0:
         raise ApprenticeError(f"--n must be positive, got {cfg.n}")
+    check_valid_fraction(cfg.valid_fraction, "--valid-fraction")
     if cfg.seed < 0 or cfg.seed >= HELD_OUT_SEED_BASE:
         raise ApprenticeError(
             f"--seed must lie in [0, {HELD_OUT_SEED_BASE}): higher seeds are held out"

@@ -31,6 +31,7 @@ from apprentice.generate.attempt import (
 from apprentice.generate.backends import BACKENDS, Handle, make_backend
 from apprentice.generate.source import load_sources
 from apprentice.overrides import parse_overrides
+from apprentice.splits import check_valid_fraction
 
 RECORD_ATTR = "generation"
 """The data attr (JSON) that records how a generated file was made and how it went."""
@@ -254,6 +255,7 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
 def _check_config(cfg: GenerateConfig) -> None:
     if cfg.n <= 0:
         raise ApprenticeError(f"--n must be positive, got {cfg.n}")
+    check_valid_fraction(cfg.valid_fraction, "--valid-fraction")
     if cfg.backend not in BACKENDS:
         raise ApprenticeError(f"unknown backend {cfg.backend!r}; choose {', '.join(BACKENDS)}")
     if cfg.selection not in SELECTIONS:

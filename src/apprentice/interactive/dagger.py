@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from apprentice.algos.config import TrainConfig
 from apprentice.algos.run_folder import write_json
-from apprentice.algos.trainer import TrainConfig, train
+from apprentice.algos.trainer import train
 from apprentice.data.reader import DemoFile
 from apprentice.data.spec import ObsActSpec
 from apprentice.data.store import DemoWriter
@@ -49,14 +50,46 @@ from apprentice.interactive.human import HumanGate, TeleopExpert
 from apprentice.overrides import parse_overrides
 from apprentice.policies.base import Policy, policy_config_from_dict
 from apprentice.policies.checkpoint import load_policy
+from apprentice.policies.mlp import MLPConfig
 
 METHODS = ("dagger", "hg-dagger", "dart", "bc")
 SCHEDULES = ("linear", "exponential")
 _MODE: dict[str, Mode] = {"dagger": "dagger", "hg-dagger": "hg", "dart": "dart", "bc": "expert"}
 # A person may resume with another device or page address.
 _RESUME_FREE = frozenset(
-    {"progress", "threads", "overwrite", "device", "host", "port", "takeover_on_motion"}
+    {
+        "train.progress",
+        "train.threads",
+        "train.device",
+        "overwrite",
+        "device",
+        "host",
+        "port",
+        "takeover_on_motion",
+    }
 )
+# Settings of each round's training that the run itself sets (no flags).
+_TRAIN_SET_BY_DAGGER = (
+    "dataset",
+    "out",
+    "seed",
+    "init_checkpoint",
+    "train_mask",
+    "valid_mask",
+    "eval_every",
+    "eval_episodes",
+    "resume",
+    "overwrite",
+)
+
+
+def round_training(**changes: Any) -> TrainConfig:
+    """DAgger's default training of a round (an MLP, 20 epochs x 100 steps at lr 1e-3, on
+    every labelled episode), with `changes`."""
+    default = TrainConfig(
+        policy=MLPConfig(), epochs=20, lr=1e-3, valid_fraction=0.0, eval_every=0, progress=False
+    )
+    return replace(default, **changes)
 
 
 @dataclass(frozen=True)
@@ -106,18 +139,12 @@ class DaggerConfig:
     """HG-DAgger's scripted gate: shortest takeover, in steps."""
     dart_scale: float = 1.0
     """DART: multiplier of the fitted noise covariance (their alpha)."""
-    policy: str = "mlp"
-    """Learner policy kind: mlp, gmm or rnn."""
-    policy_args: tuple[str, ...] = ()
-    """Overrides of the policy config as key=value, e.g. hidden_dim=128."""
-    epochs: int = 20
-    """Training epochs per round."""
-    steps_per_epoch: int = 100
-    """Gradient steps per epoch."""
-    batch_size: int = 100
-    """Windows per gradient step."""
-    lr: float = 1e-3
-    """Adam learning rate."""
+    train: TrainConfig = field(
+        default_factory=round_training,
+        metadata={"fixed": _TRAIN_SET_BY_DAGGER},
+    )
+    """Each round's training: the learner policy (mlp by default) for 20 epochs x 100 steps at
+    lr 1e-3, on every labelled episode (no validation split)."""
     warm_start: bool = True
     """Start each round's training from the previous round's weights."""
     eval_episodes: int = 50
@@ -129,12 +156,8 @@ class DaggerConfig:
     or return on gymnasium tasks; the later round on ties). 0 = the last round's learner."""
     seed: int = 0
     """Seed of collection seeds, the mixture's coin flips, noise and training."""
-    threads: int | None = None
-    """torch CPU threads (1 is steadier on a shared machine)."""
     overwrite: bool = False
     """Delete a previous run in the folder (its config, demos, rounds, state) first."""
-    progress: bool = False
-    """Show the trainer's progress bars."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -149,10 +172,47 @@ class DaggerConfig:
             (0.0 < self.beta_decay < 1.0, "beta_decay must be in (0, 1)"),
             (self.dart_scale >= 0.0, "dart_scale must be >= 0"),
             (0 <= self.seed < 1000, "seed must be in [0, 1000)"),
+            (self.eval_episodes >= 1, "eval_episodes must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ApprenticeError(f"dagger: {message}")
+
+
+def config_dict(cfg: DaggerConfig) -> dict[str, Any]:
+    """`cfg` as the JSON of a run's config.json (the training config under "train")."""
+    d = {k: v for k, v in asdict(cfg).items() if k != "train"}
+    d["train"] = cfg.train.to_dict()
+    out: dict[str, Any] = json.loads(json.dumps(d))
+    return out
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1}} -> {"train.lr": 1}: settings compared one by one."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+_FLAT_TRAIN_KEYS = ("epochs", "steps_per_epoch", "batch_size", "lr", "threads", "progress")
+
+
+def _nested_layout(d: dict[str, Any]) -> dict[str, Any]:
+    """A config.json with the training settings at the top (policy, policy_args, epochs, ...)
+    in the layout of `config_dict`, so that its run resumes."""
+    if "train" in d or "policy" not in d:
+        return d
+    d = dict(d)
+    overrides = parse_overrides(d.pop("policy_args", ()), "policy argument")
+    policy = policy_config_from_dict({"name": d.pop("policy"), **overrides})
+    train = round_training()
+    values = {k: d.pop(k) for k in _FLAT_TRAIN_KEYS if k in d}
+    d["train"] = replace(train, policy=policy, **values).to_dict()
+    return d
 
 
 def beta(schedule: str, round_index: int, rounds: int, decay: float = 0.5) -> float:
@@ -212,15 +272,12 @@ class _Run:
             host=cfg.host,
             port=cfg.port,
         )
-        self.policy_config = policy_config_from_dict(
-            {"name": cfg.policy, **parse_overrides(cfg.policy_args, "policy argument")}
-        )
         self._eval_tasks: list[Task] | None = None
 
     # ---- folder and state -------------------------------------------------------------------
 
     def prepare(self) -> dict[str, Any]:
-        cfg_dict = json.loads(json.dumps(asdict(self.cfg)))
+        cfg_dict = config_dict(self.cfg)
         config_path = self.dir / "config.json"
         if self.cfg.overwrite and self.dir.exists():
             for name in ("config.json", "state.json", "demos.hdf5", "demos.hdf5.journal"):
@@ -229,12 +286,13 @@ class _Run:
                 shutil.rmtree(sub)
         if config_path.exists():
             # A field the stored config lacks (written before the field existed) had its default.
-            defaults = {f.name: f.default for f in fields(DaggerConfig)}
-            previous = {**defaults, **json.loads(config_path.read_text())}
+            defaults = _flat(config_dict(DaggerConfig(task=self.cfg.task, out=self.cfg.out)))
+            previous = {**defaults, **_flat(_nested_layout(json.loads(config_path.read_text())))}
+            current = _flat(cfg_dict)
             differ = sorted(
                 k
-                for k in set(previous) | set(cfg_dict)
-                if k not in _RESUME_FREE and previous.get(k) != cfg_dict.get(k)
+                for k in set(previous) | set(current)
+                if k not in _RESUME_FREE and previous.get(k) != current.get(k)
             )
             if differ:
                 raise ApprenticeError(
@@ -388,18 +446,11 @@ class _Run:
         if cfg.warm_start and round_index > 0:
             init = str(self.round_dir(round_index - 1) / "final.pt")
         train(
-            TrainConfig(
+            replace(
+                cfg.train,
                 dataset=str(self.demos),
                 out=str(self.round_dir(round_index)),
-                policy=self.policy_config,
-                epochs=cfg.epochs,
-                steps_per_epoch=cfg.steps_per_epoch,
-                batch_size=cfg.batch_size,
-                lr=cfg.lr,
                 seed=cfg.seed,
-                valid_fraction=0.0,
-                threads=cfg.threads,
-                progress=cfg.progress,
                 init_checkpoint=init,
             )
         )
@@ -501,4 +552,12 @@ def _selection(history: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-__all__ = ["METHODS", "SCHEDULES", "DaggerConfig", "DaggerResult", "beta", "run_dagger"]
+__all__ = [
+    "METHODS",
+    "SCHEDULES",
+    "DaggerConfig",
+    "DaggerResult",
+    "beta",
+    "round_training",
+    "run_dagger",
+]

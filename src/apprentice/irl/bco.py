@@ -29,14 +29,15 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
+from apprentice.algos.config import TrainConfig, config_from_overrides
 from apprentice.algos.run_folder import RunLog, prepare_run_dir, write_json
-from apprentice.algos.trainer import TrainConfig, train
+from apprentice.algos.trainer import train
 from apprentice.data.reader import DemoFile
 from apprentice.errors import ApprenticeError
 from apprentice.irl.common import IRLConfig, IRLResult
@@ -52,23 +53,46 @@ from apprentice.irl.idm import (
 )
 from apprentice.irl.label import action_error, read_state_demos, write_labelled
 from apprentice.overrides import parse_overrides
-from apprentice.policies.base import Policy, policy_config_from_dict
+from apprentice.policies.base import Policy
 from apprentice.policies.checkpoint import load_policy
+from apprentice.policies.mlp import MLPConfig
 
 _C = TypeVar("_C")
 
 
 def algo_config(cls: type[_C], cfg: IRLConfig) -> _C:
-    """`cls` (a dataclass) from `cfg.algo_args`; values read as JSON (3, 1e-3, [64,64])."""
+    """`cls` (a dataclass) from `cfg.algo_args`; values read as JSON (3, 1e-3, [64,64]) or
+    as comma lists; a nested config's fields by their dotted path (train.epochs=5)."""
     values = parse_overrides(cfg.algo_args, "irl --algo-args entry")
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ApprenticeError(
-            f"irl --algo-args: unknown key(s) {', '.join(unknown)} for {cfg.algo}; "
-            f"known: {', '.join(sorted(known))}"
-        )
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    return config_from_overrides(cls, values, f"irl --algo-args for {cfg.algo}")
+
+
+# Settings of the cloning that the run sets itself.
+_TRAIN_FIXED = (
+    "dataset",
+    "out",
+    "seed",
+    "init_checkpoint",
+    "eval_every",
+    "eval_episodes",
+    "resume",
+    "overwrite",
+)
+
+
+def clone_training(**changes: Any) -> TrainConfig:
+    """BCO's default cloning of a round (an MLP 2x256, 20 epochs x 100 steps at lr 1e-3, on
+    every labelled demo), with `changes`."""
+    default = TrainConfig(
+        policy=MLPConfig(hidden_dims=(256, 256)),
+        epochs=20,
+        lr=1e-3,
+        valid_fraction=0.0,
+        train_mask="",  # all demos: the IDM labelled every one
+        eval_every=0,
+        progress=False,
+    )
+    return replace(default, **changes)
 
 
 @dataclass(frozen=True)
@@ -89,20 +113,9 @@ class BCOConfig:
     """Hidden widths of the inverse-dynamics MLP."""
     idm_steps: int = 3000
     """Gradient steps fitting the IDM each round."""
-    policy: str = "mlp"
-    """Cloned policy kind (the shared trainer's)."""
-    policy_args: tuple[str, ...] = ("hidden_dims=[256,256]",)
-    """Overrides of the policy config as key=value."""
-    epochs: int = 20
-    """BC epochs per round."""
-    steps_per_epoch: int = 100
-    """Gradient steps per BC epoch."""
-    batch_size: int = 100
-    """Windows per BC step."""
-    lr: float = 1e-3
-    """BC learning rate."""
-    threads: int | None = None
-    """torch CPU threads (1 is steadier on a shared machine)."""
+    train: TrainConfig = field(default_factory=clone_training, metadata={"fixed": _TRAIN_FIXED})
+    """Each round's cloning (`train.epochs=5`, `train.policy.hidden_dims=[64,64]`): an MLP
+    2x256 for 20 epochs x 100 steps at lr 1e-3, on every labelled demo."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -110,7 +123,7 @@ class BCOConfig:
             (self.rounds == 0 or self.alpha > 0, "alpha > 0 when rounds > 0"),
             (self.exploration in EXPLORATION[:3], "exploration auto, random or oracle"),
             (self.exploration_noise >= 0 and self.policy_noise >= 0, "noise >= 0"),
-            (self.idm_steps >= 1 and self.epochs >= 1, "idm_steps >= 1 and epochs >= 1"),
+            (self.idm_steps >= 1, "idm_steps >= 1"),
         ]
         for ok, what in checks:
             if not ok:
@@ -144,9 +157,6 @@ class _Run:
         self.true_actions = next(iter(self.demos.values()))[2].shape[1] > 0
         self.reference = expert_reference(cfg.demos)
         self.eval_env = make_irl_env(self.task.name, cfg.seed, self.keys)
-        self.policy_config = policy_config_from_dict(
-            {"name": bcfg.policy, **parse_overrides(bcfg.policy_args, "bco policy_args")}
-        )
 
     def round_dir(self, r: int) -> Path:
         return self.dir / f"round_{r}"
@@ -201,21 +211,12 @@ class _Run:
         return model, stats
 
     def clone(self, r: int) -> None:
-        b = self.bcfg
         train(
-            TrainConfig(
+            replace(
+                self.bcfg.train,
                 dataset=str(self.dir / "labelled.hdf5"),
                 out=str(self.round_dir(r)),
-                policy=self.policy_config,
-                epochs=b.epochs,
-                steps_per_epoch=b.steps_per_epoch,
-                batch_size=b.batch_size,
-                lr=b.lr,
                 seed=self.cfg.seed,
-                valid_fraction=0.0,
-                train_mask="",  # all demos: the IDM labelled every one
-                threads=b.threads,
-                progress=False,
                 init_checkpoint=str(self.round_dir(r - 1) / "final.pt") if r else None,
             )
         )
@@ -253,7 +254,8 @@ def run_bco(cfg: IRLConfig) -> IRLResult:
             (run_dir / name).unlink(missing_ok=True)
         for sub in [*run_dir.glob("round_*"), *run_dir.glob("exploration_*.npz")]:
             shutil.rmtree(sub) if sub.is_dir() else sub.unlink()
-    config = {"irl": asdict(cfg), "bco": asdict(bcfg)}
+    bco = {k: v for k, v in asdict(bcfg).items() if k != "train"}
+    config = {"irl": asdict(cfg), "bco": {**bco, "train": bcfg.train.to_dict()}}
     for free in ("resume", "overwrite", "eval_episodes"):
         config["irl"].pop(free)
     prepare_run_dir(run_dir, config, resume=cfg.resume, overwrite=cfg.overwrite)
@@ -298,4 +300,4 @@ def run_bco(cfg: IRLConfig) -> IRLResult:
     return IRLResult(run_dir=run_dir, history=list(state["history"]), final=final)
 
 
-__all__ = ["BCOConfig", "algo_config", "run_bco"]
+__all__ = ["BCOConfig", "algo_config", "clone_training", "run_bco"]

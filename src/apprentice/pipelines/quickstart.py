@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from apprentice.algos.config import TrainConfig
 from apprentice.collect.oracle import CollectConfig, collect_demos
 from apprentice.data.inspect import summarize
 from apprentice.evaluate.report import write_report
 from apprentice.evaluate.rollout import EvalConfig, evaluate
-from apprentice.pipelines.train import TrainCommand, run_train
+from apprentice.pipelines.train import run_train
+from apprentice.policies.rnn import RNNConfig
+
+
+def _quickstart_training() -> TrainConfig:
+    # An LSTM of 2x128 trains ~8x faster than robomimic's 2x400 on a CPU and is as good on
+    # these tasks; one torch thread degrades gracefully when the other core is busy, where
+    # two threads spin against each other and can run 10x slower.
+    return TrainConfig(
+        policy=RNNConfig(hidden_dim=128), epochs=20, lr=1e-3, eval_every=5, threads=1
+    )
 
 
 @dataclass(frozen=True)
@@ -22,26 +33,15 @@ class QuickstartConfig:
     """Task to learn."""
     demos: int = 100
     """Oracle demonstrations to collect."""
-    policy: str = "rnn"
-    """Policy kind (mlp, gmm, rnn, transformer, act, diffusion)."""
-    policy_args: tuple[str, ...] = ("hidden_dim=128",)
-    """Policy config overrides as key=value (an LSTM of 2x128 trains ~8x faster than
-    robomimic's 2x400 on a CPU and is as good on these tasks)."""
-    epochs: int = 20
-    """Training epochs."""
-    steps_per_epoch: int = 100
-    """Gradient steps per epoch."""
-    lr: float = 1e-3
-    """Adam learning rate."""
-    eval_every: int = 5
-    """Epochs between rollout evaluations that pick the best checkpoint."""
+    train: TrainConfig = field(
+        default_factory=_quickstart_training, metadata={"fixed": ("dataset", "out", "seed")}
+    )
+    """Training: BC-RNN (2x128) for 20 epochs x 100 steps at lr 1e-3, picking the best
+    checkpoint by rollouts every 5 epochs."""
     eval_episodes: int = 50
     """Held-out rollouts in the final evaluation."""
     workers: int = 2
     """Processes for collection and evaluation."""
-    threads: int = 1
-    """torch threads for training: one thread degrades gracefully when the other core is
-    busy, where two threads spin against each other and can run 10x slower."""
     seed: int = 0
     """Seed of the collection and of training."""
     out: str | None = None
@@ -63,20 +63,7 @@ def quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     timings["collect"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    run_train(
-        TrainCommand(
-            dataset=str(demos),
-            policy=cfg.policy,
-            policy_args=cfg.policy_args,
-            lr=cfg.lr,
-            threads=cfg.threads,
-            eval_every=cfg.eval_every,
-            out=str(run_dir / "train"),
-            epochs=cfg.epochs,
-            steps_per_epoch=cfg.steps_per_epoch,
-            seed=cfg.seed,
-        )
-    )
+    run_train(replace(cfg.train, dataset=str(demos), out=str(run_dir / "train"), seed=cfg.seed))
     timings["train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -93,7 +80,7 @@ def quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
 
     report = write_report(
         run_dir,
-        title=f"apprentice quickstart: BC-{cfg.policy.upper()} on {cfg.task}",
+        title=f"apprentice quickstart: BC-{cfg.train.policy.name.upper()} on {cfg.task}",
         evaluation=evaluation,
         metrics=run_dir / "train" / "metrics.jsonl",
         sections=[("Dataset", summarize(demos))],

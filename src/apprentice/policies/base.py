@@ -24,7 +24,7 @@ import itertools
 import textwrap
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, get_type_hints
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
+from apprentice.overrides import coerce_tuple, tuple_item_type
 from apprentice.policies.encoders import ENCODERS, NORMS, VisualCore
 
 
@@ -189,13 +190,17 @@ def policy_config_from_dict(d: dict[str, Any]) -> PolicyConfig:
             f"policy config for {cls.name!r} has unknown field(s) {', '.join(unknown)}; "
             f"known: {', '.join(sorted(known))}"
         )
-    # A tuple field given one value on the command line (hidden_dims=256) is a 1-tuple.
-    tuple_fields = {f.name for f in fields(cls) if isinstance(f.default, tuple)}
-    kwargs: dict[str, Any] = {
-        k: tuple(v) if isinstance(v, list) else (v,) if k in tuple_fields else v
-        for k, v in d.items()
-        if k != "name"
-    }
+    # A tuple field takes a JSON list, a comma list (image_keys=a,b, unet_channels=16,32,64)
+    # or one value (hidden_dims=256 is a 1-tuple).
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for k, v in d.items():
+        if k == "name":
+            continue
+        item_type = tuple_item_type(hints[k])
+        if item_type is not None and v is not None:
+            v = coerce_tuple(v, item_type, f"policy config for {cls.name!r}: {k}")
+        kwargs[k] = v
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:

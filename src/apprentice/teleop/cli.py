@@ -17,6 +17,7 @@ from apprentice.envs.base import make_task
 from apprentice.envs.seeds import HELD_OUT_SEED_BASE
 from apprentice.errors import ApprenticeError
 from apprentice.overrides import parse_overrides
+from apprentice.splits import check_valid_fraction
 from apprentice.teleop.devices import (
     BUTTON_KEYS,
     DEVICE_NAMES,
@@ -108,6 +109,7 @@ def run_teleop(
 
     `on_ready` is called once the device is started (the browser's URL is known then).
     """
+    check_valid_fraction(cfg.valid_fraction, "--valid-fraction")
     if device is None and cfg.device not in DEVICE_NAMES:
         raise ApprenticeError(f"unknown device {cfg.device!r}; devices: {', '.join(DEVICE_NAMES)}")
     if cfg.seed < 0 or cfg.seed >= HELD_OUT_SEED_BASE:
