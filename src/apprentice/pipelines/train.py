@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apprentice.algos.trainer import TrainConfig, train
-from apprentice.data.reader import DemoFile
+from apprentice.data.source import open_source, require_actions
 from apprentice.data.spec import ObsActSpec
 from apprentice.envs.base import make_task, task_available, task_spec
 from apprentice.errors import ApprenticeError
@@ -64,11 +64,13 @@ def run_train(cmd: TrainCommand) -> dict[str, Any]:
     policy = policy_config_from_dict(
         {"name": cmd.policy, **parse_overrides(cmd.policy_args, "policy argument")}
     )
-    with DemoFile(cmd.dataset) as f:
-        task = f.env_args.get("env_name")
-        data_spec = ObsActSpec(f.obs_shapes, f.action_dim)
-        masks = {name for name, demos in f.masks.items() if demos}
-        recorded_kwargs = dict(f.env_args.get("env_kwargs", {}))
+    with open_source(cmd.dataset) as source:
+        require_actions(source)
+        source.check_obs_keys(policy.obs_keys)
+        task = source.env_args.get("env_name")
+        data_spec = source.spec
+        masks = {name for name, demos in source.masks.items() if demos}
+        recorded_kwargs = dict(source.env_args.get("env_kwargs", {}))
     # An image policy is evaluated with the cameras its demos were recorded with; a low-dim
     # one without rendering, even on a camera dataset.
     task_kwargs = (
