@@ -61,7 +61,7 @@ def attr_value(value: Any) -> Any:
 
 
 class DemoFile:
-    """A validated, read-only view of a store.
+    """A validated, read-only view of a store: the robomimic HDF5 `DemoSource`.
 
     Opening checks the layout and raises ApprenticeError naming the path, demo and field at fault.
     A file left by a killed writer is first rolled back to its last complete demo.
