@@ -1,7 +1,8 @@
 """Child process of test_crash_safety: appends synthetic demos forever, printing each name.
 
-argv: path [kill_at_write]. With kill_at_write=k the process SIGKILLs itself at the k-th write
-HDF5 makes to the file, to hit every write of an append deterministically.
+argv: path [kill_at_write [signal]]. With kill_at_write=k the process sends itself `signal`
+(KILL, the default, or INT) at the k-th write HDF5 makes to the file, to hit every write of an
+append deterministically. Interrupted (Ctrl-C), it exits 130 as the CLI does.
 """
 
 from __future__ import annotations
@@ -41,23 +42,27 @@ def main() -> None:
     path = sys.argv[1]
     if len(sys.argv) > 2:
         kill_at, count = int(sys.argv[2]), [0]
+        sig = signal.Signals[f"SIG{sys.argv[3] if len(sys.argv) > 3 else 'KILL'}"]
         write = JournaledFile.write
 
         def dying_write(self: JournaledFile, data: bytes | memoryview) -> int:
             count[0] += 1
             if count[0] == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
+                os.kill(os.getpid(), sig)
             return write(self, data)
 
         JournaledFile.write = dying_write  # type: ignore[method-assign]
     print("ready", flush=True)
     rng = np.random.default_rng(int.from_bytes(os.urandom(4), "little"))
-    with DemoWriter(path, env_args=ENV_ARGS) as writer:
-        while True:
-            seed = int(rng.integers(1 << 31))
-            masks = ["even"] if seed % 2 == 0 else []
-            name = writer.append(make_episode(seed), masks=masks)
-            print(name, flush=True)
+    try:
+        with DemoWriter(path, env_args=ENV_ARGS) as writer:
+            while True:
+                seed = int(rng.integers(1 << 31))
+                masks = ["even"] if seed % 2 == 0 else []
+                name = writer.append(make_episode(seed), masks=masks)
+                print(name, flush=True)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -76,16 +76,16 @@ def _rollout_copy(policy: Policy, device: torch.device) -> Policy:
 
 
 def _demo_split(config: TrainConfig) -> tuple[list[str] | None, list[str] | None, str | None]:
-    """(train demos, valid demos, mask to load train with) per the file's filters or a split."""
-    from apprentice.data.reader import DemoFile
+    """(train demos, valid demos, mask to load train with) per the dataset's filters or a split."""
+    from apprentice.data.source import open_source
 
     path = Path(config.dataset)
-    if not path.is_file():
+    if not path.exists():
         raise ApprenticeError(f"dataset {path} does not exist")
-    # The data layer's reader validates the layout and names what is wrong with the file.
-    with DemoFile(path) as f:
-        masks = {name for name, demos in f.masks.items() if demos}  # an empty filter is none
-        names = f.demo_names
+    # The data layer's source validates the layout and names what is wrong with the dataset.
+    with open_source(path) as source:
+        masks = {name for name, demos in source.masks.items() if demos}  # an empty filter is none
+        names = source.demo_names
     if config.train_mask in masks and config.valid_mask in masks:
         return None, None, config.train_mask
     if config.train_mask in masks:
@@ -101,15 +101,24 @@ def _demo_split(config: TrainConfig) -> tuple[list[str] | None, list[str] | None
 
 
 def _keys_to_load(config: TrainConfig) -> tuple[list[str] | None, bool]:
-    """(obs keys, with_images) to load: no images for a low-dim policy (as fast as before),
-    and only the cameras it reads (uint8, ~850 MB for 200 lift demos x 2 cameras) otherwise."""
-    from apprentice.data.reader import DemoFile
+    """(obs keys, with_images) to load: no images for a low-dim policy, and only the cameras
+    it reads (uint8, ~850 MB for 200 lift demos x 2 cameras) otherwise.
+
+    Raises ApprenticeError, before any run folder exists, for a dataset without actions or
+    without the observation keys the policy names.
+    """
+    from apprentice.data.source import open_source, require_actions
 
     policy = config.policy
+    path = Path(config.dataset)
+    if not path.exists():
+        raise ApprenticeError(f"dataset {path} does not exist")
+    with open_source(path) as source:
+        require_actions(source)
+        source.check_obs_keys(policy.obs_keys)
+        images, keys = source.image_keys, source.obs_keys
     if not policy.image_keys:
         return list(policy.obs_keys) or None, False
-    with DemoFile(config.dataset) as f:
-        images, keys = f.image_keys, f.obs_keys
     for key in policy.image_keys:
         if key in images:
             continue
@@ -141,21 +150,23 @@ def _check_image_sizes(init: dict[str, Any], policy: Policy, path: str) -> None:
 def _load_data(config: TrainConfig) -> _TrainData:
     from apprentice.data.dataset import DemoDataset
     from apprentice.data.normalize import Normalizer
+    from apprentice.data.source import open_source
 
     train_demos, valid_demos, train_mask = _demo_split(config)
     keys, images = _keys_to_load(config)
-    train = DemoDataset.load(
-        config.dataset, obs_keys=keys, mask=train_mask, demos=train_demos, with_images=images
-    )
-    valid = None
-    if valid_demos is None:
-        valid = DemoDataset.load(
-            config.dataset, obs_keys=keys, mask=config.valid_mask, with_images=images
+    with open_source(config.dataset) as source:
+        train = DemoDataset.from_source(
+            source, obs_keys=keys, mask=train_mask, demos=train_demos, with_images=images
         )
-    elif valid_demos:
-        valid = DemoDataset.load(
-            config.dataset, obs_keys=keys, demos=valid_demos, with_images=images
-        )
+        valid = None
+        if valid_demos is None:
+            valid = DemoDataset.from_source(
+                source, obs_keys=keys, mask=config.valid_mask, with_images=images
+            )
+        elif valid_demos:
+            valid = DemoDataset.from_source(
+                source, obs_keys=keys, demos=valid_demos, with_images=images
+            )
     # Stats come from the training demos only, so validation measures generalisation honestly.
     normalizer = Normalizer.fit(train)
     return _TrainData(train, valid, normalizer.state_dict(), dict(train.env_args))

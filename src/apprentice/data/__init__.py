@@ -1,10 +1,12 @@
-"""Episodes, the on-disk store (robomimic HDF5 layout), training datasets and samplers."""
+"""Episodes, the on-disk store (robomimic HDF5 layout), the DemoSource seam other formats plug
+into, training datasets and samplers."""
 
 from apprentice.data.dataset import DemoDataset, WindowSampler
 from apprentice.data.episode import DatagenInfo, Episode
 from apprentice.data.inspect import summarize
 from apprentice.data.normalize import Normalizer
 from apprentice.data.reader import DemoFile
+from apprentice.data.source import DemoSource, open_source
 from apprentice.data.spec import ObsActSpec
 from apprentice.data.store import (
     DemoWriter,
@@ -17,11 +19,13 @@ __all__ = [
     "DatagenInfo",
     "DemoDataset",
     "DemoFile",
+    "DemoSource",
     "DemoWriter",
     "Episode",
     "Normalizer",
     "ObsActSpec",
     "WindowSampler",
+    "open_source",
     "split_train_valid",
     "summarize",
     "write_datagen_info",

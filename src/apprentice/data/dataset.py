@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from apprentice.data.reader import DemoFile
+from apprentice.data.source import DemoSource, open_source
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 
@@ -60,56 +59,71 @@ class DemoDataset:
         demos: Sequence[str] | None = None,
         with_images: bool = True,
     ) -> DemoDataset:
-        """Read the demos of `mask` (or `demos`, or all) of the store at `path`."""
-        p = Path(path)
-        with DemoFile(p) as f:
-            names = f.demo_names
-            if mask is not None:
-                masks = f.masks
-                if mask not in masks:
-                    raise ApprenticeError(
-                        f"{p}: no mask {mask!r} (it has: {', '.join(sorted(masks)) or 'none'})"
-                    )
-                in_mask = set(masks[mask])
-                names = [n for n in names if n in in_mask]
-            if demos is not None:
-                unknown = [d for d in demos if d not in set(names)]
-                if unknown:
-                    raise ApprenticeError(f"{p}: no demo {unknown[0]!r} in the file")
-                chosen = set(demos)
-                names = [n for n in names if n in chosen]
-            if not names:
-                raise ApprenticeError(f"{p}: no demos selected (mask={mask!r}, demos={demos!r})")
-            keys = f.obs_keys if obs_keys is None else list(obs_keys)
-            f.check_obs_keys(keys)
-            if not with_images:
-                keys = [k for k in keys if k not in f.image_keys]
-            shapes = f.obs_shapes
-            images = set(f.image_keys)
+        """Read the demos of `mask` (or `demos`, or all) of the dataset at `path`."""
+        with open_source(path) as source:
+            return cls.from_source(
+                source, obs_keys=obs_keys, mask=mask, demos=demos, with_images=with_images
+            )
 
-            lengths = np.array([f.num_samples(n) for n in names], dtype=np.int64)
-            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-            n_steps = int(lengths.sum())
-            # Preallocate and fill in place: one copy of the data, no list of per-demo arrays.
-            obs: dict[str, np.ndarray] = {}
+    @classmethod
+    def from_source(
+        cls,
+        source: DemoSource,
+        *,
+        obs_keys: Sequence[str] | None = None,
+        mask: str | None = None,
+        demos: Sequence[str] | None = None,
+        with_images: bool = True,
+    ) -> DemoDataset:
+        """Read the demos of `mask` (or `demos`, or all) of an open `source`."""
+        p = source.path
+        names = source.demo_names
+        if mask is not None:
+            masks = source.masks
+            if mask not in masks:
+                raise ApprenticeError(
+                    f"{p}: no mask {mask!r} (it has: {', '.join(sorted(masks)) or 'none'})"
+                )
+            in_mask = set(masks[mask])
+            names = [n for n in names if n in in_mask]
+        if demos is not None:
+            unknown = [d for d in demos if d not in set(names)]
+            if unknown:
+                raise ApprenticeError(f"{p}: no demo {unknown[0]!r} in the file")
+            chosen = set(demos)
+            names = [n for n in names if n in chosen]
+        if not names:
+            raise ApprenticeError(f"{p}: no demos selected (mask={mask!r}, demos={demos!r})")
+        keys = source.obs_keys if obs_keys is None else list(obs_keys)
+        source.check_obs_keys(keys)
+        if not with_images:
+            keys = [k for k in keys if k not in source.image_keys]
+        shapes = source.obs_shapes
+        images = set(source.image_keys)
+
+        lengths = np.array([source.num_samples(n) for n in names], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        n_steps = int(lengths.sum())
+        # Preallocate and fill in place: one copy of the data, no list of per-demo arrays.
+        obs: dict[str, np.ndarray] = {}
+        for k in keys:
+            # A low-dim key stored as (T,) becomes (N, 1), so every low-dim key is (N, D).
+            shape = shapes[k] if shapes[k] else (1,)
+            dtype = np.uint8 if k in images else np.float32
+            obs[k] = np.empty((n_steps, *shape), dtype=dtype)
+        actions = np.empty((n_steps, source.action_dim), dtype=np.float32)
+        for name, s, t in zip(names, starts, lengths, strict=True):
             for k in keys:
-                # A low-dim key stored as (T,) becomes (N, 1), so every low-dim key is (N, D).
-                shape = shapes[k] if shapes[k] else (1,)
-                dtype = np.uint8 if k in images else np.float32
-                obs[k] = np.empty((n_steps, *shape), dtype=dtype)
-            actions = np.empty((n_steps, f.action_dim), dtype=np.float32)
-            for name, s, t in zip(names, starts, lengths, strict=True):
-                for k in keys:
-                    obs[k][s : s + t] = f.read_field(name, f"obs/{k}").reshape(t, *obs[k].shape[1:])
-                actions[s : s + t] = f.read_field(name, "actions")
-            for k in keys:
-                if k not in images and not np.all(np.isfinite(obs[k])):
-                    step = int(np.argwhere(~np.isfinite(obs[k]))[0][0])
-                    demo = int(np.searchsorted(starts, step, side="right") - 1)
-                    raise ApprenticeError(
-                        f"{p}: data/{names[demo]}/obs/{k}: NaN or inf at step {step - starts[demo]}"
-                    )
-            return cls(obs, actions, starts, lengths, names, f.env_args)
+                obs[k][s : s + t] = source.read_obs(name, k).reshape(t, *obs[k].shape[1:])
+            actions[s : s + t] = source.read_actions(name)
+        for k in keys:
+            if k not in images and not np.all(np.isfinite(obs[k])):
+                step = int(np.argwhere(~np.isfinite(obs[k]))[0][0])
+                demo = int(np.searchsorted(starts, step, side="right") - 1)
+                raise ApprenticeError(
+                    f"{p}: data/{names[demo]}/obs/{k}: NaN or inf at step {step - starts[demo]}"
+                )
+        return cls(obs, actions, starts, lengths, names, source.env_args)
 
 
 class WindowShape(Protocol):

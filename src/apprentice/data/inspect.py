@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from apprentice.data.reader import DemoFile
+from apprentice.data.source import open_source
 
 MAX_DEMO_ROWS = 20
 """Demos listed one per row; beyond this, the first and last few, so a 10k-demo file stays short."""
@@ -30,6 +30,8 @@ class _KeyStats:
 
     def add(self, x: np.ndarray) -> None:
         x64 = x.astype(np.float64, copy=False)
+        if x64.size == 0:  # the (T, 0) actions of a state-only file
+            return
         self.count += x64.size
         self.lo = min(self.lo, float(x64.min()))
         self.hi = max(self.hi, float(x64.max()))
@@ -37,6 +39,8 @@ class _KeyStats:
         self.total_sq += float(np.square(x64).sum())
 
     def row(self, name: str) -> list[str]:
+        if self.count == 0:
+            return [name, str(self.shape), self.dtype, "-", "-", "-", "-"]
         mean = self.total / max(self.count, 1)
         std = float(np.sqrt(max(self.total_sq / max(self.count, 1) - mean**2, 0.0)))
         return [name, str(self.shape), self.dtype] + [
@@ -55,7 +59,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def summarize(path: str | os.PathLike[str]) -> str:
     """File-level info, per-demo rows (truncated) and per-key statistics over all steps."""
-    with DemoFile(path) as f:
+    with open_source(path) as f:
         names = f.demo_names
         attrs = {n: f.attrs(n) for n in names}
         lengths = [f.num_samples(n) for n in names]
@@ -64,7 +68,7 @@ def summarize(path: str | os.PathLike[str]) -> str:
         fields = [f"obs/{k}" for k in f.obs_keys] + ["actions"]
         for name in names:
             for fld in fields:
-                x = f.read_field(name, fld)
+                x = f.read_actions(name) if fld == "actions" else f.read_obs(name, fld[4:])
                 if fld not in stats:
                     stats[fld] = _KeyStats(tuple(x.shape[1:]), str(x.dtype))
                 stats[fld].add(x)

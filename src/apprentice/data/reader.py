@@ -19,6 +19,7 @@ import numpy as np
 
 from apprentice.data.episode import DatagenInfo, Episode
 from apprentice.data.journal import recover
+from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 
 DEMO_RE = re.compile(r"^demo_(\d+)$")
@@ -60,7 +61,7 @@ def attr_value(value: Any) -> Any:
 
 
 class DemoFile:
-    """A validated, read-only view of a store.
+    """A validated, read-only view of a store: the robomimic HDF5 `DemoSource`.
 
     Opening checks the layout and raises ApprenticeError naming the path, demo and field at fault.
     A file left by a killed writer is first rolled back to its last complete demo.
@@ -68,6 +69,10 @@ class DemoFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise ApprenticeError(
+                f"{self.path}: is a folder, not a dataset file; give an HDF5 demo file"
+            )
         if not self.path.is_file():
             raise ApprenticeError(f"{self.path}: no such file")
         try:
@@ -126,8 +131,35 @@ class DemoFile:
                     raise self._fail(f"mask/{mname}", f"lists demos not in data: {unknown[:5]}")
                 self._masks[mname] = demos
 
+    def _not_robomimic(self, where: str, what: str) -> ApprenticeError:
+        return self._fail(
+            where,
+            f"{what}; nested groups inside a demo are Isaac Lab's HDF5 layout, which apprentice "
+            "does not read yet (robomimic's layout keeps flat obs/<key>, actions and states "
+            "arrays)",
+        )
+
+    def _check_flat(self, where: str, members: dict[str, Any]) -> None:
+        """Raise the layout error for a demo whose fields are groups (Isaac Lab's layout)."""
+        if "initial_state" in members:
+            raise self._not_robomimic(f"{where}/initial_state", "a group of initial states")
+        for field in ("actions", "rewards", "dones", "states"):
+            if isinstance(members.get(field), h5py.Group):
+                raise self._not_robomimic(f"{where}/{field}", "a group, not an array")
+        for group in ("obs", "next_obs"):
+            g = members.get(group)
+            if g is None:
+                continue
+            if not isinstance(g, h5py.Group):
+                raise self._fail(f"{where}/{group}", "an array, not a group of observation keys")
+            for key, ds in g.items():
+                if isinstance(ds, h5py.Group):
+                    raise self._not_robomimic(f"{where}/{group}/{key}", "a group, not an array")
+
     def _validate_demo(self, name: str, g: h5py.Group) -> int:
         where = f"data/{name}"
+        members = dict(g.items())  # one lookup per member: h5py item access is slow
+        self._check_flat(where, members)
         if "actions" not in g:
             raise self._fail(f"{where}/actions", "missing")
         actions = g["actions"]
@@ -149,7 +181,6 @@ class DemoFile:
             raise self._fail(
                 f"{where}/actions", f"has {actions.shape[1]} dims, {first} has {self._action_dim}"
             )
-        members = dict(g.items())  # one lookup per member: h5py item access is slow
         for field in ("rewards", "dones", "states"):
             ds = members.get(field)
             if ds is not None and (ds.ndim == 0 or ds.shape[0] != t):
@@ -212,9 +243,14 @@ class DemoFile:
 
     @property
     def action_dim(self) -> int:
-        if not self._demo_names:
+        """A; 0 in a state-only file (actions stored as (T, 0))."""
+        if self._action_dim is None:
             raise self._fail("data", "holds no demos")
-        return int(self._h5[f"data/{self._demo_names[0]}/actions"].shape[1])
+        return self._action_dim
+
+    @property
+    def spec(self) -> ObsActSpec:
+        return ObsActSpec(self.obs_shapes, self.action_dim)
 
     def num_samples(self, name: str) -> int:
         self._check_demo(name)
@@ -237,6 +273,21 @@ class DemoFile:
         if not isinstance(ds, h5py.Dataset):
             raise self._fail(f"data/{name}/{field}", "missing")
         return np.asarray(ds[()])
+
+    def read_obs(self, name: str, key: str) -> np.ndarray:
+        """obs/<key> of demo `name`: (T, ...)."""
+        self.check_obs_keys([key])
+        return self.read_field(name, f"obs/{key}")
+
+    def read_actions(self, name: str) -> np.ndarray:
+        """Demo `name`'s actions: (T, A) as stored (float32 where apprentice wrote them)."""
+        return self.read_field(name, "actions")
+
+    def read_states(self, name: str) -> np.ndarray | None:
+        """Demo `name`'s simulator states (T, S); None where it has none."""
+        self._check_demo(name)
+        ds = self._h5.get(f"data/{name}/states")
+        return np.asarray(ds[()]) if isinstance(ds, h5py.Dataset) else None
 
     def _check_demo(self, name: str) -> None:
         if name not in self._lengths:

@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from apprentice.data.episode import DatagenInfo, Episode
-from apprentice.data.journal import JournaledFile, recover
+from apprentice.data.journal import JournaledFile, recover, sigint_deferred
 from apprentice.data.reader import (
     DEMO_RE,
     DemoFile,
@@ -63,25 +63,28 @@ def _create_empty(path: Path, env_args: dict[str, Any]) -> None:
 
 @contextmanager
 def _journaled(path: Path, *, durable: bool = True) -> Iterator[tuple[h5py.File, JournaledFile]]:
-    """Open an existing store for writing under the undo journal; commit on a clean exit."""
-    recover(path)
-    jf = JournaledFile.open(path, durable=durable)
-    try:
-        f = h5py.File(jf, "r+")
-    except OSError as e:
-        jf.abandon()
-        raise ApprenticeError(f"{path}: not a readable HDF5 file ({e})") from None
-    try:
-        yield f, jf
-    except BaseException:
+    """Open an existing store for writing under the undo journal; commit on a clean exit.
+
+    Ctrl-C is held until the change is committed or undone (see `sigint_deferred`)."""
+    with sigint_deferred():
+        recover(path)
+        jf = JournaledFile.open(path, durable=durable)
+        try:
+            f = h5py.File(jf, "r+")
+        except OSError as e:
+            jf.abandon()
+            raise ApprenticeError(f"{path}: not a readable HDF5 file ({e})") from None
+        try:
+            yield f, jf
+        except BaseException:
+            f.close()
+            jf.abandon()
+            recover(path)  # undo the half-done change now rather than on the next open
+            raise
+        f.flush()
         f.close()
-        jf.abandon()
-        recover(path)  # undo the half-done change now rather than on the next open
-        raise
-    f.flush()
-    f.close()
-    jf.commit()
-    jf.close()
+        jf.commit()
+        jf.close()
 
 
 def _append_mask(f: h5py.File, name: str, demos: Sequence[str], *, replace: bool) -> None:
@@ -102,8 +105,10 @@ class DemoWriter:
     A process killed at any instant loses at most the episode in flight; the file it leaves opens
     and validates. Re-opening an existing file continues the numbering (resumed collection).
     durable=False skips fsync: still safe if the process dies, not if the machine loses power.
+    Ctrl-C during an open, append or close is held until it returns (see `sigint_deferred`).
     """
 
+    @sigint_deferred()
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -156,6 +161,7 @@ class DemoWriter:
         self._h5.flush()
         self._jf.commit()
 
+    @sigint_deferred()
     def append(self, episode: Episode, masks: Sequence[str] = ()) -> str:
         """Write `episode` as the next demo_<i>, add it to `masks`; returns its name.
 
@@ -181,6 +187,7 @@ class DemoWriter:
         self._next_index += 1
         return name
 
+    @sigint_deferred()
     def set_data_attrs(self, attrs: dict[str, Any]) -> None:
         """Set attrs of the `data` group (e.g. a generation record); committed on return."""
         if self._h5 is None:
@@ -218,6 +225,7 @@ class DemoWriter:
         if ep.datagen_info is not None:
             _write_datagen(g, ep.datagen_info)
 
+    @sigint_deferred()
     def close(self) -> None:
         if self._h5 is None:
             return

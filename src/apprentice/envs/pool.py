@@ -8,13 +8,18 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import signal
 from concurrent.futures import Executor, ProcessPoolExecutor
+from types import TracebackType
 from typing import Any
 
 from apprentice.envs.base import Task, make_task
 
 
 def _init_worker() -> None:
+    # Ctrl-C reaches the whole process group: the parent alone turns it into KeyboardInterrupt
+    # and stops the workers (see _Pool), instead of each worker printing a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One simulator and at most one torch thread per worker: the pool is the parallelism.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
@@ -48,8 +53,23 @@ def worker_task(name: str, kwargs_items: tuple[tuple[str, Any], ...], copy: int 
     return task
 
 
+class _Pool(ProcessPoolExecutor):
+    """Left by an exception (Ctrl-C among them), the pool stops its workers and cancels the
+    queued work rather than waiting for it: its workers ignore SIGINT."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if exc_type is not None:
+            for process in list((self._processes or {}).values()):
+                process.terminate()
+        self.shutdown(wait=True, cancel_futures=exc_type is not None)
+        return None
+
+
 def make_pool(workers: int) -> Executor:
     """A pool of `workers` spawned processes (spawn: safe with torch and MuJoCo renderers)."""
-    return ProcessPoolExecutor(
-        max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
-    )
+    return _Pool(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)

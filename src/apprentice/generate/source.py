@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from apprentice.data.episode import DatagenInfo
-from apprentice.data.reader import DemoFile
+from apprentice.data.source import open_source
 from apprentice.envs.base import Subtask, Task
 from apprentice.errors import ApprenticeError
 
@@ -110,7 +110,7 @@ def load_sources(path: str | os.PathLike[str], task: Task) -> Sources:
     """Read the successful demos of `path` that can seed generation on `task`."""
     p = Path(path)
     subtasks = check_subtasks(task)
-    with DemoFile(p) as f:
+    with open_source(p) as f:
         env_name = f.env_args.get("env_name")
         if env_name != task.name:
             raise ApprenticeError(

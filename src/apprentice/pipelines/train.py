@@ -7,7 +7,7 @@ from typing import Any
 
 from apprentice.algos.config import TrainConfig
 from apprentice.algos.trainer import train
-from apprentice.data.reader import DemoFile
+from apprentice.data.source import open_source, require_actions
 from apprentice.data.spec import ObsActSpec
 from apprentice.envs.base import make_task, task_available, task_spec
 from apprentice.errors import ApprenticeError
@@ -18,11 +18,13 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
     """Train `config` with rollouts on the dataset's task every `config.eval_every` epochs
     (where the task is available here); returns the summary rows the command prints."""
     policy = config.policy
-    with DemoFile(config.dataset) as f:
-        task = f.env_args.get("env_name")
-        data_spec = ObsActSpec(f.obs_shapes, f.action_dim)
-        masks = {name for name, demos in f.masks.items() if demos}
-        recorded_kwargs = dict(f.env_args.get("env_kwargs", {}))
+    with open_source(config.dataset) as source:
+        require_actions(source)
+        source.check_obs_keys(policy.obs_keys)
+        task = source.env_args.get("env_name")
+        data_spec = source.spec
+        masks = {name for name, demos in source.masks.items() if demos}
+        recorded_kwargs = dict(source.env_args.get("env_kwargs", {}))
     # An image policy is evaluated with the cameras its demos were recorded with; a low-dim
     # one without rendering, even on a camera dataset.
     task_kwargs = (
