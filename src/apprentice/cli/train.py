@@ -1,0 +1,29 @@
+"""`apprentice train`: a behavioral-cloning policy trained on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+from apprentice.cli.args import dataclass_from_args
+from apprentice.cli.command import Command
+from apprentice.console import print_table
+from apprentice.files import check_writable
+from apprentice.pipelines.train import TrainCommand, run_train
+from apprentice.policies.base import policy_names
+
+
+def run(ns: argparse.Namespace) -> None:
+    cfg = dataclass_from_args(TrainCommand, ns)
+    check_writable(cfg.out, folder=True)
+    result = run_train(cfg)
+    print_table(f"trained {cfg.policy} on {cfg.dataset}", list(result.items()))
+
+
+def command() -> Command:
+    return Command(
+        "train",
+        "train a behavioral-cloning policy on a dataset",
+        TrainCommand,
+        run,
+        {"choices": {"policy": policy_names()}},
+    )
