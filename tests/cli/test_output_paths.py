@@ -28,37 +28,22 @@ def blocked(tmp_path: Path) -> Path:
     return tmp_path / "a-file" / "sub"
 
 
-def _cases(demos: Path, blocked: Path) -> list[tuple[str, str, list[str], Path]]:
-    """(cli module, its work function, argv, the path the error must name) per command."""
-    d = str(demos)
+def _cases(demos: Path, blocked: Path) -> list[tuple[str, str, list[str]]]:
+    """(cli module, its work function, argv) per command; each argv writes under `blocked`."""
+    d, b = str(demos), blocked
     return [
-        ("collect", "collect_demos", ["collect", "--out", str(blocked / "d.hdf5")], blocked),
-        ("generate", "run_generate", ["generate", "--source", d, "--out", str(blocked)], blocked),
-        (
-            "label_actions",
-            "label_actions",
-            ["label-actions", "--demos", d, "--out", str(blocked / "l.hdf5")],
-            blocked,
-        ),
-        ("train", "run_train", ["train", "--dataset", d, "--out", str(blocked)], blocked),
-        ("dagger", "run_dagger", ["dagger", "--task", "lift", "--out", str(blocked)], blocked),
-        ("irl", "run_irl", ["irl", "--algo", "maxent", "--out", str(blocked)], blocked),
-        ("quickstart", "quickstart", ["quickstart", "--out", str(blocked)], blocked),
-        ("inspect", "summarize", ["inspect", d, "--json", str(blocked / "q.json")], blocked),
-        ("eval", "evaluate", ["eval", "ckpt.pt", "--out", str(blocked / "e.json")], blocked),
-        (
-            "export",
-            "export_checkpoint",
-            ["export", "ckpt.pt", "--out", str(blocked / "p.onnx")],
-            blocked,
-        ),
-        (
-            "replay",
-            "replay",
-            ["replay", d, "--demo", "0", "--video", str(blocked / "v.mp4")],
-            blocked,
-        ),
-        ("teleop", "run_teleop", ["teleop", "--out", str(blocked / "t.hdf5")], blocked),
+        ("collect", "collect_demos", ["collect", "--out", str(b / "d.hdf5")]),
+        ("generate", "run_generate", ["generate", "--source", d, "--out", str(b / "g.hdf5")]),
+        ("label_actions", "label_actions", ["label-actions", "--demos", d, "--out", str(b)]),
+        ("train", "run_train", ["train", "--dataset", d, "--out", str(b)]),
+        ("dagger", "run_dagger", ["dagger", "--task", "lift", "--out", str(b)]),
+        ("irl", "run_irl", ["irl", "--algo", "maxent", "--out", str(b)]),
+        ("quickstart", "quickstart", ["quickstart", "--out", str(b)]),
+        ("inspect", "summarize", ["inspect", d, "--json", str(b / "q.json")]),
+        ("eval", "evaluate", ["eval", "ckpt.pt", "--out", str(b / "e.json")]),
+        ("export", "export_checkpoint", ["export", "ckpt.pt", "--out", str(b / "p.onnx")]),
+        ("replay", "replay", ["replay", d, "--demo", "0", "--video", str(b / "v.mp4")]),
+        ("teleop", "run_teleop", ["teleop", "--out", str(b / "t.hdf5")]),
     ]
 
 
@@ -86,7 +71,7 @@ def test_an_unwritable_output_is_one_line_before_any_work(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    module_name, work, argv, named = next(c for c in _cases(demo_file, blocked) if c[0] == command)
+    module_name, work, argv = next(c for c in _cases(demo_file, blocked) if c[0] == command)
     calls: list[Any] = []
     module = importlib.import_module(f"apprentice.cli.{module_name}")
     monkeypatch.setattr(module, work, lambda *a, **k: calls.append(a))
@@ -94,7 +79,7 @@ def test_an_unwritable_output_is_one_line_before_any_work(
     err = capsys.readouterr().err
     name = argv[0]
     assert err.startswith(f"apprentice {name}: error: ") and err.count("\n") == 1, err
-    assert str(named) in err and "cannot write there" in err
+    assert str(blocked) in err and "cannot write there" in err
     assert "a part of the path is a file" in err
     assert calls == []  # refused before the command's work started
 
