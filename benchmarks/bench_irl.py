@@ -108,8 +108,8 @@ def run_one(
 ) -> list[dict[str, Any]]:
     if algo == "bc":
         return run_bc(task, demos, seed, args)
-    from apprentice.irl.cli import run_irl
     from apprentice.irl.common import IRLConfig
+    from apprentice.irl.run import run_irl
 
     result = run_irl(
         IRLConfig(

@@ -46,8 +46,8 @@ from websockets.asyncio.client import connect
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from apprentice.teleop.browser import HEADLESS_CHROMIUM_FLAGS, BrowserDevice, find_chromium
-from apprentice.teleop.cli import TeleopConfig, run_teleop
 from apprentice.teleop.devices import Device
+from apprentice.teleop.run import TeleopConfig, run_teleop
 
 OUT = Path(__file__).with_name("out")
 TARGET_P99_MS = 50.0

@@ -86,3 +86,88 @@ def test_quickstart_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     report = out / "report.html"
     assert report.is_file() and "success" in report.read_text().lower()
+
+
+@pytest.mark.parametrize("algo", ["gail", "airl", "gaifo", "bco", "bc-rl"])
+def test_an_algorithm_that_learns_from_demos_asks_for_demos(
+    algo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["irl", "--algo", algo, "--task", "gym/InvertedPendulum-v5"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"irl --algo {algo} learns from expert demos: pass --demos" in err
+    assert err.count("\n") == 1 and "do not exist" not in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--workers", "-2"], "--workers must be >= 1, got -2"),
+        (["--action-noise", "-0.1"], "--action-noise must be >= 0, got -0.1"),
+    ],
+)
+def test_collect_refuses_bad_numbers_up_front(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "d.hdf5"
+    assert main(["collect", "--n", "1", "--out", str(out), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_collect_onto_a_file_of_another_task_names_the_real_options(
+    demo_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "other.hdf5"
+    out.write_bytes(demo_file.read_bytes())
+    argv = ["collect", "--n", "1", "--workers", "1", "--no-progress", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "choose another --out, or pass --overwrite" in err and "overwrite=True" not in err
+    assert main([*argv, "--overwrite"]) == 0
+    with h5py.File(out) as f:
+        assert sorted(k for k in f["data"] if k.startswith("demo_")) == ["demo_0"]
+
+
+def test_dagger_help_lists_every_policy_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    from apprentice.policies.base import policy_names
+
+    with pytest.raises(SystemExit):
+        main(["dagger", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"Learner policy kind: {', '.join(policy_names())}." in out
+
+
+@pytest.mark.parametrize(
+    ("algo", "lines"),
+    [
+        ("maxent", ["maxent: did not converge after", "learned reward vs the true reward"]),
+        ("apprenticeship", ["apprenticeship: did not converge after 3 iterations"]),
+    ],
+)
+def test_tabular_irl_prints_convergence_and_reward_correlation(
+    algo: str, lines: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["irl", "--algo", algo, "--task", "gridworld/5x5", "--out", str(tmp_path / "run")]
+    assert main([*argv, "--algo-args", "max_iters=3", "num_demos=5"]) == 0
+    out = capsys.readouterr().out
+    for line in lines:
+        assert line in out
+    assert ("correlation" in out) == (algo == "maxent")
+
+
+def test_each_command_is_its_module_and_no_library_package_imports_the_cli() -> None:
+    import importlib
+
+    import apprentice
+    from apprentice.cli.main import COMMAND_MODULES
+
+    for module in COMMAND_MODULES:
+        assert importlib.import_module(f"apprentice.cli.{module}").command().name == (
+            module.replace("_", "-")
+        )
+    src = Path(apprentice.__file__).parent
+    for py in src.rglob("*.py"):
+        if py.relative_to(src).parts[0] != "cli":
+            assert "apprentice.cli" not in py.read_text(), py

@@ -96,9 +96,11 @@ def test_a_file_that_cannot_be_replayed_fails_with_one_line(
 def test_generate_cli_prints_the_rate(
     lift_source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = tmp_path / "gen.hdf5"
+    out = tmp_path / "new" / "gen.hdf5"  # the missing folder is created
     argv = ["generate", "--source", str(lift_source), "--n", "2", "--out", str(out)]
     assert main([*argv, "--no-progress"]) == 0
     assert "data generation rate" in capsys.readouterr().out
     assert main([*argv, "--no-progress", "--action-noise", "-1"]) == 2
     assert "--action-noise" in capsys.readouterr().err
+    assert main([*argv, "--no-progress", "--workers", "0"]) == 2
+    assert "--workers must be >= 1, got 0" in capsys.readouterr().err

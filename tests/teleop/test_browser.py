@@ -20,8 +20,8 @@ from websockets.sync.client import ClientConnection, connect
 from apprentice.data.store import DemoFile
 from apprentice.errors import ApprenticeError
 from apprentice.teleop.browser import HEADLESS_CHROMIUM_FLAGS, BrowserDevice, find_chromium
-from apprentice.teleop.cli import TeleopConfig, run_teleop
 from apprentice.teleop.devices import Device, TeleopStatus
+from apprentice.teleop.run import TeleopConfig, run_teleop
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 from apprentice.data.store import DemoFile, DemoWriter
 from apprentice.envs import make_task
 from apprentice.errors import ApprenticeError
-from apprentice.teleop.cli import TeleopConfig, run_teleop
 from apprentice.teleop.devices import DeviceCommand, KeyboardDevice
+from apprentice.teleop.run import TeleopConfig, run_teleop
 from apprentice.teleop.session import (
     SessionOptions,
     TeleopResult,
@@ -185,7 +185,7 @@ class ScriptedKeys:
 
 
 def test_run_teleop_with_keyboard_writes_demo_and_split(tmp_path: Path) -> None:
-    out = tmp_path / "kb.hdf5"
+    out = tmp_path / "new" / "kb.hdf5"  # the missing folder is created
     keys = ["b", "r", "", "", "", "n", "", "Q"]  # start, up (held), stop & keep, quit
     device = KeyboardDevice(ScriptedKeys(keys), hold_s=60.0)
     cfg = TeleopConfig(task="lift", out=str(out), operator="bob", rate_hz=500.0)
@@ -231,7 +231,7 @@ def test_cli_reports_a_missing_device_in_one_line(
 
 KILLED_MID_DEMO = """
 import os, signal, sys, time
-from apprentice.teleop.cli import TeleopConfig, run_teleop
+from apprentice.teleop.run import TeleopConfig, run_teleop
 from apprentice.teleop.devices import KeyboardDevice
 
 class Keys:

@@ -15,21 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from apprentice.errors import ApprenticeError
+from apprentice.files import write_text_atomic
 
 
 def write_json(path: Path, obj: Any) -> None:
     """Write `obj` as indented JSON through a temporary file and a rename: a process killed
     at any instant leaves the old file or the new one, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n", durable=False)
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     """`rows` as JSON lines, written whole the same way as `write_json`."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows), durable=False)
 
 
 RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt", "final.pt")

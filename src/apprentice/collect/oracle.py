@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from tqdm import tqdm
 
 from apprentice.collect.record import record_episode
 from apprentice.data.episode import Episode
+from apprentice.data.reader import canonical_env_args
 from apprentice.data.store import DemoFile, DemoWriter, write_mask
 from apprentice.envs.base import make_task
 from apprentice.envs.pool import make_pool, worker_task
@@ -55,6 +57,14 @@ class CollectConfig:
     noise: str = "none"
     """Human-like defects injected into the oracle (apprentice.collect.noisy): none, or human
     (pauses, hesitations, tremor, dropped grasps, gripper chatter; labelled in demo attrs)."""
+    overwrite: bool = False
+    """Replace --out instead of resuming it (a file of another task is refused otherwise)."""
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ApprenticeError(f"--workers must be >= 1, got {self.workers}")
+        if self.action_noise < 0:
+            raise ApprenticeError(f"--action-noise must be >= 0, got {self.action_noise}")
 
 
 @dataclass(frozen=True)
@@ -151,8 +161,14 @@ def collect_demos(cfg: CollectConfig) -> CollectResult:
     path = Path(cfg.out)
     done_seeds: set[int] = set()
     successes = 0
-    if path.exists():
+    if path.exists() and not cfg.overwrite:
         with DemoFile(path) as f:
+            if f.env_args != canonical_env_args(env_args):
+                raise ApprenticeError(
+                    f"--out {path} holds demos of env_args {json.dumps(f.env_args)}, not "
+                    f"{json.dumps(canonical_env_args(env_args))}; choose another --out, or pass "
+                    "--overwrite to replace it"
+                )
             for name in f.demo_names:
                 attrs = f.attrs(name)
                 if attrs.get("seed") is not None:
@@ -170,7 +186,7 @@ def collect_demos(cfg: CollectConfig) -> CollectResult:
             s += 1
 
     bar = tqdm(total=cfg.n, initial=successes, desc=f"collect {cfg.task}", disable=not cfg.progress)
-    with DemoWriter(path, env_args=env_args) as writer:
+    with DemoWriter(path, env_args=env_args, overwrite=cfg.overwrite) as writer:
         stream = seed_stream()
         while successes < cfg.n and attempts < max_attempts:
             need = min(cfg.n - successes, max_attempts - attempts)

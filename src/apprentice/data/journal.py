@@ -25,6 +25,7 @@ the writer dies, so recovery never rolls back a file that another process is sti
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import signal
 import struct
@@ -72,7 +73,11 @@ def sigint_deferred() -> Iterator[None]:
 
 
 def journal_path(path: Path) -> Path:
-    return path.with_name(path.name + ".journal")
+    """`<name>.journal` beside the store; a name too long for that gets a hash of it instead."""
+    name = path.name + ".journal"
+    if len(name.encode()) > 255:  # NAME_MAX of the common file systems
+        name = f".{hashlib.sha256(path.name.encode()).hexdigest()[:24]}.journal"
+    return path.with_name(name)
 
 
 def _header(size: int) -> bytes:

@@ -36,29 +36,17 @@ from apprentice.data.reader import (
     sorted_demos,
 )
 from apprentice.errors import ApprenticeError
+from apprentice.files import atomic_write
 
 _RESERVED_ATTRS = ("num_samples", "seed", "success", "source")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _create_empty(path: Path, env_args: dict[str, Any]) -> None:
     """Create an empty store atomically: a crash leaves either no file or an empty valid one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with h5py.File(tmp, "w") as f:
+    with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
         data = f.create_group("data")
         data.attrs["total"] = 0
         data.attrs["env_args"] = json.dumps(env_args)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path)
 
 
 @contextmanager

@@ -37,6 +37,7 @@ from apprentice.deploy.runtime import (
     sidecar_path,
 )
 from apprentice.errors import ApprenticeError
+from apprentice.files import atomic_write
 from apprentice.policies.base import Policy
 from apprentice.policies.gmm import GMMPolicy, head_act
 from apprentice.policies.mlp import MLPPolicy
@@ -235,9 +236,7 @@ def export_policy(
         torch.zeros(1, policy.obs_dim),
         *(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in meta.state),
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_write(out) as tmp:
         with torch.no_grad():
             if fmt == "onnx":
                 _write_onnx(step, example, meta, tmp)
@@ -251,9 +250,6 @@ def export_policy(
                 f"exported {fmt} policy differs from the PyTorch policy by up to {diff:.3g} "
                 f"(tolerance {tolerance:g}); nothing was written to {out}"
             )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     sidecar = sidecar_path(out)
     check = {"samples": cfg.check_samples, "max_abs_diff": diff, "tolerance": tolerance}
     sidecar.write_text(json.dumps({**meta.to_dict(), "check": check}, indent=2, sort_keys=True))

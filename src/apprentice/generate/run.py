@@ -262,6 +262,8 @@ def _check_config(cfg: GenerateConfig) -> None:
         raise ApprenticeError(
             f"unknown selection {cfg.selection!r}; choose {', '.join(SELECTIONS)}"
         )
+    if cfg.workers < 1:
+        raise ApprenticeError(f"--workers must be >= 1, got {cfg.workers}")
     for name in ("nearest_k", "chunk", "give_up_after"):
         if getattr(cfg, name) < 1:
             raise ApprenticeError(f"--{name.replace('_', '-')} must be at least 1")

@@ -16,6 +16,8 @@ from apprentice.errors import ApprenticeError
 
 ALGOS = ("apprenticeship", "maxent", "gail", "airl", "gaifo", "bco", "bc-rl")
 """Names accepted by `--algo`."""
+NEEDS_DEMOS = ("gail", "airl", "gaifo", "bco", "bc-rl")
+"""Algorithms that learn from a demo file (the tabular ones sample their expert's demos)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,11 @@ class IRLConfig:
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise ApprenticeError(f"unknown irl algorithm {self.algo!r}; known: {', '.join(ALGOS)}")
+        if self.algo in NEEDS_DEMOS and not self.demos:
+            raise ApprenticeError(
+                f"irl --algo {self.algo} learns from expert demos: pass --demos with an HDF5 "
+                "file of them"
+            )
         if self.env_steps < 1:
             raise ApprenticeError(f"irl: env_steps must be >= 1, got {self.env_steps}")
         if self.rl_algo not in ("auto", "ppo", "sac"):

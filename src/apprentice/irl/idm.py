@@ -35,6 +35,7 @@ from apprentice.data.normalize import MIN_STD
 from apprentice.envs import gym_tasks  # noqa: F401  (registers the gym/<id> tasks)
 from apprentice.envs.base import Task, task_spec
 from apprentice.errors import ApprenticeError
+from apprentice.files import atomic_write
 from apprentice.policies.checkpoint import atomic_torch_save
 
 EXPLORATION = ("auto", "random", "oracle", "policy")
@@ -84,9 +85,8 @@ class Transitions:
         )
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, obs=self.obs, next_obs=self.next_obs, actions=self.actions)
-        tmp.replace(path)
+        with atomic_write(path, durable=False) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, obs=self.obs, next_obs=self.next_obs, actions=self.actions)
 
     @classmethod
     def load(cls, path: Path) -> Transitions:

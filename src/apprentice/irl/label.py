@@ -1,4 +1,4 @@
-"""`apprentice label-actions`: infer the actions of state-only demos with an inverse-dynamics
+"""Infer the actions of state-only demos (`apprentice label-actions`) with an inverse-dynamics
 model (`apprentice.irl.idm`) trained on the agent's own exploration.
 
 Recordings without actions (video, motion capture, another robot's logs) hold (s, s') pairs
@@ -13,8 +13,6 @@ sees an empty action space and refuses. `strip_actions` makes such a copy of a n
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,6 @@ from apprentice.envs import gym_tasks  # noqa: F401  (registers the gym/<id> tas
 from apprentice.envs.base import Task, make_task, make_task_from_env_args
 from apprentice.errors import ApprenticeError
 from apprentice.irl.idm import (
-    EXPLORATION,
     IDMConfig,
     InverseDynamicsModel,
     explore,
@@ -153,7 +150,7 @@ def strip_actions(src: str | Path, dst: str | Path, *, overwrite: bool = False) 
     return len(names)
 
 
-# ---- the command --------------------------------------------------------------------------
+# ---- labelling a file ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -258,45 +255,6 @@ def label_actions(cfg: LabelConfig) -> LabelResult:
             np.concatenate(list(preds.values())), np.concatenate([d[2] for d in demos.values()])
         )
     return LabelResult(out, None if cfg.idm else idm_path, len(demos), resumed, error)
-
-
-def cmd_label_actions(ns: argparse.Namespace) -> None:
-    from apprentice.cli.args import dataclass_from_args
-    from apprentice.cli.main import print_table
-
-    cfg = dataclass_from_args(LabelConfig, ns)
-    r = label_actions(cfg)
-    if cfg.strip:
-        print_table(f"state-only copy of {cfg.demos}", [("file", r.path), ("demos", r.demos)])
-        return
-    rows: list[tuple[str, Any]] = [
-        ("file", r.path),
-        ("demos labelled", f"{r.demos} ({r.resumed} from an earlier run)"),
-        ("inverse-dynamics model", r.idm_path or cfg.idm),
-    ]
-    if r.error is None:
-        rows.append(("error vs true actions", "unknown (state-only demos)"))
-    else:
-        rows += [
-            ("MAE vs true actions", f"{r.error['mae']:.4f} over {r.error['steps']} steps"),
-            ("MAE per dimension", " ".join(f"{x:.3f}" for x in r.error["mae_per_dim"])),
-            ("relative MAE", f"{r.error['relative_mae']:.3f} (1 = predicting the mean)"),
-            ("cosine similarity", f"{r.error['cosine']:.3f}"),
-        ]
-    print_table("labelled actions", rows)
-
-
-def label_actions_command() -> tuple[
-    str, str, type, Callable[[argparse.Namespace], None], dict[str, Any]
-]:
-    """The (name, help, config, function, extra) tuple of `apprentice label-actions`."""
-    return (
-        "label-actions",
-        "infer the actions of state-only demos with an inverse-dynamics model (BCO)",
-        LabelConfig,
-        cmd_label_actions,
-        {"choices": {"exploration": list(EXPLORATION[:3])}},
-    )
 
 
 __all__ = [

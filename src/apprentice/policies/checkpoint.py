@@ -19,6 +19,7 @@ import torch
 import apprentice
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
+from apprentice.files import atomic_write
 from apprentice.policies.base import Policy, policy_config_from_dict
 
 FORMAT = "apprentice-checkpoint"
@@ -54,18 +55,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
 
     A process killed at any instant leaves either the old file or the new one, never half.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def save_checkpoint(

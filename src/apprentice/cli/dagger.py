@@ -1,20 +1,23 @@
-"""`apprentice dagger`: the command's entry in the CLI's command list, and its summary table."""
+"""`apprentice dagger`: interactive imitation rounds, and their summary table."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any
+
+from rich.table import Table
+
+from apprentice.cli.args import dataclass_from_args
+from apprentice.cli.command import Command
+from apprentice.console import console
+from apprentice.files import check_writable
+from apprentice.interactive.dagger import METHODS, SCHEDULES, DaggerConfig, run_dagger
+from apprentice.policies.base import policy_names
+from apprentice.teleop.devices import DEVICE_NAMES
 
 
-def cmd_dagger(ns: argparse.Namespace) -> None:
-    from rich.table import Table
-
-    from apprentice.cli.args import dataclass_from_args
-    from apprentice.cli.main import console
-    from apprentice.interactive.dagger import DaggerConfig, run_dagger
-
+def run(ns: argparse.Namespace) -> None:
     cfg = dataclass_from_args(DaggerConfig, ns)
+    check_writable(cfg.out, folder=True)
     r = run_dagger(cfg)
     table = Table(title=f"{cfg.method} on {cfg.task}: success against expert labels")
     for col in ("round", "beta", "labels", "interventions", "success", "95% CI", "return"):
@@ -44,23 +47,19 @@ def cmd_dagger(ns: argparse.Namespace) -> None:
     console.print(f"learner: {r.policy}")
 
 
-def dagger_command() -> tuple[str, str, type, Callable[[argparse.Namespace], None], dict[str, Any]]:
-    """The (name, help, config, function, extra) tuple of `apprentice dagger`."""
-    from apprentice.interactive.dagger import METHODS, SCHEDULES, DaggerConfig
-    from apprentice.policies.base import policy_names
-    from apprentice.teleop.devices import DEVICE_NAMES
-
-    return (
+def command() -> Command:
+    kinds = policy_names()
+    return Command(
         "dagger",
         "interactive imitation: DAgger, HG-DAgger, DART (or BC) rounds with an expert labelling",
         DaggerConfig,
-        cmd_dagger,
+        run,
         {
             "choices": {
                 "method": list(METHODS),
                 "beta_schedule": list(SCHEDULES),
-                "policy": policy_names(),
                 "device": list(DEVICE_NAMES),
             }
         },
+        flag_help={"train.policy": f"Learner policy kind: {', '.join(kinds)}."},
     )

@@ -1,15 +1,13 @@
-"""`apprentice teleop`: record demonstrations by hand, from a browser, keyboard, gamepad or
-SpaceMouse, into the same crash-safe HDF5 store that `collect` writes."""
+"""A teleop session as configured: record demonstrations by hand, from a browser, keyboard,
+gamepad or SpaceMouse, into the same crash-safe HDF5 store that `collect` writes."""
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from apprentice.data.reader import DemoFile
 from apprentice.data.store import DemoWriter, split_train_valid
@@ -19,7 +17,6 @@ from apprentice.errors import ApprenticeError
 from apprentice.overrides import parse_overrides
 from apprentice.splits import check_valid_fraction
 from apprentice.teleop.devices import (
-    BUTTON_KEYS,
     DEVICE_NAMES,
     Device,
     Feedback,
@@ -156,47 +153,3 @@ def run_teleop(
     if result.kept:
         split_train_valid(path, cfg.valid_fraction)
     return result
-
-
-def cmd_teleop(ns: argparse.Namespace) -> None:
-    from apprentice.cli.args import dataclass_from_args
-    from apprentice.cli.main import console, print_table
-
-    cfg = dataclass_from_args(TeleopConfig, ns)
-
-    def ready(device: Device) -> None:
-        url = getattr(device, "url", None)
-        if url is not None:
-            console.print(f"open [bold]{url}[/bold] in a browser to teleoperate {cfg.task}")
-        keys = ", ".join(f"{k!s}={v}" for k, v in BUTTON_KEYS.items())
-        console.print(f"keys: w/s a/d r/f move, i/k j/l u/o rotate, space gripper; {keys}")
-
-    def status(s: TeleopStatus) -> None:
-        console.print(f"[{s.state}] {s.message}  (kept {s.kept}, discarded {s.discarded})")
-
-    r = run_teleop(cfg, on_status=status, on_ready=ready)
-    rows: list[tuple[str, Any]] = [
-        ("file", cfg.out),
-        ("demos kept", len(r.kept)),
-        ("demos discarded", f"{r.discarded} ({r.lost_to_unplug} lost to the device going away)"),
-        ("steps recorded", r.steps),
-        ("late control ticks", r.late_ticks),
-        ("ended because", r.end_reason),
-    ]
-    if r.latencies_s:
-        lat = sorted(r.latencies_s)
-        p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(0.99 * len(lat)))]
-        rows.append(("input -> step latency", f"p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms"))
-    print_table(f"teleop {cfg.task} with {cfg.device}", rows)
-
-
-def teleop_command() -> tuple[str, str, type, Callable[[argparse.Namespace], None], dict[str, Any]]:
-    """The (name, help, config, function, extra) tuple of `apprentice teleop`."""
-    return (
-        "teleop",
-        "record demos by teleoperation: browser page (keys, touch, tilt, WebXR), keyboard, "
-        "gamepad or SpaceMouse",
-        TeleopConfig,
-        cmd_teleop,
-        {"choices": {"device": list(DEVICE_NAMES)}},
-    )
