@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from apprentice.algos.config import TrainConfig
 from apprentice.cli.args import dataclass_from_args
 from apprentice.cli.command import Command
 from apprentice.console import print_table
 from apprentice.files import check_writable
-from apprentice.algos.config import TrainConfig
 from apprentice.pipelines.train import run_train
 
 
