@@ -57,7 +57,7 @@ def _overfit(policy: Policy, dataset: DemoDataset, steps: int = 40) -> list[floa
     losses = []
     policy.train()
     for _ in range(steps):
-        loss, _ = policy.loss(batch)
+        loss, _ = policy(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -224,7 +224,7 @@ def test_chunk_policies_encode_only_the_frames_the_chunk_is_conditioned_on(
             lambda _m, args, _out: seen.append(args[0].shape[0])
         )
     with torch.no_grad():
-        loss, _ = policy.loss(batch)
+        loss, _ = policy(batch)
     assert seen == [4 * 2] * len(CAMS)  # B * C images per camera, not B * (k + C - 1)
     assert torch.isfinite(loss)
 
