@@ -197,7 +197,7 @@ def test_frame_stack_history_holds_encoded_frames(camera_data: Any) -> None:
     action = policy.act(second)
     batch = {f"obs/{k}": torch.from_numpy(np.stack([first[k], second[k]])[None]) for k in first}
     with torch.no_grad():
-        expected = policy(policy.obs_windows(batch))[0, 0]  # (A,)
+        expected = policy.predict(policy.obs_windows(batch))[0, 0]  # (A,)
     np.testing.assert_allclose(action, expected.numpy(), atol=1e-5)
 
 
