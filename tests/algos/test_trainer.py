@@ -298,6 +298,9 @@ def test_step_trains_a_policy_built_elsewhere(demo_file: Path, tmp_path: Path) -
     torch.manual_seed(config.seed)
     policy = config.policy.build(data.train.spec, data.normalizer_state)
     trainer = Trainer.for_policy(policy, config)
+    # The loss comes from calling the module, where DistributedDataParallel hooks in.
+    calls: list[int] = []
+    policy.register_forward_hook(lambda module, args, out: calls.append(len(calls)))
     sampler = WindowSampler.for_policy(
         data.train, config.policy, batch_size=config.batch_size, rng=np.random.default_rng(0)
     )
@@ -306,6 +309,7 @@ def test_step_trains_a_policy_built_elsewhere(demo_file: Path, tmp_path: Path) -
         loss, info = trainer.step(sampler.sample())
         assert loss.ndim == 0 and not loss.requires_grad and set(info) == {"mse"}
         losses.append(float(loss))
+    assert len(calls) == 5
     assert [r["train_loss"] for r in result.metrics] == [pytest.approx(np.mean(losses))]
     trained = load_checkpoint(result.final_checkpoint)["state_dict"]
     assert all(torch.equal(trained[k], v) for k, v in policy.state_dict().items())
