@@ -9,10 +9,11 @@ logged number read back as a Python float. This script times both steps on the s
 in-memory camera batches (2 cameras at 84x84 + 9 proprio dims, random uint8 frames):
 
 - `sync`: the earlier step: the batch and the augmentation's draws copied from pageable
-  memory, the loss and the policy's info read back every step (`bc_update`, with
-  `host_to_device` swapped for a plain `.to`). The diffusion policy's step counter now stays
-  on the host in both modes, so for diffusion `sync` waits less than the earlier step did;
-- `async`: the trainer's step now (`bc_step`): copies from pinned memory, nothing read back
+  memory, the loss and the policy's info read back every step (`Trainer.step` with
+  `host_to_device` swapped for a plain `.to`, each number then read back as a float). The
+  diffusion policy's step counter now stays on the host in both modes, so for diffusion
+  `sync` waits less than the earlier step did;
+- `async`: the trainer's step now (`Trainer.step`): copies from pinned memory, nothing read back
   in the step, the losses read back 32 steps at a time as the trainer does.
 
 For each policy, mode and process count, `procs` processes start together (a barrier after
@@ -47,6 +48,7 @@ def _worker(
     import torch
 
     import apprentice.algos.bc as bc
+    from apprentice.algos import TrainConfig, Trainer
     from apprentice.data.dataset import WindowSampler
     from apprentice.policies import policy_config_class
     from bench_images import camera_dataset  # this folder is on sys.path in the children too
@@ -60,7 +62,7 @@ def _worker(
     data = camera_dataset(num_demos=4, length=60, size=args["size"], seed=rank)
     torch.manual_seed(rank)
     net = config.build(data.spec, {}).to(device).train()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4, fused=True)
+    trainer = Trainer.for_policy(net, TrainConfig(lr=1e-4, device=args["device"]))
     sampler = WindowSampler.for_policy(
         data, config, batch_size=args["batch"], rng=np.random.default_rng(rank)
     )
@@ -81,10 +83,10 @@ def _worker(
     pending: list[Any] = []
 
     def step() -> None:
+        loss, info = trainer.step(sampler.sample())
         if mode == "sync":
-            bc.bc_update(net, opt, sampler.sample(), device=device)
+            [float(v) for v in (loss, *info.values())]  # each a wait for the device
             return
-        loss, _ = bc.bc_step(net, opt, sampler.sample(), device=device)
         pending.append(loss)
         if len(pending) >= readback:
             torch.stack(pending).tolist()

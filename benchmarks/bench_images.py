@@ -2,12 +2,12 @@
 
 Speed (`--speed`, on in-memory random uint8 images, 2 cameras at 84x84 + 9 proprio dims):
 
-- training steps/s of the trainer's step (WindowSampler batch -> policy.loss -> fused Adam)
-  for an MLP policy with the small `conv` encoder and with `resnet18`, at frame_stack 1 and
-  2, next to its bound: forward + backward of the bare encoders alone on the same number of
-  images (no sampler, augmentation, policy head or optimizer). Timed round-robin, in wall
-  time and in the timing thread's CPU time; the ratio is taken on CPU time, which leaves out
-  the wait for a core on a shared machine;
+- training steps/s of the trainer's step, `Trainer.step` (WindowSampler batch -> policy(batch)
+  -> fused Adam) for an MLP policy with the small `conv` encoder and with `resnet18`, at
+  frame_stack 1 and 2, next to its bound: forward + backward of the bare encoders alone on the
+  same number of images (no sampler, augmentation, policy head or optimizer). Timed
+  round-robin, in wall time and in the timing thread's CPU time; the ratio is taken on CPU
+  time, which leaves out the wait for a core on a shared machine;
 - act latency (batch 1, one torch thread): p50 and p99 (wall and thread CPU) of `Policy.act`
   for each encoder and for the same MLP on low-dim observations only.
 
@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from apprentice.algos.bc import bc_update
+from apprentice.algos import TrainConfig, Trainer
 from apprentice.data.dataset import DemoDataset, WindowSampler
 from apprentice.policies import MLPConfig, Policy, PolicyConfig
 from harness import alternate
@@ -70,14 +70,15 @@ def camera_dataset(
 
 
 def train_step(config: PolicyConfig, dataset: DemoDataset, batch: int) -> Callable[[], Any]:
-    """The trainer's step for `config`: sample, loss, backward, fused Adam."""
+    """The trainer's step for `config`, `Trainer.step`: sample, policy(batch), backward, the
+    trainer's fused Adam."""
     torch.manual_seed(0)
     policy = config.build(dataset.spec, {}).train()
-    opt = torch.optim.Adam(policy.parameters(), lr=1e-4, fused=True)
+    trainer = Trainer.for_policy(policy, TrainConfig(lr=1e-4))
     sampler = WindowSampler.for_policy(
         dataset, config, batch_size=batch, rng=np.random.default_rng(0)
     )
-    return lambda: bc_update(policy, opt, sampler.sample())
+    return lambda: trainer.step(sampler.sample())
 
 
 def encoder_bound_step(config: PolicyConfig, dataset: DemoDataset, batch: int) -> Callable[[], Any]:
@@ -179,7 +180,7 @@ def act_latency(dataset: DemoDataset, samples: int) -> dict[str, dict[str, float
 
 
 def success(args: argparse.Namespace) -> dict[str, Any]:
-    from apprentice.algos.trainer import TrainConfig, train
+    from apprentice.algos.trainer import train
     from apprentice.collect.oracle import CollectConfig, collect_demos
     from apprentice.evaluate.metrics import success_rate
     from apprentice.evaluate.rollout import EvalConfig, evaluate

@@ -3,9 +3,10 @@
 For every registered policy, at its defaults and at a small size, on oracle demos of the
 built-in `lift` task (collected once, cached under benchmarks/out/policies/):
 
-- training steps/s: the trainer's step (WindowSampler batch of 100 -> policy.loss -> fused
-  Adam), timed in round-robin windows across all policies so a shared machine's load falls on
-  all of them alike; also as a ratio to the BC MLP (2x1024) timed in the same rounds;
+- training steps/s: the trainer's step, `Trainer.step` (WindowSampler batch of 100 ->
+  policy(batch) -> fused Adam), timed in round-robin windows across all policies so a shared
+  machine's load falls on all of them alike; also as a ratio to the BC MLP (2x1024) timed in
+  the same rounds;
 - latency per action: `policy.act(obs)` (batch 1, what a robot loop calls), each call timed
   on its own over real observations of the demos (episodes replayed, reset between them,
   untimed), after a warm-up; p50 / p99 / mean ms;
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from apprentice.algos.bc import bc_update
+from apprentice.algos import TrainConfig, Trainer
 from apprentice.collect.oracle import CollectConfig, collect_demos
 from apprentice.data.dataset import DemoDataset, WindowSampler
 from apprentice.data.normalize import Normalizer
@@ -99,16 +100,15 @@ def train_rates(
     setups: dict[str, tuple[Policy, WindowSampler]], *, seconds: float, repeats: int
 ) -> dict[str, dict[str, Any]]:
     """Median steps/s of each policy's training step, in round-robin windows."""
-    opts = {
-        label: torch.optim.Adam(p.parameters(), lr=1e-4, fused=True)
-        for label, (p, _) in setups.items()
+    trainers = {
+        label: Trainer.for_policy(p, TrainConfig(lr=1e-4)) for label, (p, _) in setups.items()
     }
     for policy, _ in setups.values():
         policy.train()
     rounds = alternate(
         {
-            label: (lambda p=policy, o=opts[label], s=sampler: bc_update(p, o, s.sample()))
-            for label, (policy, sampler) in setups.items()
+            label: (lambda t=trainers[label], s=sampler: t.step(s.sample()))
+            for label, (_, sampler) in setups.items()
         },
         rounds=repeats,
         seconds=seconds,

@@ -2,8 +2,8 @@
 
 For robomimic's BC MLP (2x1024 ReLU) at batch 100 on low-dim data (D=23 obs, A=7 actions):
 
-- trainer steps/s: the real training step (WindowSampler batch -> policy.loss -> Adam), as the
-  trainer runs it, at torch threads 2 and 1, with optimizer variants (for-loop / foreach /
+- trainer steps/s: the real training step, `Trainer.step` (WindowSampler batch -> policy(batch)
+  -> Adam), at torch threads 2 and 1, with optimizer variants (for-loop / foreach /
   fused Adam), bf16 autocast and torch.compile;
 - matmul bound: forward + backward of the same Linear stack written with bare torch matmuls
   (no sampler, no normalization, no optimizer), the rate the step could reach if everything
@@ -24,14 +24,15 @@ import json
 import os
 import platform
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from apprentice.algos.bc import batch_to_tensors, bc_update
+from apprentice.algos import TrainConfig, Trainer
+from apprentice.algos.bc import batch_to_tensors
 from apprentice.data.dataset import DemoDataset, WindowSampler
 from apprentice.policies import MLPConfig, Policy, PolicyConfig, RNNConfig
 from harness import alternate
@@ -93,29 +94,28 @@ def trainer_step(
     compile_loss: bool = False,
     lr: float = 1e-4,
 ) -> tuple[Callable[[], Any], Policy]:
-    """The trainer's step (sample -> loss -> backward -> Adam) for one setting."""
+    """The trainer's step, `Trainer.step` (sample -> policy(batch) -> backward -> Adam), for
+    one setting: bf16 autocast is the trainer's precision="bf16"; "fused" is its own Adam."""
     torch.manual_seed(0)
     policy = config.build(dataset.spec, {})
     policy.train()
-    kw: dict[str, Any] = {
+    train_config = TrainConfig(lr=lr, precision="bf16" if autocast else "fp32")
+    kw: dict[str, Any] | None = {
         "foreach": {"foreach": True},
-        "fused": {"fused": True},
+        "fused": None,  # the trainer's optimizer
         "for-loop": {"foreach": False},
     }[optimizer]
-    opt = torch.optim.Adam(policy.parameters(), lr=lr, **kw)
+    opt = None if kw is None else torch.optim.Adam(policy.parameters(), lr=lr, **kw)
+    trainer = Trainer.for_policy(policy, train_config, optimizer=opt)
     sampler = WindowSampler.for_policy(
         dataset, config, batch_size=BATCH, rng=np.random.default_rng(0)
     )
     if compile_loss:
-        # Compile forward only: loss() returns Python floats for logging (a graph break).
+        # Compiles the module call, the loss (forward); the step around it stays eager.
         policy.compile()
 
-    def ctx() -> AbstractContextManager[Any]:
-        return torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext()
-
-    def step() -> float:
-        with ctx():
-            loss, _ = bc_update(policy, opt, sampler.sample())
+    def step() -> Tensor:
+        loss, _ = trainer.step(sampler.sample())
         return loss
 
     return step, policy
@@ -129,7 +129,7 @@ def accuracy_check(dataset: DemoDataset, steps: int, autocast: bool) -> float:
     held_out = synthetic_dataset(num_demos=5, seed=1)  # same map, unseen observations
     sampler = WindowSampler(held_out, batch_size=1000, rng=np.random.default_rng(1))
     with torch.no_grad():
-        loss, _ = policy.loss(batch_to_tensors(sampler.sample()))
+        loss, _ = policy(batch_to_tensors(sampler.sample()))
     return float(loss)
 
 

@@ -19,13 +19,14 @@ import torch
 
 import apprentice
 import apprentice.algos.trainer as trainer_module
-from apprentice.algos import TrainConfig, train
-from apprentice.algos.bc import NonFiniteLoss, bc_update
+from apprentice.algos import TrainConfig, Trainer, train
 from apprentice.data import WindowSampler
 from apprentice.errors import ApprenticeError
 from apprentice.policies import (
+    DiffusionConfig,
     MLPConfig,
     RNNConfig,
+    TransformerConfig,
     check_task,
     load_checkpoint,
     load_policy,
@@ -113,8 +114,6 @@ def test_same_seed_same_curve(demo_file: Path, tmp_path: Path) -> None:
 _SCRIPT = """
 import json, sys
 from apprentice.algos import TrainConfig, train
-from apprentice.algos.bc import NonFiniteLoss, bc_update
-from apprentice.data import WindowSampler
 train(TrainConfig.from_dict(json.loads(sys.argv[1])))
 """
 
@@ -157,6 +156,43 @@ def test_resume_after_sigkill_loses_at_most_the_epoch_in_flight(
     # Training again with the same config finds the run finished and does no more epochs.
     again = train(config)
     assert again.resumed_from_epoch == 12 and len(_records(run)) == 12
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        MLPConfig(hidden_dims=(64, 64)),
+        TransformerConfig(embed_dim=32, num_layers=1, frame_stack=3, seq_len=2, dropout=0.1),
+        DiffusionConfig(unet_channels=(16, 32), step_embed_dim=16, seq_len=8, inference_steps=2),
+    ],
+    ids=["mlp", "transformer-dropout", "diffusion-ema"],
+)
+def test_a_resumed_run_is_bit_identical_to_a_straight_one(
+    demo_file: Path, tmp_path: Path, policy: Any
+) -> None:
+    """Two epochs, then a resume to four (epochs may change on resume), give the weights,
+    best.pt, optimizer moments and losses of four straight epochs: last.pt carries the
+    optimizer, the sampler's and torch's generators (dropout) and the policy's own state
+    (diffusion's EMA and step counter)."""
+    kw: dict[str, Any] = {"policy": policy, "steps_per_epoch": 4, "batch_size": 16}
+    straight = train(_config(demo_file, tmp_path / "straight", epochs=4, **kw))
+    run = tmp_path / "split"
+    first = train(_config(demo_file, run, epochs=2, **kw))
+    resumed = train(_config(demo_file, run, epochs=4, **kw))
+    assert first.epochs_done == 2 and resumed.resumed_from_epoch == 2
+    assert [r["train_loss"] for r in _records(run)] == [r["train_loss"] for r in straight.metrics]
+    assert [r["valid_loss"] for r in _records(run)] == [r["valid_loss"] for r in straight.metrics]
+    assert resumed.best_epoch == straight.best_epoch
+    for name in ("final.pt", "best.pt"):
+        a = load_checkpoint(straight.run_dir / name)["state_dict"]
+        b = load_checkpoint(run / name)["state_dict"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    moments = [
+        load_checkpoint(r / "last.pt")["extra"]["optimizer"]["state"]
+        for r in (run, straight.run_dir)
+    ]
+    for key, state in moments[0].items():
+        assert all(torch.equal(v, moments[1][key][n]) for n, v in state.items())
 
 
 def test_incompatible_run_folder_is_refused(demo_file: Path, tmp_path: Path) -> None:
@@ -214,15 +250,15 @@ def test_nan_actions_in_the_dataset_are_reported(synthetic: Any, tmp_path: Path)
 
 def _nan_at_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
     """The trainer's step returns a NaN loss on its `call`-th call (the step itself is real)."""
-    real = trainer_module.bc_step
+    real = Trainer.step
     calls = {"n": 0}
 
-    def flaky(*args: Any, **kwargs: Any) -> Any:
+    def flaky(self: Trainer, batch: dict[str, np.ndarray]) -> Any:
         calls["n"] += 1
-        loss, info = real(*args, **kwargs)
+        loss, info = real(self, batch)
         return (torch.full_like(loss, float("nan")) if calls["n"] == call else loss), info
 
-    monkeypatch.setattr(trainer_module, "bc_step", flaky)
+    monkeypatch.setattr(Trainer, "step", flaky)
 
 
 @pytest.mark.parametrize("every", [1, 4])
@@ -253,25 +289,30 @@ def test_reading_losses_back_in_bulk_changes_nothing(
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_bc_update_refuses_a_nan_loss_before_stepping(demo_file: Path, tmp_path: Path) -> None:
-    config = _config(demo_file, tmp_path / "run")
+def test_step_trains_a_policy_built_elsewhere(demo_file: Path, tmp_path: Path) -> None:
+    """`Trainer.for_policy(...).step` is the run's step: the same batches through it give
+    the weights `train` gives (one epoch, no validation split)."""
+    config = _config(demo_file, tmp_path / "run", epochs=1, valid_fraction=0.0)
+    result = train(config)
     data = trainer_module._load_data(config)
+    torch.manual_seed(config.seed)
     policy = config.policy.build(data.train.spec, data.normalizer_state)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
+    trainer = Trainer.for_policy(policy, config)
+    # The loss comes from calling the module, where DistributedDataParallel hooks in.
+    calls: list[int] = []
+    policy.register_forward_hook(lambda module, args, out: calls.append(len(calls)))
     sampler = WindowSampler.for_policy(
-        data.train, config.policy, batch_size=8, rng=np.random.default_rng(0)
+        data.train, config.policy, batch_size=config.batch_size, rng=np.random.default_rng(0)
     )
-    before = {k: v.clone() for k, v in policy.state_dict().items()}
-    value, info = bc_update(policy, optimizer, sampler.sample())
-    assert isinstance(value, float) and np.isfinite(value)
-    assert all(isinstance(v, float) for v in info.values())
-    moved = {k: v.clone() for k, v in policy.state_dict().items()}
-    assert any(not torch.equal(before[k], moved[k]) for k in before)
-    batch = sampler.sample()
-    batch["actions"] = np.full_like(batch["actions"], np.nan)
-    with pytest.raises(NonFiniteLoss):
-        bc_update(policy, optimizer, batch)
-    assert all(torch.equal(moved[k], v) for k, v in policy.state_dict().items())
+    losses = []
+    for _ in range(5):
+        loss, info = trainer.step(sampler.sample())
+        assert loss.ndim == 0 and not loss.requires_grad and set(info) == {"mse"}
+        losses.append(float(loss))
+    assert len(calls) == 5
+    assert [r["train_loss"] for r in result.metrics] == [pytest.approx(np.mean(losses))]
+    trained = load_checkpoint(result.final_checkpoint)["state_dict"]
+    assert all(torch.equal(trained[k], v) for k, v in policy.state_dict().items())
 
 
 def test_dataset_masks_pick_train_and_valid(synthetic: Any, tmp_path: Path) -> None:

@@ -160,8 +160,8 @@ def test_ema_update_math_and_eval_uses_the_average(tmp_path: Path) -> None:
 
     batch = _batch(policy)
     with torch.no_grad():
-        ema_loss, _ = policy.eval().loss(batch)
-        live_loss, _ = policy.train().loss(batch)
+        ema_loss, _ = policy.eval()(batch)
+        live_loss, _ = policy.train()(batch)
     assert float(ema_loss) != float(live_loss)  # eval mode runs the average, train the weights
 
     path = tmp_path / "diffusion.pt"
@@ -169,16 +169,16 @@ def test_ema_update_math_and_eval_uses_the_average(tmp_path: Path) -> None:
     loaded = load_policy(path)
     assert isinstance(loaded, DiffusionPolicy) and loaded.ema is not None
     torch.testing.assert_close(dict(loaded.ema["denoiser"].named_buffers())[param_name], shadow)
-    assert float(loaded.loss(batch)[0]) == float(ema_loss)
+    assert float(loaded(batch)[0]) == float(ema_loss)
 
 
 def test_training_noise_is_fixed_between_optimizer_steps() -> None:
     policy = _policy()
     batch = _batch(policy)
     with torch.no_grad():
-        first, again = float(policy.loss(batch)[0]), float(policy.loss(batch)[0])
+        first, again = float(policy(batch)[0]), float(policy(batch)[0])
         policy.after_optimizer_step()
-        after = float(policy.loss(batch)[0])
+        after = float(policy(batch)[0])
     assert first == again and after != first
 
 
@@ -187,9 +187,9 @@ def test_padded_actions_never_reach_the_denoiser() -> None:
     batch = _batch(policy)
     batch["mask"][:, 5:] = 0.0
     with torch.no_grad():
-        base = float(policy.loss(batch)[0])
+        base = float(policy(batch)[0])
         batch["actions"][:, 5:] = 0.9
-        assert float(policy.loss(batch)[0]) == base
+        assert float(policy(batch)[0]) == base
 
 
 # ---- end to end ----------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def test_sampled_chunks_follow_the_observations_they_were_trained_on(
     batch = {"obs/qpos": qpos, "obs/cube": torch.zeros(64, 4, 3), "actions": actions}
     optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
     for _ in range(300):
-        loss, _ = policy.loss(batch)
+        loss, _ = policy(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -332,7 +332,7 @@ def test_camera_encoders_are_averaged_too(tmp_path: Path) -> None:
     }
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
     for _ in range(3):
-        loss, _ = policy.loss(batch)
+        loss, _ = policy(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -57,7 +57,7 @@ def _overfit(policy: Policy, dataset: DemoDataset, steps: int = 40) -> list[floa
     losses = []
     policy.train()
     for _ in range(steps):
-        loss, _ = policy.loss(batch)
+        loss, _ = policy(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -197,7 +197,7 @@ def test_frame_stack_history_holds_encoded_frames(camera_data: Any) -> None:
     action = policy.act(second)
     batch = {f"obs/{k}": torch.from_numpy(np.stack([first[k], second[k]])[None]) for k in first}
     with torch.no_grad():
-        expected = policy(policy.obs_windows(batch))[0, 0]  # (A,)
+        expected = policy.predict(policy.obs_windows(batch))[0, 0]  # (A,)
     np.testing.assert_allclose(action, expected.numpy(), atol=1e-5)
 
 
@@ -224,7 +224,7 @@ def test_chunk_policies_encode_only_the_frames_the_chunk_is_conditioned_on(
             lambda _m, args, _out: seen.append(args[0].shape[0])
         )
     with torch.no_grad():
-        loss, _ = policy.loss(batch)
+        loss, _ = policy(batch)
     assert seen == [4 * 2] * len(CAMS)  # B * C images per camera, not B * (k + C - 1)
     assert torch.isfinite(loss)
 

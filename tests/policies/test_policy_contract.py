@@ -97,7 +97,7 @@ def trained(request: pytest.FixtureRequest, data: Any) -> tuple[Policy, Any]:
     losses = []
     policy.train()
     for _ in range(150):
-        loss, info = policy.loss(batch)
+        loss, info = policy(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -185,9 +185,9 @@ def test_padded_steps_do_not_change_the_loss(trained: Any, data: Any) -> None:
     batch["mask"] = torch.ones_like(batch["mask"])
     batch["mask"][:, -1] = 0.0
     with torch.no_grad():
-        base, _ = policy.loss(batch)
+        base, _ = policy(batch)
         batch["actions"][:, -1] = 0.9  # change only masked steps
-        moved, _ = policy.loss(batch)
+        moved, _ = policy(batch)
     assert float(base) == pytest.approx(float(moved), rel=1e-6)
 
 

@@ -72,7 +72,7 @@ def test_transformer_trains_the_position_act_uses(data: Any) -> None:
         x = policy.obs_windows(batch)  # (B, T, C * D)
         train_feat = policy.gpt(policy.frames(x[:, -1]))[:, -1]  # what loss() supervises last
         assert policy.linear is not None
-        loss, _ = policy.loss(batch)
+        loss, _ = policy(batch)
         act_time = policy._act_step(x[:, -1], torch.zeros(x.shape[0], dtype=torch.bool))
     torch.testing.assert_close(policy.linear(train_feat).tanh(), act_time)
     assert torch.isfinite(loss)
@@ -110,7 +110,7 @@ def test_act_kl_term_pulls_the_posterior_to_the_prior(data: Any) -> None:
         optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
         policy.train()
         for _ in range(40):
-            loss, _ = policy.loss(batch)
+            loss, _ = policy(batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -122,7 +122,7 @@ def test_act_kl_term_pulls_the_posterior_to_the_prior(data: Any) -> None:
 def test_act_loss_is_l1_plus_weighted_kl(data: Any) -> None:
     policy = _act(data, kl_weight=10.0)
     policy.eval()  # z = posterior mean: the loss is deterministic
-    loss, info = policy.loss(_batch(data[0], seq_len=5, frame_stack=1))
+    loss, info = policy(_batch(data[0], seq_len=5, frame_stack=1))
     assert float(info["kl"]) > 0
     assert float(loss.detach()) == pytest.approx(
         float(info["l1"]) + 10.0 * float(info["kl"]), rel=1e-5

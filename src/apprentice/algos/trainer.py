@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from apprentice.algos.bc import bc_step, bc_validation_loss
+from apprentice.algos.bc import batch_to_tensors, bc_validation_loss
 from apprentice.algos.config import (
     RESUME_FREE_FIELDS,
     TrainConfig,
@@ -181,189 +181,298 @@ def _epoch_batches(
     return (sampler.sample() for _ in range(steps)), steps
 
 
-def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResult:
-    """Train `config.policy` with BC on `config.dataset`; see the module docstring."""
-    from apprentice.data.dataset import WindowSampler
+class Trainer:
+    """One BC run on `config`: `fit` sets it up (fresh, warm-started or resumed from
+    last.pt), runs the epochs and writes the run folder described in the module docstring.
 
-    if not config.dataset:
-        raise ApprenticeError("train config: dataset path is empty")
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    # Before the run folder exists: a policy asking for cameras the file lacks, or a GPU
-    # this machine lacks, leaves none.
-    _keys_to_load(config)
-    resolve_device(config.device)
-    run_dir, last_path = prepare_run_dir(
-        Path(config.out),
-        config.to_dict(),
-        resume=config.resume,
-        overwrite=config.overwrite,
-        free_fields=RESUME_FREE_FIELDS,
-    )
-    data = _load_data(config)
-    from apprentice.policies.chunking import check_horizon
+    `step` is the one gradient step every batch of every run takes; `for_policy` gives a
+    trainer around a built policy, without data or run folder, whose `step` callers can
+    time or drive with their own batches.
+    """
 
-    check_horizon(config.policy, data.train)  # a chunk longer than a demo: one clear error
+    policy: Policy
+    optimizer: torch.optim.Optimizer
+    data: _TrainData
+    run_dir: Path
+    rng: np.random.Generator
+    sampler: Any  # WindowSampler over the training demos
+    log: RunLog
 
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    # On its device before the optimizer exists; the loads below copy CPU tensors into it
-    # (and Adam's load_state_dict moves a resumed run's moments to the parameters' device).
-    policy = config.policy.build(data.train.spec, data.normalizer_state).to(device)
-    # Fused Adam: one kernel updates every parameter; 10-25% more steps/s than the
-    # per-parameter loop for the 2x1024 MLP on CPU (benchmarks/bench_train.py).
-    optimizer = torch.optim.Adam(
-        policy.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
-    )
-    rng = np.random.default_rng(config.seed)
-    start_epoch, global_step = 0, 0
-    best_metric: float | None = None
-    best_epoch: int | None = None
-    if last_path is None and not config.init_checkpoint:
-        policy.load_pretrained_encoders()  # a fresh run: the encoders' pretrained_path, if any
-    if last_path is None and config.init_checkpoint:
-        init = load_checkpoint(config.init_checkpoint)
-        _check_image_sizes(init, policy, config.init_checkpoint)
+    def __init__(self, config: TrainConfig, *, evaluate: Evaluate | None = None) -> None:
+        self.config = config
+        self.rollouts = evaluate
+        self.evaluating = evaluate is not None and config.eval_every > 0
+        self.device = torch.device("cpu")
+        self.start_epoch = 0
+        """0 for a fresh run, else the epoch last.pt held."""
+        self.global_step = 0
+        self.best_metric: float | None = None
+        """Higher is better: the success rate, or minus the loss without rollouts."""
+        self.best_epoch: int | None = None
+
+    @classmethod
+    def for_policy(
+        cls,
+        policy: Policy,
+        config: TrainConfig | None = None,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> Trainer:
+        """A trainer whose `step` trains `policy` (moved to `config.device`) with
+        `optimizer`, or with the optimizer a run makes from `config`."""
+        trainer = cls(config or TrainConfig())
+        trainer.device = resolve_device(trainer.config.device)
+        trainer.policy = policy.to(trainer.device)
+        trainer.optimizer = trainer._make_optimizer() if optimizer is None else optimizer
+        return trainer
+
+    def fit(self) -> TrainResult:
+        """Set up, train the remaining epochs, write final.pt; see the module docstring."""
+        self.setup()
+        config = self.config
+        try:
+            for epoch in range(self.start_epoch + 1, config.epochs + 1):
+                self.run_epoch(epoch)
+            self.save_checkpoint("final.pt", epoch=max(config.epochs, self.start_epoch))
+        finally:
+            self.log.close()
+        best_path = self.run_dir / "best.pt"
+        best = self.best_metric
+        return TrainResult(
+            run_dir=self.run_dir,
+            epochs_done=max(config.epochs, self.start_epoch),
+            final_checkpoint=self.run_dir / "final.pt",
+            best_checkpoint=best_path if best_path.exists() else None,
+            best_metric=None if best is None else (best if self.evaluating else -best),
+            best_epoch=self.best_epoch,
+            resumed_from_epoch=self.start_epoch,
+            metrics=list(self.log.records),
+        )
+
+    # ---- set-up and resume ----------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Check the config, prepare the run folder, load the data, build the policy and its
+        optimizer, then start them fresh, from init_checkpoint, or from last.pt."""
+        from apprentice.data.dataset import WindowSampler
+        from apprentice.policies.chunking import check_horizon
+
+        config = self.config
+        if not config.dataset:
+            raise ApprenticeError("train config: dataset path is empty")
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        # Before the run folder exists: a policy asking for cameras the file lacks, or a GPU
+        # this machine lacks, leaves none.
+        _keys_to_load(config)
+        resolve_device(config.device)
+        self.run_dir, last_path = prepare_run_dir(
+            Path(config.out),
+            config.to_dict(),
+            resume=config.resume,
+            overwrite=config.overwrite,
+            free_fields=RESUME_FREE_FIELDS,
+        )
+        self.data = _load_data(config)
+        check_horizon(config.policy, self.data.train)  # a chunk longer than a demo: one error
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        # On its device before the optimizer exists; the loads below copy CPU tensors into it
+        # (and Adam's load_state_dict moves a resumed run's moments to the parameters' device).
+        self.policy = config.policy.build(self.data.train.spec, self.data.normalizer_state)
+        self.policy = self.policy.to(self.device)
+        self.optimizer = self._make_optimizer()
+        self.rng = np.random.default_rng(config.seed)
+        if last_path is not None:
+            self._resume(last_path)
+        elif config.init_checkpoint:
+            self._warm_start(config.init_checkpoint)
+        else:
+            self.policy.load_pretrained_encoders()  # the encoders' pretrained_path, if any
+        self.sampler = WindowSampler.for_policy(
+            self.data.train, config.policy, batch_size=config.batch_size, rng=self.rng
+        )
+        self.log = RunLog(self.run_dir, resume_epoch=self.start_epoch, global_step=self.global_step)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        # Fused Adam: one kernel updates every parameter; 10-25% more steps/s than the
+        # per-parameter loop for the 2x1024 MLP on CPU (benchmarks/bench_train.py).
+        return torch.optim.Adam(
+            self.policy.parameters(),
+            lr=self.config.lr,
+            weight_decay=self.config.weight_decay,
+            fused=True,
+        )
+
+    def _warm_start(self, path: str) -> None:
+        """Start from another run's weights, keeping this dataset's normalization stats."""
+        init = load_checkpoint(path)
+        _check_image_sizes(init, self.policy, path)
         weights = init["state_dict"]
         weights = {k: v for k, v in weights.items() if k not in ("obs_mean", "obs_std")}
         try:
-            missing, unexpected = policy.load_state_dict(weights, strict=False)
+            missing, unexpected = self.policy.load_state_dict(weights, strict=False)
         except RuntimeError as exc:
             missing, unexpected = [str(exc).splitlines()[0]], []
         missing = [k for k in missing if k not in ("obs_mean", "obs_std")]
         if missing or unexpected:
             raise ApprenticeError(
-                f"init_checkpoint {config.init_checkpoint}: weights do not fit the "
-                f"{config.policy.name!r} policy of this run ({(missing + unexpected)[0]})"
+                f"init_checkpoint {path}: weights do not fit the "
+                f"{self.config.policy.name!r} policy of this run ({(missing + unexpected)[0]})"
             )
-    if last_path is not None:
+
+    def _resume(self, last_path: Path) -> None:
+        """Weights, optimizer, generators, counters and best-so-far as last.pt left them."""
         state = load_checkpoint(last_path)
         extra = state["extra"]
-        policy.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(extra["optimizer"])
-        rng.bit_generator.state = extra["numpy_rng"]
+        self.policy.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(extra["optimizer"])
+        self.rng.bit_generator.state = extra["numpy_rng"]
         torch.set_rng_state(extra["torch_rng"])
-        start_epoch, global_step = int(extra["epoch"]), int(extra["global_step"])
-        best_metric, best_epoch = extra["best_metric"], extra["best_epoch"]
+        self.start_epoch, self.global_step = int(extra["epoch"]), int(extra["global_step"])
+        self.best_metric, self.best_epoch = extra["best_metric"], extra["best_epoch"]
 
-    sampler = WindowSampler.for_policy(
-        data.train, config.policy, batch_size=config.batch_size, rng=rng
-    )
-    log = RunLog(run_dir, resume_epoch=start_epoch, global_step=global_step)
-    evaluating = evaluate is not None and config.eval_every > 0
-    try:
-        for epoch in range(start_epoch + 1, config.epochs + 1):
-            t0 = time.perf_counter()
-            policy.train()
-            batches, total = _epoch_batches(sampler, config.steps_per_epoch)
-            readback = _Readback(epoch, every=_readback_every(device))
-            losses = readback.values  # filled as the losses are read back
-            for batch in _progress(batches, total, epoch, config):
-                try:
-                    loss, _ = bc_step(
-                        policy,
-                        optimizer,
-                        batch,
-                        grad_clip=config.grad_clip,
-                        bf16=config.precision == "bf16",
-                        device=device,
-                    )
-                except Exception:
-                    readback.flush()  # a NaN a few steps back is the cause to report
-                    raise
-                global_step += 1
-                readback.add(loss)
-                if config.log_every and global_step % config.log_every == 0:
-                    readback.flush()
-                    log.tb.add_scalar("train/step_loss", losses[-1], global_step)
-            readback.flush()
-            train_time = time.perf_counter() - t0
-            record: dict[str, Any] = {
-                "epoch": epoch,
-                "train_loss": float(np.mean(losses)) if losses else None,
-            }
-            valid_loss = None
-            if data.valid is not None:
-                # A fixed seed: every epoch validates on the same windows, so curves compare.
-                valid_sampler = WindowSampler.for_policy(
-                    data.valid,
-                    config.policy,
-                    batch_size=config.batch_size,
-                    rng=np.random.default_rng(config.seed + 1),
-                )
-                valid_loss = bc_validation_loss(policy, valid_sampler.epoch(), device=device)
-            record["valid_loss"] = valid_loss
-            candidate: float | None = None
-            if (
-                evaluating
-                and evaluate is not None
-                and (epoch % config.eval_every == 0 or epoch == config.epochs)
-            ):
-                results = evaluate(_rollout_copy(policy, device), config.eval_episodes)
-                policy.reset()
-                if "success_rate" not in results:
-                    raise ApprenticeError(
-                        f"the evaluate callback returned {sorted(results)} without "
-                        "'success_rate' (needed to pick best.pt)"
-                    )
-                record.update({k: float(v) for k, v in results.items()})
-                candidate = float(results["success_rate"])
-            elif not evaluating:
-                # Without rollouts, lower validation (else training) loss is better.
-                loss_metric = valid_loss if valid_loss is not None else record["train_loss"]
-                candidate = None if loss_metric is None else -float(loss_metric)
-            improved = candidate is not None and (best_metric is None or candidate > best_metric)
-            if improved:
-                best_metric, best_epoch = candidate, epoch
-                save_checkpoint(
-                    run_dir / "best.pt", policy, env_args=data.env_args, extra={"epoch": epoch}
-                )
-            record["steps"] = len(losses)
-            record["steps_per_s"] = len(losses) / train_time if train_time > 0 else None
-            record["seconds"] = time.perf_counter() - t0
-            # The record goes out before last.pt: a kill in between re-runs this epoch and the
-            # resume drops the record, so the log never holds an epoch the weights lack.
-            log.epoch(record, global_step)
-            if config.save_every and epoch % config.save_every == 0:
-                save_checkpoint(
-                    run_dir / f"epoch_{epoch}.pt",
-                    policy,
-                    env_args=data.env_args,
-                    extra={"epoch": epoch},
-                )
-            save_checkpoint(
-                run_dir / "last.pt",
-                policy,
-                env_args=data.env_args,
-                extra={
-                    "epoch": epoch,
-                    "global_step": global_step,
-                    "optimizer": optimizer.state_dict(),
-                    "numpy_rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(),
-                    "best_metric": best_metric,
-                    "best_epoch": best_epoch,
-                },
-            )
-        save_checkpoint(
-            run_dir / "final.pt",
-            policy,
-            env_args=data.env_args,
-            extra={"epoch": max(config.epochs, start_epoch)},
+    # ---- one epoch, one step ----------------------------------------------------------------
+
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        """Train one epoch, validate, evaluate, log its record, write its checkpoints."""
+        t0 = time.perf_counter()
+        losses = self._train_steps(epoch)
+        train_time = time.perf_counter() - t0
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)) if losses else None,
+        }
+        record["valid_loss"] = self.validate()
+        self.evaluate_and_select(epoch, record)
+        record["steps"] = len(losses)
+        record["steps_per_s"] = len(losses) / train_time if train_time > 0 else None
+        record["seconds"] = time.perf_counter() - t0
+        # The record goes out before last.pt: a kill in between re-runs this epoch and the
+        # resume drops the record, so the log never holds an epoch the weights lack.
+        self.log.epoch(record, self.global_step)
+        if self.config.save_every and epoch % self.config.save_every == 0:
+            self.save_checkpoint(f"epoch_{epoch}.pt", epoch=epoch)
+        self.save_last(epoch)
+        return record
+
+    def _train_steps(self, epoch: int) -> list[float]:
+        """The epoch's gradient steps; their losses, read back and checked finite."""
+        config = self.config
+        self.policy.train()
+        batches, total = _epoch_batches(self.sampler, config.steps_per_epoch)
+        readback = _Readback(epoch, every=_readback_every(self.device))
+        losses = readback.values  # filled as the losses are read back
+        for batch in _progress(batches, total, epoch, config):
+            try:
+                loss, _ = self.step(batch)
+            except Exception:
+                readback.flush()  # a NaN a few steps back is the cause to report
+                raise
+            self.global_step += 1
+            readback.add(loss)
+            if config.log_every and self.global_step % config.log_every == 0:
+                readback.flush()
+                self.log.tb.add_scalar("train/step_loss", losses[-1], self.global_step)
+        readback.flush()
+        return losses
+
+    def step(self, batch: dict[str, np.ndarray]) -> tuple[Tensor, dict[str, Tensor]]:
+        """One gradient step on a sampler batch, without waiting for the device.
+
+        The loss comes from calling the policy module (`Policy.forward`), so a wrapper that
+        hooks the call, as DistributedDataParallel does to synchronise gradients, sees it.
+        Returns the loss before the step and the policy's info, as detached 0-d tensors on
+        the policy's device. Nothing here reads a value back, so on a GPU the host queues
+        the next batch while this step runs; `run_epoch` reads the losses back (and checks
+        that they are finite) 32 steps at a time there.
+
+        precision bf16: the forward pass runs under bfloat16 autocast (weights and optimizer
+        stay float32); the backward pass follows the forward's dtypes, as autocast prescribes.
+        """
+        bf16 = self.config.precision == "bf16"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss, info = self.policy(batch_to_tensors(batch, self.device))
+        # set_to_none skips a memset per parameter; the next backward writes fresh grads.
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.policy.after_optimizer_step()
+        return loss.detach(), info
+
+    # ---- validation, evaluation, best -------------------------------------------------------
+
+    def validate(self) -> float | None:
+        """Mean loss on the validation demos (None without them)."""
+        from apprentice.data.dataset import WindowSampler
+
+        if self.data.valid is None:
+            return None
+        # A fixed seed: every epoch validates on the same windows, so curves compare.
+        valid_sampler = WindowSampler.for_policy(
+            self.data.valid,
+            self.config.policy,
+            batch_size=self.config.batch_size,
+            rng=np.random.default_rng(self.config.seed + 1),
         )
-    finally:
-        log.close()
-    best_path = run_dir / "best.pt"
-    return TrainResult(
-        run_dir=run_dir,
-        epochs_done=max(config.epochs, start_epoch),
-        final_checkpoint=run_dir / "final.pt",
-        best_checkpoint=best_path if best_path.exists() else None,
-        best_metric=None if best_metric is None else (best_metric if evaluating else -best_metric),
-        best_epoch=best_epoch,
-        resumed_from_epoch=start_epoch,
-        metrics=list(log.records),
-    )
+        return bc_validation_loss(self.policy, valid_sampler.epoch(), device=self.device)
+
+    def evaluate_and_select(self, epoch: int, record: dict[str, Any]) -> None:
+        """Roll out when due (adding the results to `record`), then keep best.pt: the best
+        success rate when evaluating, else the lowest validation (else training) loss."""
+        config = self.config
+        candidate: float | None = None
+        due = self.evaluating and (epoch % config.eval_every == 0 or epoch == config.epochs)
+        if due and self.rollouts is not None:
+            results = self.rollouts(_rollout_copy(self.policy, self.device), config.eval_episodes)
+            self.policy.reset()
+            if "success_rate" not in results:
+                raise ApprenticeError(
+                    f"the evaluate callback returned {sorted(results)} without "
+                    "'success_rate' (needed to pick best.pt)"
+                )
+            record.update({k: float(v) for k, v in results.items()})
+            candidate = float(results["success_rate"])
+        elif not self.evaluating:
+            # Without rollouts, lower validation (else training) loss is better.
+            valid, train = record["valid_loss"], record["train_loss"]
+            loss = valid if valid is not None else train
+            candidate = None if loss is None else -float(loss)
+        if candidate is not None and (self.best_metric is None or candidate > self.best_metric):
+            self.best_metric, self.best_epoch = candidate, epoch
+            self.save_checkpoint("best.pt", epoch=epoch)
+
+    # ---- checkpoints ------------------------------------------------------------------------
+
+    def save_checkpoint(self, name: str, *, epoch: int) -> None:
+        """The weights alone, as `name` in the run folder (best, final, epoch_N)."""
+        save_checkpoint(
+            self.run_dir / name, self.policy, env_args=self.data.env_args, extra={"epoch": epoch}
+        )
+
+    def save_last(self, epoch: int) -> None:
+        """last.pt: the weights and everything a resume needs to go on bit for bit."""
+        save_checkpoint(
+            self.run_dir / "last.pt",
+            self.policy,
+            env_args=self.data.env_args,
+            extra={
+                "epoch": epoch,
+                "global_step": self.global_step,
+                "optimizer": self.optimizer.state_dict(),
+                "numpy_rng": self.rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "best_metric": self.best_metric,
+                "best_epoch": self.best_epoch,
+            },
+        )
+
+
+def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResult:
+    """Train `config.policy` with BC on `config.dataset`; see the module docstring."""
+    return Trainer(config, evaluate=evaluate).fit()
 
 
 def _readback_every(device: torch.device) -> int:
@@ -417,6 +526,7 @@ __all__ = [
     "Evaluate",
     "TrainConfig",
     "TrainResult",
+    "Trainer",
     "load_train_config",
     "resolve_device",
     "train",

@@ -149,7 +149,8 @@ class InferenceStep(nn.Module):
                 p.trunk(x), deterministic=True, low_noise=p.config.low_noise_eval, generator=None
             )
         else:
-            action = p(x)  # MLPPolicy.forward: (B, A)
+            assert isinstance(p, MLPPolicy)
+            action = p.predict(x)  # (B, A)
         if "step" in s:
             nxt["step"] = s["step"] + 1
         return (action.clamp(-1.0, 1.0), *(nxt[n] for n in self._names))

@@ -193,7 +193,7 @@ class ACTPolicy(Policy):
         z = x.new_zeros(x.shape[0], self.config.latent_dim)  # (B, L)
         return self.decode(self.frames(x), z)
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x = self.first_step_features(batch)  # (B, C * D): the chunk's conditioning step
         actions, mask = self.targets(batch, self.config.chunk_size)  # (B, k, A), (B, k)
         frames = self.frames(x)  # (B, C, D)

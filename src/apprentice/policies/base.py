@@ -1,8 +1,9 @@
 """The policy contract: a frozen config registered by name, and the `Policy` module it builds.
 
-Training calls `policy.loss(batch)` on windows cut by the data layer's `WindowSampler`;
-run time calls `policy.act(obs)` on one raw observation (normalization happens inside, with
-the dataset's stats stored as buffers, so a checkpoint needs nothing else to act).
+Training calls the module, `policy(batch)` (its `forward`: the loss), on windows cut by the
+data layer's `WindowSampler`; run time calls `policy.act(obs)` on one raw observation
+(normalization happens inside, with the dataset's stats stored as buffers, so a checkpoint
+needs nothing else to act).
 
 Camera observations (`image_keys`) go through one encoder per camera (`encoders.py`) inside
 the policy; their features and the normalized low-dim keys, concatenated, are the per-frame
@@ -283,9 +284,9 @@ def _check_obs_key(spec: ObsActSpec, key: str, *, image: bool, policy: str) -> N
 
 
 class Policy(nn.Module):
-    """A policy: `loss` for training, `act`/`act_batch` + `reset` at run time.
+    """A policy: `forward` (the loss) for training, `act`/`act_batch` + `reset` at run time.
 
-    Subclasses implement `loss` and `_act_step`; recurrent ones also `_reset_rows`. They see
+    Subclasses implement `forward` and `_act_step`; recurrent ones also `_reset_rows`. They see
     per-frame features F (`obs_dim`), whatever mix of low-dim keys and cameras makes them.
     """
 
@@ -395,8 +396,12 @@ class Policy(nn.Module):
 
     # ---- training -------------------------------------------------------------------------
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Scalar loss over a window batch (masked on padded steps) and logged numbers."""
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Scalar loss over a window batch (masked on padded steps) and logged numbers.
+
+        Called as `policy(batch)`, so that a wrapper hooking the module call (such as
+        DistributedDataParallel, which synchronises gradients there) sees it.
+        """
         raise NotImplementedError
 
     def after_optimizer_step(self) -> None:

@@ -360,7 +360,7 @@ class DiffusionPolicy(Policy):
         assert isinstance(core, VisualCore)
         return core
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         obs = self.first_step_features(batch)  # (B, To * Dc): the chunk's conditioning step
         obs = obs.unflatten(-1, (self.config.frame_stack, -1))  # (B, To, Dc)
         actions, mask = self.targets(batch, self.config.seq_len)  # (B, Tp, A), (B, Tp)

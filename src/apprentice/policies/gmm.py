@@ -217,7 +217,7 @@ class GMMPolicy(Policy):
             orthogonal_init(self.trunk, self.head.means, self.head.scales, self.head.logits)
         self._generator = torch.Generator().manual_seed(config.sample_seed)
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x = self.obs_windows(batch)  # (B, T, Din)
         actions, mask = self.targets(batch, x.shape[1])  # (B, T, A), (B, T)
         log_p = self.head.log_prob(self.trunk(x), actions)  # (B, T)

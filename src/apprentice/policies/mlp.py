@@ -98,20 +98,20 @@ class MLPPolicy(Policy):
         if config.init == "orthogonal":
             orthogonal_init(self.trunk, self.head)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def predict(self, x: Tensor) -> Tensor:
         """x (..., Din) -> actions (..., A); tanh keeps them in the demos' [-1, 1] range."""
         return self.head(self.trunk(x)).tanh()
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x = self.obs_windows(batch)  # (B, T, Din)
         actions, mask = self.targets(batch, x.shape[1])  # (B, T, A), (B, T)
-        pred = self(x)  # (B, T, A)
+        pred = self.predict(x)  # (B, T, A)
         per_step = (pred - actions).pow(2).mean(-1)  # (B, T)
         loss = masked_mean(per_step, mask)
         return loss, {"mse": loss.detach()}
 
     def _act_step(self, x: Tensor, fresh: Tensor) -> Tensor:
-        return self(x)  # (B, A)
+        return self.predict(x)  # (B, A)
 
 
 register_policy("mlp")(MLPConfig)

@@ -76,7 +76,7 @@ class RNNPolicy(Policy):
         self._state: tuple[Tensor, Tensor] | None = None
         self._counter: Tensor | None = None  # (B,) int64
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x = self.obs_windows(batch)  # (B, T, Din)
         actions, mask = self.targets(batch, x.shape[1])  # (B, T, A), (B, T)
         h, _ = self.lstm(x)  # (B, T, H), from a zero state as robomimic trains

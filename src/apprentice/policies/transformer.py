@@ -184,7 +184,7 @@ class TransformerPolicy(Policy):
         """Stacked inputs (B, C * D) -> tokens (B, C, D), the oldest first."""
         return x.reshape(x.shape[0], self.config.frame_stack, -1)
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x = self.obs_windows(batch)  # (B, T, C * D)
         actions, mask = self.targets(batch, x.shape[1])  # (B, T, A), (B, T)
         t, c = x.shape[1], self.config.frame_stack
