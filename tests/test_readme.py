@@ -747,3 +747,21 @@ def test_a_line_without_a_rule_fails(tmp_path: Path, capsys: pytest.CaptureFixtu
         section.run_line(Line(2, "apprentice inspect unknown.hdf5"), 1)
     with pytest.raises(AssertionError, match="add it to OPTIONAL"):
         section.run_line(Line(3, "apprentice inspect x.hdf5 [--progress]"), 1)
+
+
+def test_flags_named_in_the_prose_exist() -> None:
+    """`apprentice train --policy-args ...` in a sentence: each flag is one of the command's."""
+    faults = []
+    commands = {c: set(_subparser(c)._option_string_actions) for c in COMMANDS}
+    prose = re.sub(r"^```.*?^```", "", README.read_text(), flags=re.S | re.M)
+    for span in re.findall(r"`([^`]+)`", prose):
+        tokens = span.split()
+        if tokens and tokens[0] == "apprentice":
+            tokens = tokens[1:]
+        if len(tokens) < 2 or tokens[0] not in commands:
+            continue
+        for token in tokens[1:]:
+            flag = token.partition("=")[0]
+            if flag.startswith("--") and flag not in commands[tokens[0]]:
+                faults.append(f"`{span}`: apprentice {tokens[0]} has no option {flag}")
+    assert not faults, "\n".join(faults)
