@@ -17,6 +17,7 @@ block talks to it), then is stopped with SIGTERM and must exit 0.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -322,9 +323,13 @@ SECTIONS = _read_sections()
 # Turning a README line into the argv that runs.
 
 
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    return build_parser()
+
+
 def _subparser(command: str) -> argparse.ArgumentParser:
-    parser = build_parser()
-    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
+    for action in _parser()._subparsers._group_actions:  # type: ignore[union-attr]
         if isinstance(action, argparse._SubParsersAction):
             sub: argparse.ArgumentParser = action.choices[command]
             return sub
