@@ -546,6 +546,8 @@ class Section:
     def run_line(self, line: Line, block: int) -> None:
         where = f"README.md:{line.lineno} ({self.name!r}, block {block}): {line.text}"
         text = line.text
+        if text.startswith("#"):
+            return  # a comment line
         export = re.match(r"^export (\w+)=", text)
         if export:
             name = export.group(1)
