@@ -33,6 +33,8 @@ LEFT_OUT = {
     "peers/imitation_run.py": "needs .venv-imitation (imitation 1.0.1 pins gymnasium 0.29); "
     "its commands are in results/irl.md",
     "robomimic_h2h/rollout.py": "run by robomimic_h2h/run.py in each side's venv",
+    "check_trainer_identity.py": "compares two source trees (a base commit's and this one's): "
+    "a recorded check run by hand when the trainer changes",
 }
 """Scripts in benchmarks/ that run_all never runs, with the reason."""
 
