@@ -165,7 +165,8 @@ APPEND_ALGO_ARGS: dict[str, dict[str, str]] = {
     "airl": {"rollout_steps": "64", "n_envs": "1", "sac_learning_starts": "32",
              "disc_batch": "32"},
     "gaifo": {"rollout_steps": "64", "n_envs": "1", "ppo_epochs": "1", "disc_batch": "32"},
-    "bco": {"idm_steps": "10", "epochs": "1", "steps_per_epoch": "2", "batch_size": "4"},
+    "bco": {"idm_steps": "10", "train.epochs": "1", "train.steps_per_epoch": "2",
+            "train.batch_size": "4"},
     "bc-rl": {"bc_steps": "5", "n_steps": "64", "batch_size": "32", "n_epochs": "1"},
 }  # fmt: skip
 """`--algo-args` added per `irl --algo` (`ALGO on gridworld` for a tabular task) when the
