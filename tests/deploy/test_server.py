@@ -47,9 +47,9 @@ LIFT_SPEC = ObsActSpec(
 LIFT_ENV_ARGS = {"env_name": "lift", "env_type": "apprentice", "env_kwargs": {"camera": False}}
 TOKEN = "test-token"
 CONFIGS = {
-    "mlp": MLPConfig(hidden_dims=(32, 32)),
+    "mlp": MLPConfig.tiny(),
     # rnn_horizon 3 and frame_stack 2: the state a session must keep is more than a hidden state.
-    "rnn": RNNConfig(hidden_dim=16, num_layers=1, rnn_horizon=3, frame_stack=2),
+    "rnn": RNNConfig.tiny(num_layers=1, rnn_horizon=3, frame_stack=2),
 }
 
 
