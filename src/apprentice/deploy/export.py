@@ -51,11 +51,13 @@ class ExportConfig:
     """Export a checkpoint for deployment and check it against the PyTorch policy."""
 
     checkpoint: str = ""
-    """The checkpoint to export (a .pt written by `apprentice train`)."""
+    """The checkpoint to export (a .pt written by `apprentice train`) or its run folder
+    (best.pt, then final.pt, last.pt)."""
     format: str = "onnx"
     """onnx (ONNX Runtime, from any language) or torchscript (libtorch, no Python needed)."""
     out: str | None = None
-    """Exported file to write; default: beside the checkpoint, .onnx or .torchscript.pt."""
+    """Exported file to write; default: beside the checkpoint, .onnx or .torchscript.pt
+    (runs/lift/best.onnx for a run folder runs/lift)."""
     check_samples: int = 500
     """Random observations fed to both the export and the policy, as one rollout that carries
     the state (with a reset halfway)."""
@@ -241,12 +243,13 @@ def export_policy(
 
 def export_checkpoint(cfg: ExportConfig) -> ExportResult:
     """`apprentice export`: load a checkpoint, export it as `cfg.format`, check it."""
-    from apprentice.policies.checkpoint import load_policy
+    from apprentice.policies.checkpoint import load_policy, resolve_checkpoint
 
     if not cfg.checkpoint:
         raise ApprenticeError("no checkpoint given to export")
-    policy = load_policy(cfg.checkpoint)
-    out = cfg.out or str(Path(cfg.checkpoint).with_suffix(_SUFFIX[cfg.format]))
+    checkpoint = resolve_checkpoint(cfg.checkpoint)
+    policy = load_policy(checkpoint)
+    out = cfg.out or str(checkpoint.with_suffix(_SUFFIX[cfg.format]))
     return export_policy(
         policy,
         out,
