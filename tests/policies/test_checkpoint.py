@@ -79,7 +79,7 @@ def test_exported_policies_are_named_as_such(tmp_path: Path) -> None:
         onnx: "is an ONNX model (an exported policy), not a checkpoint",
         renamed: "is an ONNX model (an exported policy), not a checkpoint",
         script: "is an exported TorchScript policy, not a checkpoint",
-        plain: "is a TorchScript archive, not an apprentice checkpoint",
+        plain: "is a TorchScript archive, not a checkpoint; eval, export and serve take",
     }
     for path, what in cases.items():
         with pytest.raises(ApprenticeError) as info:

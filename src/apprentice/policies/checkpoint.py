@@ -124,10 +124,13 @@ _TAKE_A_CHECKPOINT = (
 
 
 def _not_a_checkpoint(path: Path) -> str | None:
-    """What a file is that torch.load would refuse, told by its first bytes; None = maybe a
-    checkpoint (a zip archive from torch.save, or a pickle)."""
-    with open(path, "rb") as f:
-        head = f.read(4096)
+    """Why `path` is no checkpoint, told by its first bytes (what file it is instead); None =
+    it may be one (a zip archive from torch.save, or a pickle): torch.load decides."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        return f"checkpoint {path} cannot be read ({exc.strerror or exc})"
     # HDF5 files start with the signature, after a user block of 512 * 2^k bytes if any.
     if any(head[at : at + 8] == _HDF5_SIGNATURE for at in (0, 512, 1024, 2048)):
         return (
@@ -148,7 +151,7 @@ def _not_a_checkpoint(path: Path) -> str | None:
         if any(n.endswith("/extra/apprentice_export.json") for n in names):
             return f"{path} is an exported TorchScript policy, not a checkpoint: {exported}"
         if any(n.endswith("/constants.pkl") for n in names):
-            return f"{path} is a TorchScript archive, not an apprentice checkpoint"
+            return f"{path} is a TorchScript archive, not a checkpoint; {_TAKE_A_CHECKPOINT}"
         return None
     # A torch.save pickle starts with the PROTO opcode 0x80; an ONNX model (protobuf) with
     # field 1, its ir_version (tag 0x08).
