@@ -16,7 +16,7 @@ built-in `lift` task (collected once, cached under benchmarks/out/policies/):
 torch runs on 1 thread. Prints a markdown table and writes benchmarks/out/policies.json.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_policies.py
-    .venv/bin/python benchmarks/bench_policies.py --quick         # smoke test: tiny sizes
+    .venv/bin/python benchmarks/bench_policies.py --quick         # smoke test: each policy's tiny()
 
 `--success` instead trains each listed policy on the first N demos (for each N in --demos)
 with the shared trainer and scores it on held-out initial states with `apprentice.evaluate`,
@@ -61,13 +61,6 @@ SMALL: dict[str, dict[str, Any]] = {
     "transformer": {"embed_dim": 64, "num_layers": 2, "num_heads": 2},
     "act": {"hidden_dim": 64, "num_heads": 2, "ff_dim": 256, "temporal_ensemble": False},
 }
-QUICK: dict[str, dict[str, Any]] = {
-    "mlp": {"hidden_dims": (16,)},
-    "gmm": {"hidden_dims": (16,)},
-    "rnn": {"hidden_dim": 16, "seq_len": 4},
-    "transformer": {"embed_dim": 16, "num_layers": 1, "num_heads": 2, "frame_stack": 3},
-    "act": {"hidden_dim": 16, "num_heads": 2, "ff_dim": 32, "chunk_size": 5},
-}
 
 
 def lift_demos(n: int, path: Path) -> Path:
@@ -82,7 +75,7 @@ def variants(names: list[str], quick: bool) -> list[tuple[str, str, PolicyConfig
     for name in names:
         cls = policy_config_class(name)
         if quick:
-            out.append((f"{name} (quick)", name, cls(**QUICK.get(name, {}))))
+            out.append((f"{name} (quick)", name, cls.tiny()))
             continue
         out.append((f"{name} (default)", name, cls()))
         if name in SMALL:

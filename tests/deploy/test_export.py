@@ -37,16 +37,16 @@ from apprentice.policies import (
     save_checkpoint,
 )
 
-# Small networks; every exportable kind, plus the stateful variants (frame history, LSTM with
+# Every exportable kind at its tiny size, plus the stateful variants (frame history, LSTM with
 # a restart horizon, the GMM head's deterministic action).
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("mlp", {"hidden_dims": (32, 32)}),
-    ("gmm", {"hidden_dims": (32,)}),
-    ("rnn", {"hidden_dim": 16, "rnn_horizon": 4}),
-    ("rnn", {"hidden_dim": 16, "head": "gmm", "frame_stack": 2, "rnn_horizon": 0}),
-    ("mlp", {"hidden_dims": (32,), "frame_stack": 3}),
-    ("transformer", {"embed_dim": 32, "num_layers": 2, "num_heads": 2, "frame_stack": 4}),
-    ("transformer", {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "head": "gmm"}),
+    ("gmm", {}),
+    ("rnn", {"rnn_horizon": 4}),
+    ("rnn", {"head": "gmm", "frame_stack": 2, "rnn_horizon": 0}),
+    ("mlp", {"frame_stack": 3}),
+    ("transformer", {"embed_dim": 32, "num_layers": 2, "frame_stack": 4}),
+    ("transformer", {"head": "gmm"}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for n, o in VARIANTS]
 
@@ -58,7 +58,7 @@ def dataset(demo_file: Path) -> DemoDataset:
 
 def build(name: str, overrides: dict[str, Any], dataset: DemoDataset, seed: int = 0) -> Policy:
     torch.manual_seed(seed)
-    config = policy_config_class(name)(**overrides)
+    config = policy_config_class(name).tiny(**overrides)
     policy = config.build(dataset.spec, Normalizer.fit(dataset).state_dict())
     policy.env_args = {"env_name": "lift", "env_type": 0, "env_kwargs": {}}
     return policy.eval()
@@ -166,8 +166,8 @@ def test_exported_rnn_takes_and_returns_its_state_explicitly(
 
 
 def test_check_detects_a_different_policy(dataset: DemoDataset, tmp_path: Path) -> None:
-    a = build("rnn", {"hidden_dim": 16}, dataset, seed=0)
-    b = build("rnn", {"hidden_dim": 16}, dataset, seed=1)
+    a = build("rnn", {}, dataset, seed=0)
+    b = build("rnn", {}, dataset, seed=1)
     result = export_policy(b, tmp_path / "b.pt", fmt="torchscript", check_samples=10)
     diff = check_equivalence(
         a, load_exported(result.path), samples=20, rng=np.random.default_rng(0)
@@ -181,7 +181,7 @@ def test_failed_check_writes_nothing(
     import apprentice.deploy.export as export_module
 
     monkeypatch.setattr(export_module, "check_equivalence", lambda *a, **k: 0.5)
-    policy = build("mlp", {"hidden_dims": (8,)}, dataset)
+    policy = build("mlp", {}, dataset)
     out = tmp_path / "p.pt"
     with pytest.raises(ApprenticeError, match=r"differs .* by up to 0\.5 \(tolerance 0\.0001\)"):
         export_policy(policy, out, fmt="torchscript", check_samples=10)
@@ -191,7 +191,7 @@ def test_failed_check_writes_nothing(
 def test_cli_exports_a_checkpoint(
     dataset: DemoDataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    policy = build("rnn", {"hidden_dim": 16}, dataset)
+    policy = build("rnn", {}, dataset)
     ckpt = tmp_path / "best.pt"
     save_checkpoint(ckpt, policy, env_args=policy.env_args)
     assert main(["export", str(ckpt), "--format", "torchscript", "--check-samples", "20"]) == 0
@@ -232,8 +232,8 @@ def test_bad_settings_are_clear_errors() -> None:
 
 def test_sampling_policies_cannot_be_exported(dataset: DemoDataset) -> None:
     for name, overrides in [
-        ("gmm", {"hidden_dims": (8,), "deterministic_act": False}),
-        ("rnn", {"hidden_dim": 8, "head": "gmm", "deterministic_act": False}),
+        ("gmm", {"deterministic_act": False}),
+        ("rnn", {"head": "gmm", "deterministic_act": False}),
     ]:
         with pytest.raises(ApprenticeError, match=rf"{name} policy samples its actions"):
             InferenceStep(build(name, overrides, dataset))
@@ -248,9 +248,48 @@ def test_an_unexportable_kind_is_named(dataset: DemoDataset) -> None:
 
     odd = OddPolicy(OddConfig(), dataset.spec, {})
     with pytest.raises(
-        ApprenticeError, match=r"policy kind 'odd' \(OddPolicy\) cannot be exported"
+        ApprenticeError,
+        match=r"policy kind 'odd' \(OddPolicy\) cannot be exported; exportable kinds: gmm, mlp",
     ):
         InferenceStep(odd)
+
+
+def test_a_kind_exports_through_its_own_hooks_alone(dataset: DemoDataset, tmp_path: Path) -> None:
+    """A policy that export.py knows nothing of: its export_state and export_step suffice."""
+
+    class DecayConfig(PolicyConfig):
+        name = "decay"
+
+    class DecayPolicy(Policy):
+        """Acts tanh(W x + m), where m is a running mean of W x since reset (state "m")."""
+
+        def __init__(self, spec: Any) -> None:
+            super().__init__(DecayConfig(), spec, Normalizer.fit(dataset).state_dict())
+            self.w = torch.nn.Linear(self.obs_dim, self.action_dim)
+            self._m: torch.Tensor | None = None
+
+        def _act_step(self, x: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+            m = torch.zeros(x.shape[0], self.action_dim) if self._m is None else self._m
+            self._m = 0.5 * m + 0.5 * self.w(x)
+            return (self.w(x) + m).tanh()
+
+        def _reset_rows(self, rows: torch.Tensor | None) -> None:
+            self._m = None
+
+        def export_state(self) -> dict[str, tuple[int, ...]]:
+            return {"m": (1, self.action_dim)}
+
+        def export_step(
+            self, x: torch.Tensor, step: torch.Tensor | None, state: dict[str, torch.Tensor]
+        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            m = state["m"]
+            return (self.w(x) + m).tanh(), {"m": 0.5 * m + 0.5 * self.w(x)}
+
+    torch.manual_seed(0)
+    policy = DecayPolicy(dataset.spec).eval()
+    result = export_policy(policy, tmp_path / "decay.pt", fmt="torchscript", check_samples=30)
+    assert [s.name for s in result.meta.state] == ["m", "step"]
+    assert result.max_abs_diff <= 1e-5
 
 
 def test_runtime_rejects_bad_observations_and_files(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -47,9 +48,9 @@ LIFT_SPEC = ObsActSpec(
 LIFT_ENV_ARGS = {"env_name": "lift", "env_type": "apprentice", "env_kwargs": {"camera": False}}
 TOKEN = "test-token"
 CONFIGS = {
-    "mlp": MLPConfig(hidden_dims=(32, 32)),
+    "mlp": MLPConfig.tiny(),
     # rnn_horizon 3 and frame_stack 2: the state a session must keep is more than a hidden state.
-    "rnn": RNNConfig(hidden_dim=16, num_layers=1, rnn_horizon=3, frame_stack=2),
+    "rnn": RNNConfig.tiny(num_layers=1, rnn_horizon=3, frame_stack=2),
 }
 
 
@@ -429,5 +430,38 @@ def test_an_image_policy_is_served_with_uint8_frames(tmp_path: Path) -> None:
                 client._request(
                     {"type": "act", "obs": {k: encode_array(v) for k, v in bad.items()}}, None
                 )
+    finally:
+        server.stop_background()
+
+
+def test_no_token_off_loopback_needs_insecure_and_then_warns(
+    checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from apprentice.deploy.server import TOKEN_ENV, is_loopback
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    ckpt = str(checkpoints["mlp"])
+    for host in ("0.0.0.0", "192.168.1.20", "::", "robot-pc.local", ""):
+        assert not is_loopback(host)
+        # Refused before the checkpoint is read (this one does not exist) or a port bound.
+        with pytest.raises(ApprenticeError, match=r"without a token .* pass --insecure"):
+            PolicyServer(ServeConfig(checkpoint="missing.pt", host=host))
+    for host in ("127.0.0.1", "127.0.0.2", "localhost", "::1"):
+        assert is_loopback(host)
+        assert not PolicyServer(ServeConfig(checkpoint=ckpt, host=host)).open_to_network
+    assert not PolicyServer(ServeConfig(checkpoint=ckpt, host="0.0.0.0", token="t")).open_to_network
+    monkeypatch.setenv(TOKEN_ENV, "from-env")
+    assert not PolicyServer(ServeConfig(checkpoint=ckpt, host="0.0.0.0")).open_to_network
+    monkeypatch.delenv(TOKEN_ENV)
+
+    server = PolicyServer(ServeConfig(checkpoint=ckpt, host="0.0.0.0", port=0, insecure=True))
+    with caplog.at_level(logging.WARNING, logger="apprentice.deploy.server"):
+        port = server.start_background()
+    try:
+        warning = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warning) == 1
+        assert f"NO TOKEN on 0.0.0.0:{port}" in warning[0].getMessage()
+        with Client(f"ws://127.0.0.1:{port}") as client:  # open, as asked
+            assert client.act(obs_stream(1, seed=0)[0]).shape == (7,)
     finally:
         server.stop_background()

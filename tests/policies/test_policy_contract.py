@@ -25,29 +25,15 @@ from apprentice.policies import (
 )
 from apprentice.policies.base import config_field_docs
 
-# Small networks keep the contract fast; every registered name runs, with these overrides.
-SMALL: dict[str, dict[str, Any]] = {
-    "mlp": {"hidden_dims": (64, 64)},
-    "gmm": {"hidden_dims": (64, 64)},
-    "rnn": {"hidden_dim": 32, "seq_len": 5, "rnn_horizon": 4},
-    "transformer": {"embed_dim": 32, "num_layers": 2, "frame_stack": 4, "seq_len": 4},
-    "act": {"hidden_dim": 32, "ff_dim": 64, "chunk_size": 5},
-    "diffusion": {
-        "unet_channels": (16, 32),
-        "step_embed_dim": 16,
-        "seq_len": 8,
-        "action_horizon": 4,
-        "inference_steps": 4,
-    },
-}
-VARIANTS = [(name, SMALL.get(name, {})) for name in policy_names()] + [
+# Every registered name runs at its tiny size (`PolicyConfig.tiny`), then variants on top.
+VARIANTS = [(name, {}) for name in policy_names()] + [
     ("mlp", {"hidden_dims": (64,), "frame_stack": 3}),
     ("mlp", {"hidden_dims": (64, 64), "init": "pytorch"}),
-    ("gmm", {"hidden_dims": (64,), "use_tanh": True}),
+    ("gmm", {"use_tanh": True}),
     ("gmm", {"hidden_dims": (64, 64), "init": "orthogonal"}),
-    ("rnn", {"hidden_dim": 32, "seq_len": 5, "head": "gmm", "frame_stack": 2}),
+    ("rnn", {"head": "gmm", "frame_stack": 2}),
     ("transformer", {"embed_dim": 32, "frame_stack": 3, "seq_len": 1, "head": "gmm"}),
-    ("act", {"hidden_dim": 32, "chunk_size": 6, "frame_stack": 2, "execute_horizon": 4}),
+    ("act", {"chunk_size": 6, "frame_stack": 2, "execute_horizon": 4}),
     (
         "diffusion",
         {
@@ -65,7 +51,7 @@ IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for n, o in VARIANTS]
 
 
 def _config(name: str, overrides: dict[str, Any]) -> PolicyConfig:
-    return policy_config_class(name)(**overrides)
+    return policy_config_class(name).tiny(**overrides)
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,11 @@
 
 A `Policy` keeps its run-time state (frame history, LSTM (h, c), steps since reset) in Python
 attributes, which no exported graph can hold. `InferenceStep` rewrites one `act` step as a
-pure function `(obs, *state) -> (action, *next_state)`, reusing the policy's own modules
-(normalization buffers, trunk, LSTM, heads) and turning the branches on state into `where`s,
-so one graph serves every step. `apprentice.deploy.runtime.ExportedPolicy` holds the state
+pure function `(obs, *state) -> (action, *next_state)`: it normalizes and stacks frames as
+every policy does, and each policy kind supplies the rest as its own hooks
+(`Policy.export_step`, `Policy.export_state`), reusing its modules (trunk, LSTM, heads) and
+turning the branches on state into `where`s, so one graph serves every step. A kind without
+an `export_step` cannot be exported. `apprentice.deploy.runtime.ExportedPolicy` holds the state
 again and acts like the policy. Every export is checked against the PyTorch policy on random
 observations (a rollout that carries the state, with a reset halfway) before it is kept.
 
@@ -27,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 import apprentice
+from apprentice.data.spec import ObsActSpec
 from apprentice.deploy.runtime import (
     META_KEY,
     ExportedPolicy,
@@ -37,16 +40,10 @@ from apprentice.deploy.runtime import (
     sidecar_path,
 )
 from apprentice.errors import ApprenticeError
-from apprentice.files import atomic_write
-from apprentice.policies.base import Policy
-from apprentice.policies.gmm import GMMPolicy, head_act
-from apprentice.policies.mlp import MLPPolicy
-from apprentice.policies.rnn import RNNPolicy
-from apprentice.policies.transformer import TransformerPolicy
+from apprentice.policies.base import Policy, policy_config_class, policy_names
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 _SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
-_EXPORTABLE: tuple[type[Policy], ...] = (MLPPolicy, GMMPolicy, RNNPolicy, TransformerPolicy)
 
 
 @dataclass(frozen=True)
@@ -54,11 +51,13 @@ class ExportConfig:
     """Export a checkpoint for deployment and check it against the PyTorch policy."""
 
     checkpoint: str = ""
-    """The checkpoint to export (a .pt written by `apprentice train`)."""
+    """The checkpoint to export (a .pt written by `apprentice train`) or its run folder
+    (best.pt, then final.pt, last.pt)."""
     format: str = "onnx"
     """onnx (ONNX Runtime, from any language) or torchscript (libtorch, no Python needed)."""
     out: str | None = None
-    """Exported file to write; default: beside the checkpoint, .onnx or .torchscript.pt."""
+    """Exported file to write; default: beside the checkpoint, .onnx or .torchscript.pt
+    (runs/lift/best.onnx for a run folder runs/lift)."""
     check_samples: int = 500
     """Random observations fed to both the export and the policy, as one rollout that carries
     the state (with a reset halfway)."""
@@ -95,17 +94,19 @@ class InferenceStep(nn.Module):
     """One `Policy.act` step as a pure function: (obs, *state) -> (action, *next_state).
 
     obs (B, D) is the raw observation, keys concatenated in `policy.obs_keys` order. State:
-    `history` (B, fs, D) the last fs normalized frames (only if frame_stack > 1), `h`, `c`
-    (L, B, H) the LSTM state (rnn), `step` (B,) int64 steps since reset (stateful policies).
-    All zeros is the state after `reset()`.
+    `history` (B, fs, D) the last fs normalized frames (only if frame_stack > 1), then the
+    policy's own (`Policy.export_state`, e.g. an LSTM's `h`, `c`), then `step` (B,) int64
+    steps since reset (whenever there is any state). All zeros is the state after `reset()`.
+    This module does what every policy's `act` shares (normalization, frame stacking, the
+    clamp); the policy's `export_step` does the rest.
     """
 
     def __init__(self, policy: Policy) -> None:
         super().__init__()
-        if not isinstance(policy, _EXPORTABLE):
+        if not exports(type(policy)):
             raise ApprenticeError(
                 f"policy kind {policy.config.name!r} ({type(policy).__name__}) cannot be "
-                f"exported; exportable kinds: {', '.join(sorted(exportable_kinds()))}"
+                f"exported; exportable kinds: {', '.join(exportable_kinds())}"
             )
         if policy.image_keys:
             # The exported step takes one flat low-dim vector; camera encoders are not in it.
@@ -122,67 +123,47 @@ class InferenceStep(nn.Module):
         self.policy = policy
         self.state_specs = state_specs(policy)
         self._names = [s.name for s in self.state_specs]
+        self._own = list(policy.export_state())
 
     def forward(self, obs: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
         p = self.policy
         s = dict(zip(self._names, state, strict=True))
         nxt: dict[str, Tensor] = {}
         x = (obs - p.obs_mean) / p.obs_std  # (B, D)
-        fresh = s["step"] == 0 if "step" in s else None  # (B,) bool
+        step = s.get("step")  # (B,) int64
         fs = p.config.frame_stack
         if fs > 1:
-            assert fresh is not None
-            # A fresh episode repeats its first frame, as Policy._act_normalized does.
+            assert step is not None
+            # A fresh episode repeats its first frame, as Policy._act_frames does.
+            fresh = step == 0  # (B,) bool
             shifted = torch.cat([s["history"][:, 1:], x[:, None]], dim=1)  # (B, fs, D)
             first = x[:, None].expand(-1, fs, -1)  # (B, fs, D)
             nxt["history"] = torch.where(fresh[:, None, None], first, shifted)
             x = nxt["history"].reshape(x.shape[0], fs * x.shape[1])  # (B, fs * D)
-        if isinstance(p, RNNPolicy):
-            assert fresh is not None
-            action = self._rnn_step(p, x, s, fresh, nxt)
-        elif isinstance(p, TransformerPolicy):
-            # A pure function of the frame history: the last position attends to all frames.
-            feat = p.gpt(p.frames(x))[:, -1]  # (B, E)
-            action = _exported_head(p, feat)
-        elif isinstance(p, GMMPolicy):
-            action = p.head.act(
-                p.trunk(x), deterministic=True, low_noise=p.config.low_noise_eval, generator=None
-            )
-        else:
-            assert isinstance(p, MLPPolicy)
-            action = p.predict(x)  # (B, A)
-        if "step" in s:
-            nxt["step"] = s["step"] + 1
+        action, own = p.export_step(x, step, {n: s[n] for n in self._own})  # (B, A)
+        nxt.update(own)
+        if step is not None:
+            nxt["step"] = step + 1
         return (action.clamp(-1.0, 1.0), *(nxt[n] for n in self._names))
 
-    @staticmethod
-    def _rnn_step(
-        p: RNNPolicy, x: Tensor, s: dict[str, Tensor], fresh: Tensor, nxt: dict[str, Tensor]
-    ) -> Tensor:
-        # RNNPolicy._act_step restarts at steps 0, horizon, 2 * horizon, ... of an episode.
-        restart = fresh
-        if p.config.rnn_horizon > 0:
-            restart = restart | (s["step"] % p.config.rnn_horizon == 0)
-        keep = (~restart).to(x.dtype)[None, :, None]  # (1, B, 1)
-        out, (nxt["h"], nxt["c"]) = p.lstm(x[:, None], (s["h"] * keep, s["c"] * keep))
-        return _exported_head(p, out[:, 0])  # from (B, H)
 
-
-def _exported_head(p: RNNPolicy | TransformerPolicy, feat: Tensor) -> Tensor:
-    """The sequence policies' head as exported: deterministic, no generator state."""
-    return head_act(
-        p.gmm,
-        p.linear,
-        feat,
-        deterministic=True,
-        low_noise=p.config.low_noise_eval,
-        generator=None,
-    )
+def exports(policy_class: type[Policy]) -> bool:
+    """Whether a policy class has an export step (overrides `Policy.export_step`)."""
+    return policy_class.export_step is not Policy.export_step
 
 
 def exportable_kinds() -> list[str]:
-    """Registered policy names whose act() path `InferenceStep` can export."""
-    return ["gmm", "mlp", "rnn", "transformer"]
+    """Registered policy names whose act() path `InferenceStep` can export.
+
+    Each kind's tiny config is built on a one-key spec to find its policy class, which is
+    where the export step lives.
+    """
+    spec = ObsActSpec({"obs": (2,)}, action_dim=1)
+    return [
+        name
+        for name in policy_names()
+        if exports(type(policy_config_class(name).tiny().build(spec, {})))
+    ]
 
 
 def state_specs(policy: Policy) -> tuple[StateSpec, ...]:
@@ -191,9 +172,7 @@ def state_specs(policy: Policy) -> tuple[StateSpec, ...]:
     fs = policy.config.frame_stack
     if fs > 1:
         specs.append(StateSpec("history", (1, fs, policy.obs_dim)))
-    if isinstance(policy, RNNPolicy):
-        shape = (policy.config.num_layers, 1, policy.config.hidden_dim)
-        specs += [StateSpec("h", shape), StateSpec("c", shape)]
+    specs += [StateSpec(name, shape) for name, shape in policy.export_state().items()]
     if specs:
         specs.append(StateSpec("step", (1,), "int64"))
     return tuple(specs)
@@ -237,7 +216,9 @@ def export_policy(
         torch.zeros(1, policy.obs_dim),
         *(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in meta.state),
     )
-    with atomic_write(out) as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
         with torch.no_grad():
             if fmt == "onnx":
                 _write_onnx(step, example, meta, tmp)
@@ -251,6 +232,9 @@ def export_policy(
                 f"exported {fmt} policy differs from the PyTorch policy by up to {diff:.3g} "
                 f"(tolerance {tolerance:g}); nothing was written to {out}"
             )
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     sidecar = sidecar_path(out)
     check = {"samples": cfg.check_samples, "max_abs_diff": diff, "tolerance": tolerance}
     sidecar.write_text(json.dumps({**meta.to_dict(), "check": check}, indent=2, sort_keys=True))
@@ -259,12 +243,13 @@ def export_policy(
 
 def export_checkpoint(cfg: ExportConfig) -> ExportResult:
     """`apprentice export`: load a checkpoint, export it as `cfg.format`, check it."""
-    from apprentice.policies.checkpoint import load_policy
+    from apprentice.policies.checkpoint import load_policy, resolve_checkpoint
 
     if not cfg.checkpoint:
         raise ApprenticeError("no checkpoint given to export")
-    policy = load_policy(cfg.checkpoint)
-    out = cfg.out or str(Path(cfg.checkpoint).with_suffix(_SUFFIX[cfg.format]))
+    checkpoint = resolve_checkpoint(cfg.checkpoint)
+    policy = load_policy(checkpoint)
+    out = cfg.out or str(checkpoint.with_suffix(_SUFFIX[cfg.format]))
     return export_policy(
         policy,
         out,

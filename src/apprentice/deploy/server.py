@@ -17,7 +17,8 @@ spec, then sends one observation per control step and gets one action back (see
 - **HTTP on the same port**: `/healthz` (JSON; 503 while draining) and `/metrics` (Prometheus
   text, or JSON with `?format=json`), served from websockets' `process_request` hook.
 - **Token authentication** (`Authorization: Bearer <token>`, compared in constant time) on
-  sessions and metrics; health stays open for probes.
+  sessions and metrics; health stays open for probes. Without a token the server listens on
+  loopback only, unless `insecure` says otherwise (and then it warns).
 - **Clean shutdown**: SIGTERM or SIGINT stops accepting, lets in-flight requests finish,
   closes every session with 1001 (going away) and exits 0.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import hmac
+import ipaddress
 import itertools
 import json
 import logging
@@ -78,14 +80,18 @@ class ServeConfig:
     """Serve a policy checkpoint to robots over WebSocket (msgpack frames)."""
 
     checkpoint: str
-    """A checkpoint file (e.g. runs/lift/best.pt)."""
+    """A checkpoint file (e.g. runs/lift/best.pt) or a run folder (best.pt, then final.pt,
+    last.pt)."""
     port: int = 8765
     """TCP port to listen on (0 = any free port)."""
     host: str = "127.0.0.1"
-    """Interface to listen on (0.0.0.0 = all; then set a token)."""
+    """Interface to listen on (0.0.0.0 = all); any but loopback needs a token or --insecure."""
     token: str | None = None
     """Shared secret clients send as `Authorization: Bearer <token>` (default: the
     APPRENTICE_TOKEN environment variable, which keeps it out of `ps`; none = no auth)."""
+    insecure: bool = False
+    """Serve with no token on a host other than loopback: anyone who reaches the port can
+    drive the policy and read /metrics."""
     max_message_bytes: int = 65536
     """Largest frame accepted; a larger one closes its session (WebSocket code 1009)."""
     queue_size: int = 32
@@ -212,6 +218,15 @@ class PolicyServer:
         self.cfg = cfg
         token = cfg.token if cfg.token is not None else os.environ.get(TOKEN_ENV)
         self._token = token.encode() if token else None
+        self.open_to_network = self._token is None and not is_loopback(cfg.host)
+        """No token, on an address other machines can reach (allowed with `insecure` only)."""
+        if self.open_to_network and not cfg.insecure:
+            raise ApprenticeError(
+                f"--host {cfg.host or '(all interfaces)'} without a token would let anyone who "
+                f"reaches the port drive the policy and read /metrics; set a token (--token or "
+                f"the {TOKEN_ENV} environment variable), serve on 127.0.0.1, or pass "
+                "--insecure to serve open"
+            )
         self.policy = load_policy(cfg.checkpoint)
         self.obs_shapes: dict[str, tuple[int, ...]] = {
             k: (d,) for k, d in zip(self.policy.obs_keys, self.policy.obs_dims, strict=True)
@@ -258,6 +273,16 @@ class PolicyServer:
             self._executor.shutdown(wait=False)
             raise listen_error(exc, self.cfg.host, self.cfg.port) from None
         self.port = int(self._server.sockets[0].getsockname()[1])
+        if self.open_to_network:
+            # WARNING so that it shows without any logging set up: the person must act on it.
+            log.warning(
+                "INSECURE (--insecure): serving the policy with NO TOKEN on %s:%d; anyone who "
+                "can reach this port can drive the policy and read /metrics. Set %s to "
+                "require a token.",
+                self.cfg.host or "*",
+                self.port,
+                TOKEN_ENV,
+            )
         return self.port
 
     async def shutdown(self) -> None:
@@ -497,6 +522,17 @@ def _json_response(connection: ServerConnection, status: int, body: dict[str, An
 def _json_safe(value: Any) -> Any:
     """env_args as plain JSON types (checkpoints may hold tensors or numpy scalars)."""
     return json.loads(json.dumps(value, default=lambda v: v.tolist()))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address (127.0.0.0/8, ::1, localhost): reachable from this
+    machine only. Any other name or address, and "" (all interfaces), is not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_shield_config(name_or_path: str) -> ShieldConfig:

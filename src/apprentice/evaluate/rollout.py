@@ -23,7 +23,12 @@ from apprentice.errors import ApprenticeError
 from apprentice.evaluate.metrics import success_rate
 from apprentice.overrides import parse_overrides
 from apprentice.policies.base import Policy, policy_config_from_dict
-from apprentice.policies.checkpoint import check_task, load_checkpoint, load_policy
+from apprentice.policies.checkpoint import (
+    check_task,
+    load_checkpoint,
+    load_policy,
+    resolve_checkpoint,
+)
 
 VIDEO_CAMERA = "agentview"
 VIDEO_SIZE = 192
@@ -148,19 +153,6 @@ def policy_spec(ckpt: dict[str, Any]) -> ObsActSpec:
     config = policy_config_from_dict(ckpt["policy_config"])
     keys = [*(config.obs_keys or spec.low_dim_keys), *config.image_keys]
     return ObsActSpec({k: spec.obs_shapes[k] for k in keys}, spec.action_dim)
-
-
-def resolve_checkpoint(run_or_checkpoint: str | Path) -> Path:
-    """A checkpoint file, or the best one of a run folder (best.pt, then final.pt, last.pt)."""
-    path = Path(run_or_checkpoint)
-    if path.is_dir():
-        for name in ("best.pt", "final.pt", "last.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise ApprenticeError(f"run folder {path} holds no checkpoint (best.pt, final.pt, last.pt)")
-    if not path.exists():
-        raise ApprenticeError(f"no such run folder or checkpoint: {path}")
-    return path
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ L latent, A action.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import Tensor, nn
@@ -107,6 +107,10 @@ class ACTConfig(PolicyConfig):
 
     def build(self, spec: ObsActSpec, normalizer_state: dict[str, Any]) -> ACTPolicy:
         return ACTPolicy(self, spec, normalizer_state)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> Self:
+        return cls(**{"hidden_dim": 16, "num_heads": 2, "ff_dim": 32, "chunk_size": 5, **overrides})
 
 
 def _encoder(config: ACTConfig, layers: int) -> nn.TransformerEncoder:

@@ -25,7 +25,7 @@ import itertools
 import textwrap
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar, TypeVar, get_type_hints
+from typing import Any, ClassVar, Self, TypeVar, get_type_hints
 
 import numpy as np
 import torch
@@ -116,6 +116,12 @@ class PolicyConfig:
     def build(self, spec: ObsActSpec, normalizer_state: dict[str, Any]) -> Policy:
         """Make the policy module for a dataset's spec and its fitted normalizer state."""
         raise NotImplementedError(f"{type(self).__name__} is not registered with a policy class")
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> Self:
+        """A config small enough to train and act in milliseconds, every part of the policy
+        still there: the size tests and smoke benchmarks use. `overrides` go on top."""
+        raise NotImplementedError(f"{cls.__name__} defines no tiny size")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict with the registered "name"; `policy_config_from_dict` inverts it."""
@@ -508,6 +514,28 @@ class Policy(nn.Module):
 
     def _reset_rows(self, rows: Tensor | None) -> None:
         """Hook for recurrent state; `None` drops all of it."""
+
+    # ---- export ------------------------------------------------------------------------------
+
+    def export_state(self) -> dict[str, tuple[int, ...]]:
+        """The policy's own recurrent state in an exported step, beside the frame history and
+        step count that `apprentice.deploy.export` keeps: name -> float32 shape at batch 1.
+        Zeros are the state after `reset()`."""
+        return {}
+
+    def export_step(
+        self, x: Tensor, step: Tensor | None, state: dict[str, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """One deterministic `_act_step` as a pure function, for `apprentice.deploy.export`.
+
+        x (B, fs * F) are the stacked features `_act_step` gets; step (B,) int64 the steps
+        since reset (None when the exported step keeps no state); state the tensors that
+        `export_state` names. Returns actions (B, A), before the clamp, and the next state.
+        A policy kind that overrides this can be exported; one that does not cannot.
+        """
+        raise ApprenticeError(
+            f"policy kind {self.config.name!r} ({type(self).__name__}) has no export step"
+        )
 
     def _check_obs(self, obs: dict[str, np.ndarray], *, batched: bool) -> dict[str, Tensor]:
         """Raw frames {key: (B, D_k) float32 or (B, H, W, C) uint8} of one observation (B=1)."""

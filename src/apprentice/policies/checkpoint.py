@@ -10,6 +10,7 @@ as tensors for that reason.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -86,17 +87,92 @@ def save_checkpoint(
     )
 
 
+RUN_FOLDER_CHECKPOINTS = ("best.pt", "final.pt", "last.pt")
+"""The checkpoints of a run folder, in the order a command taking a run picks one."""
+
+
+def resolve_checkpoint(run_or_checkpoint: str | os.PathLike[str]) -> Path:
+    """A checkpoint file, or the best one of a run folder (best.pt, then final.pt, last.pt)."""
+    path = Path(run_or_checkpoint)
+    if path.is_dir():
+        for name in RUN_FOLDER_CHECKPOINTS:
+            if (path / name).is_file():
+                return path / name
+        raise ApprenticeError(
+            f"run folder {path} holds no checkpoint ({', '.join(RUN_FOLDER_CHECKPOINTS)})"
+        )
+    if not path.exists():
+        raise ApprenticeError(
+            f"checkpoint {path} does not exist (no such run folder or checkpoint file)"
+        )
+    return path
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_TAKE_A_CHECKPOINT = (
+    "eval, export and serve take a checkpoint (.pt, written by `apprentice train`) or a run folder"
+)
+
+
+def _not_a_checkpoint(path: Path) -> str | None:
+    """Why `path` is no checkpoint, told by its first bytes (what file it is instead); None =
+    it may be one (a zip archive from torch.save, or a pickle): torch.load decides."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        return f"checkpoint {path} cannot be read ({exc.strerror or exc})"
+    # HDF5 files start with the signature, after a user block of 512 * 2^k bytes if any.
+    if any(head[at : at + 8] == _HDF5_SIGNATURE for at in (0, 512, 1024, 2048)):
+        return (
+            f"{path} is an HDF5 file (a demo dataset), not a checkpoint: train a policy on it "
+            f"(apprentice train --dataset {path} --out runs/NAME) and give its run folder; "
+            f"{_TAKE_A_CHECKPOINT}"
+        )
+    exported = (
+        "run it with apprentice.deploy.runtime.load_exported (see the README's Deploy "
+        f"section); {_TAKE_A_CHECKPOINT}, such as the one it was exported from"
+    )
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            return None  # a truncated archive: torch.load says so
+        if any(n.endswith("/extra/apprentice_export.json") for n in names):
+            return f"{path} is an exported TorchScript policy, not a checkpoint: {exported}"
+        if any(n.endswith("/constants.pkl") for n in names):
+            return f"{path} is a TorchScript archive, not a checkpoint; {_TAKE_A_CHECKPOINT}"
+        return None
+    # A torch.save pickle starts with the PROTO opcode 0x80; an ONNX model (protobuf) with
+    # field 1, its ir_version (tag 0x08).
+    if path.suffix.lower() == ".onnx" or head[:1] == b"\x08":
+        return f"{path} is an ONNX model (an exported policy), not a checkpoint: {exported}"
+    return None
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The checkpoint dict (see the module docstring); tensors on the CPU."""
-    path = Path(path)
+    """The checkpoint dict (see the module docstring); tensors on the CPU.
+
+    `path` is a checkpoint file or a run folder (`resolve_checkpoint` picks its checkpoint).
+    A file of another kind (a dataset, an exported policy) is refused with what it is.
+    """
+    path = resolve_checkpoint(path)
     if not path.is_file():
-        raise ApprenticeError(f"checkpoint {path} does not exist (or is not a file)")
+        raise ApprenticeError(f"checkpoint {path} is not a file")
+    foreign = _not_a_checkpoint(path)
+    if foreign is not None:
+        raise ApprenticeError(foreign)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        if "weights_only" in str(exc) or "Weights only" in str(exc):
+            # torch's advice (load with weights_only=False) would run the file's code.
+            first = "it holds pickled Python objects, which are never loaded: they can run code"
         raise ApprenticeError(
             f"checkpoint {path} is truncated, corrupt or not an apprentice checkpoint "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            f"({type(exc).__name__}: {first})"
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ApprenticeError(f"{path} is not an apprentice checkpoint (no {FORMAT!r} tag)")
@@ -116,7 +192,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
-    """Rebuild the policy saved at `path`, in eval mode; `policy.env_args` names its task."""
+    """Rebuild the policy saved at `path` (a checkpoint or a run folder), in eval mode;
+    `policy.env_args` names its task."""
     ckpt = load_checkpoint(path)
     config = policy_config_from_dict(ckpt["policy_config"])
     policy = config.build(ObsActSpec.from_dict(ckpt["spec"]), ckpt["normalizer_state"])

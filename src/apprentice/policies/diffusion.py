@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -180,6 +180,19 @@ class DiffusionConfig(PolicyConfig):
 
     def build(self, spec: ObsActSpec, normalizer_state: dict[str, Any]) -> DiffusionPolicy:
         return DiffusionPolicy(self, spec, normalizer_state)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> Self:
+        return cls(
+            **{
+                "unet_channels": (16, 32),
+                "step_embed_dim": 16,
+                "seq_len": 8,
+                "action_horizon": 4,
+                "inference_steps": 4,
+                **overrides,
+            }
+        )
 
 
 class NoiseSchedule:

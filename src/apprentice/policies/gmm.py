@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +68,10 @@ class GMMConfig(PolicyConfig, GMMHeadOptions):
 
     def build(self, spec: ObsActSpec, normalizer_state: dict[str, Any]) -> GMMPolicy:
         return GMMPolicy(self, spec, normalizer_state)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> Self:
+        return cls(**{"hidden_dims": (32,), **overrides})
 
 
 ACTION_HEADS = ("deterministic", "gmm")
@@ -235,6 +239,15 @@ class GMMPolicy(Policy):
     def _reset_rows(self, rows: Tensor | None) -> None:
         if rows is None:
             self._generator.manual_seed(self.config.sample_seed)
+
+    def export_step(
+        self, x: Tensor, step: Tensor | None, state: dict[str, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        # The most likely mode's mean: no sampler state for the graph to carry.
+        action = self.head.act(
+            self.trunk(x), deterministic=True, low_noise=self.config.low_noise_eval, generator=None
+        )
+        return action, {}  # (B, A)
 
 
 register_policy("gmm")(GMMConfig)

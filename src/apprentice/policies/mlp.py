@@ -6,7 +6,7 @@ Shape legend: B batch, T time, Din = frame_stack * D input features, A action.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from torch import Tensor, nn
 
@@ -27,7 +27,7 @@ class MLPConfig(PolicyConfig):
     """Weights of the MLP: orthogonal (hidden layers gain sqrt(2), output layer gain 0.01,
     zero biases; the policy starts near a constant action) or pytorch (PyTorch's default, as
     robomimic's BC). On lift and stack from oracle demos orthogonal clones far better
-    (benchmarks/RESULTS.md, "The MLP's initialization"); pytorch reproduces MLP numbers
+    (benchmarks/results/policies-zoo.md, "The MLP's initialization"); pytorch reproduces MLP numbers
     recorded before that section."""
 
     def __post_init__(self) -> None:
@@ -38,6 +38,10 @@ class MLPConfig(PolicyConfig):
 
     def build(self, spec: ObsActSpec, normalizer_state: dict[str, Any]) -> MLPPolicy:
         return MLPPolicy(self, spec, normalizer_state)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> Self:
+        return cls(**{"hidden_dims": (32,), **overrides})
 
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -112,6 +116,11 @@ class MLPPolicy(Policy):
 
     def _act_step(self, x: Tensor, fresh: Tensor) -> Tensor:
         return self.predict(x)  # (B, A)
+
+    def export_step(
+        self, x: Tensor, step: Tensor | None, state: dict[str, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.predict(x), {}  # (B, A): no state of its own
 
 
 register_policy("mlp")(MLPConfig)

@@ -12,7 +12,7 @@ Shape legend: B batch, T time, Din input features, H hidden size, L layers, A ac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import Tensor, nn
@@ -56,6 +56,10 @@ class RNNConfig(PolicyConfig, GMMHeadOptions):
 
     def build(self, spec: ObsActSpec, normalizer_state: dict[str, Any]) -> RNNPolicy:
         return RNNPolicy(self, spec, normalizer_state)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> Self:
+        return cls(**{"hidden_dim": 16, "seq_len": 4, "rnn_horizon": 4, **overrides})
 
 
 class RNNPolicy(Policy):
@@ -110,6 +114,30 @@ class RNNPolicy(Policy):
             self._state = None
             self._counter = None
             self._generator.manual_seed(self.config.sample_seed)
+
+    def export_state(self) -> dict[str, tuple[int, ...]]:
+        shape = (self.config.num_layers, 1, self.config.hidden_dim)  # (L, 1, H)
+        return {"h": shape, "c": shape}
+
+    def export_step(
+        self, x: Tensor, step: Tensor | None, state: dict[str, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        assert step is not None  # the exported step keeps (h, c), so it counts steps
+        # _act_step restarts at steps 0, horizon, 2 * horizon, ... of an episode.
+        restart = step == 0  # (B,)
+        if self.config.rnn_horizon > 0:
+            restart = restart | (step % self.config.rnn_horizon == 0)
+        keep = (~restart).to(x.dtype)[None, :, None]  # (1, B, 1)
+        out, (h, c) = self.lstm(x[:, None], (state["h"] * keep, state["c"] * keep))  # (B, 1, H)
+        action = head_act(
+            self.gmm,
+            self.linear,
+            out[:, 0],  # (B, H)
+            deterministic=True,
+            low_noise=self.config.low_noise_eval,
+            generator=None,
+        )
+        return action, {"h": h, "c": c}
 
 
 register_policy("rnn")(RNNConfig)

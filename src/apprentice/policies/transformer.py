@@ -23,7 +23,7 @@ features, E embedding, A action, K mixture modes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
@@ -86,6 +86,12 @@ class TransformerConfig(PolicyConfig, GMMHeadOptions):
 
     def build(self, spec: ObsActSpec, normalizer_state: dict[str, Any]) -> TransformerPolicy:
         return TransformerPolicy(self, spec, normalizer_state)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> Self:
+        return cls(
+            **{"embed_dim": 16, "num_layers": 1, "num_heads": 2, "frame_stack": 3, **overrides}
+        )
 
 
 class CausalSelfAttention(nn.Module):
@@ -206,6 +212,20 @@ class TransformerPolicy(Policy):
     def _reset_rows(self, rows: Tensor | None) -> None:
         if rows is None:
             self._generator.manual_seed(self.config.sample_seed)
+
+    def export_step(
+        self, x: Tensor, step: Tensor | None, state: dict[str, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        # A pure function of the frame history: the last position attends to all frames.
+        action = head_act(
+            self.gmm,
+            self.linear,
+            self.gpt(self.frames(x))[:, -1],  # (B, E)
+            deterministic=True,
+            low_noise=self.config.low_noise_eval,
+            generator=None,
+        )
+        return action, {}
 
 
 register_policy("transformer")(TransformerConfig)
