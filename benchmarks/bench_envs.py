@@ -88,7 +88,9 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     # The robosuite tasks have their own benchmark (bench_robosuite_oracles.py, own venv);
     # Push-T is no MuJoCo task (its expert's rate is in RESULTS' Push-T section).
-    for name in args.tasks or [n for n in task_names() if n not in (*ROBOSUITE_TASKS, "pusht")]:
+    builtin = [n for n in task_names() if n not in (*ROBOSUITE_TASKS, "pusht")]
+    # The gym/<id> control tasks have no oracle: bench_irl and bench_dagger measure them.
+    for name in args.tasks or [n for n in builtin if not n.startswith("gym/")]:
         successes, mean_len = oracle_success(name, args.episodes)
         low, high = wilson_interval(successes, args.episodes)
         env_rate = env_steps_per_s(name, args.steps)

@@ -197,4 +197,6 @@ def make_task_from_env_args(env_args: dict[str, Any], **overrides: Any) -> Task:
 def _load_builtin_tasks() -> None:
     # Importing the modules registers them; done lazily so `base` has no import cycle.
     # The robosuite tasks register lazy factories: robosuite is imported on first use only.
-    from apprentice.envs import robosuite, tasks  # noqa: F401
+    # The gym/<id> tasks cost no more than gymnasium, which this module imports already: each
+    # builds its gymnasium env (and imports the MuJoCo envs) on first use.
+    from apprentice.envs import gym_tasks, robosuite, tasks  # noqa: F401
