@@ -11,13 +11,16 @@ from apprentice.collect.oracle import CollectConfig, collect_demos
 from apprentice.data.normalize import Normalizer
 from apprentice.data.spec import ObsActSpec
 from apprentice.envs import make_task
+from apprentice.envs.pool import make_pool
 from apprentice.envs.seeds import HELD_OUT_SEED_BASE, held_out_seeds
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.report import write_report
 from apprentice.evaluate.rollout import (
+    POOL_START_SECONDS,
     BatchPolicy,
     EvalConfig,
     evaluate,
+    pool_pays,
     rollout_batch,
     rollout_callback,
 )
@@ -60,18 +63,34 @@ def test_pool_gives_the_same_episodes_as_one_process(run_dir: Path) -> None:
     one = evaluate(
         EvalConfig(checkpoint=str(run_dir), episodes=4, workers=1, out=str(run_dir / "a.json"))
     )
-    two = evaluate(
-        EvalConfig(
-            checkpoint=str(run_dir),
-            episodes=4,
-            workers=2,
-            envs_per_worker=2,
-            out=str(run_dir / "b.json"),
-        )
+    cfg = EvalConfig(
+        checkpoint=str(run_dir),
+        episodes=4,
+        workers=2,
+        envs_per_worker=2,
+        out=str(run_dir / "b.json"),
     )
+    with make_pool(2) as pool:
+        two = evaluate(cfg, pool=pool)
+    assert two["workers_used"] == 2
     assert one["seeds"] == two["seeds"]
     assert one["per_episode_success"] == two["per_episode_success"]
     assert one["mean_episode_length"] == two["mean_episode_length"]
+    assert one["per_episode_return"] == two["per_episode_return"]
+
+
+def test_few_episodes_per_worker_stay_in_process(run_dir: Path) -> None:
+    """A pool that cannot pay for its start-up is not started: more workers are never
+    slower than one."""
+    cfg = EvalConfig(checkpoint=str(run_dir), episodes=4, workers=2, envs_per_worker=2)
+    assert evaluate(cfg)["workers_used"] == 1
+
+
+def test_a_pool_is_started_where_it_pays() -> None:
+    assert not pool_pays(chunk_seconds=0.5, chunks_left=1, workers=2)
+    assert not pool_pays(chunk_seconds=0.5, chunks_left=19, workers=2)
+    assert pool_pays(chunk_seconds=5.0, chunks_left=19, workers=2)
+    assert pool_pays(chunk_seconds=POOL_START_SECONDS, chunks_left=4, workers=2)
 
 
 def test_lockstep_rollouts_match_one_env_at_a_time(run_dir: Path) -> None:

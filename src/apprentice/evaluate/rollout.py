@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -173,6 +174,20 @@ def rollout_batch(
     ]
 
 
+POOL_START_SECONDS = 6.0
+"""What starting a pool for one evaluation costs before its workers roll out: the fork
+server's preload (torch, mujoco, the tasks), then each worker's policy and envs. Measured
+with benchmarks/bench_eval.py (2 workers, lift, a shared 2-core machine), rounded up: an
+estimate on the high side keeps work in-process, which is never slower than one worker."""
+
+
+def pool_pays(chunk_seconds: float, chunks_left: int, workers: int) -> bool:
+    """Whether `workers` processes, started now, finish `chunks_left` chunks of
+    `chunk_seconds` each sooner than this process alone."""
+    pooled = POOL_START_SECONDS + math.ceil(chunks_left / workers) * chunk_seconds
+    return pooled < chunks_left * chunk_seconds
+
+
 @lru_cache(maxsize=2)
 def _worker_policy(checkpoint: str, mtime_ns: int) -> Policy:
     del mtime_ns  # part of the cache key only: a rewritten checkpoint is reloaded
@@ -268,8 +283,11 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run the rollouts, write the results JSON (and videos), and return its content.
 
-    `pool` (from `make_pool`) lets several evaluations share worker processes that are
-    already started, so the spawn start-up (a few seconds: torch's import) is paid once.
+    With `workers` > 1 and no `pool`, the first chunk of episodes runs here, timed, and a
+    pool is started for the rest only where `pool_pays` (few episodes per worker finish
+    sooner in this process than a pool starts). `pool` (from `make_pool`) lets several
+    evaluations share worker processes that are already started: all chunks go to it.
+    Every chunk gives the same episodes wherever it runs.
     """
     ckpt_path = resolve_checkpoint(cfg.checkpoint)
     ckpt = load_checkpoint(ckpt_path)
@@ -318,9 +336,29 @@ def evaluate(
         if progress:
             progress(len(part))
 
-    if cfg.workers <= 1:
-        for i in todo:
-            finished(i, _rollout_chunk(str(ckpt_path), task_name, kw_items, chunks[i], videos[i]))
+    def in_process(i: int) -> None:
+        finished(i, _rollout_chunk(str(ckpt_path), task_name, kw_items, chunks[i], videos[i]))
+
+    pooled = cfg.workers > 1 and len(todo) > 1
+    if pooled and pool is None:
+        # Time one chunk here (policy loaded and envs built first) and start a pool for the
+        # rest only where it pays for its start-up.
+        _worker_policy(str(ckpt_path), ckpt_path.stat().st_mtime_ns)
+        for copy in range(len(chunks[todo[0]])):
+            worker_task(task_name, kw_items, copy)
+        t0 = time.perf_counter()
+        in_process(todo.pop(0))
+        pooled = pool_pays(time.perf_counter() - t0, len(todo), cfg.workers)
+    if not pooled:
+        # Here, chunks cut for several workers are stepped together again, up to
+        # envs_per_worker envs at once, so the policy is called once per step for all of them.
+        for group in _batches(todo, chunks, videos, cfg.envs_per_worker):
+            seeds_of = [s for i in group for s in chunks[i]]
+            video = sum(videos[i] for i in group)
+            part = _rollout_chunk(str(ckpt_path), task_name, kw_items, seeds_of, video)
+            for i in group:
+                finished(i, part[: len(chunks[i])])
+                part = part[len(chunks[i]) :]
     else:
         with contextlib.ExitStack() as stack:
             executor = pool or stack.enter_context(make_pool(cfg.workers))
@@ -338,6 +376,7 @@ def evaluate(
     summary["checkpoint"] = str(ckpt_path)
     summary["task_args"] = task_args
     summary["resumed_episodes"] = sum(len(chunks[i]) for i in done)
+    summary["workers_used"] = cfg.workers if pooled else 1
     video_paths = write_videos(result, out.parent / "videos")
     summary["videos"] = [str(p) for p in video_paths]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -345,6 +384,22 @@ def evaluate(
     journal.remove()
     summary["results_path"] = str(out)
     return summary
+
+
+def _batches(
+    todo: list[int], chunks: list[list[int]], videos: list[int], size: int
+) -> list[list[int]]:
+    """`todo` chunks grouped in order, each group at most `size` episodes; a chunk with
+    videos starts a group (its videos are of its first episodes, which then lead)."""
+    groups: list[list[int]] = []
+    count = size
+    for i in todo:
+        if count + len(chunks[i]) > size or videos[i]:
+            groups.append([])
+            count = 0
+        groups[-1].append(i)
+        count += len(chunks[i])
+    return groups
 
 
 class _Journal:
