@@ -37,13 +37,14 @@ from apprentice.data.reader import DemoFile
 from apprentice.data.spec import ObsActSpec
 from apprentice.data.store import DemoWriter
 from apprentice.envs.base import Task, make_task, task_spec
+from apprentice.envs.gym_tasks import SB3Expert
 from apprentice.envs.seeds import VALIDATION_SEED_OFFSET, dagger_seed, held_out_seeds
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.metrics import success_rate
 from apprentice.evaluate.rollout import rollout_batch
 from apprentice.interactive.dart import NoiseModel, fit_noise, learner_errors
 from apprentice.interactive.episodes import Mode, run_episode
-from apprentice.interactive.experts import Expert, OracleExpert, SB3Expert, make_expert
+from apprentice.interactive.experts import Expert, OracleExpert, make_expert
 from apprentice.interactive.gates import ActionGapGate, Gate
 from apprentice.interactive.human import HumanGate, TeleopExpert
 from apprentice.overrides import parse_overrides

@@ -35,7 +35,7 @@ from apprentice.data.normalize import floored_mean_std
 from apprentice.data.reader import DemoFile, is_image
 from apprentice.data.store import DemoWriter
 from apprentice.envs.base import Task, make_task
-from apprentice.envs.gym_tasks import GymTask
+from apprentice.envs.gym_tasks import GymTask, PendulumPD
 from apprentice.envs.seeds import HELD_OUT_SEED_BASE, expert_demo_seeds, held_out_seeds
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.rollout import PerObservation, rollout_batch
@@ -319,28 +319,25 @@ def expert_reference(path: str | Path) -> tuple[float, float] | None:
 
 
 class PendulumPDExpert:
-    """A PD law that balances gym/InvertedPendulum-v5 (return 1000 from every start we
-    tried): force = 0.5 x + 10 theta + 0.5 x' + 1 theta', in the env's units (N), mapped onto
-    [-1, 1]. A teacher that needs no training, for tests and CI where no SB3 expert exists."""
+    """gym/InvertedPendulum-v5's built-in PD law (`PendulumPD`) as an expert that labels: a
+    teacher that needs no training, for tests and CI where no SB3 expert exists."""
 
     name = "pd"
     noise_free_dims: tuple[int, ...] = ()
-    gains = np.array([0.5, 10.0, 0.5, 1.0])
-    """On obs (cart x, pole angle, cart velocity, pole angular velocity)."""
 
     def __init__(self, task: Task) -> None:
-        if task.name != "gym/InvertedPendulum-v5":
+        if not isinstance(task, GymTask) or task.env_id != PendulumPD.env_id:
             raise ApprenticeError(
-                f"the pd expert balances gym/InvertedPendulum-v5, not {task.name}"
+                f"the pd expert balances gym/{PendulumPD.env_id}, not {task.name}"
             )
         self.task = task
+        self.law = PendulumPD(task)
 
     def reset(self) -> None:
         """Stateless."""
 
     def label(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        force = float(self.gains @ np.asarray(obs["state"], dtype=np.float64))
-        return np.clip(np.array([force / 3.0], dtype=np.float32), -1.0, 1.0)  # box is [-3, 3]
+        return self.law.act(obs)
 
 
 def _expert(spec: str, task: Task, rng: np.random.Generator) -> Any:
