@@ -117,14 +117,20 @@ def main() -> None:
 
         with make_pool(args.workers) as pool:
             started(pool)  # start the workers and load the policy in each
-            for _ in range(args.repeats):
-                rates["1"].append(fresh(ckpt, args.episodes, 1, "choice", out)[0])
-                rate, workers_used = fresh(ckpt, args.episodes, args.workers, "choice", out)
-                rates["choice"].append(rate)
-                used.append(workers_used)
-                for mode in ("forkserver", "spawn"):
-                    rates[mode].append(fresh(ckpt, args.episodes, args.workers, mode, out)[0])
-                rates["started"].append(started(pool))
+            for round_index in range(args.repeats):
+                # ABBA: every other round runs the rows in reverse, so that a drift in the
+                # machine's load during a round does not favour one row.
+                order = ROWS if round_index % 2 == 0 else ROWS[::-1]
+                for row in order:
+                    if row == "started":
+                        rates[row].append(started(pool))
+                        continue
+                    workers = 1 if row == "1" else args.workers
+                    mode = "choice" if row == "1" else row
+                    rate, workers_used = fresh(ckpt, args.episodes, workers, mode, out)
+                    rates[row].append(rate)
+                    if row == "choice":
+                        used.append(workers_used)
     ratios = {row: [b / a for a, b in zip(rates["1"], rates[row], strict=True)] for row in ROWS[1:]}
     result = {
         "task": args.task,

@@ -63,7 +63,9 @@ def test_an_sb3_expert_demonstrates_a_gym_task(tmp_path: Path, sb3_expert: Path)
 
 
 def test_a_gym_task_without_a_built_in_expert_asks_for_one(tmp_path: Path) -> None:
-    with pytest.raises(ApprenticeError, match=r"no built-in expert.*--expert model\.zip"):
+    with pytest.raises(
+        ApprenticeError, match=r"no scripted oracle or built-in expert.*--expert model\.zip"
+    ):
         collect_demos(CollectConfig(task="gym/Reacher-v5", n=1, out=str(tmp_path / "r.hdf5")))
 
 

@@ -163,8 +163,9 @@ class GymTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         if self.env_id == PendulumPD.env_id:
             return PendulumPD(self)
         raise ApprenticeError(
-            f"task {self.name} has no built-in expert; use a trained stable-baselines3 expert "
-            f"(--expert model.zip; benchmarks/train_experts.py --env {self.env_id} saves one)"
+            f"task {self.name} has no scripted oracle or built-in expert; use a trained "
+            f"stable-baselines3 expert (--expert model.zip; benchmarks/train_experts.py "
+            f"--env {self.env_id} saves one)"
         )
 
     def render_frame(self, camera: str, size: int = 84) -> np.ndarray:

@@ -174,11 +174,11 @@ def rollout_batch(
     ]
 
 
-POOL_START_SECONDS = 6.0
+POOL_START_SECONDS = 8.0
 """What starting a pool for one evaluation costs before its workers roll out: the fork
 server's preload (torch, mujoco, the tasks), then each worker's policy and envs. Measured
-with benchmarks/bench_eval.py (2 workers, lift, a shared 2-core machine), rounded up: an
-estimate on the high side keeps work in-process, which is never slower than one worker."""
+with benchmarks/bench_eval.py (2 workers, lift: 6.7 s median on a loaded 2-core machine),
+rounded up: an estimate on the high side keeps work in-process, never slower than one worker."""
 
 
 def pool_pays(chunk_seconds: float, chunks_left: int, workers: int) -> bool:
