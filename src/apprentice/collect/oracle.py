@@ -15,7 +15,7 @@ from apprentice.collect.record import record_episode
 from apprentice.data.episode import Episode
 from apprentice.data.store import DemoFile, DemoWriter, write_mask
 from apprentice.envs.base import make_task
-from apprentice.envs.gym_tasks import GymTask, SB3Expert
+from apprentice.envs.gym_tasks import GymTask, PendulumPD, SB3Expert, builtin_expert
 from apprentice.envs.pool import make_pool, worker_task
 from apprentice.envs.seeds import HELD_OUT_SEED_BASE
 from apprentice.errors import ApprenticeError
@@ -57,9 +57,9 @@ class CollectConfig:
     """Human-like defects injected into the oracle (apprentice.collect.noisy): none, or human
     (pauses, hesitations, tremor, dropped grasps, gripper chatter; labelled in demo attrs)."""
     expert: str = "oracle"
-    """Who demonstrates: 'oracle' (the task's built-in expert: a scripted oracle, or
-    gym/InvertedPendulum-v5's PD law) or a stable-baselines3 model .zip (a gym/<id> task's
-    trained expert, its .json record beside it)."""
+    """Who demonstrates: 'oracle' (the task's scripted oracle; for a gym/<id> task its
+    built-in expert, gym/InvertedPendulum-v5's PD law) or a stable-baselines3 model .zip (a
+    gym/<id> task's trained expert, its .json record beside it)."""
 
 
 @dataclass(frozen=True)
@@ -92,15 +92,18 @@ def _oracle_episode(
     if isinstance(task, GymTask):
         # A control task: the expert's whole episode (to termination or the horizon) is the
         # demo; there is no success to stop at, no end effector to record for generation.
-        actor = _sb3_expert(expert, task_name, kwargs) if expert != "oracle" else None
-        gym_oracle = actor or task.oracle(np.random.default_rng(seed))
+        actor: SB3Expert | PendulumPD
+        if expert == "oracle":
+            actor = builtin_expert(task)
+        else:
+            actor = _sb3_expert(expert, task_name, kwargs)
         return record_episode(
             task,
-            gym_oracle.act,
+            actor.act,
             seed=seed,
             source=expert_source(expert),
             with_datagen=False,
-            on_reset=gym_oracle.reset,
+            on_reset=actor.reset,
         )
     oracle = task.oracle(np.random.default_rng(seed))
     human_noise = noise_preset(human)
@@ -187,8 +190,8 @@ def collect_demos(cfg: CollectConfig) -> CollectResult:
                 "a stable-baselines3 expert demonstrates the gym/<id> tasks"
             )
         SB3Expert.load(cfg.expert, task)  # fail here, not in a worker
-    else:
-        task.oracle(np.random.default_rng(cfg.seed))  # a task with no expert says so here
+    elif isinstance(task, GymTask):
+        builtin_expert(task)  # a gym task with no built-in expert says so here
     task.close()
     path = Path(cfg.out)
     done_seeds: set[int] = set()

@@ -10,8 +10,9 @@ store, training and rollouts work unchanged:
 - get_state / set_state: qpos and qvel concatenated (S = nq + nv), enough to replay;
 - the manipulation-only parts (eef pose, targets) raise ApprenticeError naming the task, so
   a command that needs them says why it cannot run here;
-- experts: InvertedPendulum's PD law is its built-in `oracle`; any of them takes a trained
-  stable-baselines3 model (`SB3Expert`, a .zip with its .json record beside it).
+- experts: no scripted oracle; InvertedPendulum's PD law is its built-in expert
+  (`builtin_expert`), and any of them takes a trained stable-baselines3 model (`SB3Expert`, a
+  .zip with its .json record beside it).
 
 They register as `gym/<env id>`, e.g. `gym/InvertedPendulum-v5`.
 """
@@ -159,13 +160,9 @@ class GymTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         raise self._not_manipulation("pose controller")
 
     def oracle(self, rng: np.random.Generator) -> Oracle:
-        """The task's built-in expert (InvertedPendulum's PD law); the others have none."""
-        if self.env_id == PendulumPD.env_id:
-            return PendulumPD(self)
         raise ApprenticeError(
-            f"task {self.name} has no scripted oracle or built-in expert; use a trained "
-            f"stable-baselines3 expert (--expert model.zip; benchmarks/train_experts.py "
-            f"--env {self.env_id} saves one)"
+            f"task {self.name} has no scripted oracle; use a trained expert "
+            f"(benchmarks/train_experts.py --env {self.env_id} saves one as a .zip)"
         )
 
     def render_frame(self, camera: str, size: int = 84) -> np.ndarray:
@@ -196,6 +193,17 @@ class PendulumPD:
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         force = float(self.gains @ np.asarray(obs["state"], dtype=np.float64))
         return np.clip(np.array([force / self.max_force], dtype=np.float32), -1.0, 1.0)
+
+
+def builtin_expert(task: GymTask) -> PendulumPD:
+    """The task's built-in expert, which `apprentice collect` records by default: the PD law
+    of gym/InvertedPendulum-v5; the other tasks have none (they need a trained expert)."""
+    if task.env_id != PendulumPD.env_id:
+        raise ApprenticeError(
+            f"task {task.name} has no built-in expert; use a trained stable-baselines3 expert "
+            f"(--expert model.zip; benchmarks/train_experts.py --env {task.env_id} saves one)"
+        )
+    return PendulumPD(task)
 
 
 def expert_record_path(model_path: Path) -> Path:
