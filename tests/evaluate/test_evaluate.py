@@ -208,7 +208,7 @@ def test_task_args_name_the_results_file_and_are_recorded(run_dir: Path) -> None
     ("field", "value"), [("workers", 0), ("workers", -2), ("episodes", 0), ("envs_per_worker", 0)]
 )
 def test_counts_below_one_are_refused_up_front(field: str, value: int) -> None:
-    with pytest.raises(ApprenticeError, match=f"eval: {field} must be >= 1, got {value}"):
+    with pytest.raises(ApprenticeError, match=f"^{field} must be >= 1, got {value}$"):
         EvalConfig(checkpoint="anything", **{field: value})  # type: ignore[arg-type]
 
 

@@ -262,7 +262,7 @@ class EvalConfig:
         ]
         for name, value, low in checks:
             if value < low:
-                raise ApprenticeError(f"eval: {name} must be >= {low}, got {value}")
+                raise ApprenticeError(f"{name} must be >= {low}, got {value}")
 
 
 def results_name(task: str, task_args: dict[str, Any]) -> str:
