@@ -19,7 +19,6 @@ import numpy as np
 
 from apprentice.collect.record import record_episode
 from apprentice.envs import make_task, task_names
-from apprentice.envs.robosuite import ROBOSUITE_TASKS
 from apprentice.evaluate.metrics import wilson_interval
 from harness import OUT, add_out, markdown_table, parser, success_cell, wilson_cell, write_json
 
@@ -82,7 +81,8 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     # The robosuite tasks have their own benchmark (bench_robosuite_oracles.py, own venv);
     # Push-T is no MuJoCo task (its expert's rate is in results/pusht.md).
-    for name in args.tasks or [n for n in task_names() if n not in (*ROBOSUITE_TASKS, "pusht")]:
+    # The gym/<id> control tasks have no oracle: bench_irl and bench_dagger measure them.
+    for name in args.tasks or task_names("builtin"):
         successes, mean_len = oracle_success(name, args.episodes)
         low, high = wilson_interval(successes, args.episodes)
         env_rate = env_steps_per_s(name, args.steps)

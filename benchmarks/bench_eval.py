@@ -1,11 +1,23 @@
-"""Evaluation throughput: pooled rollouts against the single-process rate.
+"""Evaluation throughput: `evaluate` with W workers against one process, end to end.
 
-Target: rollouts/s with W workers >= 0.8 x W x the single-process rate. Both are measured in
-one run, alternating, on the same checkpoint (a freshly initialized BC-RNN by default: the
-policy's quality does not matter for throughput, only its cost per step, so every episode
-runs to the horizon, which is the worst case). The pool is timed twice: steady state (its
-workers already started, as when evaluations share a pool) and end to end (spawning the
-workers, whose torch import costs a few seconds, inside the timing).
+Targets: `apprentice eval --workers W` is never slower than one worker (end to end, pool
+start included, in a fresh process as the command runs); a started pool gives rollouts/s
+>= 0.8 x W x the single-process rate. Every figure is measured in one run, in alternated
+rounds, on the same checkpoint (a freshly initialized BC-RNN by default: the policy's quality
+does not matter for throughput, only its cost per step, so every episode runs to the
+horizon, the worst case). Rows:
+
+- 1 (in process): `evaluate(workers=1)` in a fresh interpreter;
+- W, evaluate's choice: `evaluate(workers=W)` in a fresh interpreter, pool start included
+  (it starts a pool only where the pool pays for its start-up; `workers_used` says which);
+- W, pool started for the call: `make_pool(W)` + `evaluate(pool=...)` in a fresh interpreter
+  (the fork server's preload and the workers' start inside the timing);
+- W, spawned pool started for the call: the same with spawned workers, each importing torch
+  and mujoco itself (the peer of the fork server);
+- W, started pool: the steady state, workers already up, as when evaluations share a pool.
+
+The fresh-interpreter rows time the `evaluate` call (and the pool's start), not the
+interpreter's own imports, which every row pays alike.
 
     .venv/bin/python benchmarks/bench_eval.py --task lift --episodes 20 --workers 2 --repeats 3
 """
@@ -15,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import Executor
@@ -30,6 +44,32 @@ from apprentice.evaluate.rollout import EvalConfig, evaluate
 from apprentice.policies.base import policy_config_from_dict
 from apprentice.policies.checkpoint import save_checkpoint
 
+# One evaluation in a fresh interpreter: prints episodes, seconds, workers_used.
+_FRESH = """
+import json, sys, time
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+import torch
+from apprentice.envs.pool import _init_worker, make_pool
+from apprentice.evaluate.rollout import EvalConfig, evaluate
+ckpt, episodes, workers, mode, out = sys.argv[1:6]
+torch.set_num_threads(1)
+cfg = EvalConfig(checkpoint=ckpt, episodes=int(episodes), workers=int(workers), out=out)
+t0 = time.perf_counter()
+if mode == "choice":
+    s = evaluate(cfg)
+elif mode == "forkserver":
+    with make_pool(cfg.workers) as pool:
+        s = evaluate(cfg, pool=pool)
+else:
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=_init_worker) as pool:
+        s = evaluate(cfg, pool=pool)
+print(json.dumps([s["episodes"], time.perf_counter() - t0, s["workers_used"]]))
+"""
+
+ROWS = ("1", "choice", "forkserver", "spawn", "started")
+
 
 def make_checkpoint(task_name: str, policy: str, path: Path) -> None:
     task = make_task(task_name)
@@ -37,6 +77,16 @@ def make_checkpoint(task_name: str, policy: str, path: Path) -> None:
     normalizer = Normalizer.identity(spec)
     cfg = policy_config_from_dict({"name": policy})
     save_checkpoint(path, cfg.build(spec, normalizer.state_dict()), env_args=task.env_args)
+
+
+def fresh(ckpt: Path, episodes: int, workers: int, mode: str, out: Path) -> tuple[float, int]:
+    """rollouts/s and workers used of one evaluation in a fresh interpreter."""
+    argv = [str(ckpt), str(episodes), str(workers), mode, str(out)]
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH, *argv], capture_output=True, text=True, check=True
+    )
+    n, seconds, used = json.loads(done.stdout.strip().splitlines()[-1])
+    return n / seconds, int(used)
 
 
 def main() -> None:
@@ -50,57 +100,70 @@ def main() -> None:
     args = p.parse_args()
     # The single-process rate is one process on one core, as each pool worker is.
     torch.set_num_threads(1)
+    rates: dict[str, list[float]] = {row: [] for row in ROWS}
+    used: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "policy.pt"
         make_checkpoint(args.task, args.policy, ckpt)
-        rates: dict[str, list[float]] = {"1": [], "pool": [], "pool_cold": []}
+        out = Path(tmp) / "r.json"
 
-        def run(workers: int, pool: Executor | None = None) -> float:
+        def started(pool: Executor) -> float:
             cfg = EvalConfig(
-                checkpoint=str(ckpt),
-                episodes=args.episodes,
-                workers=workers,
-                out=str(Path(tmp) / "r.json"),
+                checkpoint=str(ckpt), episodes=args.episodes, workers=args.workers, out=str(out)
             )
             t0 = time.perf_counter()
             s = evaluate(cfg, pool=pool)
-            return s["episodes"] / (time.perf_counter() - t0)
+            return float(s["episodes"]) / (time.perf_counter() - t0)
 
         with make_pool(args.workers) as pool:
-            run(args.workers, pool)  # start the workers and load the policy in each
-            for _ in range(args.repeats):
-                rates["1"].append(run(1))
-                rates["pool"].append(run(args.workers, pool))
-                rates["pool_cold"].append(run(args.workers))
-        ratios = [b / a for a, b in zip(rates["1"], rates["pool"], strict=True)]
-        cold = [b / a for a, b in zip(rates["1"], rates["pool_cold"], strict=True)]
+            started(pool)  # start the workers and load the policy in each
+            for round_index in range(args.repeats):
+                # ABBA: every other round runs the rows in reverse, so that a drift in the
+                # machine's load during a round does not favour one row.
+                order = ROWS if round_index % 2 == 0 else ROWS[::-1]
+                for row in order:
+                    if row == "started":
+                        rates[row].append(started(pool))
+                        continue
+                    workers = 1 if row == "1" else args.workers
+                    mode = "choice" if row == "1" else row
+                    rate, workers_used = fresh(ckpt, args.episodes, workers, mode, out)
+                    rates[row].append(rate)
+                    if row == "choice":
+                        used.append(workers_used)
+    ratios = {row: [b / a for a, b in zip(rates["1"], rates[row], strict=True)] for row in ROWS[1:]}
     result = {
         "task": args.task,
         "policy": args.policy,
         "episodes": args.episodes,
         "workers": args.workers,
         "rollouts_per_s": rates,
-        "speedup_median": statistics.median(ratios),
-        "speedup_min": min(ratios),
-        "speedup_max": max(ratios),
-        "efficiency_median": statistics.median(ratios) / args.workers,
-        "speedup_cold_median": statistics.median(cold),
+        "workers_used_by_choice": used,
+        "speedup": {row: statistics.median(r) for row, r in ratios.items()},
+        "speedup_min": {row: min(r) for row, r in ratios.items()},
+        "speedup_max": {row: max(r) for row, r in ratios.items()},
+        "speedup_median": statistics.median(ratios["started"]),
+        "speedup_end_to_end_median": statistics.median(ratios["choice"]),
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2))
-    print("| workers | rollouts/s (median) | speedup vs 1 (median, min-max) | efficiency |")
-    print("|---|---|---|---|")
-    print(f"| 1 (in process) | {statistics.median(rates['1']):.2f} | 1.00 | 1.00 |")
-    print(
-        f"| {args.workers}, started pool | {statistics.median(rates['pool']):.2f} | "
-        f"{result['speedup_median']:.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
-        f"{result['efficiency_median']:.2f} |"
-    )
-    print(
-        f"| {args.workers}, spawned for the call | {statistics.median(rates['pool_cold']):.2f} | "
-        f"{statistics.median(cold):.2f} ({min(cold):.2f}-{max(cold):.2f}) | "
-        f"{statistics.median(cold) / args.workers:.2f} |"
-    )
+    w = args.workers
+    labels = {
+        "1": "1 (in process)",
+        "choice": f"{w}, evaluate's choice, end to end (workers used: {sorted(set(used))})",
+        "forkserver": f"{w}, fork-server pool started for the call",
+        "spawn": f"{w}, spawned pool started for the call",
+        "started": f"{w}, started pool",
+    }
+    print(f"{args.task}, {args.policy}, {args.episodes} episodes, {args.repeats} rounds")
+    print("| workers | rollouts/s (median) | speedup vs 1 (median, min-max) |")
+    print("|---|---|---|")
+    for row in ROWS:
+        r = ratios.get(row, [1.0])
+        print(
+            f"| {labels[row]} | {statistics.median(rates[row]):.2f} | "
+            f"{statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f}) |"
+        )
 
 
 if __name__ == "__main__":

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from apprentice.envs import Oracle, Task, make_task, make_task_from_env_args, task_names
-from apprentice.envs.robosuite import ROBOSUITE_TASKS
 from apprentice.errors import ApprenticeError
 
 # The built-in MuJoCo tasks; the robosuite ones (an optional extra) have
-# tests/envs/test_robosuite.py, and Push-T (a planar gym-pusht env) tests/envs/test_pusht.py.
-TASKS = [name for name in task_names() if name not in (*ROBOSUITE_TASKS, "pusht")]
+# tests/envs/test_robosuite.py, Push-T (a planar gym-pusht env) tests/envs/test_pusht.py, and
+# the gym/<id> control tasks (no oracle, no end effector) tests/envs/test_gym_tasks.py.
+TASKS = task_names("builtin")
 ORACLE_SEEDS = tuple(range(10))
 
 

@@ -11,10 +11,19 @@ from apprentice.collect.oracle import CollectConfig, collect_demos
 from apprentice.data.normalize import Normalizer
 from apprentice.data.spec import ObsActSpec
 from apprentice.envs import make_task
-from apprentice.envs.seeds import HELD_OUT_SEED_BASE
+from apprentice.envs.pool import make_pool
+from apprentice.envs.seeds import HELD_OUT_SEED_BASE, held_out_seeds
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.report import write_report
-from apprentice.evaluate.rollout import EvalConfig, evaluate, rollout_batch
+from apprentice.evaluate.rollout import (
+    POOL_START_SECONDS,
+    BatchPolicy,
+    EvalConfig,
+    evaluate,
+    pool_pays,
+    rollout_batch,
+    rollout_callback,
+)
 from apprentice.policies import load_policy
 from apprentice.policies.base import policy_config_from_dict
 from apprentice.policies.checkpoint import save_checkpoint
@@ -54,18 +63,34 @@ def test_pool_gives_the_same_episodes_as_one_process(run_dir: Path) -> None:
     one = evaluate(
         EvalConfig(checkpoint=str(run_dir), episodes=4, workers=1, out=str(run_dir / "a.json"))
     )
-    two = evaluate(
-        EvalConfig(
-            checkpoint=str(run_dir),
-            episodes=4,
-            workers=2,
-            envs_per_worker=2,
-            out=str(run_dir / "b.json"),
-        )
+    cfg = EvalConfig(
+        checkpoint=str(run_dir),
+        episodes=4,
+        workers=2,
+        envs_per_worker=2,
+        out=str(run_dir / "b.json"),
     )
+    with make_pool(2) as pool:
+        two = evaluate(cfg, pool=pool)
+    assert two["workers_used"] == 2
     assert one["seeds"] == two["seeds"]
     assert one["per_episode_success"] == two["per_episode_success"]
     assert one["mean_episode_length"] == two["mean_episode_length"]
+    assert one["per_episode_return"] == two["per_episode_return"]
+
+
+def test_few_episodes_per_worker_stay_in_process(run_dir: Path) -> None:
+    """A pool that cannot pay for its start-up is not started: more workers are never
+    slower than one."""
+    cfg = EvalConfig(checkpoint=str(run_dir), episodes=4, workers=2, envs_per_worker=2)
+    assert evaluate(cfg)["workers_used"] == 1
+
+
+def test_a_pool_is_started_where_it_pays() -> None:
+    assert not pool_pays(chunk_seconds=0.5, chunks_left=1, workers=2)
+    assert not pool_pays(chunk_seconds=0.5, chunks_left=19, workers=2)
+    assert pool_pays(chunk_seconds=5.0, chunks_left=19, workers=2)
+    assert pool_pays(chunk_seconds=POOL_START_SECONDS, chunks_left=4, workers=2)
 
 
 def test_lockstep_rollouts_match_one_env_at_a_time(run_dir: Path) -> None:
@@ -164,3 +189,61 @@ def test_a_killed_evaluation_resumes_from_its_journal(
     again = evaluate(cfg)
     assert again["resumed_episodes"] == 0 and len(rolled) == 3
     assert again["per_episode_success"] == whole["per_episode_success"]
+
+
+def test_task_args_name_the_results_file_and_are_recorded(run_dir: Path) -> None:
+    """An evaluation under other task arguments keeps its own results file (and journal)."""
+    d0 = evaluate(EvalConfig(checkpoint=str(run_dir), episodes=1, workers=1))
+    d1 = evaluate(
+        EvalConfig(checkpoint=str(run_dir), episodes=1, workers=1, task_args=("variant=D1",))
+    )
+    assert Path(d0["results_path"]) == run_dir / "eval_lift.json"
+    assert Path(d1["results_path"]) == run_dir / "eval_lift_variant=D1.json"
+    assert json.loads((run_dir / "eval_lift.json").read_text())["task_args"] == {}
+    saved = json.loads((run_dir / "eval_lift_variant=D1.json").read_text())
+    assert saved["task_args"] == {"variant": "D1"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("workers", 0), ("workers", -2), ("episodes", 0), ("envs_per_worker", 0)]
+)
+def test_counts_below_one_are_refused_up_front(field: str, value: int) -> None:
+    with pytest.raises(ApprenticeError, match=f"^{field} must be >= 1, got {value}$"):
+        EvalConfig(checkpoint="anything", **{field: value})  # type: ignore[arg-type]
+
+
+def test_rollouts_report_the_return(run_dir: Path) -> None:
+    """lift's reward is 1 on success, and an episode ends at its first success."""
+    policy = load_policy(run_dir / "final.pt")
+    seeds = held_out_seeds(3)
+    results = rollout_batch(policy, [make_task("lift") for _ in seeds], seeds)
+    assert [r.episode_return for r in results] == [float(r.success) for r in results]
+    s = evaluate(
+        EvalConfig(checkpoint=str(run_dir), episodes=3, workers=1, out=str(run_dir / "ret.json"))
+    )
+    assert s["per_episode_return"] == [r.episode_return for r in results]
+
+
+class _CountingPolicy:
+    """Records the batch size of every step."""
+
+    def __init__(self, policy: BatchPolicy) -> None:
+        self.policy = policy
+        self.batches: list[int] = []
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def act_batch(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        self.batches.append(len(next(iter(obs.values()))))
+        return self.policy.act_batch(obs)
+
+
+def test_trainer_callback_rolls_out_the_episodes_it_is_asked_for(run_dir: Path) -> None:
+    callback = rollout_callback("lift", 2)
+    policy = _CountingPolicy(load_policy(run_dir / "final.pt"))
+    callback(policy, 3)  # type: ignore[arg-type]
+    assert policy.batches[0] == 3
+    policy.batches.clear()
+    callback(policy, 1)  # type: ignore[arg-type]
+    assert policy.batches[0] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from apprentice.data.episode import Episode
 from apprentice.data.reader import canonical_env_args
 from apprentice.data.store import DemoFile, DemoWriter, write_mask
 from apprentice.envs.base import make_task
+from apprentice.envs.gym_tasks import GymTask, PendulumPD, SB3Expert, builtin_expert
 from apprentice.envs.pool import make_pool, worker_task
 from apprentice.envs.seeds import HELD_OUT_SEED_BASE
 from apprentice.errors import ApprenticeError
@@ -59,6 +61,10 @@ class CollectConfig:
     (pauses, hesitations, tremor, dropped grasps, gripper chatter; labelled in demo attrs)."""
     overwrite: bool = False
     """Replace --out instead of resuming it (a file of another task is refused otherwise)."""
+    expert: str = "oracle"
+    """Who demonstrates: 'oracle' (the task's scripted oracle; for a gym/<id> task its
+    built-in expert, gym/InvertedPendulum-v5's PD law) or a stable-baselines3 model .zip (a
+    gym/<id> task's trained expert, its .json record beside it)."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -76,6 +82,12 @@ class CollectResult:
     resumed_from: int
 
 
+@lru_cache(maxsize=2)
+def _sb3_expert(path: str, task_name: str, kwargs: tuple[tuple[str, Any], ...]) -> SB3Expert:
+    """This process's SB3 expert for the task: loaded once, not per episode."""
+    return SB3Expert.load(path, worker_task(task_name, kwargs))
+
+
 def _oracle_episode(
     task_name: str,
     kwargs: tuple[tuple[str, Any], ...],
@@ -83,10 +95,27 @@ def _oracle_episode(
     after: int,
     noise: float,
     human: str = "none",
+    expert: str = "oracle",
 ) -> Episode:
     from apprentice.collect.noisy import collect_human_like, noise_preset
 
     task = worker_task(task_name, kwargs)
+    if isinstance(task, GymTask):
+        # A control task: the expert's whole episode (to termination or the horizon) is the
+        # demo; there is no success to stop at, no end effector to record for generation.
+        actor: SB3Expert | PendulumPD
+        if expert == "oracle":
+            actor = builtin_expert(task)
+        else:
+            actor = _sb3_expert(expert, task_name, kwargs)
+        return record_episode(
+            task,
+            actor.act,
+            seed=seed,
+            source=expert_source(expert),
+            with_datagen=False,
+            on_reset=actor.reset,
+        )
     oracle = task.oracle(np.random.default_rng(seed))
     human_noise = noise_preset(human)
     if human_noise is not None:
@@ -107,6 +136,11 @@ def _oracle_episode(
     )
 
 
+def expert_source(expert: str) -> str:
+    """The `source` attr of a demo by `expert`: oracle, or sb3 for a trained model."""
+    return "oracle" if expert == "oracle" else SB3Expert.name
+
+
 def _task_kwargs(cfg: CollectConfig) -> tuple[tuple[str, Any], ...]:
     kwargs: dict[str, Any] = {"camera": cfg.camera}
     if cfg.variant is not None:
@@ -125,6 +159,7 @@ def _episodes(cfg: CollectConfig, seeds: Iterator[int]) -> Iterator[Episode]:
                 cfg.steps_after_success,
                 cfg.action_noise,
                 cfg.noise,
+                cfg.expert,
             )
         return
     with make_pool(cfg.workers) as pool:
@@ -141,6 +176,7 @@ def _episodes(cfg: CollectConfig, seeds: Iterator[int]) -> Iterator[Episode]:
                     cfg.steps_after_success,
                     cfg.action_noise,
                     cfg.noise,
+                    cfg.expert,
                 )
                 for s in chunk
             ]
@@ -157,6 +193,17 @@ def collect_demos(cfg: CollectConfig) -> CollectResult:
         )
     task = make_task(cfg.task, **dict(_task_kwargs(cfg)))
     env_args = task.env_args
+    # A control task's demos are whole expert episodes, kept whatever their return.
+    every_episode = isinstance(task, GymTask)
+    if cfg.expert != "oracle":
+        if not every_episode:
+            raise ApprenticeError(
+                f"--expert {cfg.expert}: task {cfg.task} records its scripted oracle; "
+                "a stable-baselines3 expert demonstrates the gym/<id> tasks"
+            )
+        SB3Expert.load(cfg.expert, task)  # fail here, not in a worker
+    elif isinstance(task, GymTask):
+        builtin_expert(task)  # a gym task with no built-in expert says so here
     task.close()
     path = Path(cfg.out)
     done_seeds: set[int] = set()
@@ -192,8 +239,8 @@ def collect_demos(cfg: CollectConfig) -> CollectResult:
             need = min(cfg.n - successes, max_attempts - attempts)
             for episode in _episodes(cfg, (next(stream) for _ in range(need))):
                 attempts += 1
-                if episode.success:
-                    writer.append(episode, masks=("success",))
+                if episode.success or every_episode:
+                    writer.append(episode, masks=("success",) if episode.success else ())
                     successes += 1
                     bar.update(1)
                 elif cfg.keep_failed:
@@ -201,7 +248,7 @@ def collect_demos(cfg: CollectConfig) -> CollectResult:
                     kept_failed += 1
                 bar.set_postfix(attempts=attempts, rate=f"{successes - resumed_from}/{attempts}")
     bar.close()
-    _write_split(path, cfg.valid_fraction, cfg.seed)
+    _write_split(path, cfg.valid_fraction, cfg.seed, every_demo=every_episode)
     if successes < cfg.n:
         raise ApprenticeError(
             f"the {cfg.task} oracle succeeded {successes - resumed_from} times in {attempts} "
@@ -210,10 +257,11 @@ def collect_demos(cfg: CollectConfig) -> CollectResult:
     return CollectResult(path, successes, attempts, kept_failed, resumed_from)
 
 
-def _write_split(path: Path, valid_fraction: float, seed: int) -> None:
-    """mask/train and mask/valid over the successful demos (robomimic's mask names)."""
+def _write_split(path: Path, valid_fraction: float, seed: int, every_demo: bool = False) -> None:
+    """mask/train and mask/valid over the successful demos (robomimic's mask names), or over
+    every demo (`every_demo`: a control task's, which have no success)."""
     with DemoFile(path) as f:
-        good = [n for n in f.demo_names if bool(f.attrs(n).get("success", True))]
+        good = [n for n in f.demo_names if every_demo or bool(f.attrs(n).get("success", True))]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(good))
     n_valid = max(1, round(len(good) * valid_fraction)) if len(good) > 1 and valid_fraction else 0

@@ -55,13 +55,15 @@ def record_episode(
     steps_after_success: int = 0,
     on_reset: Callable[[], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    with_datagen: bool = True,
 ) -> Episode:
     """Run `act` from the initial state drawn by `seed` until success or the horizon.
 
     With `steps_after_success` the recording goes on that many steps past the first success
     (within the horizon), so that what the expert does once the goal holds (let go, back
     away) is in the data as more than a single step. `should_stop`, asked after each step,
-    ends the episode early (an actor with nothing left to do).
+    ends the episode early (an actor with nothing left to do). `with_datagen=False` records no
+    datagen_info (a control task has no end effector or objects).
 
     Per step t the episode holds obs_t, action_t, next_obs_t, the simulator state before
     the action (so `set_state(states[t])` then `step(actions[t])` replays it), and the
@@ -82,7 +84,8 @@ def record_episode(
     for _ in range(task.horizon):
         action = np.clip(np.asarray(act(obs), dtype=np.float32), -1.0, 1.0)
         steps["states"].append(task.get_state())
-        datagen.add(task, action)
+        if with_datagen:
+            datagen.add(task, action)
         next_obs, reward, terminated, truncated, info = task.step(action)
         if since_success >= 0:
             since_success += 1
@@ -107,7 +110,7 @@ def record_episode(
         rewards=np.asarray(rewards, dtype=np.float32),
         dones=np.asarray(dones, dtype=np.float32),
         states=np.stack(steps["states"]),
-        datagen_info=datagen.build(actions),
+        datagen_info=datagen.build(actions) if with_datagen else None,
         seed=seed,
         success=success,
         source=source,

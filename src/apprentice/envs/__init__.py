@@ -1,6 +1,13 @@
 """Built-in MuJoCo tasks and the Task protocol."""
 
-from apprentice.envs.base import (
+import os
+
+from apprentice.envs.gl import default_gl_backend
+
+# Before any task module imports mujoco: MuJoCo picks its GL backend once, on import.
+default_gl_backend(os.environ)
+
+from apprentice.envs.base import (  # noqa: E402  (after the GL backend is chosen)
     Oracle,
     Subtask,
     Task,

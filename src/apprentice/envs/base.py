@@ -139,26 +139,33 @@ class TaskEntry:
     description: str
     available: Callable[[], bool] = _always
     """Whether the task can be built here (an optional extra's task may not be), cheaply."""
+    family: str = "builtin"
+    """Where the task comes from: "builtin" (this package's MuJoCo scenes, with oracles and
+    subtasks), "robosuite", "pusht" or "gym"."""
 
 
 _REGISTRY: dict[str, TaskEntry] = {}
 
 
 def register_task(
-    name: str, description: str, available: Callable[[], bool] = _always
+    name: str,
+    description: str,
+    available: Callable[[], bool] = _always,
+    family: str = "builtin",
 ) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
     """Class decorator: make a task constructible by name."""
 
     def wrap(factory: Callable[..., Task]) -> Callable[..., Task]:
-        _REGISTRY[name] = TaskEntry(name, factory, description, available)
+        _REGISTRY[name] = TaskEntry(name, factory, description, available, family)
         return factory
 
     return wrap
 
 
-def task_names() -> list[str]:
+def task_names(family: str | None = None) -> list[str]:
+    """Registered task names, all or those of one `TaskEntry.family` (e.g. "builtin")."""
     _load_builtin_tasks()
-    return sorted(_REGISTRY)
+    return sorted(n for n, e in _REGISTRY.items() if family in (None, e.family))
 
 
 def task_available(name: str) -> bool:
@@ -197,4 +204,6 @@ def make_task_from_env_args(env_args: dict[str, Any], **overrides: Any) -> Task:
 def _load_builtin_tasks() -> None:
     # Importing the modules registers them; done lazily so `base` has no import cycle.
     # The robosuite tasks register lazy factories: robosuite is imported on first use only.
-    from apprentice.envs import robosuite, tasks  # noqa: F401
+    # The gym/<id> tasks cost no more than gymnasium, which this module imports already: each
+    # builds its gymnasium env (and imports the MuJoCo envs) on first use.
+    from apprentice.envs import gym_tasks, robosuite, tasks  # noqa: F401

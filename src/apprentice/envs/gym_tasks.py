@@ -8,20 +8,25 @@ store, training and rollouts work unchanged:
 - observation {"state": (D,) float32}: the env's flat observation, under one low-dim key;
 - actions in [-1, 1], scaled linearly onto the env's own box (InvertedPendulum's is [-3, 3]);
 - get_state / set_state: qpos and qvel concatenated (S = nq + nv), enough to replay;
-- the manipulation-only parts (eef pose, targets, oracle) raise ApprenticeError naming the
-  task, so a command that needs them says why it cannot run here.
+- the manipulation-only parts (eef pose, targets) raise ApprenticeError naming the task, so
+  a command that needs them says why it cannot run here;
+- experts: no scripted oracle; InvertedPendulum's PD law is its built-in expert
+  (`builtin_expert`), and any of them takes a trained stable-baselines3 model (`SB3Expert`, a
+  .zip with its .json record beside it).
 
 They register as `gym/<env id>`, e.g. `gym/InvertedPendulum-v5`.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from apprentice.envs.base import Oracle, Subtask, register_task
+from apprentice.envs.base import Oracle, Subtask, Task, register_task
 from apprentice.errors import ApprenticeError
 
 PREFIX = "gym/"
@@ -168,11 +173,131 @@ class GymTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return {"env_name": self.name, "env_type": "gymnasium", "env_kwargs": {}}
 
 
+class PendulumPD:
+    """A PD law that balances gym/InvertedPendulum-v5 (return 1000 from every start we
+    tried): force = 0.5 x + 10 theta + 0.5 x' + 1 theta', in the env's units (N), mapped onto
+    [-1, 1]. The task's built-in expert: it needs no training."""
+
+    env_id = "InvertedPendulum-v5"
+    gains = np.array([0.5, 10.0, 0.5, 1.0])
+    """On obs (cart x, pole angle, cart velocity, pole angular velocity)."""
+
+    def __init__(self, task: GymTask) -> None:
+        self.task = task
+        self.max_force = float(task.env_action_space.high[0])
+        """The box is symmetric, [-3, 3] N: the unit action is force / max_force."""
+
+    def reset(self) -> None:
+        """Stateless."""
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        force = float(self.gains @ np.asarray(obs["state"], dtype=np.float64))
+        return np.clip(np.array([force / self.max_force], dtype=np.float32), -1.0, 1.0)
+
+
+def builtin_expert(task: GymTask) -> PendulumPD:
+    """The task's built-in expert, which `apprentice collect` records by default: the PD law
+    of gym/InvertedPendulum-v5; the other tasks have none (they need a trained expert)."""
+    if task.env_id != PendulumPD.env_id:
+        raise ApprenticeError(
+            f"task {task.name} has no built-in expert; use a trained stable-baselines3 expert "
+            f"(--expert model.zip; benchmarks/train_experts.py --env {task.env_id} saves one)"
+        )
+    return PendulumPD(task)
+
+
+def expert_record_path(model_path: Path) -> Path:
+    """The JSON beside an SB3 expert's .zip (task, returns), written by train_experts.py."""
+    return model_path.with_suffix(".json")
+
+
+class SB3Expert:
+    """A stable-baselines3 model (SAC, PPO, TD3, ...) trained on a gymnasium task, acting
+    deterministically; its actions are mapped from the env's box onto [-1, 1]. It labels
+    (`label`, an interactive expert) and acts (`act`, an `Oracle` for `apprentice collect`)."""
+
+    name = "sb3"
+    noise_free_dims: tuple[int, ...] = ()
+
+    def __init__(self, task: Task, model: Any, record: dict[str, Any]) -> None:
+        self.task = task
+        self.model = model
+        self.record = record
+
+    @classmethod
+    def load(cls, path: str | Path, task: Task) -> SB3Expert:
+        """Load `path` (.zip) for `task`; refuses a model trained for another task."""
+        path = Path(path)
+        if not path.is_file():
+            raise ApprenticeError(f"expert {path} does not exist")
+        record_path = expert_record_path(path)
+        if not record_path.is_file():
+            raise ApprenticeError(
+                f"expert {path} has no {record_path.name} beside it naming its task "
+                "(benchmarks/train_experts.py writes one)"
+            )
+        try:
+            record = json.loads(record_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ApprenticeError(f"expert record {record_path} is not JSON ({exc})") from None
+        trained_for = record.get("env_name")
+        if trained_for != task.name:
+            raise ApprenticeError(
+                f"expert {path} was trained for task {trained_for!r}, not {task.name!r}"
+            )
+        model = _load_sb3(path, record.get("algo"))
+        obs_shape = tuple(model.observation_space.shape or ())
+        want = tuple(task.observation_space.spaces["state"].shape or ())
+        if obs_shape != want:
+            raise ApprenticeError(
+                f"expert {path} reads observations of shape {obs_shape}, task {task.name} "
+                f"gives {want}"
+            )
+        return cls(task, model, record)
+
+    def reset(self) -> None:
+        """A feed-forward SB3 policy keeps no state between steps."""
+
+    def label(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        action, _ = self.model.predict(obs["state"], deterministic=True)
+        to_unit = getattr(self.task, "from_env_action", None)
+        if to_unit is None:
+            return np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        return np.asarray(to_unit(action), dtype=np.float32)
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.label(obs)
+
+
+def _load_sb3(path: Path, algo: str | None) -> Any:
+    """Load an SB3 model; `algo` (e.g. "sac") from its record, else each on-policy and
+    off-policy algorithm is tried in turn (a .zip does not name its algorithm)."""
+    try:
+        import stable_baselines3 as sb3
+    except ImportError:
+        raise ApprenticeError(
+            "an SB3 expert needs stable-baselines3: pip install 'apprentice[interactive]'"
+        ) from None
+    names = [algo.upper()] if algo else ["SAC", "PPO", "TD3", "A2C", "DDPG"]
+    errors = []
+    for name in names:
+        cls = getattr(sb3, name, None)
+        if cls is None:
+            raise ApprenticeError(f"expert {path}: unknown stable-baselines3 algorithm {algo!r}")
+        try:
+            return cls.load(path, device="cpu")
+        except Exception as exc:  # SB3 raises many types for a zip of another algorithm
+            errors.append(f"{name}: {type(exc).__name__}")
+    raise ApprenticeError(
+        f"expert {path} is not a loadable stable-baselines3 model ({'; '.join(errors)})"
+    )
+
+
 def _register(env_id: str, description: str) -> None:
     def factory(**kwargs: Any) -> GymTask:
         return GymTask(env_id, **kwargs)
 
-    register_task(PREFIX + env_id, description, _mujoco_envs_available)(factory)
+    register_task(PREFIX + env_id, description, _mujoco_envs_available, "gym")(factory)
 
 
 for _env_id, _description in GYM_ENVS.items():

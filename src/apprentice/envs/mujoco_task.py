@@ -15,6 +15,7 @@ placement variants: "D0" (the default) and "D1", whose objects start over a wide
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +24,7 @@ import mujoco
 import numpy as np
 
 from apprentice.envs.base import Oracle, Subtask
+from apprentice.envs.gl import rendering_hint
 from apprentice.errors import ApprenticeError
 
 ASSETS = Path(__file__).parent / "assets"
@@ -340,7 +342,13 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         renderer = self._renderers.get(size)
         if renderer is None:
             # Made on first use so low-dim envs never open a GL context.
-            renderer = mujoco.Renderer(self.model, size, size)
+            try:
+                renderer = mujoco.Renderer(self.model, size, size)
+            except (mujoco.FatalError, RuntimeError, AttributeError, ImportError, OSError) as e:
+                raise ApprenticeError(
+                    f"task {self.name}: cannot render camera {camera!r}: {e} "
+                    f"{rendering_hint(os.environ)}"
+                ) from None
             self._renderers[size] = renderer
         renderer.update_scene(self.data, camera=camera)
         return np.asarray(renderer.render(), dtype=np.uint8)

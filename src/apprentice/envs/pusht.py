@@ -425,6 +425,7 @@ class PushTTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
     "pusht",
     "Push a T-shaped block into a goal pose with a round pusher (gym-pusht; the pusht extra).",
     _available,
+    "pusht",
 )
 def make_pusht(**kwargs: Any) -> PushTTask:
     return PushTTask(**kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -11,14 +12,14 @@ from concurrent.futures import Executor, as_completed
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 
 from apprentice.data.spec import ObsActSpec
 from apprentice.envs.base import Task, make_task, task_spec
 from apprentice.envs.pool import make_pool, worker_task
-from apprentice.envs.seeds import held_out_seeds
+from apprentice.envs.seeds import TRAINER_SEED_OFFSET, held_out_seeds
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.metrics import success_rate
 from apprentice.overrides import parse_overrides
@@ -41,6 +42,8 @@ class EpisodeResult:
     length: int
     max_reward: float = 0.0
     """The episode's highest step reward (Push-T's score: its best coverage, normalized)."""
+    episode_return: float = 0.0
+    """The undiscounted sum of the episode's step rewards."""
     frames: np.ndarray | None = field(default=None, repr=False)
     """(T, H, W, 3) uint8 when recorded."""
 
@@ -71,22 +74,68 @@ class EvalResult:
             "per_episode_success": [bool(e.success) for e in self.episodes],
             "mean_max_reward": float(np.mean([e.max_reward for e in self.episodes])),
             "per_episode_max_reward": [e.max_reward for e in self.episodes],
+            "mean_return": float(np.mean([e.episode_return for e in self.episodes])),
+            "per_episode_return": [e.episode_return for e in self.episodes],
             "wall_seconds": self.wall_seconds,
             "env_steps_per_second": steps / max(self.wall_seconds, 1e-9),
         }
 
 
+class BatchPolicy(Protocol):
+    """What a rollout needs of a policy: a (B, ...) batch of observations in, (B, A) out."""
+
+    def reset(self) -> None: ...
+
+    def act_batch(self, obs: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+class RolloutEnv(Protocol):
+    """What a rollout needs of an env: a task, or a wrapper of one (IRL's `IRLEnv`)."""
+
+    @property
+    def horizon(self) -> int: ...
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]: ...
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]: ...
+
+
+class PerObservation:
+    """A policy that acts on one observation at a time (an SB3 model's `predict`) as a
+    `BatchPolicy`: each row of the batch gets its own call, so no batching changes a bit."""
+
+    def __init__(self, act: Callable[[dict[str, np.ndarray]], np.ndarray]) -> None:
+        self.act = act
+
+    def reset(self) -> None:
+        """Stateless."""
+
+    def act_batch(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        n = len(next(iter(obs.values())))
+        return np.stack([np.asarray(self.act({k: v[i] for k, v in obs.items()})) for i in range(n)])
+
+
 def rollout_batch(
-    policy: Policy,
-    tasks: Sequence[Task],
+    policy: BatchPolicy,
+    tasks: Sequence[RolloutEnv],
     seeds: Sequence[int],
     *,
     record_video: int = 0,
 ) -> list[EpisodeResult]:
-    """Roll `policy` out on len(tasks) envs in lockstep, one seed each.
+    """Roll `policy` out on len(tasks) envs in lockstep, one seed each: the one rollout loop
+    of evaluation (`apprentice eval`, the trainer's periodic rollouts, DAgger's and the IRL
+    algorithms' scores).
 
-    The policy sees a (B, D) batch per step, so its cost is paid once per step rather than
-    once per env; finished envs keep their last observation and are no longer stepped.
+    An episode ends at its first success, at termination or truncation, or after the task's
+    `horizon` steps, whichever comes first: success is what is scored, and a task whose
+    measure is the return (the `gym/*` tasks never succeed) runs to its end, so its return is
+    complete. The policy sees a (B, ...) batch per step, so its cost is paid once per step
+    rather than once per env; finished envs keep their last observation and are no longer
+    stepped. `record_video` envs (the first ones) render a frame per step.
     """
     if len(tasks) != len(seeds):
         raise ValueError("one seed per task")
@@ -97,9 +146,9 @@ def rollout_batch(
     success = np.zeros(n, dtype=bool)
     length = np.zeros(n, dtype=np.int64)
     max_reward = np.full(n, -np.inf)
-    frames: list[list[np.ndarray]] = [[] for _ in range(min(record_video, n))]
-    for i, f in enumerate(frames):
-        f.append(tasks[i].render_frame(VIDEO_CAMERA, VIDEO_SIZE))
+    returns = np.zeros(n)
+    cameras = [cast(Task, t) for t in tasks[: min(record_video, n)]]
+    frames: list[list[np.ndarray]] = [[t.render_frame(VIDEO_CAMERA, VIDEO_SIZE)] for t in cameras]
     horizon = max(t.horizon for t in tasks)
     for _ in range(horizon):
         batch = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
@@ -108,8 +157,9 @@ def rollout_batch(
             obs[i], reward, terminated, truncated, info = tasks[i].step(actions[i])
             length[i] += 1
             max_reward[i] = max(max_reward[i], float(reward))
+            returns[i] += float(reward)
             if i < len(frames):
-                frames[i].append(tasks[i].render_frame(VIDEO_CAMERA, VIDEO_SIZE))
+                frames[i].append(cameras[i].render_frame(VIDEO_CAMERA, VIDEO_SIZE))
             if info.get("success", False):
                 success[i] = True
             if success[i] or terminated or truncated or length[i] >= tasks[i].horizon:
@@ -122,10 +172,25 @@ def rollout_batch(
             success=bool(success[i]),
             length=int(length[i]),
             max_reward=float(max_reward[i]) if length[i] else 0.0,
+            episode_return=float(returns[i]),
             frames=np.stack(frames[i]) if i < len(frames) else None,
         )
         for i in range(n)
     ]
+
+
+POOL_START_SECONDS = 8.0
+"""What starting a pool for one evaluation costs before its workers roll out: the fork
+server's preload (torch, mujoco, the tasks), then each worker's policy and envs. Measured
+with benchmarks/bench_eval.py (2 workers, lift: 6.7 s median on a loaded 2-core machine),
+rounded up: an estimate on the high side keeps work in-process, never slower than one worker."""
+
+
+def pool_pays(chunk_seconds: float, chunks_left: int, workers: int) -> bool:
+    """Whether `workers` processes, started now, finish `chunks_left` chunks of
+    `chunk_seconds` each sooner than this process alone."""
+    pooled = POOL_START_SECONDS + math.ceil(chunks_left / workers) * chunk_seconds
+    return pooled < chunks_left * chunk_seconds
 
 
 @lru_cache(maxsize=2)
@@ -176,7 +241,30 @@ class EvalConfig:
     envs_per_worker: int = 10
     """Envs stepped in lockstep inside a worker (policy calls batched across them)."""
     out: str | None = None
-    """Results JSON (default: eval_<task>.json next to the checkpoint)."""
+    """Results JSON (default: eval_<task>.json next to the checkpoint, eval_<task>_<k>=<v>.json
+    with --task-args)."""
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("episodes", self.episodes, 1),
+            ("workers", self.workers, 1),
+            ("envs_per_worker", self.envs_per_worker, 1),
+            ("videos", self.videos, 0),
+            ("seed_offset", self.seed_offset, 0),
+        ]
+        for name, value, low in checks:
+            if value < low:
+                raise ApprenticeError(f"{name} must be >= {low}, got {value}")
+
+
+def results_name(task: str, task_args: dict[str, Any]) -> str:
+    """The default results file of an evaluation: eval_<task>.json, with the task arguments
+    in the name (eval_lift_variant=D1.json) so that evaluations of one checkpoint under
+    different task arguments keep their own file (and resume journal)."""
+    parts = [task.replace("/", "-")]
+    parts += [f"{k}={v}" for k, v in sorted(task_args.items())]
+    name = "_".join(parts)
+    return "eval_" + "".join(c if c.isalnum() or c in "=-_.," else "-" for c in name) + ".json"
 
 
 def evaluate(
@@ -187,20 +275,22 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run the rollouts, write the results JSON (and videos), and return its content.
 
-    `pool` (from `make_pool`) lets several evaluations share worker processes that are
-    already started, so the spawn start-up (a few seconds: torch's import) is paid once.
+    With `workers` > 1 and no `pool`, the first chunk of episodes runs here, timed, and a
+    pool is started for the rest only where `pool_pays` (few episodes per worker finish
+    sooner in this process than a pool starts). `pool` (from `make_pool`) lets several
+    evaluations share worker processes that are already started: all chunks go to it.
+    Every chunk gives the same episodes wherever it runs.
     """
     ckpt_path = resolve_checkpoint(cfg.checkpoint)
     ckpt = load_checkpoint(ckpt_path)
     task_name = cfg.task or ckpt["env_args"]["env_name"]
     check_task(ckpt["env_args"], task_name, checkpoint=str(ckpt_path))
-    if cfg.episodes <= 0:
-        raise ApprenticeError(f"--episodes must be positive, got {cfg.episodes}")
     kwargs = dict(ckpt["env_args"].get("env_kwargs", {}))
     if "camera" in kwargs:
         # A robosuite task's env_kwargs have no "camera": it follows their use_camera_obs.
         kwargs["camera"] = bool(kwargs["camera"])
-    kwargs.update(parse_overrides(cfg.task_args, "task argument"))
+    task_args = parse_overrides(cfg.task_args, "task argument")
+    kwargs.update(task_args)
     # Fail here, not in a worker: an unknown task, or one whose observations differ.
     probe = make_task(task_name, **kwargs)
     policy_spec(ckpt).check_compatible(
@@ -208,11 +298,11 @@ def evaluate(
     )
     probe.close()
     seeds = held_out_seeds(cfg.episodes, cfg.seed_offset)
-    chunk = max(1, min(cfg.envs_per_worker, -(-cfg.episodes // max(cfg.workers, 1))))
+    chunk = max(1, min(cfg.envs_per_worker, -(-cfg.episodes // cfg.workers)))
     chunks = [seeds[i : i + chunk] for i in range(0, len(seeds), chunk)]
     kw_items = tuple(sorted(kwargs.items()))
     videos = [min(max(cfg.videos - i * chunk, 0), len(c)) for i, c in enumerate(chunks)]
-    out = Path(cfg.out) if cfg.out else ckpt_path.parent / f"eval_{task_name}.json"
+    out = Path(cfg.out) if cfg.out else ckpt_path.parent / results_name(task_name, task_args)
     journal = _Journal(
         out.with_name(out.stem + ".partial.jsonl"),
         {
@@ -238,9 +328,29 @@ def evaluate(
         if progress:
             progress(len(part))
 
-    if cfg.workers <= 1:
-        for i in todo:
-            finished(i, _rollout_chunk(str(ckpt_path), task_name, kw_items, chunks[i], videos[i]))
+    def in_process(i: int) -> None:
+        finished(i, _rollout_chunk(str(ckpt_path), task_name, kw_items, chunks[i], videos[i]))
+
+    pooled = cfg.workers > 1 and len(todo) > 1
+    if pooled and pool is None:
+        # Time one chunk here (policy loaded and envs built first) and start a pool for the
+        # rest only where it pays for its start-up.
+        _worker_policy(str(ckpt_path), ckpt_path.stat().st_mtime_ns)
+        for copy in range(len(chunks[todo[0]])):
+            worker_task(task_name, kw_items, copy)
+        t0 = time.perf_counter()
+        in_process(todo.pop(0))
+        pooled = pool_pays(time.perf_counter() - t0, len(todo), cfg.workers)
+    if not pooled:
+        # Here, chunks cut for several workers are stepped together again, up to
+        # envs_per_worker envs at once, so the policy is called once per step for all of them.
+        for group in _batches(todo, chunks, videos, cfg.envs_per_worker):
+            seeds_of = [s for i in group for s in chunks[i]]
+            video = sum(videos[i] for i in group)
+            part = _rollout_chunk(str(ckpt_path), task_name, kw_items, seeds_of, video)
+            for i in group:
+                finished(i, part[: len(chunks[i])])
+                part = part[len(chunks[i]) :]
     else:
         with contextlib.ExitStack() as stack:
             executor = pool or stack.enter_context(make_pool(cfg.workers))
@@ -256,7 +366,9 @@ def evaluate(
     result = EvalResult(task_name, results, time.perf_counter() - start)
     summary = result.summary()
     summary["checkpoint"] = str(ckpt_path)
+    summary["task_args"] = task_args
     summary["resumed_episodes"] = sum(len(chunks[i]) for i in done)
+    summary["workers_used"] = cfg.workers if pooled else 1
     video_paths = write_videos(result, out.parent / "videos")
     summary["videos"] = [str(p) for p in video_paths]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -264,6 +376,22 @@ def evaluate(
     journal.remove()
     summary["results_path"] = str(out)
     return summary
+
+
+def _batches(
+    todo: list[int], chunks: list[list[int]], videos: list[int], size: int
+) -> list[list[int]]:
+    """`todo` chunks grouped in order, each group at most `size` episodes; a chunk with
+    videos starts a group (its videos are of its first episodes, which then lead)."""
+    groups: list[list[int]] = []
+    count = size
+    for i in todo:
+        if count + len(chunks[i]) > size or videos[i]:
+            groups.append([])
+            count = 0
+        groups[-1].append(i)
+        count += len(chunks[i])
+    return groups
 
 
 class _Journal:
@@ -293,7 +421,13 @@ class _Journal:
 
     def add(self, chunk: int, episodes: list[EpisodeResult]) -> None:
         eps = [
-            {"seed": e.seed, "success": e.success, "length": e.length, "max_reward": e.max_reward}
+            {
+                "seed": e.seed,
+                "success": e.success,
+                "length": e.length,
+                "max_reward": e.max_reward,
+                "episode_return": e.episode_return,
+            }
             for e in episodes
         ]
         with self.path.open("a") as f:
@@ -323,23 +457,26 @@ def write_videos(result: EvalResult, folder: Path) -> list[Path]:
 def rollout_callback(
     task: str,
     episodes: int,
-    seed_offset: int = 100_000,
+    seed_offset: int = TRAINER_SEED_OFFSET,
     task_kwargs: dict[str, Any] | None = None,
 ) -> Callable[[Policy, int], dict[str, float]]:
     """A trainer callback: success rate of the in-memory policy on held-out seeds.
 
-    It runs in the training process, vectorized over `episodes` envs, so no checkpoint has
-    to be written and no pool started; the seeds differ from the final evaluation's by
-    `seed_offset` so model selection does not peek at the test initial states.
-    `task_kwargs` build the task as the demos were recorded (e.g. camera=True for an image
-    policy).
+    The callback rolls out as many episodes as it is asked for (the trainer passes its
+    `eval_episodes`), on the first held-out seeds at `seed_offset`, apart from the final
+    evaluation's so that model selection does not peek at the test initial states. It runs
+    in the training process, vectorized over one env per episode, so no checkpoint has to be
+    written and no pool started; `episodes` envs are built up front (more on a call that asks
+    for more). `task_kwargs` build the task as the demos were recorded (e.g. camera=True for
+    an image policy).
     """
     tasks = [make_task(task, **(task_kwargs or {})) for _ in range(episodes)]
-    seeds = held_out_seeds(episodes, seed_offset)
 
-    def run(policy: Policy, epoch: int) -> dict[str, float]:
-        del epoch
-        results = rollout_batch(policy, tasks, seeds)
+    def run(policy: Policy, episodes: int) -> dict[str, float]:
+        if episodes < 1:
+            raise ApprenticeError(f"eval_episodes must be >= 1, got {episodes}")
+        tasks.extend(make_task(task, **(task_kwargs or {})) for _ in range(episodes - len(tasks)))
+        results = rollout_batch(policy, tasks[:episodes], held_out_seeds(episodes, seed_offset))
         return {"success_rate": float(np.mean([r.success for r in results]))}
 
     return run

@@ -37,14 +37,15 @@ from apprentice.algos.trainer import train
 from apprentice.data.reader import DemoFile
 from apprentice.data.spec import ObsActSpec
 from apprentice.data.store import DemoWriter
-from apprentice.envs import gym_tasks  # noqa: F401  (registers the gym/<id> tasks)
 from apprentice.envs.base import Task, make_task, task_spec
-from apprentice.envs.seeds import HELD_OUT_SEED_BASE, held_out_seeds
+from apprentice.envs.gym_tasks import SB3Expert
+from apprentice.envs.seeds import VALIDATION_SEED_OFFSET, dagger_seed, held_out_seeds
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.metrics import success_rate
+from apprentice.evaluate.rollout import rollout_batch
 from apprentice.interactive.dart import NoiseModel, fit_noise, learner_errors
-from apprentice.interactive.episodes import Mode, run_episode, score_learner
-from apprentice.interactive.experts import Expert, OracleExpert, SB3Expert, make_expert
+from apprentice.interactive.episodes import Mode, run_episode
+from apprentice.interactive.experts import Expert, OracleExpert, make_expert
 from apprentice.interactive.gates import ActionGapGate, Gate
 from apprentice.interactive.human import HumanGate, TeleopExpert
 from apprentice.overrides import parse_overrides
@@ -239,20 +240,6 @@ class DaggerResult:
     """The learner the run returns: the best round's by validation, else the last round's."""
 
 
-# Validation rollouts start here in the held-out range: apart from `apprentice eval`'s
-# seeds (offset 0) and the trainer's periodic rollouts (offset 100_000).
-VALIDATION_SEED_OFFSET = 200_000
-
-
-def collection_seed(seed: int, round_index: int, episode: int) -> int:
-    """Initial-state seed of episode `episode` of round `round_index`: disjoint blocks per
-    (seed, round), all below the held-out range."""
-    s = seed * 1_000_000 + round_index * 10_000 + episode
-    if episode >= 10_000 or s >= HELD_OUT_SEED_BASE:
-        raise ApprenticeError(f"dagger: too many episodes in round {round_index} ({episode})")
-    return s
-
-
 class _Run:
     """One DAgger run folder and its moving parts."""
 
@@ -380,7 +367,7 @@ class _Run:
         rollout = start
         with DemoWriter(self.demos, env_args=self.task.env_args) as writer:
             while rollout < max_episodes and (not budget or round0 or labels < budget):
-                seed = collection_seed(cfg.seed, round_index, rollout)
+                seed = dagger_seed(cfg.seed, round_index, rollout)
                 rng = np.random.default_rng([cfg.seed, round_index, rollout])
                 record = run_episode(
                     self.task,
@@ -471,19 +458,20 @@ class _Run:
         if len(tasks) < len(seeds):
             tasks += [make_task(self.cfg.task) for _ in range(len(seeds) - len(tasks))]
             self._eval_tasks = tasks
-        score = score_learner(self.learner(round_index), tasks[: len(seeds)], seeds)
-        sr = success_rate(score.successes, score.episodes)
+        results = rollout_batch(self.learner(round_index), tasks[: len(seeds)], seeds)
+        sr = success_rate(sum(r.success for r in results), len(results))
+        mean_return = float(np.mean([r.episode_return for r in results]))
         out: dict[str, Any] = {
             "success_rate": sr.rate,
             "ci_low": sr.ci_low,
             "ci_high": sr.ci_high,
-            "eval_episodes": score.episodes,
-            "mean_return": score.mean_return,
+            "eval_episodes": len(results),
+            "mean_return": mean_return,
         }
         if isinstance(self.expert, SB3Expert):
             expert_r = float(self.expert.record["expert_return"])
             random_r = float(self.expert.record["random_return"])
-            out["normalized_return"] = (score.mean_return - random_r) / (expert_r - random_r)
+            out["normalized_return"] = (mean_return - random_r) / (expert_r - random_r)
         return out
 
 

@@ -39,6 +39,9 @@ class EpisodeRecord:
     segments: list[Episode] = field(default_factory=list)
     """Labelled stretches (one for every mode but hg, one per takeover for hg)."""
     episode_return: float = 0.0
+    scored_return: float = 0.0
+    """The return as evaluation (`rollout_batch`) scores it: the rewards up to and including
+    the first success (all of them in an episode that never succeeds)."""
     success: bool = False
     steps: int = 0
     interventions: int = 0
@@ -142,6 +145,8 @@ def run_episode(
         state = task.get_state()
         next_obs, reward, terminated, truncated, info = task.step(executed)
         record.episode_return += float(reward)
+        if not record.success:
+            record.scored_return += float(reward)
         record.steps += 1
         if since_success >= 0:
             since_success += 1
@@ -173,37 +178,3 @@ def run_episode(
     if gate is not None:
         record.interventions = gate.interventions - interventions_before
     return record
-
-
-@dataclass(frozen=True)
-class LearnerScore:
-    """A learner's rollouts on held-out seeds."""
-
-    successes: int
-    episodes: int
-    mean_return: float
-    returns: list[float]
-
-
-def score_learner(policy: Policy, tasks: list[Task], seeds: list[int]) -> LearnerScore:
-    """Roll `policy` out on len(tasks) envs in lockstep (one batched act per step), one seed
-    each, to the end of the episode; success and the undiscounted return per episode."""
-    obs = [t.reset(seed=s)[0] for t, s in zip(tasks, seeds, strict=True)]
-    policy.reset()
-    n = len(tasks)
-    active = np.ones(n, dtype=bool)
-    success = np.zeros(n, dtype=bool)
-    returns = np.zeros(n)
-    length = np.zeros(n, dtype=np.int64)
-    for _ in range(max(t.horizon for t in tasks)):
-        actions = policy.act_batch({k: np.stack([o[k] for o in obs]) for k in obs[0]})  # (B, A)
-        for i in map(int, np.flatnonzero(active)):
-            obs[i], reward, terminated, truncated, info = tasks[i].step(actions[i])
-            returns[i] += float(reward)
-            length[i] += 1
-            success[i] |= bool(info.get("success", False))
-            if success[i] or terminated or truncated or length[i] >= tasks[i].horizon:
-                active[i] = False
-        if not active.any():
-            break
-    return LearnerScore(int(success.sum()), n, float(returns.mean()), returns.tolist())

@@ -28,13 +28,12 @@ Every other phase checks its own exit conditions against the state.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from apprentice.envs.base import Task
+from apprentice.envs.gym_tasks import SB3Expert
 from apprentice.envs.mujoco_task import GRASP_MIN_Z, eef_yaw, nearest_symmetric_yaw, wrap_angle
 from apprentice.errors import ApprenticeError
 
@@ -111,89 +110,6 @@ class _DescendWhenLow:
             if low and xy_err <= 0.015 and yaw_err <= 0.15:
                 self.oracle.goto("descend")
         return self.pick(part_pos, part_yaw, period)
-
-
-def expert_record_path(model_path: Path) -> Path:
-    """The JSON beside an SB3 expert's .zip (task, returns), written by train_experts.py."""
-    return model_path.with_suffix(".json")
-
-
-class SB3Expert:
-    """A stable-baselines3 model (SAC, PPO, TD3, ...) trained on a gymnasium task, acting
-    deterministically; its actions are mapped from the env's box onto [-1, 1]."""
-
-    name = "sb3"
-    noise_free_dims: tuple[int, ...] = ()
-
-    def __init__(self, task: Task, model: Any, record: dict[str, Any]) -> None:
-        self.task = task
-        self.model = model
-        self.record = record
-
-    @classmethod
-    def load(cls, path: str | Path, task: Task) -> SB3Expert:
-        """Load `path` (.zip) for `task`; refuses a model trained for another task."""
-        path = Path(path)
-        if not path.is_file():
-            raise ApprenticeError(f"expert {path} does not exist")
-        record_path = expert_record_path(path)
-        if not record_path.is_file():
-            raise ApprenticeError(
-                f"expert {path} has no {record_path.name} beside it naming its task "
-                "(benchmarks/train_experts.py writes one)"
-            )
-        try:
-            record = json.loads(record_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ApprenticeError(f"expert record {record_path} is not JSON ({exc})") from None
-        trained_for = record.get("env_name")
-        if trained_for != task.name:
-            raise ApprenticeError(
-                f"expert {path} was trained for task {trained_for!r}, not {task.name!r}"
-            )
-        model = _load_sb3(path, record.get("algo"))
-        obs_shape = tuple(model.observation_space.shape or ())
-        want = tuple(task.observation_space.spaces["state"].shape or ())
-        if obs_shape != want:
-            raise ApprenticeError(
-                f"expert {path} reads observations of shape {obs_shape}, task {task.name} "
-                f"gives {want}"
-            )
-        return cls(task, model, record)
-
-    def reset(self) -> None:
-        """A feed-forward SB3 policy keeps no state between steps."""
-
-    def label(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        action, _ = self.model.predict(obs["state"], deterministic=True)
-        to_unit = getattr(self.task, "from_env_action", None)
-        if to_unit is None:
-            return np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
-        return np.asarray(to_unit(action), dtype=np.float32)
-
-
-def _load_sb3(path: Path, algo: str | None) -> Any:
-    """Load an SB3 model; `algo` (e.g. "sac") from its record, else each on-policy and
-    off-policy algorithm is tried in turn (a .zip does not name its algorithm)."""
-    try:
-        import stable_baselines3 as sb3
-    except ImportError:
-        raise ApprenticeError(
-            "an SB3 expert needs stable-baselines3: pip install 'apprentice[interactive]'"
-        ) from None
-    names = [algo.upper()] if algo else ["SAC", "PPO", "TD3", "A2C", "DDPG"]
-    errors = []
-    for name in names:
-        cls = getattr(sb3, name, None)
-        if cls is None:
-            raise ApprenticeError(f"expert {path}: unknown stable-baselines3 algorithm {algo!r}")
-        try:
-            return cls.load(path, device="cpu")
-        except Exception as exc:  # SB3 raises many types for a zip of another algorithm
-            errors.append(f"{name}: {type(exc).__name__}")
-    raise ApprenticeError(
-        f"expert {path} is not a loadable stable-baselines3 model ({'; '.join(errors)})"
-    )
 
 
 def make_expert(

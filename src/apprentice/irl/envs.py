@@ -14,13 +14,10 @@ the BC+RL hybrid) needs the same things, kept here so they agree with each other
 - `record_expert_demos`: expert episodes written through the crash-safe store, with the
   expert's and a random policy's mean return in the file's attrs, so that any run on those
   demos can report a normalized return (score - random) / (expert - random).
-- `evaluate_policy`: mean return, normalized return and success rate on held-out seeds.
+- `evaluate_policy`: mean return, normalized return and success rate on held-out seeds, by
+  the one rollout loop (`apprentice.evaluate.rollout.rollout_batch`).
 - `ActionNormalized`: the env's actions in the demos' units, for a generator whose task's
   demo actions are small against their [-1, 1] range (`normalize_actions` of GAIL/AIRL).
-
-The `gym/<id>` tasks register when `apprentice.envs.gym_tasks` is imported (the interactive
-package imports it for DAgger; the built-in task registry does not, because gymnasium's
-MuJoCo envs are not manipulation tasks), so this module imports it too.
 """
 
 from __future__ import annotations
@@ -37,11 +34,11 @@ import numpy as np
 from apprentice.data.normalize import floored_mean_std
 from apprentice.data.reader import DemoFile, is_image
 from apprentice.data.store import DemoWriter
-from apprentice.envs import gym_tasks  # noqa: F401  (registers the gym/<id> tasks)
 from apprentice.envs.base import Task, make_task
-from apprentice.envs.gym_tasks import GymTask
-from apprentice.envs.seeds import HELD_OUT_SEED_BASE, collection_seeds, held_out_seeds
+from apprentice.envs.gym_tasks import GymTask, PendulumPD
+from apprentice.envs.seeds import HELD_OUT_SEED_BASE, expert_demo_seeds, held_out_seeds
 from apprentice.errors import ApprenticeError
+from apprentice.evaluate.rollout import PerObservation, rollout_batch
 
 Act = Callable[[dict[str, np.ndarray]], np.ndarray]
 """A policy at run time: one observation dict -> one action (A,) in [-1, 1]."""
@@ -322,28 +319,25 @@ def expert_reference(path: str | Path) -> tuple[float, float] | None:
 
 
 class PendulumPDExpert:
-    """A PD law that balances gym/InvertedPendulum-v5 (return 1000 from every start we
-    tried): force = 0.5 x + 10 theta + 0.5 x' + 1 theta', in the env's units (N), mapped onto
-    [-1, 1]. A teacher that needs no training, for tests and CI where no SB3 expert exists."""
+    """gym/InvertedPendulum-v5's built-in PD law (`PendulumPD`) as an expert that labels: a
+    teacher that needs no training, for tests and CI where no SB3 expert exists."""
 
     name = "pd"
     noise_free_dims: tuple[int, ...] = ()
-    gains = np.array([0.5, 10.0, 0.5, 1.0])
-    """On obs (cart x, pole angle, cart velocity, pole angular velocity)."""
 
     def __init__(self, task: Task) -> None:
-        if task.name != "gym/InvertedPendulum-v5":
+        if not isinstance(task, GymTask) or task.env_id != PendulumPD.env_id:
             raise ApprenticeError(
-                f"the pd expert balances gym/InvertedPendulum-v5, not {task.name}"
+                f"the pd expert balances gym/{PendulumPD.env_id}, not {task.name}"
             )
         self.task = task
+        self.law = PendulumPD(task)
 
     def reset(self) -> None:
         """Stateless."""
 
     def label(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        force = float(self.gains @ np.asarray(obs["state"], dtype=np.float64))
-        return np.clip(np.array([force / 3.0], dtype=np.float32), -1.0, 1.0)  # box is [-3, 3]
+        return self.law.act(obs)
 
 
 def _expert(spec: str, task: Task, rng: np.random.Generator) -> Any:
@@ -355,17 +349,17 @@ def _expert(spec: str, task: Task, rng: np.random.Generator) -> Any:
 
 
 def random_return(task: Task, seeds: Sequence[int], rng: np.random.Generator) -> float:
-    """Mean return of uniformly random actions from the initial states of `seeds`."""
+    """Mean return of uniformly random actions from the initial states of `seeds` (episodes
+    end as `rollout_batch` ends them)."""
     env = IRLEnv(task, low_dim_keys(task), 0)
-    returns = []
-    for s in seeds:
-        env.reset(seed=int(s))
-        total, done = 0.0, False
-        while not done:
-            _, r, terminated, truncated, _ = env.step(rng.uniform(-1, 1, env.action_space.shape))
-            total += r
-            done = terminated or truncated
-        returns.append(total)
+    shape = env.action_space.shape
+
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        del obs
+        return rng.uniform(-1, 1, shape)
+
+    policy = PerObservation(act)
+    returns = [rollout_batch(policy, [env], [int(s)])[0].episode_return for s in seeds]
     return float(np.mean(returns))
 
 
@@ -375,7 +369,8 @@ def record_expert_demos(
     """Record `n` expert episodes of `task` into `out` (HDF5 through the store; appends to a
     file of the same task), with next_obs, and the data attrs `expert_return` and
     `random_return`: an SB3 expert's own record (its .json, as DAgger uses), else measured here
-    (the recorded episodes' mean return; a random policy on the same initial states).
+    (the recorded episodes' mean return up to their first success, as evaluation scores it;
+    a random policy on the same initial states).
 
     `expert_spec`: "oracle", an SB3 .zip, or "pd" (the InvertedPendulum PD law).
     """
@@ -386,7 +381,7 @@ def record_expert_demos(
     t = make_task(task)
     rng = np.random.default_rng(seed)
     expert = _expert(expert_spec, t, rng)
-    seeds = collection_seeds(seed * 100_000, n)
+    seeds = expert_demo_seeds(seed, n)
     returns = []
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -397,7 +392,7 @@ def record_expert_demos(
             )
             for episode in record.segments:
                 writer.append(episode)
-            returns.append(record.episode_return)
+            returns.append(record.scored_return)
         reference = getattr(expert, "record", None)
         attrs: dict[str, Any]
         if reference and "expert_return" in reference:
@@ -428,19 +423,15 @@ def evaluate_policy(
     seed_offset: int = 0,
 ) -> dict[str, float]:
     """Run `act` for `episodes` episodes from held-out initial states (never used in training
-    or collection). Returns mean_return, std_return, and normalized_return when `reference`
-    (expert, random) is known, success_rate for tasks that define success (not gym/...)."""
-    returns, successes = [], 0
-    for s in held_out_seeds(episodes, seed_offset):
-        obs, _ = env.reset(seed=s)
-        total, done, success = 0.0, False, False
-        while not done:
-            obs, r, terminated, truncated, info = env.step(act(obs))
-            total += r
-            success = success or bool(info.get("success", False))
-            done = terminated or truncated
-        returns.append(total)
-        successes += success
+    or collection), one after another on `env`, through `rollout_batch` (an episode ends at
+    its first success, termination, or the horizon). Returns mean_return, std_return, and
+    normalized_return when `reference` (expert, random) is known, success_rate for tasks
+    that define success (not gym/...)."""
+    policy = PerObservation(act)
+    results = [
+        r for s in held_out_seeds(episodes, seed_offset) for r in rollout_batch(policy, [env], [s])
+    ]
+    returns = [r.episode_return for r in results]
     out = {
         "mean_return": float(np.mean(returns)),
         "std_return": float(np.std(returns)),
@@ -450,7 +441,7 @@ def evaluate_policy(
         expert_r, random_r = reference
         out["normalized_return"] = (out["mean_return"] - random_r) / (expert_r - random_r)
     if not isinstance(env.task, GymTask):
-        out["success_rate"] = successes / episodes
+        out["success_rate"] = sum(r.success for r in results) / episodes
     return out
 
 

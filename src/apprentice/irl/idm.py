@@ -32,16 +32,13 @@ import torch
 from torch import Tensor, nn
 
 from apprentice.data.normalize import MIN_STD
-from apprentice.envs import gym_tasks  # noqa: F401  (registers the gym/<id> tasks)
 from apprentice.envs.base import Task, task_spec
+from apprentice.envs.seeds import exploration_seed
 from apprentice.errors import ApprenticeError
 from apprentice.files import atomic_write
 from apprentice.policies.checkpoint import atomic_torch_save
 
 EXPLORATION = ("auto", "random", "oracle", "policy")
-EXPLORATION_SEED_BASE = 500_000_000
-"""Exploration episodes start from seeds here (below the held-out range, away from the
-seeds collection uses from 0), so the IDM never trains on a demo's own initial state."""
 
 DELTA_MIN_STD = 1e-5
 """Floor on the std of a state change: below it a dimension is taken as not moving."""
@@ -249,8 +246,9 @@ def explore(
     on_reset: Callable[[], None] | None = None,
 ) -> Transitions:
     """`steps` env steps of the agent's own interaction (see the module docstring), recording
-    the action actually executed. Episode i starts from seed EXPLORATION_SEED_BASE + 10^5 *
-    seed + i; `policy` (with `on_reset`) drives the `policy` mode."""
+    the action actually executed. Episode i starts from seed `exploration_seed(seed, i)` (away
+    from the seeds collection uses from 0, so the IDM never trains on a demo's own initial
+    state); `policy` (with `on_reset`) drives the `policy` mode."""
     mode = resolve_exploration(mode, task)
     if mode == "policy" and policy is None:
         raise ApprenticeError("policy exploration needs a policy (BCO rounds after the first)")
@@ -262,7 +260,7 @@ def explore(
     act_l: list[np.ndarray] = []
     episode = 0
     while len(act_l) < steps:
-        obs, _ = task.reset(seed=EXPLORATION_SEED_BASE + 100_000 * seed + episode)
+        obs, _ = task.reset(seed=exploration_seed(seed, episode))
         actor = policy
         if mode == "oracle":
             oracle = task.oracle(np.random.default_rng([seed, episode]))

@@ -98,4 +98,4 @@ def _lazy_factory(env_name: str) -> Callable[..., Task]:
 
 
 for _name, _description in ROBOSUITE_TASKS.items():
-    register_task(_name, _description, available=robosuite_available)(_lazy_factory(_name))
+    register_task(_name, _description, robosuite_available, "robosuite")(_lazy_factory(_name))
