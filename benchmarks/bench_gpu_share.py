@@ -77,9 +77,9 @@ def _worker(
         for module in (bc, augment, diffusion):
             module.host_to_device = pageable  # type: ignore[attr-defined]
 
-    from apprentice.algos.trainer import _readback_every
+    from apprentice.algos.trainer import readback_every
 
-    readback = _readback_every(torch.device("cuda"))  # the trainer's cadence on a GPU
+    readback = readback_every(torch.device("cuda"))  # the trainer's cadence on a GPU
     pending: list[Any] = []
 
     def step() -> None:

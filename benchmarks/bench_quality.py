@@ -10,8 +10,6 @@ seed's success rate and the pooled rate with its 95% Wilson interval.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -23,14 +21,24 @@ from apprentice.evaluate.rollout import EvalConfig, evaluate
 from apprentice.overrides import parse_overrides
 from apprentice.pipelines.train import run_train
 from apprentice.policies.base import policy_config_from_dict
+from harness import (
+    OUT,
+    add_seeds,
+    markdown_table,
+    parser,
+    per_seed_cell,
+    success_cell,
+    wilson_cell,
+    write_json,
+)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--tasks", nargs="+", default=["lift", "stack", "pick_place", "peg_insert"])
     p.add_argument("--demos", type=int, default=200)
     p.add_argument("--action-noise", type=float, default=0.1, help="collection noise std")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_seeds(p)
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--policy", default="rnn")
     p.add_argument("--policy-args", nargs="*", default=["hidden_dim=128"])
@@ -39,8 +47,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads for training")
-    p.add_argument("--work", default="benchmarks/out/quality")
-    p.add_argument("--json", default="benchmarks/out/quality.json")
+    p.add_argument("--work", default=str(OUT / "quality"))
+    p.add_argument("--json", default=str(OUT / "quality.json"))
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -92,16 +100,17 @@ def main() -> None:
         results["tasks"][task] = {"runs": runs, "successes": k, "episodes": n,
                                   "success_rate": pooled.rate, "ci_low": pooled.ci_low,
                                   "ci_high": pooled.ci_high}  # fmt: skip
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2))
-    print("\n| task | per seed | pooled | 95% Wilson |")
-    print("|---|---|---|---|")
-    for task, r in results["tasks"].items():
-        per = ", ".join(f"{x['successes']}/{x['episodes']}" for x in r["runs"])
-        print(
-            f"| {task} | {per} | {r['successes']}/{r['episodes']} ({r['success_rate']:.0%}) | "
-            f"{r['ci_low']:.0%}-{r['ci_high']:.0%} |"
-        )
+        write_json(args.json, results, quiet=True)
+    rows = [
+        [
+            task,
+            per_seed_cell(r["runs"]),
+            success_cell(r["successes"], r["episodes"], digits=0),
+            wilson_cell(r["successes"], r["episodes"], percent=0),
+        ]
+        for task, r in results["tasks"].items()
+    ]
+    print("\n" + markdown_table(["task", "per seed", "pooled", "95% Wilson"], rows))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import torch
 import apprentice
 import apprentice.algos.trainer as trainer_module
 from apprentice.algos import TrainConfig, Trainer, train
+from apprentice.algos.training_data import load_train_data
 from apprentice.data import WindowSampler
 from apprentice.errors import ApprenticeError
 from apprentice.policies import (
@@ -267,7 +268,7 @@ def test_nan_loss_names_epoch_and_step(
 ) -> None:
     # every=4: the losses are read back four steps at a time, as on a GPU (every 32 there);
     # the report still names the step, and the weights on disk stay those of epoch 1.
-    monkeypatch.setattr(trainer_module, "_readback_every", lambda device: every)
+    monkeypatch.setattr(trainer_module, "readback_every", lambda device: every)
     _nan_at_call(monkeypatch, 8)  # epoch 2 (5 steps each), step 2
     run = tmp_path / "run"
     with pytest.raises(ApprenticeError, match="became nan at epoch 2, step 2"):
@@ -281,7 +282,7 @@ def test_reading_losses_back_in_bulk_changes_nothing(
 ) -> None:
     """The GPU's cadence (losses read back every few steps) trains the same run as the CPU's."""
     first = train(_config(demo_file, tmp_path / "a", log_every=3))
-    monkeypatch.setattr(trainer_module, "_readback_every", lambda device: 4)
+    monkeypatch.setattr(trainer_module, "readback_every", lambda device: 4)
     second = train(_config(demo_file, tmp_path / "b", log_every=3))
     assert [r["train_loss"] for r in first.metrics] == [r["train_loss"] for r in second.metrics]
     a = load_checkpoint(first.final_checkpoint)["state_dict"]
@@ -294,7 +295,7 @@ def test_step_trains_a_policy_built_elsewhere(demo_file: Path, tmp_path: Path) -
     the weights `train` gives (one epoch, no validation split)."""
     config = _config(demo_file, tmp_path / "run", epochs=1, valid_fraction=0.0)
     result = train(config)
-    data = trainer_module._load_data(config)
+    data = load_train_data(config)
     torch.manual_seed(config.seed)
     policy = config.policy.build(data.train.spec, data.normalizer_state)
     trainer = Trainer.for_policy(policy, config)
@@ -320,11 +321,11 @@ def test_dataset_masks_pick_train_and_valid(synthetic: Any, tmp_path: Path) -> N
         tmp_path / "masked.hdf5",
         masks={"train": ["demo_0", "demo_1", "demo_2", "demo_3"], "valid": ["demo_4"]},
     )
-    data = trainer_module._load_data(_config(path, tmp_path / "run"))
+    data = load_train_data(_config(path, tmp_path / "run"))
     assert list(data.train.demo_names) == ["demo_0", "demo_1", "demo_2", "demo_3"]
     assert data.valid is not None and list(data.valid.demo_names) == ["demo_4"]
     # Without masks: a seeded 10% split, disjoint and complete.
-    plain = trainer_module._load_data(
+    plain = load_train_data(
         _config(synthetic.write_demo_file(tmp_path / "p.hdf5", num_demos=10), tmp_path / "r")
     )
     names = set(plain.train.demo_names) | set(plain.valid.demo_names)

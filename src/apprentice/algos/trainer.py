@@ -33,6 +33,12 @@ from apprentice.algos.config import (
     resolve_device,
 )
 from apprentice.algos.run_folder import RunLog, prepare_run_dir
+from apprentice.algos.training_data import (
+    TrainData,
+    check_image_sizes,
+    keys_to_load,
+    load_train_data,
+)
 from apprentice.errors import ApprenticeError
 from apprentice.policies.base import Policy
 from apprentice.policies.checkpoint import load_checkpoint, save_checkpoint
@@ -57,14 +63,6 @@ class TrainResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass
-class _TrainData:
-    train: Any
-    valid: Any | None
-    normalizer_state: dict[str, Any]
-    env_args: dict[str, Any]
-
-
 def _rollout_copy(policy: Policy, device: torch.device) -> Policy:
     """The policy to roll out: itself on the CPU, else a CPU copy of its current weights
     (environments step on the CPU, and a batch-1 action is faster there than a GPU round trip)."""
@@ -73,103 +71,6 @@ def _rollout_copy(policy: Policy, device: torch.device) -> Policy:
     copy = policy.config.build(policy.spec, policy.normalizer_state)
     copy.load_state_dict({k: v.detach().cpu() for k, v in policy.state_dict().items()})
     return copy
-
-
-def _demo_split(config: TrainConfig) -> tuple[list[str] | None, list[str] | None, str | None]:
-    """(train demos, valid demos, mask to load train with) per the dataset's filters or a split."""
-    from apprentice.data.source import open_source
-
-    path = Path(config.dataset)
-    if not path.exists():
-        raise ApprenticeError(f"dataset {path} does not exist")
-    # The data layer's source validates the layout and names what is wrong with the dataset.
-    with open_source(path) as source:
-        masks = {name for name, demos in source.masks.items() if demos}  # an empty filter is none
-        names = source.demo_names
-    if config.train_mask in masks and config.valid_mask in masks:
-        return None, None, config.train_mask
-    if config.train_mask in masks:
-        return None, [], config.train_mask
-    if config.valid_fraction == 0 or len(names) < 2:
-        return names, [], None
-    rng = np.random.default_rng(config.seed)
-    order = rng.permutation(len(names))
-    n_valid = max(1, round(config.valid_fraction * len(names)))
-    valid = [names[i] for i in sorted(order[:n_valid])]
-    train = [names[i] for i in sorted(order[n_valid:])]
-    return train, valid, None
-
-
-def _keys_to_load(config: TrainConfig) -> tuple[list[str] | None, bool]:
-    """(obs keys, with_images) to load: no images for a low-dim policy, and only the cameras
-    it reads (uint8, ~850 MB for 200 lift demos x 2 cameras) otherwise.
-
-    Raises ApprenticeError, before any run folder exists, for a dataset without actions or
-    without the observation keys the policy names.
-    """
-    from apprentice.data.source import open_source, require_actions
-
-    policy = config.policy
-    path = Path(config.dataset)
-    if not path.exists():
-        raise ApprenticeError(f"dataset {path} does not exist")
-    with open_source(path) as source:
-        require_actions(source)
-        source.check_obs_keys(policy.obs_keys)
-        images, keys = source.image_keys, source.obs_keys
-    if not policy.image_keys:
-        return list(policy.obs_keys) or None, False
-    for key in policy.image_keys:
-        if key in images:
-            continue
-        if key in keys:
-            raise ApprenticeError(
-                f"policy image_keys lists {key!r}, a low-dim observation in {config.dataset}, "
-                f"not a camera image (its image keys: {', '.join(images) or 'none'})"
-            )
-        raise ApprenticeError(
-            f"policy reads camera images {key!r}, but dataset {config.dataset} has "
-            f"{'image keys ' + ', '.join(images) if images else 'no images'} (its observation "
-            f"keys: {', '.join(keys)}); record cameras with `apprentice collect --camera`"
-        )
-    low_dim = list(policy.obs_keys) or [k for k in keys if k not in images]
-    return [*low_dim, *policy.image_keys], True
-
-
-def _check_image_sizes(init: dict[str, Any], policy: Policy, path: str) -> None:
-    """A warm start's encoders must have seen images of this dataset's size."""
-    spec = init.get("spec", {}).get("obs_shapes", {})
-    for key, shape in policy.image_shapes.items():
-        if key in spec and tuple(spec[key]) != shape:
-            raise ApprenticeError(
-                f"init_checkpoint {path} was trained on {key!r} images of shape "
-                f"{tuple(spec[key])}; this dataset's are {shape}"
-            )
-
-
-def _load_data(config: TrainConfig) -> _TrainData:
-    from apprentice.data.dataset import DemoDataset
-    from apprentice.data.normalize import Normalizer
-    from apprentice.data.source import open_source
-
-    train_demos, valid_demos, train_mask = _demo_split(config)
-    keys, images = _keys_to_load(config)
-    with open_source(config.dataset) as source:
-        train = DemoDataset.from_source(
-            source, obs_keys=keys, mask=train_mask, demos=train_demos, with_images=images
-        )
-        valid = None
-        if valid_demos is None:
-            valid = DemoDataset.from_source(
-                source, obs_keys=keys, mask=config.valid_mask, with_images=images
-            )
-        elif valid_demos:
-            valid = DemoDataset.from_source(
-                source, obs_keys=keys, demos=valid_demos, with_images=images
-            )
-    # Stats come from the training demos only, so validation measures generalisation honestly.
-    normalizer = Normalizer.fit(train)
-    return _TrainData(train, valid, normalizer.state_dict(), dict(train.env_args))
 
 
 def _epoch_batches(
@@ -192,7 +93,7 @@ class Trainer:
 
     policy: Policy
     optimizer: torch.optim.Optimizer
-    data: _TrainData
+    data: TrainData
     run_dir: Path
     rng: np.random.Generator
     sampler: Any  # WindowSampler over the training demos
@@ -264,7 +165,7 @@ class Trainer:
             torch.set_num_threads(config.threads)
         # Before the run folder exists: a policy asking for cameras the file lacks, or a GPU
         # this machine lacks, leaves none.
-        _keys_to_load(config)
+        keys_to_load(config)
         resolve_device(config.device)
         self.run_dir, last_path = prepare_run_dir(
             Path(config.out),
@@ -273,7 +174,7 @@ class Trainer:
             overwrite=config.overwrite,
             free_fields=RESUME_FREE_FIELDS,
         )
-        self.data = _load_data(config)
+        self.data = load_train_data(config)
         check_horizon(config.policy, self.data.train)  # a chunk longer than a demo: one error
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
@@ -307,7 +208,7 @@ class Trainer:
     def _warm_start(self, path: str) -> None:
         """Start from another run's weights, keeping this dataset's normalization stats."""
         init = load_checkpoint(path)
-        _check_image_sizes(init, self.policy, path)
+        check_image_sizes(init, self.policy, path)
         weights = init["state_dict"]
         weights = {k: v for k, v in weights.items() if k not in ("obs_mean", "obs_std")}
         try:
@@ -361,7 +262,7 @@ class Trainer:
         config = self.config
         self.policy.train()
         batches, total = _epoch_batches(self.sampler, config.steps_per_epoch)
-        readback = _Readback(epoch, every=_readback_every(self.device))
+        readback = _Readback(epoch, every=readback_every(self.device))
         losses = readback.values  # filled as the losses are read back
         for batch in _progress(batches, total, epoch, config):
             try:
@@ -475,7 +376,7 @@ def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResu
     return Trainer(config, evaluate=evaluate).fit()
 
 
-def _readback_every(device: torch.device) -> int:
+def readback_every(device: torch.device) -> int:
     """Steps between reading the losses back: every step on the CPU, where a read costs
     nothing; 32 on an accelerator, where each read makes the host wait for the device (and,
     with several processes on one GPU, for their turns on it)."""

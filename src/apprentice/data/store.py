@@ -141,7 +141,8 @@ class DemoWriter:
         if existing != self.env_args:
             raise ApprenticeError(
                 f"{self.path}: holds demos of env_args {json.dumps(existing)}, not "
-                f"{json.dumps(self.env_args)}; write to a new file or pass overwrite=True"
+                f"{json.dumps(self.env_args)}; choose another output file, or replace this one "
+                "(overwrite=True; --overwrite in collect and generate)"
             )
 
     def _commit(self) -> None:
