@@ -27,49 +27,15 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import signal
 import struct
-import threading
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 
 from apprentice.errors import ApprenticeError
 
 _MAGIC = b"APJ1"
 _HEADER = struct.Struct("<4sQI")  # magic, committed size, crc32 of the first two
 _RECORD = struct.Struct("<QII")  # offset, length, crc32 of (offset, length, old bytes)
-
-
-@contextmanager
-def sigint_deferred() -> Iterator[None]:
-    """Hold SIGINT (Ctrl-C) while the block runs; deliver it to the previous handler after.
-
-    HDF5 writes a `JournaledFile` by calling its Python methods from C. A KeyboardInterrupt
-    raised inside one of those calls unwinds through HDF5 mid-update: its in-memory state is
-    left half changed, and the next flush can crash the process in libhdf5 or the interrupt is
-    lost. Every use of an h5py file opened on a `JournaledFile` runs inside this block, so
-    Ctrl-C lands between appends. Outside the main thread (where Python runs no signal
-    handler) and under a handler installed from C, the block runs unchanged.
-    """
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or previous is None:
-        yield
-        return
-    held: list[int] = []
-
-    def hold(signum: int, frame: FrameType | None) -> None:
-        held.append(signum)
-
-    signal.signal(signal.SIGINT, hold)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if held:
-            signal.raise_signal(signal.SIGINT)
 
 
 def journal_path(path: Path) -> Path:

@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from apprentice.data.episode import DatagenInfo, Episode
-from apprentice.data.journal import JournaledFile, recover, sigint_deferred
+from apprentice.data.journal import JournaledFile, recover
 from apprentice.data.reader import (
     DEMO_RE,
     DemoFile,
@@ -37,6 +37,7 @@ from apprentice.data.reader import (
 )
 from apprentice.errors import ApprenticeError
 from apprentice.files import atomic_write
+from apprentice.interrupts import sigint_deferred
 
 _RESERVED_ATTRS = ("num_samples", "seed", "success", "source")
 

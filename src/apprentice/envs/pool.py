@@ -15,12 +15,15 @@ import json
 import multiprocessing as mp
 import os
 import signal
-from concurrent.futures import Executor, ProcessPoolExecutor
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from multiprocessing.context import BaseContext
 from types import TracebackType
 from typing import Any
 
 from apprentice.envs.base import Task, make_task
+from apprentice.interrupts import sigint_deferred
 
 
 def _init_worker() -> None:
@@ -76,6 +79,13 @@ class _Pool(ProcessPoolExecutor):
         self.shutdown(wait=True, cancel_futures=exc_type is not None)
         return None
 
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        # A submit may start workers. Ctrl-C between a worker's fork and its registration in
+        # the pool would leave one that __exit__ cannot stop, and that worker then fails
+        # loudly reading its set-up from a parent already gone: hold Ctrl-C until it is in.
+        with sigint_deferred():
+            return super().submit(fn, *args, **kwargs)
+
 
 PRELOAD = ("torch", "apprentice.envs.tasks", "apprentice.envs.gym_tasks")
 """Imported once by the fork server, before it forks any worker: what every pool's workers
@@ -90,7 +100,26 @@ def pool_context() -> BaseContext:
     # Takes effect when the server starts (the first pool of this process); later pools fork
     # from the same server.
     ctx.set_forkserver_preload(list(PRELOAD))
+    _start_forkserver_deaf_to_sigint()
     return ctx
+
+
+def _start_forkserver_deaf_to_sigint() -> None:
+    """Start the fork server (if it is not running) with SIGINT ignored. The server ignores
+    SIGINT itself only once its preload is imported; a Ctrl-C to the process group during
+    those seconds of imports would otherwise print its traceback beside the command's one-line
+    exit. An ignored disposition survives the server's exec; its forked workers set their own
+    (`_init_worker`)."""
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()  # signal handlers can be set in the main thread only
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def make_pool(workers: int) -> Executor:
