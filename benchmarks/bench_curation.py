@@ -20,7 +20,6 @@ Every stage resumes: rerun the same command after an interruption.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -39,6 +38,16 @@ from apprentice.evaluate.metrics import success_rate
 from apprentice.evaluate.rollout import EvalConfig, evaluate, rollout_callback
 from apprentice.overrides import parse_overrides
 from apprentice.policies.base import policy_config_from_dict
+from harness import (
+    OUT,
+    add_seeds,
+    markdown_table,
+    parser,
+    per_seed_cell,
+    success_cell,
+    wilson_cell,
+    write_json,
+)
 
 CONDITIONS = {
     "all": ("train", "valid"),
@@ -92,11 +101,11 @@ def filter_quality(demos: Path, min_score: float) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--task", default="lift")
     p.add_argument("--demos", type=int, default=200)
     p.add_argument("--min-score", type=float, default=0.8)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_seeds(p)
     p.add_argument("--episodes", type=int, default=50, help="held-out evaluation episodes")
     p.add_argument("--policy", default="rnn")
     p.add_argument("--policy-args", nargs="*", default=["hidden_dim=128"])
@@ -107,15 +116,14 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=20, help="rollouts per periodic check")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads for training")
-    p.add_argument("--work", default="benchmarks/out/curation")
-    p.add_argument("--json", default="benchmarks/out/curation.json")
+    p.add_argument("--work", default=str(OUT / "curation"))
+    p.add_argument("--json", default=str(OUT / "curation.json"))
     p.add_argument("--filter-only", action="store_true", help="score and filter; train nothing")
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"config": vars(args), "runs": {}}
     out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
 
     demos = work / f"{args.task}_human_{args.demos}.hdf5"
     t0 = time.perf_counter()
@@ -140,11 +148,9 @@ def main() -> None:
         f"({fq['noisy']} demos with injected defects)",
         flush=True,
     )
-    print("\n| defect | demos with it | dropped |")
-    print("|---|---|---|")
-    for kind, c in fq["per_defect"].items():
-        print(f"| {kind} | {c['demos']} | {c['dropped']} |")
-    out.write_text(json.dumps(results, indent=2))
+    defects = [[kind, c["demos"], c["dropped"]] for kind, c in fq["per_defect"].items()]
+    print("\n" + markdown_table(["defect", "demos with it", "dropped"], defects))
+    write_json(out, results, quiet=True)
     if args.filter_only:
         return
     policy = policy_config_from_dict(
@@ -194,7 +200,7 @@ def main() -> None:
                 "seconds_this_call": time.perf_counter() - t0,
             }
             print(f"{condition} seed {seed}: {s['successes']}/{s['episodes']}", flush=True)
-            out.write_text(json.dumps(results, indent=2))
+            write_json(out, results, quiet=True)
 
     with DemoFile(demos) as f:
         seed0 = args.seeds[0]
@@ -202,20 +208,24 @@ def main() -> None:
             c: len(f.masks.get(masks[0].format(seed=seed0), [])) for c, masks in CONDITIONS.items()
         }
     print(f"\n{args.task}, {fq['demos']} human-like demos ({fq['noisy']} with defects)\n")
-    print("| training set | training demos | per training seed | pooled | 95% Wilson |")
-    print("|---|---|---|---|---|")
+    rows = []
     for condition in CONDITIONS:
         runs = [r for r in results["runs"].values() if r["condition"] == condition]
         succ, n = sum(r["successes"] for r in runs), sum(r["episodes"] for r in runs)
         sr = success_rate(succ, n)
         results[condition] = {"successes": succ, "episodes": n, "ci": [sr.ci_low, sr.ci_high]}
-        size = sizes[condition]
-        per_seed = ", ".join(f"{r['successes']}/{r['episodes']}" for r in runs)
-        print(
-            f"| {condition} | {size} | {per_seed} | {succ}/{n} ({sr.rate:.1%}) | "
-            f"{sr.ci_low:.1%}-{sr.ci_high:.1%} |"
+        rows.append(
+            [
+                condition,
+                sizes[condition],
+                per_seed_cell(runs),
+                success_cell(succ, n),
+                wilson_cell(succ, n, percent=1),
+            ]
         )
-    out.write_text(json.dumps(results, indent=2))
+    header = ["training set", "training demos", "per training seed", "pooled", "95% Wilson"]
+    print(markdown_table(header, rows))
+    write_json(out, results)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Writes benchmarks/out/dagger/<task>.json, a markdown table on stdout and <task>.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
@@ -29,10 +28,10 @@ import torch
 from apprentice.interactive.dagger import DaggerConfig, round_training, run_dagger
 from apprentice.overrides import parse_overrides
 from apprentice.policies.base import policy_config_from_dict
+from harness import OUT, add_out, add_seeds, markdown_table, parser, write_json
 
-HERE = Path(__file__).resolve().parent
-OUT = HERE / "out" / "dagger"
-EXPERTS = HERE / "out" / "experts"
+DAGGER_OUT = OUT / "dagger"
+EXPERTS = OUT / "experts"
 
 # Per task: round-0 expert episodes and the label budget of each later round. Built-in
 # tasks start from a handful of demos (where BC is under 95%); the gym tasks from one.
@@ -123,8 +122,7 @@ def table(result: dict[str, Any]) -> str:
         if "normalized_return" in runs[methods[0]][0]["history"][0]
         else "success"
     )
-    head = f"| round | labels | {' | '.join(methods)} |"
-    lines = [head, "|" + "---|" * (2 + len(methods))]
+    rows = []
     for r in range(rounds):
         labels = runs[methods[0]][0]["history"][r]["labels"]
         cells = []
@@ -132,7 +130,8 @@ def table(result: dict[str, Any]) -> str:
             vals = [score(run["history"][r]) for run in runs[m]]
             per = ", ".join(f"{v:.2f}" for v in vals)
             cells.append(f"{np.mean(vals):.3f} ({per})")
-        lines.append(f"| {r} | {labels} | {' | '.join(cells)} |")
+        rows.append([r, labels, *cells])
+    lines = [markdown_table(["round", "labels", *methods], rows)]
     hg = runs.get("hg-dagger")
     if hg:
         inter = [sum(h["interventions"] for h in run["history"]) for run in hg]
@@ -162,10 +161,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--tasks", nargs="+", default=["lift", "gym/InvertedPendulum-v5"])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    add_seeds(p)
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--labels-per-round", type=int, default=0, help="0: the task's default")
     p.add_argument("--beta-schedule", default="linear", choices=["linear", "exponential"])
@@ -181,8 +180,8 @@ def main() -> None:
         default=0,
         help="every method reports its best round so far on this many validation rollouts",
     )
-    p.add_argument("--work", default=str(OUT / "runs"))
-    p.add_argument("--out", default=str(OUT))
+    p.add_argument("--work", default=str(DAGGER_OUT / "runs"))
+    add_out(p, DAGGER_OUT, help="folder of the JSON results and curves")
     p.add_argument("--fresh", action="store_true", help="delete previous runs (else resume)")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -191,7 +190,7 @@ def main() -> None:
     for task in args.tasks:
         result = run_task(task, args)
         name = task.replace("/", "_")
-        (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+        write_json(out / f"{name}.json", result)
         plot(result, out / f"{name}.png")
         print(f"\n### {task}\n\n{table(result)}\n", flush=True)
 

@@ -22,8 +22,6 @@ Prints a markdown table, writes benchmarks/out/deploy_latency.json.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import tempfile
@@ -39,8 +37,8 @@ from apprentice.data.spec import ObsActSpec
 from apprentice.deploy.export import export_policy
 from apprentice.deploy.runtime import load_exported
 from apprentice.policies import MLPConfig, Policy, RNNConfig
+from harness import OUT, add_out, add_quick, markdown_table, parser, ratio, write_json
 
-OUT = Path(__file__).with_name("out")
 SPEC = ObsActSpec({"eef_pos": (3,), "eef_quat": (4,), "gripper_qpos": (2,), "object": (10,)}, 7)
 POLICIES = {
     "MLP 2x1024 (BC default)": MLPConfig(),
@@ -123,12 +121,11 @@ def bench_policy(config: Any, *, actions: int, rounds: int, warmup: int) -> dict
                 samples[name] += wall
                 cpu[name] += thread
                 round_p50[name].append(float(np.median(wall)))
-    base = np.asarray(round_p50[names[0]])
     rows = {}
     for name in names:
         ms = np.asarray(samples[name]) * 1e3
         cpu_ms = np.asarray(cpu[name]) * 1e3
-        ratio = np.asarray(round_p50[name]) / base
+        to_torch = ratio(round_p50[name], round_p50[names[0]])
         rows[name] = {
             "actions": int(ms.size),
             "p50_ms": float(np.percentile(ms, 50)),
@@ -136,20 +133,20 @@ def bench_policy(config: Any, *, actions: int, rounds: int, warmup: int) -> dict
             "mean_ms": float(ms.mean()),
             "cpu_p50_ms": float(np.percentile(cpu_ms, 50)),
             "cpu_p99_ms": float(np.percentile(cpu_ms, 99)),
-            "p50_ratio_to_torch_median": float(np.median(ratio)),
-            "p50_ratio_to_torch_min": float(ratio.min()),
-            "p50_ratio_to_torch_max": float(ratio.max()),
+            "p50_ratio_to_torch_median": to_torch.median,
+            "p50_ratio_to_torch_min": to_torch.low,
+            "p50_ratio_to_torch_max": to_torch.high,
         }
     return {"config": config.to_dict(), "methods": rows}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--actions", type=int, default=2000, help="timed actions per method")
     p.add_argument("--rounds", type=int, default=10, help="alternating rounds")
     p.add_argument("--warmup", type=int, default=200, help="untimed actions per method first")
-    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
-    p.add_argument("--out", type=Path, default=OUT / "deploy_latency.json")
+    add_quick(p)
+    add_out(p, OUT / "deploy_latency.json")
     args = p.parse_args()
     if args.quick:
         args.actions, args.rounds, args.warmup = 40, 2, 10
@@ -177,21 +174,24 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "policies": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2))
-    print(
-        "| policy | method | p50 (ms) | p99 (ms) | mean (ms) | thread CPU p50 / p99 (ms) "
-        "| p50 / torch p50 (median, range) |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for pname, res in results.items():
-        for mname, row in res["methods"].items():
-            print(
-                f"| {pname} | {mname} | {row['p50_ms']:.3f} | {row['p99_ms']:.3f} | "
-                f"{row['mean_ms']:.3f} | {row['cpu_p50_ms']:.3f} / {row['cpu_p99_ms']:.3f} | "
-                f"{row['p50_ratio_to_torch_median']:.2f} "
-                f"({row['p50_ratio_to_torch_min']:.2f}-{row['p50_ratio_to_torch_max']:.2f}) |"
-            )
+    write_json(args.out, summary, quiet=True)
+    header = ["policy", "method", "p50 (ms)", "p99 (ms)", "mean (ms)"]
+    header += ["thread CPU p50 / p99 (ms)", "p50 / torch p50 (median, range)"]
+    rows = [
+        [
+            pname,
+            mname,
+            f"{row['p50_ms']:.3f}",
+            f"{row['p99_ms']:.3f}",
+            f"{row['mean_ms']:.3f}",
+            f"{row['cpu_p50_ms']:.3f} / {row['cpu_p99_ms']:.3f}",
+            f"{row['p50_ratio_to_torch_median']:.2f} "
+            f"({row['p50_ratio_to_torch_min']:.2f}-{row['p50_ratio_to_torch_max']:.2f})",
+        ]
+        for pname, res in results.items()
+        for mname, row in res["methods"].items()
+    ]
+    print(markdown_table(header, rows))
     verdict = "met" if summary["target_met"] else "missed"
     print(
         f"\nTarget (MLP in-process p99 <= {TARGET_P99_MS} ms): {verdict} ({mlp_p99:.3f} ms wall; "

@@ -23,12 +23,9 @@ benchmarks/out/diffusion_latency.json.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,8 +33,8 @@ import torch
 
 from apprentice.data.spec import ObsActSpec
 from apprentice.policies import DiffusionConfig, DiffusionPolicy
+from harness import OUT, Ratio, add_out, add_quick, markdown_table, parser, write_json
 
-OUT = Path(__file__).with_name("out")
 SPEC = ObsActSpec({"eef_pos": (3,), "eef_quat": (4,), "gripper_qpos": (2,), "object": (10,)}, 7)
 TARGET_MS = 20.0
 """The issue's target: one DDIM chunk in at most 20 ms."""
@@ -86,12 +83,12 @@ def time_pass(policy: DiffusionPolicy, rng: np.random.Generator) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--chunks", type=int, default=50, help="timed chunks per config per round")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--steps", type=int, nargs="+", default=[4, 8, 10, 16], help="DDIM steps")
-    p.add_argument("--quick", action="store_true", help="tiny nets and sizes: a smoke test")
-    p.add_argument("--json", type=Path, default=OUT / "diffusion_latency.json")
+    add_quick(p, help="tiny nets and sizes: a smoke test")
+    add_out(p, OUT / "diffusion_latency.json", flag="--json")
     args = p.parse_args()
     if args.quick:
         args.chunks, args.rounds, args.steps = 3, 2, [2]
@@ -124,6 +121,7 @@ def main() -> None:
     rows = []
     for c in configs:
         ms = np.array(chunk[c]) * 1e3
+        per_round = Ratio(overhead[c])
         rows.append(
             {
                 "net": c[0],
@@ -133,8 +131,8 @@ def main() -> None:
                 "chunk_cpu_p50_ms": float(np.median(cpu[c]) * 1e3),
                 "pass_p50_ms": float(np.median(passes[c]) * 1e3),
                 "pop_p50_ms": float(np.median(pops[c]) * 1e3),
-                "overhead_median": float(np.median(overhead[c])),
-                "overhead_range": [float(min(overhead[c])), float(max(overhead[c]))],
+                "overhead_median": per_round.median,
+                "overhead_range": [per_round.low, per_round.high],
                 "wall_p99_meets_target": bool(np.percentile(ms, 99) <= TARGET_MS),
                 "cpu_p50_meets_target": bool(np.median(cpu[c]) * 1e3 <= TARGET_MS),
                 "chunks": len(ms),
@@ -143,22 +141,24 @@ def main() -> None:
     params = {n: sum(p.numel() for p in policies[(n, args.steps[0])].parameters()) for n in NETS}
     print(f"threads 1, {args.rounds} rounds x {args.chunks} chunks, loadavg {os.getloadavg()}")
     print("parameters: " + ", ".join(f"{n} {k:,}" for n, k in params.items()))
-    print(
-        "| denoiser | DDIM steps | chunk p50 ms | chunk p99 ms | chunk CPU p50 ms "
-        "| pass p50 ms | chunk / (S x pass) | queue pop p50 ms | <= 20 ms: wall p99 / CPU p50 |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+    header = ["denoiser", "DDIM steps", "chunk p50 ms", "chunk p99 ms", "chunk CPU p50 ms"]
+    header += ["pass p50 ms", "chunk / (S x pass)", "queue pop p50 ms"]
     yes = {True: "yes", False: "no"}
-    for row in rows:
-        lo, hi = row["overhead_range"]
-        print(
-            f"| {row['net']} | {row['ddim_steps']} | {row['chunk_p50_ms']:.2f} "
-            f"| {row['chunk_p99_ms']:.2f} | {row['chunk_cpu_p50_ms']:.2f} "
-            f"| {row['pass_p50_ms']:.3f} | {row['overhead_median']:.2f} ({lo:.2f}-{hi:.2f}) "
-            f"| {row['pop_p50_ms']:.3f} | {yes[row['wall_p99_meets_target']]} / "
-            f"{yes[row['cpu_p50_meets_target']]} |"
-        )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
+    cells = [
+        [
+            row["net"],
+            row["ddim_steps"],
+            f"{row['chunk_p50_ms']:.2f}",
+            f"{row['chunk_p99_ms']:.2f}",
+            f"{row['chunk_cpu_p50_ms']:.2f}",
+            f"{row['pass_p50_ms']:.3f}",
+            Ratio(overhead[(row["net"], row["ddim_steps"])]),
+            f"{row['pop_p50_ms']:.3f}",
+            f"{yes[row['wall_p99_meets_target']]} / {yes[row['cpu_p50_meets_target']]}",
+        ]
+        for row in rows
+    ]
+    print(markdown_table([*header, "<= 20 ms: wall p99 / CPU p50"], cells))
     meta = {
         "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
@@ -167,7 +167,7 @@ def main() -> None:
         "params": params,
         "quick": args.quick,
     }
-    args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    write_json(args.json, {"meta": meta, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ interpreter's own imports, which every row pays alike.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -43,6 +42,7 @@ from apprentice.envs.pool import make_pool
 from apprentice.evaluate.rollout import EvalConfig, evaluate
 from apprentice.policies.base import policy_config_from_dict
 from apprentice.policies.checkpoint import save_checkpoint
+from harness import OUT, Ratio, add_out, markdown_table, parser, ratio, write_json
 
 # One evaluation in a fresh interpreter: prints episodes, seconds, workers_used.
 _FRESH = """
@@ -90,13 +90,13 @@ def fresh(ckpt: Path, episodes: int, workers: int, mode: str, out: Path) -> tupl
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--task", default="lift")
     p.add_argument("--policy", default="rnn")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--json", default="benchmarks/out/eval.json")
+    add_out(p, OUT / "eval.json", flag="--json")
     args = p.parse_args()
     # The single-process rate is one process on one core, as each pool worker is.
     torch.set_num_threads(1)
@@ -131,7 +131,7 @@ def main() -> None:
                     rates[row].append(rate)
                     if row == "choice":
                         used.append(workers_used)
-    ratios = {row: [b / a for a, b in zip(rates["1"], rates[row], strict=True)] for row in ROWS[1:]}
+    ratios = {row: ratio(rates[row], rates["1"]) for row in ROWS[1:]}
     result = {
         "task": args.task,
         "policy": args.policy,
@@ -139,14 +139,13 @@ def main() -> None:
         "workers": args.workers,
         "rollouts_per_s": rates,
         "workers_used_by_choice": used,
-        "speedup": {row: statistics.median(r) for row, r in ratios.items()},
-        "speedup_min": {row: min(r) for row, r in ratios.items()},
-        "speedup_max": {row: max(r) for row, r in ratios.items()},
-        "speedup_median": statistics.median(ratios["started"]),
-        "speedup_end_to_end_median": statistics.median(ratios["choice"]),
+        "speedup": {row: r.median for row, r in ratios.items()},
+        "speedup_min": {row: r.low for row, r in ratios.items()},
+        "speedup_max": {row: r.high for row, r in ratios.items()},
+        "speedup_median": ratios["started"].median,
+        "speedup_end_to_end_median": ratios["choice"].median,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2))
+    write_json(args.json, result)
     w = args.workers
     labels = {
         "1": "1 (in process)",
@@ -156,14 +155,12 @@ def main() -> None:
         "started": f"{w}, started pool",
     }
     print(f"{args.task}, {args.policy}, {args.episodes} episodes, {args.repeats} rounds")
-    print("| workers | rollouts/s (median) | speedup vs 1 (median, min-max) |")
-    print("|---|---|---|")
-    for row in ROWS:
-        r = ratios.get(row, [1.0])
-        print(
-            f"| {labels[row]} | {statistics.median(rates[row]):.2f} | "
-            f"{statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f}) |"
-        )
+    rows = [
+        [labels[row], f"{statistics.median(rates[row]):.2f}", ratios.get(row, Ratio([1.0]))]
+        for row in ROWS
+    ]
+    header = ["workers", "rollouts/s (median)", "speedup vs 1 (median, min-max)"]
+    print(markdown_table(header, rows))
 
 
 if __name__ == "__main__":

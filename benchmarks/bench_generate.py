@@ -21,7 +21,6 @@ Phases (each writes its own JSON under --work and prints a markdown table):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -35,6 +34,17 @@ from apprentice.generate.run import GenerateConfig, run_generate
 from apprentice.overrides import parse_overrides
 from apprentice.pipelines.train import run_train
 from apprentice.policies.base import policy_config_from_dict
+from harness import (
+    OUT,
+    add_seeds,
+    markdown_table,
+    parser,
+    per_seed_cell,
+    ratio,
+    success_cell,
+    wilson_cell,
+    write_json,
+)
 
 TASKS = ["lift", "stack", "pick_place", "peg_insert"]
 ORACLE_NOISE = {"lift": 0.1, "stack": 0.1, "pick_place": 0.1, "peg_insert": 0.03}
@@ -115,15 +125,16 @@ def phase_dgr(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     flush=True,
                 )
     print(f"\nMimicGen's published D0 rates for reference: {MIMICGEN_D0}")
-    print("\n| task | variant | DGR per seed | pooled DGR | demos per CPU-minute |")
-    print("|---|---|---|---|---|")
+    table = []
     for task in args.tasks:
         for variant in args.variants:
             rs = [r for r in rows if r["task"] == task and r["variant"] == variant]
             k, n = sum(r["successes"] for r in rs), sum(r["attempts"] for r in rs)
             per = ", ".join(f"{r['dgr']:.1%}" for r in rs)
             rate = sum(r["new_successes"] for r in rs) * 60 / sum(r["cpu_seconds"] for r in rs)
-            print(f"| {task} | {variant} | {per} | {k}/{n} = {k / n:.1%} | {rate:.0f} |")
+            table.append([task, variant, per, f"{k}/{n} = {k / n:.1%}", f"{rate:.0f}"])
+    header = ["task", "variant", "DGR per seed", "pooled DGR", "demos per CPU-minute"]
+    print("\n" + markdown_table(header, table))
     return {"rows": rows}
 
 
@@ -139,17 +150,22 @@ def phase_scale(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 rate = stats["new_successes"] / stats["wall_seconds"]
                 rows.append({"task": task, "workers": workers, "repeat": rep, "rate": rate})
                 print(f"{task} workers {workers} repeat {rep}: {rate:.1f} demos/s", flush=True)
-    print("\n| task | 1 worker (demos/s) | 2 workers (demos/s) | ratio per repeat | median |")
-    print("|---|---|---|---|---|")
+    table = []
     for task in args.tasks:
         one = [r["rate"] for r in rows if r["task"] == task and r["workers"] == 1]
         two = [r["rate"] for r in rows if r["task"] == task and r["workers"] == 2]
-        ratios = sorted(b / a for a, b in zip(one, two, strict=True))
-        print(
-            f"| {task} | {', '.join(f'{x:.1f}' for x in one)} | "
-            f"{', '.join(f'{x:.1f}' for x in two)} | {', '.join(f'{x:.2f}' for x in ratios)} | "
-            f"{ratios[len(ratios) // 2]:.2f} |"
+        speedup = ratio(two, one)
+        table.append(
+            [
+                task,
+                ", ".join(f"{x:.1f}" for x in one),
+                ", ".join(f"{x:.1f}" for x in two),
+                ", ".join(f"{x:.2f}" for x in sorted(speedup.values)),
+                f"{speedup.median:.2f}",
+            ]
         )
+    header = ["task", "1 worker (demos/s)", "2 workers (demos/s)", "ratio per repeat", "median"]
+    print("\n" + markdown_table(header, table))
     return {"rows": rows, "cpus": os.cpu_count()}
 
 
@@ -223,23 +239,29 @@ def phase_policy(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             results[task]["datasets"][label] = {
                 "runs": runs, "successes": k, "episodes": n, "rate": pooled.rate,
                 "ci_low": pooled.ci_low, "ci_high": pooled.ci_high}  # fmt: skip
-            out_json.write_text(json.dumps(results, indent=2))
-    print(f"\n| task | dataset | per seed | pooled (eval on {variant}) | 95% Wilson |")
-    print("|---|---|---|---|---|")
-    for task, r in results.items():
-        for label, d in r["datasets"].items():
-            per = ", ".join(f"{x['successes']}/{x['episodes']}" for x in d["runs"])
-            print(f"| {task} | {label} | {per} | {d['successes']}/{d['episodes']} "
-                  f"({d['rate']:.1%}) | {d['ci_low']:.1%}-{d['ci_high']:.1%} |")  # fmt: skip
+            write_json(out_json, results, quiet=True)
+    table = [
+        [
+            task,
+            label,
+            per_seed_cell(d["runs"]),
+            success_cell(d["successes"], d["episodes"]),
+            wilson_cell(d["successes"], d["episodes"], percent=1),
+        ]
+        for task, r in results.items()
+        for label, d in r["datasets"].items()
+    ]
+    header = ["task", "dataset", "per seed", f"pooled (eval on {variant})", "95% Wilson"]
+    print("\n" + markdown_table(header, table))
     return results
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--phase", choices=["dgr", "scale", "policy"], required=True)
     p.add_argument("--tasks", nargs="+", default=TASKS)
     p.add_argument("--n", type=int, default=1000, help="generated (and oracle) demos")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_seeds(p)
     p.add_argument(
         "--variants",
         nargs="+",
@@ -265,14 +287,14 @@ def main() -> None:
         choices=["source", "generated", "oracle"],
         help="policy phase: which datasets to train on",
     )
-    p.add_argument("--work", default="benchmarks/out/generate")
+    p.add_argument("--work", default=str(OUT / "generate"))
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     phase = {"dgr": phase_dgr, "scale": phase_scale, "policy": phase_policy}[args.phase]
     result = phase(args, work)
     name = f"{args.phase}_{'_'.join(args.tasks)}.json"
-    (work / name).write_text(json.dumps({"config": vars(args), **result}, indent=2))
+    write_json(work / name, {"config": vars(args), **result})
 
 
 if __name__ == "__main__":

@@ -28,15 +28,14 @@ Writes `--out` (JSON) and prints a markdown table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+from harness import OUT, add_out, add_quick, markdown_table, parser, write_json
+
 CAMS = ("agentview_image", "eye_in_hand_image")
 PROPRIO = ("eef_pos", "eef_quat", "gripper_qpos")
 
@@ -56,9 +55,8 @@ def _worker(
     torch.set_num_threads(1)
     device = torch.device(args["device"])
     kw: dict[str, Any] = {"obs_keys": PROPRIO, "image_keys": CAMS, "encoder": "conv"}
-    if args["quick"]:
-        kw.update(args["quick_sizes"].get(policy, {}))
-    config = policy_config_class(policy)(**kw)
+    cls = policy_config_class(policy)
+    config = cls.tiny(**kw) if args["quick"] else cls(**kw)
     data = camera_dataset(num_demos=4, length=60, size=args["size"], seed=rank)
     torch.manual_seed(rank)
     net = config.build(data.spec, {}).to(device).train()
@@ -126,7 +124,7 @@ def measure(policy: str, mode: str, procs: int, args: dict[str, Any]) -> list[fl
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--policies", nargs="+", default=["mlp", "act"])
     p.add_argument("--procs", nargs="+", type=int, default=[1, 14])
     p.add_argument("--modes", nargs="+", default=["sync", "async"], choices=["sync", "async"])
@@ -134,15 +132,13 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--device", default="cuda")
-    p.add_argument("--out", default=str(HERE / "out" / "gpu_share.json"))
-    p.add_argument("--quick", action="store_true", help="CPU, tiny nets and images, 1 s each")
+    add_out(p, OUT / "gpu_share.json")
+    add_quick(p, help="CPU, tiny nets and images, 1 s each")
     args = p.parse_args()
     if args.quick:
         args.device, args.seconds, args.warmup, args.batch = "cpu", 1.0, 2, 4
         args.procs = [1, 2]
-    from bench_policies import QUICK
-
-    shared = vars(args) | {"size": 32 if args.quick else 84, "quick_sizes": QUICK}
+    shared = vars(args) | {"size": 32 if args.quick else 84}
     rows = []
     for policy in args.policies:
         for procs in args.procs:
@@ -159,16 +155,19 @@ def main() -> None:
                     }
                 )
                 print(json.dumps(rows[-1]), flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": args.device, "batch": args.batch, "rows": rows}, indent=1))
-    print("| policy | processes | mode | steps/s per process (median) | steps/s, all |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['policy']} | {r['procs']} | {r['mode']} | "
-            f"{r['median_steps_per_s']:.1f} | {r['total_steps_per_s']:.1f} |"
-        )
+    write_json(args.out, {"device": args.device, "batch": args.batch, "rows": rows}, quiet=True)
+    cells = [
+        [
+            r["policy"],
+            r["procs"],
+            r["mode"],
+            f"{r['median_steps_per_s']:.1f}",
+            f"{r['total_steps_per_s']:.1f}",
+        ]
+        for r in rows
+    ]
+    header = ["policy", "processes", "mode", "steps/s per process (median)", "steps/s, all"]
+    print(markdown_table(header, cells))
 
 
 if __name__ == "__main__":

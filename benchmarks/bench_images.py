@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import os
 import statistics
 import time
@@ -42,9 +41,8 @@ import torch
 from apprentice.algos import TrainConfig, Trainer
 from apprentice.data.dataset import DemoDataset, WindowSampler
 from apprentice.policies import MLPConfig, Policy, PolicyConfig
-from harness import alternate
+from harness import OUT, add_quick, add_seeds, alternate, markdown_table, parser, write_json
 
-OUT = Path(__file__).parent / "out" / "images"
 CAMS = ("agentview_image", "eye_in_hand_image")
 PROPRIO = ("eef_pos", "eef_quat", "gripper_qpos")
 
@@ -270,10 +268,10 @@ def success(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--speed", action="store_true", help="time training steps and act latency")
     p.add_argument("--success", action="store_true", help="collect, train, evaluate")
-    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    add_quick(p)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
@@ -286,13 +284,13 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--steps-per-epoch", type=int, default=100)
     p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    add_seeds(p, default=(0,))
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--low-dim-reference", action="store_true")
     p.add_argument("--pretrain-task", default=None, help="pretrain on this task's demos first")
     p.add_argument("--pretrain-demos", type=int, default=50)
-    p.add_argument("--work", default=str(OUT))
+    p.add_argument("--work", default=str(OUT / "images"))
     args = p.parse_args()
     if not (args.speed or args.success):
         p.error("choose --speed and/or --success")
@@ -304,26 +302,33 @@ def main() -> None:
         result = speed(args) | meta | {"load_avg_end": os.getloadavg()}
         # A smoke run must not overwrite the full results.
         name = "speed_quick" if args.quick else "speed"
-        (out / f"{name}.json").write_text(json.dumps(result, indent=2))
-        print(
-            "\n| encoder | fs | batch | train steps/s (wall) | train steps per CPU-s | "
-            "encoder-bound steps per CPU-s | fraction of bound (range) |"
-        )
-        print("|---|---|---|---|---|---|---|")
-        for r in result["rows"]:
-            print(
-                f"| {r['encoder']} | {r['frame_stack']} | {r['batch']} | "
-                f"{r['train_steps_per_s']:.2f} | {r['train_steps_per_cpu_s']:.2f} | "
-                f"{r['bound_steps_per_cpu_s']:.2f} | {r['fraction_of_bound']:.2f} "
-                f"({r['fraction_range'][0]:.2f}-{r['fraction_range'][1]:.2f}) |"
-            )
-        print("\n| policy | act p50 / p99 ms (wall) | act p50 / p99 ms (thread CPU) |")
-        print("|---|---|---|")
-        for name, lat in result["act_latency_ms"].items():
-            print(
-                f"| {name} | {lat['p50']:.2f} / {lat['p99']:.2f} | "
-                f"{lat['cpu_p50']:.2f} / {lat['cpu_p99']:.2f} |"
-            )
+        write_json(out / f"{name}.json", result, quiet=True)
+        header = ["encoder", "fs", "batch", "train steps/s (wall)", "train steps per CPU-s"]
+        header += ["encoder-bound steps per CPU-s", "fraction of bound (range)"]
+        rows = [
+            [
+                r["encoder"],
+                r["frame_stack"],
+                r["batch"],
+                f"{r['train_steps_per_s']:.2f}",
+                f"{r['train_steps_per_cpu_s']:.2f}",
+                f"{r['bound_steps_per_cpu_s']:.2f}",
+                f"{r['fraction_of_bound']:.2f} "
+                f"({r['fraction_range'][0]:.2f}-{r['fraction_range'][1]:.2f})",
+            ]
+            for r in result["rows"]
+        ]
+        print("\n" + markdown_table(header, rows))
+        rows = [
+            [
+                name,
+                f"{lat['p50']:.2f} / {lat['p99']:.2f}",
+                f"{lat['cpu_p50']:.2f} / {lat['cpu_p99']:.2f}",
+            ]
+            for name, lat in result["act_latency_ms"].items()
+        ]
+        header = ["policy", "act p50 / p99 ms (wall)", "act p50 / p99 ms (thread CPU)"]
+        print("\n" + markdown_table(header, rows))
     if args.success:
         result = success(args) | meta
         # Every setting that changes the numbers is in the name: runs never overwrite others.
@@ -331,12 +336,13 @@ def main() -> None:
         name += f"_{args.demos}demos_"
         name += f"pre{args.pretrain_task}" if args.pretrain_task else "scratch"
         name += f"_{args.epochs}ep_s{''.join(str(s) for s in args.seeds)}"
-        (out / f"{name}.json").write_text(json.dumps(result, indent=2))
-        print("\n| observations | successes | 95% CI |\n|---|---|---|")
-        for kind, r in result.items():
-            if isinstance(r, dict) and "ci" in r:
-                ci = r["ci"]
-                print(f"| {kind} | {r['successes']}/{r['episodes']} | {ci[0]:.2f}-{ci[1]:.2f} |")
+        write_json(out / f"{name}.json", result, quiet=True)
+        rows = [
+            [kind, f"{r['successes']}/{r['episodes']}", f"{r['ci'][0]:.2f}-{r['ci'][1]:.2f}"]
+            for kind, r in result.items()
+            if isinstance(r, dict) and "ci" in r
+        ]
+        print("\n" + markdown_table(["observations", "successes", "95% CI"], rows))
 
 
 if __name__ == "__main__":

@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-OUT = HERE / "out" / "irl"
-EXPERTS = HERE / "out" / "experts"
+from harness import OUT, add_out, add_seeds, markdown_table, parser, write_json
+
+IRL_OUT = OUT / "irl"
+EXPERTS = OUT / "experts"
 
 
 def env_label(task: str) -> str:
@@ -169,20 +170,24 @@ def final_evals(
                 continue
             demos = demo_path(task, args.demo_episodes, args.out)
             scores = final_eval(task, run_dir, demos, args.final_episodes, not sampled)
-            path.write_text(json.dumps(scores, indent=2) + "\n")
+            write_json(path, scores, quiet=True)
     rows = list(result_files(args.out, env, prefix))
     if rows:
         how = "sampled actions" if sampled else "mean actions"
         n = rows[0][2]["eval_episodes"]
         print(f"\n{task}: final policies ({how}) on {n:.0f} held-out episodes\n")
-        print("| method | seed | normalized return | return (mean ± std) | success rate |")
-        print("|---|---|---|---|---|")
-        for algo, seed, r in rows:
-            success = f"{r['success_rate']:.2f}" if "success_rate" in r else ""
-            print(
-                f"| {algo} | {seed} | {r.get('normalized_return', float('nan')):.3f} | "
-                f"{r['mean_return']:.1f} ± {r['std_return']:.1f} | {success} |"
-            )
+        header = ["method", "seed", "normalized return", "return (mean ± std)", "success rate"]
+        cells = [
+            [
+                algo,
+                seed,
+                f"{r.get('normalized_return', float('nan')):.3f}",
+                f"{r['mean_return']:.1f} ± {r['std_return']:.1f}",
+                f"{r['success_rate']:.2f}" if "success_rate" in r else "",
+            ]
+            for algo, seed, r in rows
+        ]
+        print(markdown_table(header, cells))
 
 
 def result_files(out: Path, env: str, prefix: str) -> Iterator[tuple[str, int, Any]]:
@@ -203,13 +208,9 @@ def load_runs(out: Path, env: str, prefix: str) -> dict[str, dict[int, list[dict
 def report(task: str, out: Path) -> None:
     env = env_label(task)
     ours = load_runs(out, env, "apprentice")
-    # imitation's runs are written by benchmarks/peers/imitation_run.py under OUT.
-    peer = load_runs(OUT, env, "imitation")
-    lines = [
-        f"\n### {task}: normalized return (mean ± std over seeds) at the last evaluation\n",
-        "| method | seeds | env steps | normalized return | return | wall-clock s (mean) |",
-        "|---|---|---|---|---|---|",
-    ]
+    # imitation's runs are written by benchmarks/peers/imitation_run.py under IRL_OUT.
+    peer = load_runs(IRL_OUT, env, "imitation")
+    table = []
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for label, runs in [("apprentice", ours), ("imitation 1.0.1", peer)]:
         for algo, by_seed in sorted(runs.items()):
@@ -220,10 +221,15 @@ def report(task: str, out: Path) -> None:
             ret = [f["mean_return"] for f in finals]
             wall = [f.get("wall_s") or 0.0 for f in finals]
             name = algo if label == "apprentice" else f"{algo} ({label})"
-            lines.append(
-                f"| {name} | {len(finals)} | {finals[0]['env_steps']} | "
-                f"{np.mean(norm):.3f} ± {np.std(norm):.3f} | {np.mean(ret):.1f} | "
-                f"{np.mean(wall):.0f} |"
+            table.append(
+                [
+                    name,
+                    len(finals),
+                    finals[0]["env_steps"],
+                    f"{np.mean(norm):.3f} ± {np.std(norm):.3f}",
+                    f"{np.mean(ret):.1f}",
+                    f"{np.mean(wall):.0f}",
+                ]
             )
             # The curve: mean over seeds at the evaluation points all seeds share.
             steps = sorted(
@@ -241,7 +247,9 @@ def report(task: str, out: Path) -> None:
                 for s in steps
             ]
             curves[name] = (np.asarray(steps), np.asarray(ys))
-    print("\n".join(lines))
+    print(f"\n### {task}: normalized return (mean ± std over seeds) at the last evaluation\n")
+    header = ["method", "seeds", "env steps", "normalized return", "return"]
+    print(markdown_table([*header, "wall-clock s (mean)"], table))
     print(f"\n{task}: normalized return against environment steps (mean over seeds)\n")
     for name, (xs, ys) in curves.items():
         print(
@@ -268,10 +276,10 @@ def report(task: str, out: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--tasks", nargs="+", default=["gym/InvertedPendulum-v5"])
     p.add_argument("--algos", nargs="+", default=["bc", "gail", "airl"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    add_seeds(p)
     p.add_argument("--demo-episodes", type=int, default=10)
     p.add_argument("--env-steps", type=int, default=150_000)
     p.add_argument("--eval-every", type=int, default=15_000)
@@ -279,8 +287,8 @@ def main() -> None:
     p.add_argument("--rl-algo", default="auto")
     p.add_argument("--algo-args", nargs="*", default=[], help="key=value for every irl run")
     p.add_argument("--bc-epochs", type=int, default=20)
-    p.add_argument("--out", type=Path, default=OUT, help="result JSON, demos and curves")
-    p.add_argument("--work", type=Path, default=None, help="run folders (default: OUT/runs)")
+    add_out(p, IRL_OUT, help="result JSON, demos and curves")
+    p.add_argument("--work", type=Path, default=None, help="run folders (default: <out>/runs)")
     p.add_argument("--report-only", action="store_true", help="only print the tables")
     p.add_argument(
         "--final-episodes",
@@ -316,7 +324,7 @@ def main() -> None:
                         "total_wall_s": time.perf_counter() - t0,
                         "rows": rows,
                     }
-                    path.write_text(json.dumps(record, indent=2) + "\n")
+                    write_json(path, record, quiet=True)
                     print(f"{task} {algo} seed {seed}: {rows[-1]}", flush=True)
         report(task, args.out)
         if args.final_episodes:

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-OUT = HERE / "out"
+from harness import OUT, add_quick, add_seeds, markdown_table, parser, write_json
+
 WORLDS = ["gridworld/5x5", "gridworld/objectworld-10", "gridworld/16x16"]
 
 
@@ -88,9 +88,9 @@ def run_tabular_grid(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """Mean (min-max) over seeds per world, algorithm and number of demos."""
-    head = "| world | algo | demos | seeds | dist. to mu_E | met stop rule "
-    head += "| normalized value (true reward) | reward corr. | iterations | wall s |"
-    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+    header = ["world", "algo", "demos", "seeds", "dist. to mu_E", "met stop rule"]
+    header += ["normalized value (true reward)", "reward corr.", "iterations", "wall s"]
+    rows_out: list[list[Any]] = []
 
     def stat(xs: list[float], fmt: str) -> str:
         if len(xs) == 1:
@@ -105,16 +105,21 @@ def table(rows: list[dict[str, Any]]) -> str:
     for world, algo, demos in keys:
         group = [r for r in rows if (r["world"], r["algo"], r["demos"]) == (world, algo, demos)]
         corr = [r["reward_correlation"] for r in group if r["reward_correlation"] is not None]
-        lines.append(
-            f"| {world} | {algo} | {demos} | {len(group)} "
-            f"| {stat([r['distance'] for r in group], '.3f')} "
-            f"| {sum(r['converged'] for r in group)}/{len(group)} "
-            f"| {stat([r['normalized_return'] for r in group], '.3f')} "
-            f"| {stat(corr, '.2f') if corr else '-'} "
-            f"| {stat([float(r['iterations']) for r in group], '.0f')} "
-            f"| {stat([r['wall_s'] for r in group], '.1f')} |"
+        rows_out.append(
+            [
+                world,
+                algo,
+                demos,
+                len(group),
+                stat([r["distance"] for r in group], ".3f"),
+                f"{sum(r['converged'] for r in group)}/{len(group)}",
+                stat([r["normalized_return"] for r in group], ".3f"),
+                stat(corr, ".2f") if corr else "-",
+                stat([float(r["iterations"]) for r in group], ".0f"),
+                stat([r["wall_s"] for r in group], ".1f"),
+            ]
         )
-    return "\n".join(lines)
+    return markdown_table(header, rows_out)
 
 
 def run_continuous(args: argparse.Namespace) -> None:
@@ -149,23 +154,27 @@ def run_continuous(args: argparse.Namespace) -> None:
             for h in r.history
         ]
         out = OUT / "irl" / f"apprentice_{env}_apprenticeship_s{seed}.json"
-        out.write_text(json.dumps({"rows": rows, "final": r.final, "demos": str(demos)}, indent=2))
-        print(f"| env steps | return | normalized | wall s |  ({out})\n|---|---|---|---|")
-        for row in rows:
-            print(
-                f"| {row['env_steps']} | {row['mean_return']:.1f} "
-                f"| {row.get('normalized_return') or float('nan'):.3f} | {row['wall_s']:.0f} |"
-            )
+        write_json(out, {"rows": rows, "final": r.final, "demos": str(demos)})
+        cells = [
+            [
+                row["env_steps"],
+                f"{row['mean_return']:.1f}",
+                f"{row.get('normalized_return') or float('nan'):.3f}",
+                f"{row['wall_s']:.0f}",
+            ]
+            for row in rows
+        ]
+        print(markdown_table(["env steps", "return", "normalized", "wall s"], cells))
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--worlds", nargs="+", default=WORLDS)
     p.add_argument("--algos", nargs="+", default=["apprenticeship", "maxent"])
     p.add_argument("--demos", nargs="+", default=["exact", "20", "200"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    add_seeds(p)
     p.add_argument("--work", type=Path, default=OUT / "irl_tabular_runs")
-    p.add_argument("--quick", action="store_true", help="5x5 only, exact and 10 demos, seed 0")
+    add_quick(p, help="5x5 only, exact and 10 demos, seed 0")
     p.add_argument("--continuous", action="store_true", help="the linear-feature version instead")
     p.add_argument("--task", default="gym/InvertedPendulum-v5")
     p.add_argument("--env-steps", type=int, default=100_000)
@@ -184,7 +193,7 @@ def main() -> None:
         args.worlds, args.demos, args.seeds = ["gridworld/5x5"], ["exact", "10"], [0]
     rows = run_tabular_grid(args)
     out = OUT / ("irl_tabular_quick.json" if args.quick else "irl_tabular.json")
-    out.write_text(json.dumps({"rows": rows, "load_avg_end": list(os.getloadavg())}, indent=2))
+    write_json(out, {"rows": rows, "load_avg_end": list(os.getloadavg())})
     print(table(rows))
 
 

@@ -22,7 +22,6 @@ Writes benchmarks/out/lfo/{label,bco,bcrl}.json and a markdown table per part on
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
@@ -41,9 +40,9 @@ from apprentice.irl.hybrid import run_bc_rl
 from apprentice.irl.label import LabelConfig, action_error, label_actions, strip_actions
 from apprentice.policies.checkpoint import load_policy
 from apprentice.policies.mlp import MLPConfig
+from harness import OUT, add_out, add_seeds, markdown_table, parser, write_json
 
-HERE = Path(__file__).resolve().parent
-EXPERT = HERE / "out" / "experts" / "InvertedPendulum-v5.zip"
+EXPERT = OUT / "experts" / "InvertedPendulum-v5.zip"
 PENDULUM = "gym/InvertedPendulum-v5"
 
 
@@ -70,11 +69,18 @@ def part_label(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         labels = DemoDataset.load(r.path).actions
         rows[mode] = {**action_error(labels, truth), "wall_s": time.perf_counter() - t0}
     print(f"\nlift: {args.lift_demos} oracle demos, IDM from {args.exploration_steps} env steps\n")
-    print("| exploration | MAE | relative MAE | cosine | MAE per dim (x y z rx ry rz grip) |")
-    print("|---|---|---|---|---|")
-    for mode, e in rows.items():
-        per = " ".join(f"{x:.3f}" for x in e["mae_per_dim"])
-        print(f"| {mode} | {e['mae']:.4f} | {e['relative_mae']:.3f} | {e['cosine']:.3f} | {per} |")
+    cells = [
+        [
+            mode,
+            f"{e['mae']:.4f}",
+            f"{e['relative_mae']:.3f}",
+            f"{e['cosine']:.3f}",
+            " ".join(f"{x:.3f}" for x in e["mae_per_dim"]),
+        ]
+        for mode, e in rows.items()
+    ]
+    header = ["exploration", "MAE", "relative MAE", "cosine", "MAE per dim (x y z rx ry rz grip)"]
+    print(markdown_table(header, cells))
     return rows
 
 
@@ -145,15 +151,15 @@ def part_bco(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         bc = bc_true_actions(demos, seed, work / f"bc_true_s{seed}", args)
         out["runs"].setdefault("BC, true actions", []).append({"seed": seed, **bc})
     print(f"\nInvertedPendulum: {args.ip_demos} SB3-expert demos, {args.bco_steps} env steps\n")
-    print("| method | normalized return, mean (per seed) | IDM MAE (last round) | env steps |")
-    print("|---|---|---|---|")
+    rows = []
     for name, runs in out["runs"].items():
         finals = [r["history"][-1] if "history" in r else r for r in runs]
         nr = [f["normalized_return"] for f in finals]
         per = ", ".join(f"{x:.2f}" for x in nr)
         mae = " ".join(f"{f['idm_mae']:.4f}" for f in finals if "idm_mae" in f) or "-"
-        steps = finals[0].get("env_steps", 0)
-        print(f"| {name} | {np.mean(nr):.2f} ({per}) | {mae} | {steps} |")
+        rows.append([name, f"{np.mean(nr):.2f} ({per})", mae, finals[0].get("env_steps", 0)])
+    header = ["method", "normalized return, mean (per seed)", "IDM MAE (last round)"]
+    print(markdown_table([*header, "env steps"], rows))
     return out
 
 
@@ -185,8 +191,7 @@ def part_bcrl(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         {h["env_steps"] for runs in out["runs"].values() for r in runs for h in r["history"]}
     )
     print(f"\nInvertedPendulum: normalized return vs env steps ({args.ip_demos} demos)\n")
-    print("| method | " + " | ".join(str(s) for s in steps) + " |")
-    print("|---|" + "---|" * len(steps))
+    rows = []
     for name, runs in out["runs"].items():
         cells = []
         for s in steps:
@@ -194,14 +199,15 @@ def part_bcrl(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 h["normalized_return"] for r in runs for h in r["history"] if h["env_steps"] == s
             ]
             cells.append(f"{np.mean(vals):.2f}" if vals else "-")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        rows.append([name, *cells])
+    print(markdown_table(["method", *map(str, steps)], rows))
     return out
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--parts", nargs="*", default=["label", "bco", "bcrl"])
-    p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    add_seeds(p, nargs="*")
     p.add_argument("--lift-demos", type=int, default=50)
     p.add_argument("--exploration-steps", type=int, default=20_000)
     p.add_argument("--idm-steps", type=int, default=3000)
@@ -210,7 +216,7 @@ def main() -> None:
     p.add_argument("--bc-epochs", type=int, default=10)
     p.add_argument("--rl-steps", type=int, default=20_000)
     p.add_argument("--eval-episodes", type=int, default=10)
-    p.add_argument("--out", default=str(HERE / "out" / "lfo"))
+    add_out(p, OUT / "lfo", help="folder of the JSON results and the runs")
     p.add_argument("--fresh", action="store_true", help="delete the work folder first")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -224,7 +230,7 @@ def main() -> None:
         t0 = time.perf_counter()
         result = parts[name](args, work)
         result = {"args": vars(args), "wall_s": time.perf_counter() - t0, "result": result}
-        (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        write_json(out / f"{name}.json", result, default=str)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import statistics
@@ -47,10 +46,17 @@ from apprentice.data.dataset import DemoDataset, WindowSampler
 from apprentice.data.normalize import Normalizer
 from apprentice.policies import Policy, PolicyConfig, policy_config_class, policy_names
 from apprentice.policies.chunking import ActionQueue, TemporalEnsembler
-from harness import alternate
+from harness import (
+    OUT,
+    add_out,
+    add_quick,
+    add_seeds,
+    alternate,
+    markdown_table,
+    parser,
+    write_json,
+)
 
-HERE = Path(__file__).resolve().parent
-OUT = HERE / "out"
 BATCH = 100
 BASELINE = "mlp"
 # A second, small size per policy (unknown names run at their defaults only).
@@ -228,22 +234,24 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def speed_table(result: dict[str, Any]) -> str:
-    rows = [
-        "| policy | params | train steps/s (batch 100) | vs MLP | act p50 / p99 ms "
-        "| chunk query p50 / p99 ms (queries) |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = []
     for label, r in result["policies"].items():
         act = r["act"]
         chunk = r.get("chunk_query")
         q = f"{chunk['p50_ms']:.2f} / {chunk['p99_ms']:.2f} ({chunk['n']})" if chunk else ""
         ratio = r["train"].get("ratio_to_mlp")
         rows.append(
-            f"| {label} | {r['params']:,} | {r['train']['steps_per_s']:.1f} | "
-            f"{'' if ratio is None else f'{ratio:.2f}'} | "
-            f"{act['p50_ms']:.2f} / {act['p99_ms']:.2f} | {q} |"
+            [
+                label,
+                f"{r['params']:,}",
+                f"{r['train']['steps_per_s']:.1f}",
+                "" if ratio is None else f"{ratio:.2f}",
+                f"{act['p50_ms']:.2f} / {act['p99_ms']:.2f}",
+                q,
+            ]
         )
-    return "\n".join(rows)
+    header = ["policy", "params", "train steps/s (batch 100)", "vs MLP", "act p50 / p99 ms"]
+    return markdown_table([*header, "chunk query p50 / p99 ms (queries)"], rows)
 
 
 def success(args: argparse.Namespace) -> dict[str, Any]:
@@ -303,9 +311,9 @@ def success(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--policies", nargs="*", default=None, help="default: every registered one")
-    p.add_argument("--quick", action="store_true", help="tiny nets and runs: a smoke test")
+    add_quick(p, help="tiny nets and runs: a smoke test")
     p.add_argument("--num-demos", type=int, default=50, help="lift oracle demos for timing")
     p.add_argument("--data", default=None, help="demo file (default: cached under out/)")
     p.add_argument("--seconds", type=float, default=4.0, help="training window per round")
@@ -313,10 +321,10 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=1000, help="timed act calls per policy")
     p.add_argument("--warmup", type=int, default=50, help="untimed act calls first")
     p.add_argument("--rounds", type=int, default=5, help="latency rounds (policies alternate)")
-    p.add_argument("--out", default=str(OUT / "policies.json"))
+    add_out(p, OUT / "policies.json")
     p.add_argument("--success", action="store_true", help="success rates instead of speed")
     p.add_argument("--demos", type=int, nargs="+", default=[50, 200], help="--success: demos")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="--success: train seeds")
+    add_seeds(p, default=(0,), help="--success: train seeds")
     p.add_argument("--episodes", type=int, default=50, help="--success: held-out rollouts")
     p.add_argument("--epochs", type=int, default=50, help="--success: epochs")
     p.add_argument("--steps-per-epoch", type=int, default=100, help="--success")
@@ -338,10 +346,7 @@ def main() -> None:
     else:
         result = speed(args)
         print(speed_table(result))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str))
-    print(f"wrote {out}")
+    write_json(args.out, result, default=str)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,7 @@ and the expert's wall time per episode on one core.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -21,12 +18,13 @@ from apprentice.collect.record import record_episode
 from apprentice.envs import make_task
 from apprentice.envs.seeds import held_out_seeds
 from apprentice.evaluate.metrics import success_rate
+from harness import OUT, add_out, parser, wilson_cell, write_json
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--episodes", type=int, default=50)
-    p.add_argument("--out", default="benchmarks/out/pusht_expert.json")
+    add_out(p, OUT / "pusht_expert.json")
     args = p.parse_args()
     task = make_task("pusht")
     rows = []
@@ -56,11 +54,10 @@ def main() -> None:
         "seconds_per_episode": float(np.mean([r["seconds"] for r in rows])),
         "episodes_detail": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(summary, indent=1))
+    write_json(args.out, summary, quiet=True)
     print(
         f"expert: {k}/{len(rows)} = {k / len(rows):.1%} "
-        f"(95% Wilson {sr.ci_low:.1%}-{sr.ci_high:.1%}), "
+        f"(95% Wilson {wilson_cell(k, len(rows), percent=1)}), "
         f"mean best reward {summary['mean_max_reward']:.3f}, "
         f"mean length {summary['mean_length']:.1f} steps, "
         f"{summary['seconds_per_episode']:.2f} s per episode"

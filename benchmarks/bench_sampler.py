@@ -14,7 +14,6 @@ With --robomimic-python, the same file is read by robomimic's SequenceDataset (h
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import subprocess
@@ -25,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from apprentice.data import DemoDataset, DemoWriter, Episode, WindowSampler
+from harness import OUT, add_out, markdown_table, parser, write_json
 
-OUT = Path(__file__).with_name("out")
 KEYS = {"eef_pos": 3, "eef_quat": 4, "gripper_qpos": 2, "object": 20}
 ACTION_DIM = 7
 CONFIGS = [
@@ -130,10 +129,11 @@ def time_robomimic(python: str, path: Path, seq_len: int, frame_stack: int, seco
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=2.0, help="timing per configuration")
-    parser.add_argument("--robomimic-python", help="interpreter with robomimic installed")
-    args = parser.parse_args()
+    p = parser(__doc__)
+    p.add_argument("--seconds", type=float, default=2.0, help="timing per configuration")
+    p.add_argument("--robomimic-python", help="interpreter with robomimic installed")
+    add_out(p, OUT / "sampler.json")
+    args = p.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.hdf5"
@@ -159,22 +159,21 @@ def main() -> None:
         f"dataset: {ds.num_episodes} demos, {ds.num_steps} steps; written in {write_s:.2f} s, "
         f"loaded in {load_s:.3f} s; memcpy bandwidth {bandwidth / 1e9:.1f} GB/s\n"
     )
-    header = "| window | batches/s | MB/s produced | of memcpy bandwidth |"
+    header = ["window", "batches/s", "MB/s produced", "of memcpy bandwidth"]
+    cells = [
+        [
+            r["name"],
+            f"{r['batches_per_s']:.0f}",
+            f"{r['batches_per_s'] * r['bytes_per_batch'] / 1e6:.0f}",
+            f"{100 * r['bandwidth_fraction']:.1f}%",
+        ]
+        + ([f"{r['robomimic_batches_per_s']:.0f}"] if args.robomimic_python else [])
+        for r in rows
+    ]
     if args.robomimic_python:
-        header += " robomimic batches/s |"
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
-    for r in rows:
-        line = (
-            f"| {r['name']} | {r['batches_per_s']:.0f} | "
-            f"{r['batches_per_s'] * r['bytes_per_batch'] / 1e6:.0f} | "
-            f"{100 * r['bandwidth_fraction']:.1f}% |"
-        )
-        if args.robomimic_python:
-            line += f" {r['robomimic_batches_per_s']:.0f} |"
-        print(line)
+        header.append("robomimic batches/s")
+    print(markdown_table(header, cells))
 
-    OUT.mkdir(exist_ok=True)
     result = {
         "machine": platform.platform(),
         "numpy": np.__version__,
@@ -185,7 +184,7 @@ def main() -> None:
         "memcpy_bytes_per_s": bandwidth,
         "configs": rows,
     }
-    (OUT / "sampler.json").write_text(json.dumps(result, indent=2))
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

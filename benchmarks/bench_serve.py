@@ -19,8 +19,6 @@ Fresh random observations every request. Prints markdown; JSON to benchmarks/out
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing as mp
 import os
 import signal
@@ -35,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from apprentice.deploy.client import Client
+from harness import OUT, add_out, add_quick, markdown_table, parser, write_json
 
-HERE = Path(__file__).resolve().parent
 TOKEN = "bench-token"
 OBS_SHAPES: dict[str, tuple[int, ...]] = {
     "eef_pos": (3,),
@@ -213,13 +211,13 @@ def throughput(url: str, clients: int, seconds: float, rate_hz: float) -> dict[s
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="a smoke test: few requests, 2 clients")
+    p = parser(__doc__)
+    add_quick(p, help="a smoke test: few requests, 2 clients")
     p.add_argument("--requests", type=int, default=3000, help="latency requests per policy")
     p.add_argument("--seconds", type=float, default=10.0, help="throughput run per client count")
     p.add_argument("--clients", type=int, nargs="*", default=[1, 8, 32])
     p.add_argument("--policies", nargs="*", default=sorted(POLICIES), choices=sorted(POLICIES))
-    p.add_argument("--out", default=str(HERE / "out" / "serve.json"))
+    add_out(p, OUT / "serve.json")
     args = p.parse_args()
     if args.quick:
         args.requests, args.seconds, args.clients = 100, 1.0, [2]
@@ -253,33 +251,39 @@ def main() -> None:
                 proc.send_signal(signal.SIGTERM)
                 entry["server_exit_code"] = proc.wait(timeout=60)
     result["load_avg_end"] = os.getloadavg()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_json(args.out, result)
 
     print(f"load average at start {result['load_avg_start'][0]:.2f} on {os.cpu_count()} CPUs\n")
-    print(
-        "| policy | server p50 / p99 (ms) | in-process p50 / p99 (ms) | overhead p50 | ratio | "
-        "CPU ms per action: server + client / in-process |"
-    )
-    print("|---|---|---|---|---|---|")
-    for kind, e in result["policies"].items():
-        la = e["latency"]
-        print(
-            f"| {kind} | {la['server_p50_ms']:.2f} / {la['server_p99_ms']:.2f} | "
-            f"{la['in_process_p50_ms']:.2f} / {la['in_process_p99_ms']:.2f} | "
-            f"{la['overhead_p50_ms']:.2f} ms | {la['ratio_p50']:.1f}x | "
+    header = ["policy", "server p50 / p99 (ms)", "in-process p50 / p99 (ms)", "overhead p50"]
+    header += ["ratio", "CPU ms per action: server + client / in-process"]
+    rows = [
+        [
+            kind,
+            f"{la['server_p50_ms']:.2f} / {la['server_p99_ms']:.2f}",
+            f"{la['in_process_p50_ms']:.2f} / {la['in_process_p99_ms']:.2f}",
+            f"{la['overhead_p50_ms']:.2f} ms",
+            f"{la['ratio_p50']:.1f}x",
             f"{la['server_cpu_ms_per_action']:.2f} + {la['client_cpu_ms_per_action']:.2f} / "
-            f"{la['in_process_cpu_ms_per_action']:.2f} |"
-        )
-    print("\n| policy | clients (processes) | each sends | actions/s | p50 | p99 | max (ms) |")
-    print("|---|---|---|---|---|---|---|")
-    for kind, e in result["policies"].items():
-        for t in e["throughput"]:
-            pace = f"{t['rate_hz']:g} Hz" if t["rate_hz"] != "closed loop" else "closed loop"
-            print(
-                f"| {kind} | {t['clients']} | {pace} | {t['actions_per_s']:.0f} | "
-                f"{t['p50_ms']:.2f} | {t['p99_ms']:.2f} | {t['max_ms']:.1f} |"
-            )
+            f"{la['in_process_cpu_ms_per_action']:.2f}",
+        ]
+        for kind, la in ((k, e["latency"]) for k, e in result["policies"].items())
+    ]
+    print(markdown_table(header, rows))
+    header = ["policy", "clients (processes)", "each sends", "actions/s", "p50", "p99"]
+    rows = [
+        [
+            kind,
+            t["clients"],
+            f"{t['rate_hz']:g} Hz" if t["rate_hz"] != "closed loop" else "closed loop",
+            f"{t['actions_per_s']:.0f}",
+            f"{t['p50_ms']:.2f}",
+            f"{t['p99_ms']:.2f}",
+            f"{t['max_ms']:.1f}",
+        ]
+        for kind, e in result["policies"].items()
+        for t in e["throughput"]
+    ]
+    print("\n" + markdown_table([*header, "max (ms)"], rows))
     errors = {k: e["server_errors"] for k, e in result["policies"].items() if e["server_errors"]}
     if errors:
         sys.exit(f"server error replies during the benchmark: {errors}")

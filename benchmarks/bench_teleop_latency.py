@@ -27,7 +27,6 @@ Prints a markdown table, writes benchmarks/out/teleop_latency.json.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -48,8 +47,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from apprentice.teleop.browser import HEADLESS_CHROMIUM_FLAGS, BrowserDevice, find_chromium
 from apprentice.teleop.devices import Device
 from apprentice.teleop.run import TeleopConfig, run_teleop
+from harness import OUT, add_out, add_quick, markdown_table, parser, write_json
 
-OUT = Path(__file__).with_name("out")
 TARGET_P99_MS = 50.0
 """The issue's target: input-to-command p99 at most 50 ms on loopback."""
 
@@ -186,13 +185,13 @@ def summarize(latencies: list[float], transport: list[float]) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--inputs", type=int, default=1000, help="inputs sent by the python page")
     p.add_argument("--chromium-inputs", type=int, default=300, help="key events in Chromium")
     p.add_argument("--frame-size", type=int, default=256, help="camera frame side streamed")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="40 + 20 inputs: a smoke test")
-    p.add_argument("--json", type=Path, default=OUT / "teleop_latency.json")
+    add_quick(p, help="40 + 20 inputs: a smoke test")
+    add_out(p, OUT / "teleop_latency.json", flag="--json")
     args = p.parse_args()
     if args.quick:
         args.inputs, args.chromium_inputs = 40, 20
@@ -213,22 +212,24 @@ def main() -> None:
     period_ms = 1e3 / 20.0
     bound = {"p50_ms": 0.5 * period_ms, "p99_ms": 0.99 * period_ms}
     print(f"\nbrowser teleop on loopback, lift at 20 Hz, {args.frame_size}px frames streamed\n")
-    print(
-        "| page | inputs | p50 ms | p90 ms | p99 ms | max ms | transport p50 / p99 ms "
-        "| late ticks / steps |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for name, r in rows.items():
-        print(
-            f"| {name} | {r['inputs']} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
-            f"{r['p99_ms']:.1f} | {r['max_ms']:.1f} | "
-            f"{r['transport_p50_ms']:.2f} / {r['transport_p99_ms']:.2f} | "
-            f"{r['late_ticks']} / {r['steps']} |"
-        )
-    print(
-        f"| bound: tick wait alone | - | {bound['p50_ms']:.1f} | {0.9 * period_ms:.1f} | "
-        f"{bound['p99_ms']:.1f} | {period_ms:.1f} | 0 | 0 |"
-    )
+    header = ["page", "inputs", "p50 ms", "p90 ms", "p99 ms", "max ms"]
+    header += ["transport p50 / p99 ms", "late ticks / steps"]
+    cells = [
+        [
+            name,
+            r["inputs"],
+            f"{r['p50_ms']:.1f}",
+            f"{r['p90_ms']:.1f}",
+            f"{r['p99_ms']:.1f}",
+            f"{r['max_ms']:.1f}",
+            f"{r['transport_p50_ms']:.2f} / {r['transport_p99_ms']:.2f}",
+            f"{r['late_ticks']} / {r['steps']}",
+        ]
+        for name, r in rows.items()
+    ]
+    bound_row = ["bound: tick wait alone", "-", f"{bound['p50_ms']:.1f}", f"{0.9 * period_ms:.1f}"]
+    bound_row += [f"{bound['p99_ms']:.1f}", f"{period_ms:.1f}", 0, 0]
+    print(markdown_table(header, [*cells, bound_row]))
     print(f"\ntarget p99 <= {TARGET_P99_MS:g} ms")
     record = {
         "machine": platform.platform(),
@@ -239,8 +240,7 @@ def main() -> None:
         "pages": rows,
         "target_p99_ms": TARGET_P99_MS,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(record, indent=2))
+    write_json(args.json, record)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,7 @@ Prints a markdown table and writes benchmarks/out/train.json.
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import os
 import platform
 from collections.abc import Callable
@@ -35,12 +33,11 @@ from apprentice.algos import TrainConfig, Trainer
 from apprentice.algos.bc import batch_to_tensors
 from apprentice.data.dataset import DemoDataset, WindowSampler
 from apprentice.policies import MLPConfig, Policy, PolicyConfig, RNNConfig
-from harness import alternate
+from harness import OUT, add_out, add_quick, alternate, markdown_table, parser, write_json
 
 OBS = {"eef_pos": 3, "eef_quat": 4, "gripper_qpos": 2, "object": 14}  # D = 23
 ACTION_DIM = 7
 BATCH = 100
-OUT = Path(__file__).parent / "out" / "train.json"
 
 
 def synthetic_dataset(num_demos: int = 50, length: int = 200, seed: int = 0) -> DemoDataset:
@@ -143,12 +140,12 @@ MLP_VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter timing windows")
-    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    parser.add_argument("--threads", default="2,1", help="torch thread counts to time")
-    parser.add_argument("--out", default=str(OUT), help="where to write the JSON results")
-    args = parser.parse_args()
+    p = parser(__doc__)
+    add_quick(p, help="shorter timing windows")
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    p.add_argument("--threads", default="2,1", help="torch thread counts to time")
+    add_out(p, OUT / "train.json")
+    args = p.parse_args()
     seconds, repeats = (0.4, 3) if args.quick else (1.0, 5)
     dataset = synthetic_dataset()
     mlp, rnn = MLPConfig(), RNNConfig()
@@ -236,9 +233,7 @@ def main() -> None:
         "held_out_mse_bf16": accuracy_check(dataset, steps_acc, autocast=True),
     }
     results["load_avg_end"] = os.getloadavg()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.out, results)
     print_table(results)
 
 
@@ -259,21 +254,20 @@ def print_table(results: dict[str, Any]) -> None:
         f"{results['mlp_params']:,}, {results['flops_per_step'] / 1e6:.0f} MFLOP/step"
     )
     print(f"load average at start {results['load_avg_start']}, end {results['load_avg_end']}\n")
-    print("| policy | variant | threads | steps/s | matmul bound | frac | FLOP bound fp32 | frac |")
-    print("|---|---|---|---|---|---|---|---|")
+    rows = []
     for r in results["rows"]:
         if "error" in r:
-            print(
-                f"| {r['policy']} | {r['variant']} | {r['threads']} | failed: {r['error'][:60]} |"
-            )
+            rows.append([r["policy"], r["variant"], r["threads"], f"failed: {r['error'][:60]}"])
             continue
         bound = r.get("matmul_bound_steps_s")
         flop = r.get("flop_bound_steps_s_fp32")
-        print(
-            f"| {r['policy']} | {r['variant']} | {r['threads']} | {r['steps_s']:.0f} | "
-            + (f"{bound:.0f} | {r['fraction_of_matmul_bound']:.2f} | " if bound else "| | ")
-            + (f"{flop:.0f} | {r['fraction_of_flop_bound_fp32']:.2f} |" if flop else "| |")
+        rows.append(
+            [r["policy"], r["variant"], r["threads"], f"{r['steps_s']:.0f}"]
+            + ([f"{bound:.0f}", f"{r['fraction_of_matmul_bound']:.2f}"] if bound else ["", ""])
+            + ([f"{flop:.0f}", f"{r['fraction_of_flop_bound_fp32']:.2f}"] if flop else ["", ""])
         )
+    header = ["policy", "variant", "threads", "steps/s", "matmul bound", "frac"]
+    print(markdown_table([*header, "FLOP bound fp32", "frac"], rows))
     peaks = {
         (r["threads"], r.get("peak_gflops_fp32"), r.get("peak_gflops_bf16"))
         for r in results["rows"]

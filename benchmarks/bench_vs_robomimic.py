@@ -51,14 +51,13 @@ from typing import Any
 import numpy as np
 
 from apprentice.evaluate.metrics import wilson_interval
+from harness import OUT, alternate, markdown_table, write_json
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))  # bench_sampler, bench_train
 
 PEERS = HERE / "peers"
-OUT_DIR = HERE / "out"
-WORK = OUT_DIR / "vsrm"
+WORK = OUT / "vsrm"
 OBS_KEYS = ["eef_pos", "eef_quat", "gripper_qpos", "object"]
 BATCH = 100
 
@@ -154,12 +153,6 @@ def ensure_dataset(args: argparse.Namespace) -> Path:
         print("collecting:", " ".join(cmd), file=sys.stderr)
         subprocess.run(cmd, check=True)
     return path
-
-
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def fmt_spread(s: dict[str, Any], digits: int = 1, suffix: str = "") -> str:
@@ -279,7 +272,7 @@ def phase_sampler(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
             )
     print("\n### Sampler: batches/s, batch 100, frame_stack 1 (median; ratio median (min-max))\n")
     print(
-        md_table(
+        markdown_table(
             [
                 "threads",
                 "seq_len",
@@ -388,10 +381,10 @@ def run_robomimic_train(
 
 
 def matmul_bound(out_width: int, obs_dim: int, seconds: float) -> float:
-    from bench_train import bare_matmul_step, interleaved_rates
+    from bench_train import bare_matmul_step
 
     step = bare_matmul_step([obs_dim, 1024, 1024, out_width])
-    return interleaved_rates({"bare": step}, seconds=seconds, repeats=1)["bare"]
+    return alternate({"bare": step}, rounds=1, seconds=seconds, warmup=2).median("bare")
 
 
 def phase_train(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
@@ -523,7 +516,7 @@ def phase_train(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
         f"batch {BATCH} (median; ratio and bound fractions median (min-max))\n"
     )
     print(
-        md_table(
+        markdown_table(
             [
                 "threads",
                 "policy",
@@ -696,7 +689,7 @@ def phase_quality(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
         f"{args.episodes} held-out seeds (1e9+i), horizon {rm_eval['horizon']}\n"
     )
     print(
-        md_table(
+        markdown_table(
             [
                 "policy",
                 "successes",
@@ -765,13 +758,13 @@ def main() -> None:
     )
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it all runs")
-    p.add_argument("--json", default=str(OUT_DIR / "vs_robomimic.json"))
+    p.add_argument("--json", default=str(OUT / "vs_robomimic.json"))
     args = p.parse_args()
     if args.smoke:
         args.repeats, args.sampler_seconds, args.bound_seconds = 2, 0.5, 0.3
         args.train_epochs, args.steps_per_epoch = 2, 20
         args.quality_epochs, args.episodes = 1, 4
-        args.json = str(OUT_DIR / "vs_robomimic_smoke.json")
+        args.json = str(OUT / "vs_robomimic_smoke.json")
     if not Path(args.robomimic_python).exists():
         raise SystemExit(
             f"{args.robomimic_python} missing: bash benchmarks/peers/setup_robomimic.sh"
@@ -804,8 +797,7 @@ def main() -> None:
                 f"e{args.quality_epochs}_s{args.quality_seed}_lr{args.quality_lr:g}"
             ] = r
         result[phase] = r
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        write_json(out_path, result, quiet=True, default=str)
     print(f"\nwrote {out_path}", file=sys.stderr)
 
 

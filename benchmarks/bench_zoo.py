@@ -34,9 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from bench_policies import QUICK  # this folder is on sys.path when a script here runs
+from harness import OUT, add_out, add_quick, add_seeds, markdown_table, parser, wilson_cell
 
-HERE = Path(__file__).resolve().parent
 POLICIES = ("mlp", "gmm", "rnn", "transformer", "act", "diffusion")
 CAMS = ("agentview_image", "eye_in_hand_image")
 PROPRIO = ("eef_pos", "eef_quat", "gripper_qpos")
@@ -45,8 +44,9 @@ PROPRIO = ("eef_pos", "eef_quat", "gripper_qpos")
 # 3e-4 and a clipped gradient, as transformers are prone to blow up at 1e-3 without warm-up.
 LR = {"mlp": 1e-3, "gmm": 1e-3, "rnn": 1e-3, "transformer": 3e-4, "act": 3e-4, "diffusion": 3e-4}
 CLIP = {"transformer": 1.0, "act": 1.0, "diffusion": 1.0}
-# --quick: bench_policies' tiny sizes, and a tiny diffusion policy.
-QUICK_ARGS: dict[str, dict[str, Any]] = QUICK | {
+# --quick: each policy's tiny size, the diffusion policy's with a transformer denoiser and
+# fewer steps still.
+QUICK_ARGS: dict[str, dict[str, Any]] = {
     "diffusion": {"denoiser": "transformer", "num_train_steps": 10, "inference_steps": 2},
 }
 
@@ -93,11 +93,12 @@ def policy_config(cell: Cell, quick: bool, overrides: list[str] | None = None) -
     from apprentice.overrides import parse_overrides
     from apprentice.policies import policy_config_class
 
-    kw: dict[str, Any] = dict(QUICK_ARGS[cell.policy]) if quick else {}
+    kw: dict[str, Any] = dict(QUICK_ARGS.get(cell.policy, {})) if quick else {}
     if cell.obs == "images":
         kw.update(obs_keys=PROPRIO, image_keys=CAMS, encoder="conv")
     kw.update(parse_overrides(overrides or [], "--policy-args entry"))
-    return policy_config_class(cell.policy)(**kw)
+    cls = policy_config_class(cell.policy)
+    return cls.tiny(**kw) if quick else cls(**kw)
 
 
 def run_cell(cell: Cell, data: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -203,21 +204,16 @@ def read_cells(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def table(out: Path) -> str:
-    from apprentice.evaluate.metrics import success_rate
-
     rows: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
     for r in read_cells(out).values():
         c = r["cell"]
         rows.setdefault((c["task"], c["obs"], c["policy"], c["demos"]), []).append(r)
-    lines = [
-        "| task | obs | policy | demos | success (seeds pooled) | 95% Wilson | per seed | "
-        "train s/cell | steps/s | max reward |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["task", "obs", "policy", "demos", "success (seeds pooled)", "95% Wilson"]
+    header += ["per seed", "train s/cell", "steps/s", "max reward"]
+    lines: list[list[Any]] = []
     for (task, obs, policy, n), runs in sorted(rows.items()):
         runs.sort(key=lambda r: r["cell"]["seed"])
         k, t = sum(r["successes"] for r in runs), sum(r["episodes"] for r in runs)
-        sr = success_rate(k, t)
         per = "/".join(str(r["successes"]) for r in runs)
         train_s = sum(r["train_s"] for r in runs) / len(runs)
         rates = [r["steps_per_s"] for r in runs if r.get("steps_per_s")]
@@ -226,20 +222,18 @@ def table(out: Path) -> str:
         # run before it was recorded have none.
         scores = [r["mean_max_reward"] for r in runs if r.get("mean_max_reward") is not None]
         score = f"{sum(scores) / len(scores):.3f}" if len(scores) == len(runs) else ""
-        lines.append(
-            f"| {task} | {obs} | {policy} | {n} | {k}/{t} = {k / t:.1%} | "
-            f"{sr.ci_low:.1%}-{sr.ci_high:.1%} | {per} | {train_s:.0f} | {rate} | {score} |"
-        )
-    return "\n".join(lines)
+        pooled = [f"{k}/{t} = {k / t:.1%}", wilson_cell(k, t, percent=1)]
+        lines.append([task, obs, policy, n, *pooled, per, f"{train_s:.0f}", rate, score])
+    return markdown_table(header, lines)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--tasks", nargs="+", default=["lift"])
     p.add_argument("--obs", nargs="+", default=["low_dim", "images"], choices=["low_dim", "images"])
     p.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     p.add_argument("--demos", nargs="+", type=int, default=[50, 200])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    add_seeds(p)
     p.add_argument("--episodes", type=int, default=50, help="held-out rollouts per cell")
     p.add_argument(
         "--eval-envs",
@@ -273,8 +267,8 @@ def main() -> None:
         default=None,
         help="past --deadline, start a cell only if the slowest finished one would end by s",
     )
-    p.add_argument("--out", default=str(HERE / "out" / "zoo"))
-    p.add_argument("--quick", action="store_true", help="tiny nets, demos and runs")
+    add_out(p, OUT / "zoo", help="folder of the cells' results (cells.jsonl) and demos")
+    add_quick(p, help="tiny nets, demos and runs")
     p.add_argument("--table", default=None, help="only print the table of this output folder")
     args = p.parse_args()
     if args.table:

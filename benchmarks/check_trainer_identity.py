@@ -17,7 +17,11 @@ Run it on each tree, on the same demo files, and compare the outputs:
     python benchmarks/check_trainer_identity.py --compare /tmp/id/a.json /tmp/id/b.json
 
 It uses only `train`, `TrainConfig` and the policy registry, so it runs on older trees too
-(where the run folder was `out_dir` and the thread count `num_threads`).
+(where the run folder was `out_dir` and the thread count `num_threads`). For the same reason
+it keeps its own table of tiny sizes (`SMALL`) rather than each policy config's `tiny()`:
+older trees have no `tiny()`, and the sizes must be the same on both trees (the fingerprints
+are of these exact runs), whatever a later `tiny()` becomes. It imports nothing from this
+folder (no `harness`) so that it runs from a checkout of any commit.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-# Tiny sizes per policy kind: each trains a few steps in well under a second.
+# Tiny sizes per policy kind: each trains a few steps in well under a second (fixed here,
+# not each config's tiny(): see the module docstring).
 SMALL: dict[str, dict[str, Any]] = {
     "mlp": {"hidden_dims": (64, 64)},
     "gmm": {"hidden_dims": (64, 64)},

@@ -136,15 +136,23 @@ def ratio(numerator: Sequence[float], denominator: Sequence[float]) -> Ratio:
     return Ratio([a / b for a, b in zip(numerator, denominator, strict=True)])
 
 
-def success_cell(successes: int, trials: int) -> str:
-    """`k/n (rate%)`, as the tables print a success count."""
-    return f"{successes}/{trials} ({successes / trials:.1%})"
+def success_cell(successes: int, trials: int, digits: int = 1) -> str:
+    """`k/n (rate%)`, as the tables print a success count, the rate to `digits` decimals."""
+    return f"{successes}/{trials} ({successes / trials:.{digits}%})"
 
 
-def wilson_cell(successes: int, trials: int) -> str:
-    """The 95% Wilson interval of `successes` in `trials`, as `[low, high]`."""
+def wilson_cell(successes: int, trials: int, percent: int | None = None) -> str:
+    """The 95% Wilson interval of `successes` in `trials`: `[low, high]` to 3 decimals, or
+    with `percent` as `low%-high%` to that many decimals."""
     low, high = wilson_interval(successes, trials)
-    return f"[{low:.3f}, {high:.3f}]"
+    if percent is None:
+        return f"[{low:.3f}, {high:.3f}]"
+    return f"{low:.{percent}%}-{high:.{percent}%}"
+
+
+def per_seed_cell(runs: Iterable[Mapping[str, Any]], sep: str = ", ") -> str:
+    """Each run's `successes/episodes`, joined by `sep`: one per training seed."""
+    return sep.join(f"{r['successes']}/{r['episodes']}" for r in runs)
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -154,10 +162,26 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path | str, result: Any) -> Path:
-    """Write `result` as indented JSON to `path` (its folder made), and say so."""
+def write_json(
+    path: Path | str,
+    result: Any,
+    *,
+    quiet: bool = False,
+    default: Callable[[Any], Any] | None = None,
+) -> Path:
+    """Write `result` as indented JSON to `path` (its folder made) and, unless `quiet` (for
+    a file rewritten after every step), say so. Paths (as `vars(args)` holds them) are
+    written as strings; `default` turns anything else JSON cannot hold into what it can (as
+    in `json.dumps`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    path.write_text(json.dumps(result, indent=2, default=default or _path_as_str) + "\n")
+    if not quiet:
+        print(f"wrote {path}")
     return path
+
+
+def _path_as_str(value: Any) -> str:
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -14,8 +14,6 @@ Prints a markdown table; JSON to benchmarks/out/soak_serve.json (or --out).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import signal
 import socket
@@ -30,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from apprentice.deploy.client import Client
+from harness import OUT, add_out, markdown_table, parser, write_json
 
-HERE = Path(__file__).resolve().parent
 TOKEN = "soak-token"
 
 
@@ -95,7 +93,7 @@ class SoakClient(threading.Thread):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument(
         "--checkpoint", help="policy checkpoint to serve (default: a random-weight lift BC-RNN)"
     )
@@ -103,7 +101,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=None, help="duration in seconds (CI)")
     p.add_argument("--clients", type=int, default=8, help="concurrent client threads")
     p.add_argument("--sample-every", type=float, default=5.0, help="seconds between samples")
-    p.add_argument("--out", default=str(HERE / "out" / "soak_serve.json"))
+    add_out(p, OUT / "soak_serve.json")
     args = p.parse_args()
     duration = args.seconds if args.seconds is not None else 60 * (args.minutes or 10)
 
@@ -179,18 +177,22 @@ def main() -> None:
         "samples": samples,
         "server_exit_code": exit_code,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(
-        f"| duration | clients | sessions | episodes | act requests | errors | dropped | "
-        f"RSS start / end / max (MB) | RSS slope, 2nd half | exit |\n"
-        f"|---|---|---|---|---|---|---|---|---|---|\n"
-        f"| {duration:.0f} s | {args.clients} | {result['sessions_opened']} opened, "
-        f"{result['sessions_closed']} closed | {result['episodes']} | {result['act_requests']} | "
-        f"{result['client_errors']} client, {result['server_error_replies']} server | "
-        f"{result['dropped_sessions']} | {rss[0]:.1f} / {rss[-1]:.1f} / {rss.max():.1f} | "
-        f"{slope:+.2f} MB/min | {exit_code} |"
-    )
+    write_json(args.out, result, quiet=True)
+    header = ["duration", "clients", "sessions", "episodes", "act requests", "errors", "dropped"]
+    header += ["RSS start / end / max (MB)", "RSS slope, 2nd half", "exit"]
+    row = [
+        f"{duration:.0f} s",
+        args.clients,
+        f"{result['sessions_opened']} opened, {result['sessions_closed']} closed",
+        result["episodes"],
+        result["act_requests"],
+        f"{result['client_errors']} client, {result['server_error_replies']} server",
+        result["dropped_sessions"],
+        f"{rss[0]:.1f} / {rss[-1]:.1f} / {rss.max():.1f}",
+        f"{slope:+.2f} MB/min",
+        exit_code,
+    ]
+    print(markdown_table(header, [row]))
     if result["client_errors"] or result["dropped_sessions"] or exit_code != 0:
         sys.exit("soak found errors, dropped sessions or an unclean exit (see the JSON)")
 

@@ -12,7 +12,6 @@ state of the art: it only has to be the teacher.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
@@ -22,7 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-OUT = Path(__file__).parent / "out" / "experts"
+from harness import OUT, add_out, parser, write_json
+
+EXPERTS = OUT / "experts"
 
 # SAC solves both in tens of thousands of steps on a CPU (10k left InvertedPendulum at a
 # return of 94 of 1000; 30k reach 1000); small nets keep a step cheap.
@@ -38,7 +39,16 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def mean_return(env_id: str, act: Any, episodes: int, seed: int) -> float:
-    """Mean undiscounted return of `act(obs) -> env action` over seeded episodes."""
+    """Mean undiscounted return of `act(obs) -> env action` over seeded episodes.
+
+    Its own loop rather than the library's `apprentice.irl.envs.evaluate_policy`: it runs
+    the bare gymnasium environment the SB3 expert was trained on, from gym seeds `seed..`
+    (the records use 10_000..), where `evaluate_policy` runs the `gym/<id>` task from the
+    held-out seeds (10^9..). The recorded expert and random returns are the references every
+    normalized return divides by (DAgger reads this record; `record_expert_demos` copies it
+    into the IRL and LfO demo files): a switch would move them and make the figures in
+    results/dagger.md and irl.md incomparable with new ones.
+    """
     import gymnasium as gym
 
     env = gym.make(env_id)
@@ -129,23 +139,23 @@ def train_expert(
         "random_return": mean_return(env_id, random_policy, eval_episodes, 10_000),
         "model": zip_path.name,
     }
-    (out / f"{env_id}.json").write_text(json.dumps(record, indent=2))
+    write_json(out / f"{env_id}.json", record, quiet=True)
     return record
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", nargs="+", default=["InvertedPendulum-v5", "Reacher-v5"])
-    parser.add_argument("--algo", default=None, help="sac or ppo (default: per env)")
-    parser.add_argument("--steps", type=int, default=None, help="env steps (default: per env)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-episodes", type=int, default=20)
-    parser.add_argument("--out", default=str(OUT))
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument(
+    p = parser(__doc__)
+    p.add_argument("--env", nargs="+", default=["InvertedPendulum-v5", "Reacher-v5"])
+    p.add_argument("--algo", default=None, help="sac or ppo (default: per env)")
+    p.add_argument("--steps", type=int, default=None, help="env steps (default: per env)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-episodes", type=int, default=20)
+    add_out(p, EXPERTS, help="folder of the experts (<env>.zip) and their records (<env>.json)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
         "--eval-every", type=int, default=None, help="keep the best of evaluations every N steps"
     )
-    args = parser.parse_args()
+    args = p.parse_args()
     torch.set_num_threads(args.threads)
     for env_id in args.env:
         d = DEFAULTS.get(env_id, {"algo": "sac", "steps": 50_000})
@@ -155,7 +165,7 @@ def main() -> None:
             args.steps or d["steps"],
             args.seed,
             args.eval_episodes,
-            Path(args.out),
+            args.out,
             net_arch=d.get("net_arch"),
             eval_every=d.get("eval_every", 0) if args.eval_every is None else args.eval_every,
         )

@@ -3,6 +3,7 @@
 The full-size runs live outside CI (see benchmarks/results/ for the commands).
 """
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -166,8 +167,12 @@ def test_harness_tables_and_success_cells(tmp_path: Path) -> None:
     assert table.splitlines() == ["| task | success |", "|---|---|", "| lift | 3/4 (75.0%) |"]
     low, high = wilson_interval(3, 4)
     assert harness.wilson_cell(3, 4) == f"[{low:.3f}, {high:.3f}]"
-    out = harness.write_json(tmp_path / "a" / "r.json", {"x": 1})
-    assert json.loads(out.read_text()) == {"x": 1}
+    assert harness.success_cell(1, 3, digits=0) == "1/3 (33%)"
+    assert harness.wilson_cell(3, 4, percent=1) == f"{low:.1%}-{high:.1%}"
+    runs = [{"successes": 1, "episodes": 2}, {"successes": 2, "episodes": 2}]
+    assert harness.per_seed_cell(runs) == "1/2, 2/2"
+    out = harness.write_json(tmp_path / "a" / "r.json", {"x": 1, "out": tmp_path})
+    assert json.loads(out.read_text()) == {"x": 1, "out": str(tmp_path)}
 
 
 @pytest.mark.parametrize("mode", [[], ["--quick"]])
@@ -189,3 +194,14 @@ def test_sampler_benchmark_reports_both_windows() -> None:
     for window in ("seq_len=10", "seq_len=1,"):
         row = next(r for r in stdout.splitlines() if r.startswith(f"| {window}"))
         assert float(row.split("|")[2]) > 0  # batches/s
+
+
+def test_imitation_peer_scores_on_the_held_out_seeds() -> None:
+    # The peer runs in the imitation venv, without apprentice: it keeps a copy of the base.
+    from apprentice.envs.seeds import HELD_OUT_SEED_BASE
+
+    spec = importlib.util.spec_from_file_location("imitation_run", BENCH / "peers/imitation_run.py")
+    assert spec is not None and spec.loader is not None
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    assert peer.HELD_OUT_SEED_BASE == HELD_OUT_SEED_BASE

@@ -50,6 +50,9 @@ import torch
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "out" / "irl"
 HELD_OUT_SEED_BASE = 10**9
+"""apprentice's `apprentice.envs.seeds.HELD_OUT_SEED_BASE`, copied: this script runs in the
+imitation venv (gymnasium 0.29), which has no apprentice installed. tests/test_benchmarks.py
+checks that the two agree."""
 PEER_ENVS = {"InvertedPendulum-v5": "InvertedPendulum-v4"}
 """Our task -> the version gymnasium 0.29 has."""
 

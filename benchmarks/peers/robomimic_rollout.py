@@ -10,9 +10,10 @@ The policy is loaded the robomimic way (robomimic.utils.file_utils.policy_from_c
 RolloutPolicy; start_episode() before each episode, policy(ob=obs) per step). The environment is
 NOT robomimic's: robomimic cannot create it (its env code wants env_meta["type"], see README), so
 apprentice's task is built directly from apprentice's source tree (src/ put on sys.path;
-apprentice.envs needs only numpy, mujoco, gymnasium at import). Episodes use the same held-out
-seeds as `apprentice evaluate` (1_000_000_000 + offset + i), run to success, termination,
-truncation or task.horizon steps, and score info["success"] as apprentice's rollouts do.
+apprentice.evaluate.rollout needs only numpy, torch, h5py, tqdm, mujoco and gymnasium at
+import). Episodes run through apprentice's own rollout loop (`rollout_batch`, one env at a
+time), from the same held-out seeds as `apprentice evaluate` (1_000_000_000 + offset + i), to
+success, termination, truncation or task.horizon steps, scored by info["success"].
 Observations are passed as the task returns them (robomimic's low-dim BC paper config does no
 obs normalization); only the keys the checkpoint was trained on are given to the policy.
 """
@@ -63,6 +64,7 @@ def main() -> None:
     from apprentice.envs import make_task
     from apprentice.envs.seeds import held_out_seeds
     from apprentice.evaluate.metrics import wilson_interval
+    from apprentice.evaluate.rollout import rollout_batch
 
     policy, ckpt, how = load_policy(args.checkpoint)
     obs_keys = list(ckpt["shape_metadata"]["all_obs_keys"])
@@ -71,21 +73,21 @@ def main() -> None:
     seeds = held_out_seeds(args.episodes, offset=args.seed_offset)
     per_episode, lengths = [], []
     t0 = time.perf_counter()
+
+    class OneEnv:
+        """robomimic's RolloutPolicy as the rollout loop takes it, for a batch of one env."""
+
+        def reset(self) -> None:
+            policy.start_episode()
+
+        def act_batch(self, obs: dict) -> np.ndarray:
+            ob = {k: np.asarray(obs[k][0], dtype=np.float32) for k in obs_keys}
+            return np.asarray(policy(ob=ob))[None]  # (1, A)
+
     for seed in seeds:
-        obs, _ = task.reset(seed=seed)
-        policy.start_episode()
-        success, steps = False, 0
-        for _ in range(horizon):
-            ob = {k: np.asarray(obs[k], dtype=np.float32) for k in obs_keys}
-            action = policy(ob=ob)
-            obs, _, terminated, truncated, info = task.step(action)
-            steps += 1
-            if info.get("success", False):
-                success = True
-            if success or terminated or truncated:
-                break
-        per_episode.append(bool(success))
-        lengths.append(steps)
+        (episode,) = rollout_batch(OneEnv(), [task], [seed])
+        per_episode.append(bool(episode.success))
+        lengths.append(int(episode.length))
     seconds = time.perf_counter() - t0
     task.close() if hasattr(task, "close") else None
     k, n = sum(per_episode), len(per_episode)

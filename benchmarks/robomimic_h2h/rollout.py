@@ -1,9 +1,11 @@
 """Roll out one checkpoint, apprentice's or robomimic's, on a robosuite task's held-out seeds.
 
-Both sides of the head-to-head are scored by this one loop, so they see the same environment
-(apprentice's robosuite Task: the robosuite env that robomimic's env_args name, OSC_POSE, the
-same observation keys), the same initial states (seeds 1e9 + i, never used for collection) and
-the same success rule (info["success"] at any step, then the episode ends).
+Both sides of the head-to-head are scored by the library's rollout loop
+(`apprentice.evaluate.rollout.rollout_batch`, one env at a time), so they see the same
+environment (apprentice's robosuite Task: the robosuite env that robomimic's env_args name,
+OSC_POSE, the same observation keys), the same initial states (the held-out seeds 1e9 + i,
+never used for collection) and the same success rule (info["success"] at any step, then the
+episode ends) as `apprentice eval`.
 
     # apprentice checkpoint, in the project's robosuite venv
     .venv-robosuite/bin/python benchmarks/robomimic_h2h/rollout.py --kind apprentice \\
@@ -31,20 +33,34 @@ import numpy as np
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-class _Apprentice:
+class _OneEnv:
+    """A checkpoint's policy as the rollout loop takes it (`BatchPolicy`), for a batch of
+    one env: `reset` at each episode's start, `act` on one observation."""
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def act_batch(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(self.act({k: v[0] for k, v in obs.items()}))[None]  # (1, A)
+
+
+class _Apprentice(_OneEnv):
     def __init__(self, path: str) -> None:
         from apprentice.policies import load_policy
 
         self.policy = load_policy(path)
 
-    def start(self) -> None:
+    def reset(self) -> None:
         self.policy.reset()
 
-    def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         return self.policy.act(obs)
 
 
-class _Robomimic:
+class _Robomimic(_OneEnv):
     def __init__(self, path: str) -> None:
         import robomimic.utils.file_utils as FileUtils
         import torch
@@ -56,10 +72,10 @@ class _Robomimic:
         )
         self.keys = list(ckpt["shape_metadata"]["all_obs_keys"])
 
-    def start(self) -> None:
+    def reset(self) -> None:
         self.policy.start_episode()
 
-    def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         return self.policy(ob={k: np.asarray(obs[k], dtype=np.float32) for k in self.keys})
 
 
@@ -81,7 +97,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(SRC))
     from apprentice.envs import make_task
-    from apprentice.envs.seeds import HELD_OUT_SEED_BASE
+    from apprentice.envs.seeds import held_out_seeds
+    from apprentice.evaluate.rollout import rollout_batch
 
     policy = (_Apprentice if args.kind == "apprentice" else _Robomimic)(args.checkpoint)
     task = make_task(args.task)
@@ -93,18 +110,10 @@ def main() -> None:
     outcomes: list[bool] = []
     lengths: list[int] = []
     t0 = time.perf_counter()
-    for i in range(args.episodes):
-        obs, _ = task.reset(seed=HELD_OUT_SEED_BASE + i)
-        policy.start()
-        success, steps = False, 0
-        for _ in range(int(task.horizon)):
-            obs, _, terminated, truncated, info = task.step(policy(obs))
-            steps += 1
-            success = bool(info.get("success", False))
-            if success or terminated or truncated:
-                break
-        outcomes.append(success)
-        lengths.append(steps)
+    for seed in held_out_seeds(args.episodes):
+        (episode,) = rollout_batch(policy, [task], [seed])
+        outcomes.append(bool(episode.success))
+        lengths.append(int(episode.length))
         if allowed_failures is not None and outcomes.count(False) > allowed_failures:
             break
     task.close()
