@@ -191,12 +191,7 @@ TOKEN = "readme-test-token"
 EXPORTS: dict[str, str] = {"APPRENTICE_TOKEN": TOKEN}
 """`export NAME=...` lines: NAME gets this value for the rest of its section."""
 
-XFAIL: dict[str, tuple[str, str]] = {
-    "Camera observations": (
-        "KeyError: 'eef_pos,eef_quat,gripper_qpos'",
-        "defect 1: `--policy-args obs_keys=a,b` becomes a 1-tuple before the comma split",
-    ),
-}
+XFAIL: dict[str, tuple[str, str]] = {}
 """Sections known to fail -> (text the failure must contain, the defect). Strict: another
 failure fails, and a section that passes fails until its entry is removed."""
 
