@@ -49,14 +49,14 @@ def _worker(
     import apprentice.algos.bc as bc
     from apprentice.algos import TrainConfig, Trainer
     from apprentice.data.dataset import WindowSampler
-    from apprentice.policies import policy_config_class
+    from apprentice.policies import policy_config_class, policy_config_from_dict
     from bench_images import camera_dataset  # this folder is on sys.path in the children too
 
     torch.set_num_threads(1)
     device = torch.device(args["device"])
     kw: dict[str, Any] = {"obs_keys": PROPRIO, "image_keys": CAMS, "encoder": "conv"}
-    cls = policy_config_class(policy)
-    config = cls.tiny(**kw) if args["quick"] else cls(**kw)
+    base = policy_config_class(policy).tiny().to_dict() if args["quick"] else {"name": policy}
+    config = policy_config_from_dict({**base, **kw})
     data = camera_dataset(num_demos=4, length=60, size=args["size"], seed=rank)
     torch.manual_seed(rank)
     net = config.build(data.spec, {}).to(device).train()

@@ -40,7 +40,7 @@ import torch
 
 from apprentice.algos import TrainConfig, Trainer
 from apprentice.data.dataset import DemoDataset, WindowSampler
-from apprentice.policies import MLPConfig, Policy, PolicyConfig
+from apprentice.policies import CameraConfig, MLPConfig, Policy, PolicyConfig
 from harness import OUT, add_quick, add_seeds, alternate, markdown_table, parser, write_json
 
 CAMS = ("agentview_image", "eye_in_hand_image")
@@ -112,7 +112,9 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     for encoder, fs in [("conv", 1), ("conv", 2), ("resnet18", 1), ("resnet18", 2)]:
         if encoder == "resnet18" and args.quick and fs == 2:
             continue
-        config = MLPConfig(image_keys=CAMS, obs_keys=PROPRIO, encoder=encoder, frame_stack=fs)
+        config = MLPConfig(
+            image_keys=CAMS, obs_keys=PROPRIO, camera=CameraConfig(encoder=encoder), frame_stack=fs
+        )
         heavy = encoder == "resnet18"
         n = 1 if heavy or args.quick else 5
         rounds = alternate(
@@ -150,7 +152,7 @@ def act_latency(dataset: DemoDataset, samples: int) -> dict[str, dict[str, float
         "mlp low-dim": MLPConfig(obs_keys=PROPRIO).build(dataset.spec, {}),
         "mlp + conv (2 cams)": MLPConfig(image_keys=CAMS, obs_keys=PROPRIO).build(dataset.spec, {}),
         "mlp + resnet18 (2 cams)": MLPConfig(
-            image_keys=CAMS, obs_keys=PROPRIO, encoder="resnet18"
+            image_keys=CAMS, obs_keys=PROPRIO, camera=CameraConfig(encoder="resnet18")
         ).build(dataset.spec, {}),
     }
     rng = np.random.default_rng(2)
@@ -217,7 +219,10 @@ def success(args: argparse.Namespace) -> dict[str, Any]:
 
     demos = camera_demos(args.task, args.demos)
     image_policy = MLPConfig(
-        obs_keys=PROPRIO, image_keys=CAMS, encoder=args.encoder, frame_stack=args.frame_stack
+        obs_keys=PROPRIO,
+        image_keys=CAMS,
+        camera=CameraConfig(encoder=args.encoder),
+        frame_stack=args.frame_stack,
     )
     kinds: dict[str, PolicyConfig] = {"images+proprio": image_policy}
     init: dict[int, str] = {}

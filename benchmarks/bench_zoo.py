@@ -91,14 +91,14 @@ def demo_file(work: Path, task: str, obs: str, n: int, sizes: list[int], workers
 
 def policy_config(cell: Cell, quick: bool, overrides: list[str] | None = None) -> Any:
     from apprentice.overrides import parse_overrides
-    from apprentice.policies import policy_config_class
+    from apprentice.policies import policy_config_class, policy_config_from_dict
 
     kw: dict[str, Any] = dict(QUICK_ARGS.get(cell.policy, {})) if quick else {}
     if cell.obs == "images":
         kw.update(obs_keys=PROPRIO, image_keys=CAMS, encoder="conv")
     kw.update(parse_overrides(overrides or [], "--policy-args entry"))
-    cls = policy_config_class(cell.policy)
-    return cls.tiny(**kw) if quick else cls(**kw)
+    base = policy_config_class(cell.policy).tiny().to_dict() if quick else {"name": cell.policy}
+    return policy_config_from_dict({**base, **kw})
 
 
 def run_cell(cell: Cell, data: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -76,9 +76,11 @@ def train_config(**kw: Any) -> Any:
 
 
 def policy(name: str, **kw: Any) -> Any:
-    from apprentice.policies.base import policy_config_class
+    """The policy config of kind `name`, read from a dict as a checkpoint's is, so that each
+    tree places the fields (the camera ones above all) as its own config does."""
+    from apprentice.policies.base import policy_config_from_dict
 
-    return policy_config_class(name)(**kw)
+    return policy_config_from_dict({"name": name, **kw})
 
 
 def digest_tensors(h: Any, tree: Any) -> None:

@@ -40,7 +40,7 @@ from apprentice.envs import make_task
 from apprentice.envs.seeds import held_out_seeds
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.rollout import EvalConfig, evaluate
-from apprentice.policies import MLPConfig, RNNConfig, load_policy, save_checkpoint
+from apprentice.policies import CameraConfig, MLPConfig, RNNConfig, load_policy, save_checkpoint
 
 LIFT_SPEC = ObsActSpec(
     {"eef_pos": (3,), "eef_quat": (4,), "gripper_qpos": (2,), "object": (10,)}, 7
@@ -405,7 +405,9 @@ def test_an_image_policy_is_served_with_uint8_frames(tmp_path: Path) -> None:
     spec = ObsActSpec({**LIFT_SPEC.obs_shapes, "agentview_image": (24, 24, 3)}, 7)
     torch.manual_seed(0)
     config = MLPConfig(
-        hidden_dims=(16,), image_keys=("agentview_image",), feature_dim=8, num_keypoints=4
+        hidden_dims=(16,),
+        image_keys=("agentview_image",),
+        camera=CameraConfig(feature_dim=8, num_keypoints=4),
     )
     env_args = {**LIFT_ENV_ARGS, "env_kwargs": {"camera": True, "image_size": 24}}
     path = tmp_path / "img.pt"

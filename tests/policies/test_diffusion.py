@@ -19,7 +19,7 @@ import torch
 from apprentice.data.dataset import DemoDataset
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
-from apprentice.policies import load_policy, save_checkpoint
+from apprentice.policies import CameraConfig, load_policy, save_checkpoint
 from apprentice.policies.chunking import check_horizon
 from apprentice.policies.diffusion import (
     DiffusionConfig,
@@ -318,9 +318,7 @@ def test_camera_encoders_are_averaged_too(tmp_path: Path) -> None:
         action_horizon=2,
         inference_steps=2,
         image_keys=("cam",),
-        feature_dim=8,
-        num_keypoints=4,
-        random_shift=0,
+        camera=CameraConfig(feature_dim=8, num_keypoints=4, random_shift=0),
     )
     policy = config.build(spec, {})
     g = torch.Generator().manual_seed(0)

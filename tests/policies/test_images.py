@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,12 @@ from apprentice.policies import (
     save_checkpoint,
 )
 from apprentice.policies.augment import ImageAugment, color_jitter, random_shift
-from apprentice.policies.encoders import ResNet18Trunk, SpatialSoftmax, VisualCore
+from apprentice.policies.base import CAMERA_FIELDS
+from apprentice.policies.encoders import CameraConfig, ResNet18Trunk, SpatialSoftmax, VisualCore
 
 # The cameras of the synthetic helper's write_camera_demos (the `synthetic` fixture).
 CAMS = ("agentview_image", "eye_in_hand_image")
-SMALL_IMAGES: dict[str, Any] = {"feature_dim": 16, "num_keypoints": 8}
+SMALL_CAMERA = CameraConfig(feature_dim=16, num_keypoints=8)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +114,7 @@ def test_color_jitter_changes_colors_within_range_only_in_training() -> None:
 
 def test_visual_core_keeps_uint8_input_and_augments_only_in_train_mode() -> None:
     torch.manual_seed(0)
-    core = VisualCore((32, 32, 3), shift_pad=4, color_strength=0.2, **SMALL_IMAGES)
+    core = VisualCore((32, 32, 3), shift_pad=4, color_strength=0.2, feature_dim=16, num_keypoints=8)
     images = torch.randint(0, 256, (3, 32, 32, 3), dtype=torch.uint8)
     before = images.clone()
     a, b = core.train()(images), core(images)
@@ -150,8 +152,8 @@ def test_resnet18_shapes_parameters_and_pretrained_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "config",
     [
-        MLPConfig(hidden_dims=(64,), image_keys=CAMS, **SMALL_IMAGES),
-        RNNConfig(hidden_dim=32, seq_len=4, image_keys=("agentview_image",), **SMALL_IMAGES),
+        MLPConfig(hidden_dims=(64,), image_keys=CAMS, camera=SMALL_CAMERA),
+        RNNConfig(hidden_dim=32, seq_len=4, image_keys=("agentview_image",), camera=SMALL_CAMERA),
     ],
     ids=["mlp-2cams", "rnn-1cam"],
 )
@@ -213,7 +215,7 @@ def test_chunk_policies_encode_only_the_frames_the_chunk_is_conditioned_on(
     if name == "diffusion":
         extra = {"denoiser": "transformer", "num_train_steps": 10, "seq_len": 6}
         extra["action_horizon"] = 4
-    config = policy_config_class(name)(image_keys=CAMS, frame_stack=2, **SMALL_IMAGES, **extra)
+    config = policy_config_class(name)(image_keys=CAMS, frame_stack=2, camera=SMALL_CAMERA, **extra)
     policy = config.build(dataset.spec, norm).eval()
     sampler = WindowSampler.for_policy(dataset, config, batch_size=4, rng=np.random.default_rng(0))
     batch = batch_to_tensors(sampler.sample())
@@ -230,7 +232,7 @@ def test_chunk_policies_encode_only_the_frames_the_chunk_is_conditioned_on(
 
 
 def test_trainer_trains_an_image_policy_from_a_file(camera_file: Path, tmp_path: Path) -> None:
-    config = MLPConfig(hidden_dims=(64,), image_keys=("agentview_image",), **SMALL_IMAGES)
+    config = MLPConfig(hidden_dims=(64,), image_keys=("agentview_image",), camera=SMALL_CAMERA)
     result = train(
         TrainConfig(
             dataset=str(camera_file),
@@ -254,15 +256,124 @@ def test_trainer_trains_an_image_policy_from_a_file(camera_file: Path, tmp_path:
 # ---- configuration and bad input ---------------------------------------------------------
 
 
-def test_camera_fields_leave_low_dim_configs_as_they_were() -> None:
-    assert "image_keys" not in MLPConfig().to_dict() and "encoder" not in MLPConfig().to_dict()
-    config = MLPConfig(image_keys="agentview_image,eye_in_hand_image", encoder="resnet18")  # type: ignore[arg-type]
+def test_a_policy_without_cameras_leaves_them_out_of_its_dict() -> None:
+    assert set(MLPConfig().to_dict()).isdisjoint({"image_keys", "camera", "encoder"})
+    config = MLPConfig(
+        image_keys="agentview_image,eye_in_hand_image",  # type: ignore[arg-type]
+        camera=CameraConfig(encoder="resnet18"),
+    )
     assert config.image_keys == ("agentview_image", "eye_in_hand_image")
-    assert policy_config_from_dict(config.to_dict()) == config
-    with pytest.raises(ApprenticeError, match="unknown encoder 'vit'"):
-        MLPConfig(image_keys=("a",), encoder="vit")
+    d = config.to_dict()
+    assert d["camera"]["encoder"] == "resnet18" and set(d["camera"]) == set(CAMERA_FIELDS)
+    assert policy_config_from_dict(json.loads(json.dumps(d))) == config
+    # A camera policy with the default camera settings still names them.
+    assert MLPConfig(image_keys=CAMS).to_dict()["camera"] == dataclasses.asdict(CameraConfig())
+
+
+def test_camera_config_errors() -> None:
+    with pytest.raises(ApprenticeError, match="camera config: unknown encoder 'vit'"):
+        CameraConfig(encoder="vit")
     with pytest.raises(ApprenticeError, match="pretrained_path needs encoder=resnet18"):
-        MLPConfig(image_keys=("a",), pretrained_path="x.pth")
+        CameraConfig(pretrained_path="x.pth")
+    with pytest.raises(ApprenticeError, match="random_shift must be >= 0"):
+        policy_config_from_dict({"name": "mlp", "random_shift": -1})
+    with pytest.raises(ApprenticeError, match=r"camera has no field\(s\) shift; known: encoder"):
+        policy_config_from_dict({"name": "mlp", "camera.shift": 2})
+    with pytest.raises(ApprenticeError, match="random_shift given both by name and as camera"):
+        policy_config_from_dict({"name": "mlp", "random_shift": 2, "camera.random_shift": 1})
+    with pytest.raises(ApprenticeError, match=r"give them by name \(encoder=resnet18\)"):
+        policy_config_from_dict({"name": "mlp", "camera": "resnet18"})
+    with pytest.raises(ApprenticeError, match=r"unknown field.*hiden_dims.*the camera's encoder"):
+        policy_config_from_dict({"name": "mlp", "hiden_dims": [8]})
+
+
+def test_camera_fields_by_name_by_path_or_nested_make_one_config() -> None:
+    """--policy-args gives the camera's fields by name or by path; a checkpoint nests them."""
+    want = MLPConfig(
+        image_keys=CAMS, camera=CameraConfig(encoder="resnet18", random_shift=0, color_jitter=0.1)
+    )
+    forms = [
+        {"encoder": "resnet18", "random_shift": 0, "color_jitter": 0.1},
+        {"camera.encoder": "resnet18", "camera.random_shift": 0, "camera.color_jitter": 0.1},
+        {"camera": {"encoder": "resnet18", "random_shift": 0, "color_jitter": 0.1}},
+        # An override by name or path goes on top of a nested dict (a default's to_dict()).
+        {
+            "camera": {"encoder": "resnet18", "random_shift": 4},
+            "random_shift": 0,
+            "camera.color_jitter": 0.1,
+        },
+    ]
+    for form in forms:
+        assert (
+            policy_config_from_dict({"name": "mlp", "image_keys": ",".join(CAMS), **form}) == want
+        )
+
+
+def test_a_checkpoint_with_the_camera_fields_at_the_top_loads(
+    camera_data: Any, tmp_path: Path
+) -> None:
+    """A checkpoint or run folder whose policy config holds the camera fields at its top
+    level loads into the same policy, its weights by the same names."""
+    dataset, norm = camera_data
+    torch.manual_seed(0)
+    config = MLPConfig(
+        hidden_dims=(8,),
+        image_keys=("agentview_image",),
+        camera=CameraConfig(feature_dim=4, num_keypoints=2, encoder_norm="batch", random_shift=0),
+    )
+    policy = config.build(dataset.spec, norm)
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, policy, env_args={})
+    ckpt = torch.load(path, weights_only=False)
+    # The policy config exactly as such a checkpoint holds it.
+    ckpt["policy_config"] = {
+        "name": "mlp",
+        "obs_keys": [],
+        "seq_len": 1,
+        "frame_stack": 1,
+        "image_keys": ["agentview_image"],
+        "feature_dim": 4,
+        "num_keypoints": 2,
+        "encoder_norm": "batch",
+        "random_shift": 0,
+        "hidden_dims": [8],
+        "activation": "relu",
+        "init": "orthogonal",
+    }
+    torch.save(ckpt, path)
+    loaded = load_policy(path)
+    assert loaded.config == config
+    assert "image_encoders.agentview_image.trunk.layers.1.running_mean" in ckpt["state_dict"]
+    for key, value in policy.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    obs = _stream(dataset, 3)
+    np.testing.assert_array_equal([loaded.act(o) for o in obs], [policy.eval().act(o) for o in obs])
+    # A run folder's config.json (train, and DAgger's or BCO's "train") of that layout.
+    train_dict = TrainConfig(dataset="d.hdf5", policy=config).to_dict()
+    train_dict["policy"] = ckpt["policy_config"]
+    assert TrainConfig.from_dict(json.loads(json.dumps(train_dict))).policy == config
+
+
+def test_policy_args_take_camera_fields_and_list_them_in_help() -> None:
+    import argparse
+
+    from apprentice.algos.config import config_from_overrides
+    from apprentice.cli.args import add_dataclass_args, dataclass_from_args
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_args(parser, TrainConfig)
+    args = ["--dataset", "d.hdf5", "--policy-args", "image_keys=agentview_image"]
+    args += ["encoder=resnet18", "camera.random_shift=0"]
+    config = dataclass_from_args(TrainConfig, parser.parse_args(args))
+    assert config.policy.camera == CameraConfig(encoder="resnet18", random_shift=0)
+    help_text = " ".join(parser.format_help().split())
+    assert "[random_shift=4] Training augmentation: pad by this many pixels" in help_text
+    assert "[pretrained_path=FILE] resnet18: a local torchvision" in help_text
+    # --algo-args reach the camera of a nested training config the same ways.
+    values = {"policy.image_keys": "agentview_image", "policy.feature_dim": 8}
+    values["policy.camera.encoder_norm"] = "none"
+    nested = config_from_overrides(TrainConfig, values, "--algo-args")
+    assert nested.policy.camera == CameraConfig(feature_dim=8, encoder_norm="none")
 
 
 def test_image_policy_on_a_dataset_without_images(demo_file: Path, tmp_path: Path) -> None:
@@ -284,7 +395,9 @@ def test_low_dim_and_image_keys_in_the_wrong_list(
     with pytest.raises(ApprenticeError, match=r"'agentview_image' is a camera image.*image_keys"):
         MLPConfig(obs_keys=("agentview_image",)).build(dataset.spec, norm)
     with pytest.raises(ApprenticeError, match=r"share_encoder.*\(32, 32, 3\).*\(24, 24, 3\)"):
-        MLPConfig(image_keys=CAMS, share_encoder=True).build(dataset.spec, norm)
+        MLPConfig(image_keys=CAMS, camera=CameraConfig(share_encoder=True)).build(
+            dataset.spec, norm
+        )
     with pytest.raises(ApprenticeError, match=r"'eef_pos', a low-dim observation"):
         train(
             TrainConfig(
@@ -298,7 +411,9 @@ def test_low_dim_and_image_keys_in_the_wrong_list(
 
 def test_act_time_image_errors_name_key_expected_and_got(camera_data: Any) -> None:
     dataset, norm = camera_data
-    policy = MLPConfig(hidden_dims=(8,), image_keys=CAMS, **SMALL_IMAGES).build(dataset.spec, norm)
+    policy = MLPConfig(hidden_dims=(8,), image_keys=CAMS, camera=SMALL_CAMERA).build(
+        dataset.spec, norm
+    )
     obs = _stream(dataset, 1)[0]
     small = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(ApprenticeError, match=r"'agentview_image'.*\(16, 16, 3\).*\(32, 32, 3\)"):
@@ -321,7 +436,9 @@ def test_export_refuses_an_image_policy_naming_its_cameras(camera_data: Any) -> 
     from apprentice.deploy.export import InferenceStep
 
     dataset, norm = camera_data
-    policy = MLPConfig(hidden_dims=(8,), image_keys=CAMS, **SMALL_IMAGES).build(dataset.spec, norm)
+    policy = MLPConfig(hidden_dims=(8,), image_keys=CAMS, camera=SMALL_CAMERA).build(
+        dataset.spec, norm
+    )
     with pytest.raises(ApprenticeError, match="agentview_image, eye_in_hand_image"):
         InferenceStep(policy)
 
@@ -340,7 +457,7 @@ def test_train_command_evaluates_an_image_policy_with_the_recorded_cameras(
     # The README's camera command: comma lists for the cameras and the low-dim keys.
     args += ["1", "--no-progress", "--policy-args", "image_keys=agentview_image,eye_in_hand_image"]
     args += ["obs_keys=eef_pos,eef_quat,gripper_qpos", "hidden_dims=32", "feature_dim=8"]
-    args += ["num_keypoints=4"]
+    args += ["camera.num_keypoints=4"]  # a camera field by name (above) or by path
     assert main(args) == 0
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert "success_rate" in history[-1]  # the rollout ran, with the cameras the policy reads

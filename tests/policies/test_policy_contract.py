@@ -15,6 +15,7 @@ from apprentice.data.dataset import DemoDataset, WindowSampler
 from apprentice.data.normalize import Normalizer
 from apprentice.errors import ApprenticeError
 from apprentice.policies import (
+    CameraConfig,
     Policy,
     PolicyConfig,
     load_policy,
@@ -243,5 +244,9 @@ def test_every_config_field_has_a_default_and_a_docstring(name: str) -> None:
     cls = policy_config_class(name)
     docs = config_field_docs(cls)
     for f in dataclasses.fields(cls):
-        assert f.default is not dataclasses.MISSING, f.name
+        has_default = f.default is not dataclasses.MISSING
+        assert has_default or f.default_factory is not dataclasses.MISSING, f.name
         assert docs.get(f.name), f"{name}.{f.name} has no docstring"
+    camera_docs = config_field_docs(CameraConfig)
+    for f in dataclasses.fields(CameraConfig):
+        assert f.default is not dataclasses.MISSING and camera_docs.get(f.name), f.name

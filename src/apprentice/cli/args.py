@@ -28,6 +28,7 @@ from apprentice.policies.base import (
     policy_config_from_dict,
     policy_names,
 )
+from apprentice.policies.encoders import CameraConfig
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -48,13 +49,29 @@ def _default_of(f: dataclasses.Field[Any]) -> Any:
 
 
 def _policy_overrides(policy: PolicyConfig) -> list[str]:
-    """The key=value items that make `policy` from its kind's defaults (for --help)."""
-    base = type(policy)().to_dict()
+    """The key=value items that make `policy` from its kind's defaults (for --help); the
+    camera's fields go by name, as --policy-args takes them."""
+
+    def items(config: PolicyConfig) -> dict[str, Any]:
+        d = config.to_dict()
+        return {**d.pop("camera", {}), **d}
+
+    base = items(type(policy)())
     return [
         f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in policy.to_dict().items()
-        if base.get(k) != v
+        for k, v in items(policy).items()
+        if base.get(k, dataclasses.MISSING) != v
     ]
+
+
+def _camera_help() -> str:
+    """`CameraConfig`'s fields as [NAME=DEFAULT] docstring, for the --policy-args help."""
+    docs = field_docs(CameraConfig)
+    return " ".join(
+        f"[{f.name}={'FILE' if f.default is None else str(f.default).lower()}] "
+        f"{docs[f.name].rstrip('.')}."
+        for f in dataclasses.fields(CameraConfig)
+    )
 
 
 def _help(text: str, default: Any = None) -> str:
@@ -86,7 +103,8 @@ def _add_policy_args(
         metavar="KEY=VALUE",
         help=_help(
             "Overrides of the policy config as key=value (a tuple as a,b or [a,b]), e.g. "
-            "hidden_dim=128 head=gmm or image_keys=agentview_image,eye_in_hand_image",
+            f"hidden_dim=128 head=gmm, or image_keys=agentview_image,eye_in_hand_image. "
+            f"The camera settings go by name (or as camera.NAME): {_camera_help()}",
             overrides or None,
         ),
     )

@@ -22,6 +22,7 @@ from apprentice.policies.checkpoint import (
     task_name,
 )
 from apprentice.policies.diffusion import DiffusionConfig, DiffusionPolicy
+from apprentice.policies.encoders import CameraConfig
 from apprentice.policies.gmm import GMMConfig, GMMPolicy
 from apprentice.policies.mlp import MLPConfig, MLPPolicy
 from apprentice.policies.rnn import RNNConfig, RNNPolicy
@@ -30,6 +31,7 @@ from apprentice.policies.transformer import TransformerConfig, TransformerPolicy
 __all__ = [
     "ACTConfig",
     "ACTPolicy",
+    "CameraConfig",
     "DiffusionConfig",
     "DiffusionPolicy",
     "GMMConfig",

@@ -5,11 +5,12 @@ data layer's `WindowSampler`; run time calls `policy.act(obs)` on one raw observ
 (normalization happens inside, with the dataset's stats stored as buffers, so a checkpoint
 needs nothing else to act).
 
-Camera observations (`image_keys`) go through one encoder per camera (`encoders.py`) inside
-the policy; their features and the normalized low-dim keys, concatenated, are the per-frame
-features F that frame stacking, `obs_windows` and the run-time history use. So every policy
-built on `obs_windows` and `_act_step` reads images without knowing it. Images stay uint8 in
-datasets, samplers and batches and become float only inside the encoder.
+Camera observations (`image_keys`) go through one encoder per camera inside the policy, built
+as the config's `camera` (`encoders.CameraConfig`) says; their features and the normalized
+low-dim keys, concatenated, are the per-frame features F that frame stacking, `obs_windows`
+and the run-time history use. So every policy built on `obs_windows` and `_act_step` reads
+images without knowing it. Images stay uint8 in datasets, samplers and batches and become
+float only inside the encoder.
 
 Shape legend: B batch, T time (training steps of a window), To observation frames of a window
 (frame_stack + T - 1), D raw low-dim observation size (the policy's low-dim keys concatenated),
@@ -24,7 +25,7 @@ import inspect
 import itertools
 import textwrap
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Self, TypeVar, get_type_hints
 
 import numpy as np
@@ -34,7 +35,7 @@ from torch import Tensor, nn
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 from apprentice.overrides import coerce_tuple, tuple_item_type
-from apprentice.policies.encoders import ENCODERS, NORMS, VisualCore
+from apprentice.policies.encoders import CameraConfig, VisualCore
 
 
 @dataclass(frozen=True)
@@ -51,22 +52,9 @@ class PolicyConfig:
     """Past observation frames (including the current one) fed at each step."""
     image_keys: tuple[str, ...] = ()
     """Camera observations (uint8 H x W x C) to encode, e.g. agentview_image; empty = none."""
-    encoder: str = "conv"
-    """Camera encoder trunk: conv (3 small layers, the CPU default) or resnet18 (robomimic)."""
-    feature_dim: int = 64
-    """Features per camera: the linear layer after the spatial softmax (robomimic: 64)."""
-    num_keypoints: int = 32
-    """Spatial-softmax keypoints per camera (robomimic: 32)."""
-    encoder_norm: str = "group"
-    """Normalization in the encoder: group (GroupNorm, as Diffusion Policy), batch or none."""
-    share_encoder: bool = False
-    """One encoder for all cameras (their images must have one size) instead of one each."""
-    random_shift: int = 4
-    """Training augmentation: pad by this many pixels and crop at a random offset (DrQ); 0 = off."""
-    color_jitter: float = 0.0
-    """Training augmentation: strength of random brightness/contrast/saturation/hue; 0 = off."""
-    pretrained_path: str | None = None
-    """resnet18: a local torchvision resnet18 state_dict file to start from (never downloaded)."""
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    """How the cameras are encoded and augmented (`CameraConfig`; its fields by name on the
+    command line: encoder=resnet18 random_shift=0)."""
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -80,38 +68,18 @@ class PolicyConfig:
             value = getattr(self, name)
             keys = value.split(",") if isinstance(value, str) else value
             object.__setattr__(self, name, tuple(str(k) for k in keys if k))
-        self._check_camera_fields()
-
-    def _check_camera_fields(self) -> None:
+        if isinstance(self.camera, dict):  # from JSON or `asdict`
+            what = f"{self.name} policy"
+            object.__setattr__(self, "camera", CameraConfig(**_camera_fields(self.camera, what)))
+        if not isinstance(self.camera, CameraConfig):
+            raise ApprenticeError(
+                f"{self.name} policy: camera must be a CameraConfig, not {self.camera!r}"
+            )
         both = sorted(set(self.obs_keys) & set(self.image_keys))
-        checks = [
-            (not both, f"{', '.join(both)} listed in both obs_keys and image_keys"),
-            (
-                self.encoder in ENCODERS,
-                f"unknown encoder {self.encoder!r}; known: {', '.join(ENCODERS)}",
-            ),
-            (
-                self.encoder_norm in NORMS,
-                f"unknown encoder_norm {self.encoder_norm!r}; known: {', '.join(NORMS)}",
-            ),
-            (
-                self.feature_dim >= 1 and self.num_keypoints >= 1,
-                "feature_dim and num_keypoints must be >= 1",
-            ),
-            (self.random_shift >= 0, f"random_shift must be >= 0, got {self.random_shift}"),
-            (
-                0 <= self.color_jitter <= 1,
-                f"color_jitter must be in [0, 1], not {self.color_jitter}",
-            ),
-            (
-                self.pretrained_path is None
-                or (self.encoder == "resnet18" and self.encoder_norm != "none"),
-                "pretrained_path needs encoder=resnet18 with encoder_norm batch or group",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ApprenticeError(f"{self.name} policy: {message}")
+        if both:
+            raise ApprenticeError(
+                f"{self.name} policy: {', '.join(both)} listed in both obs_keys and image_keys"
+            )
 
     def build(self, spec: ObsActSpec, normalizer_state: dict[str, Any]) -> Policy:
         """Make the policy module for a dataset's spec and its fitted normalizer state."""
@@ -124,31 +92,23 @@ class PolicyConfig:
         raise NotImplementedError(f"{cls.__name__} defines no tiny size")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict with the registered "name"; `policy_config_from_dict` inverts it."""
+        """JSON-safe dict with the registered "name"; `policy_config_from_dict` inverts it.
+        A policy without cameras leaves `image_keys` and `camera` out: its dict names only
+        what it uses."""
         d: dict[str, Any] = {"name": self.name}
-        defaults = {f.name: f.default for f in fields(self)}
-        for key, value in asdict(self).items():
-            if key in _CAMERA_FIELDS and value == defaults[key]:
-                # A low-dim policy's dict stays what it was before cameras existed, so run
-                # folders and checkpoints written then still resume and compare equal.
-                continue
-            d[key] = list(value) if isinstance(value, tuple) else value
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "camera":
+                if self.image_keys or value != CameraConfig():
+                    d["camera"] = asdict(value)
+            elif f.name != "image_keys" or value:
+                d[f.name] = list(value) if isinstance(value, tuple) else value
         return d
 
 
-_CAMERA_FIELDS = frozenset(
-    {
-        "image_keys",
-        "encoder",
-        "feature_dim",
-        "num_keypoints",
-        "encoder_norm",
-        "share_encoder",
-        "random_shift",
-        "color_jitter",
-        "pretrained_path",
-    }
-)
+CAMERA_FIELDS = tuple(f.name for f in fields(CameraConfig))
+"""`CameraConfig`'s fields, which a policy config dict may also give at its top level: the
+command line's `encoder=resnet18`, and checkpoints and run folders that hold them there."""
 
 
 _C = TypeVar("_C", bound=type[PolicyConfig])
@@ -163,6 +123,12 @@ def register_policy(name: str) -> Callable[[_C], _C]:
     def wrap(cls: _C) -> _C:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ApprenticeError(f"policy name {name!r} is already registered")
+        clash = sorted({f.name for f in fields(cls)} & set(CAMERA_FIELDS))
+        if clash:
+            # A camera field given by name must mean one thing (see `policy_config_from_dict`).
+            raise ApprenticeError(
+                f"policy {name!r} has field(s) {', '.join(clash)}, named as camera fields"
+            )
         cls.name = name
         _REGISTRY[name] = cls
         return cls
@@ -186,32 +152,65 @@ def policy_config_class(name: str) -> type[PolicyConfig]:
 
 
 def policy_config_from_dict(d: dict[str, Any]) -> PolicyConfig:
-    """Rebuild a config from `PolicyConfig.to_dict()` output (e.g. a checkpoint's JSON)."""
+    """Rebuild a config from `PolicyConfig.to_dict()` output (e.g. a checkpoint's JSON) or
+    from key=value overrides. The camera's fields come as a `camera` dict, by name at the top
+    level (`encoder="resnet18"`), or by path (`"camera.encoder"`); the last two override the
+    first."""
     if not isinstance(d, dict) or "name" not in d:
         raise ApprenticeError(f"policy config {d!r} has no 'name' field")
     cls = policy_config_class(str(d["name"]))
+    what = f"policy config for {cls.name!r}"
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known - {"name"})
+    camera_keys = {k for k in d if k in CAMERA_FIELDS or k.startswith("camera.")}
+    unknown = sorted(set(d) - known - camera_keys - {"name"})
     if unknown:
         raise ApprenticeError(
-            f"policy config for {cls.name!r} has unknown field(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(known))}"
+            f"{what} has unknown field(s) {', '.join(unknown)}; known: "
+            f"{', '.join(sorted(known - {'camera'}))}, and the camera's "
+            f"{', '.join(CAMERA_FIELDS)}"
         )
     # A tuple field takes a JSON list, a comma list (image_keys=a,b, unet_channels=16,32,64)
     # or one value (hidden_dims=256 is a 1-tuple).
     hints = get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for k, v in d.items():
-        if k == "name":
+        if k == "name" or k in camera_keys or k == "camera":
             continue
         item_type = tuple_item_type(hints[k])
         if item_type is not None and v is not None:
-            v = coerce_tuple(v, item_type, f"policy config for {cls.name!r}: {k}")
+            v = coerce_tuple(v, item_type, f"{what}: {k}")
         kwargs[k] = v
     try:
+        if "camera" in d or camera_keys:
+            kwargs["camera"] = CameraConfig(**_camera_fields(d.get("camera", {}), what, d))
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ApprenticeError(f"policy config for {cls.name!r}: {exc}") from None
+        raise ApprenticeError(f"{what}: {exc}") from None
+
+
+def _camera_fields(nested: Any, what: str, top: dict[str, Any] | None = None) -> dict[str, Any]:
+    """CameraConfig's keyword arguments from a `camera` dict, with the camera fields of `top`
+    (a policy config dict) given by name or by path on top of it."""
+    top = top or {}
+    if isinstance(nested, CameraConfig):
+        nested = asdict(nested)
+    if not isinstance(nested, dict):
+        raise ApprenticeError(
+            f"{what}: camera is a set of fields; give them by name (encoder=resnet18) or as "
+            f"camera.<field>=value, not camera={nested!r}"
+        )
+    by_name = {k: v for k, v in top.items() if k in CAMERA_FIELDS}
+    by_path = {k.removeprefix("camera."): v for k, v in top.items() if k.startswith("camera.")}
+    twice = sorted(set(by_name) & set(by_path))
+    unknown = sorted((set(nested) | set(by_path)) - set(CAMERA_FIELDS))
+    if twice:
+        raise ApprenticeError(f"{what}: {', '.join(twice)} given both by name and as camera.*")
+    if unknown:
+        raise ApprenticeError(
+            f"{what}: camera has no field(s) {', '.join(unknown)}; known: "
+            f"{', '.join(CAMERA_FIELDS)}"
+        )
+    return {**nested, **by_name, **by_path}
 
 
 def config_field_docs(cls: type) -> dict[str, str]:
@@ -327,7 +326,7 @@ class Policy(nn.Module):
             for k, s in ((k, spec.obs_shapes[k]) for k in self.image_keys)
         }
         self.image_encoders = self._build_encoders()
-        self.obs_dim = self.low_dim + config.feature_dim * len(self.image_keys)
+        self.obs_dim = self.low_dim + config.camera.feature_dim * len(self.image_keys)
         """F: features per frame (the normalized low-dim keys, then each camera's features)."""
         self.action_dim = int(spec.action_dim)
         self.input_dim = self.obs_dim * config.frame_stack
@@ -343,45 +342,41 @@ class Policy(nn.Module):
 
     def _build_encoders(self) -> nn.ModuleDict:
         """One VisualCore per camera (key "shared" for a shared one); empty without cameras."""
-        c = self.config
+        camera = self.config.camera
         encoders = nn.ModuleDict()
         if not self.image_keys:
             return encoders
         shapes = set(self.image_shapes.values())
-        if c.share_encoder and len(shapes) > 1:
+        if camera.share_encoder and len(shapes) > 1:
             sizes = ", ".join(f"{k} {s}" for k, s in self.image_shapes.items())
             raise ApprenticeError(
-                f"{c.name} policy: share_encoder needs one image size, the cameras have {sizes}"
+                f"{self.config.name} policy: share_encoder needs one image size, the cameras "
+                f"have {sizes}"
             )
-        for key in ["shared"] if c.share_encoder else self.image_keys:
-            encoders[key] = VisualCore(
-                self.image_shapes[self.image_keys[0] if c.share_encoder else key],
-                encoder=c.encoder,
-                feature_dim=c.feature_dim,
-                num_keypoints=c.num_keypoints,
-                norm=c.encoder_norm,
-                shift_pad=c.random_shift,
-                color_strength=c.color_jitter,
+        for key in ["shared"] if camera.share_encoder else self.image_keys:
+            encoders[key] = camera.build(
+                self.image_shapes[self.image_keys[0] if camera.share_encoder else key]
             )
         return encoders
 
     def image_encoder(self, key: str) -> VisualCore:
         """The encoder of camera `key` (the shared one with share_encoder)."""
-        core = self.image_encoders["shared" if self.config.share_encoder else key]
+        core = self.image_encoders["shared" if self.config.camera.share_encoder else key]
         assert isinstance(core, VisualCore)
         return core
 
     def load_pretrained_encoders(self) -> None:
-        """Start the resnet18 encoders from `config.pretrained_path` (a local file).
+        """Start the resnet18 encoders from `config.camera.pretrained_path` (a local file).
 
         Called by the trainer for a fresh run only, not by `build`: a checkpoint already holds
         the trained weights, so loading one never needs the pretrained file.
         """
-        if self.config.pretrained_path is None:
+        path = self.config.camera.pretrained_path
+        if path is None:
             return
         for core in self.image_encoders.values():
             assert isinstance(core, VisualCore)
-            core.load_pretrained(self.config.pretrained_path)
+            core.load_pretrained(path)
 
     def encode_frames(self, frames: dict[str, Tensor], group: int = 1) -> Tensor:
         """Per-frame features (..., F): low-dim keys (..., D_k) and images (..., H, W, C) raw.

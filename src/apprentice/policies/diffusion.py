@@ -369,7 +369,7 @@ class DiffusionPolicy(Policy):
             return super().image_encoder(key)
         encoders = self.ema["image_encoders"]
         assert isinstance(encoders, nn.ModuleDict)
-        core = encoders["shared" if self.config.share_encoder else key]
+        core = encoders["shared" if self.config.camera.share_encoder else key]
         assert isinstance(core, VisualCore)
         return core
 

@@ -22,6 +22,7 @@ Shape legend: N images (B * To in training), C channels, H, W pixels, K keypoint
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,6 +36,72 @@ NORMS = ("group", "batch", "none")
 # torchvision's ImageNet statistics: what pretrained trunks expect, harmless from scratch.
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """How a policy encodes its cameras (its `image_keys`) and augments their frames in
+    training: the `camera` field of every policy config. On the command line its fields go
+    by name (`--policy-args encoder=resnet18 random_shift=0`) or by path (`camera.encoder=...`).
+    """
+
+    encoder: str = "conv"
+    """Camera encoder trunk: conv (3 small layers, the CPU default) or resnet18 (robomimic)."""
+    feature_dim: int = 64
+    """Features per camera: the linear layer after the spatial softmax (robomimic: 64)."""
+    num_keypoints: int = 32
+    """Spatial-softmax keypoints per camera (robomimic: 32)."""
+    encoder_norm: str = "group"
+    """Normalization in the encoder: group (GroupNorm, as Diffusion Policy), batch or none."""
+    share_encoder: bool = False
+    """One encoder for all cameras (their images must have one size) instead of one each."""
+    random_shift: int = 4
+    """Training augmentation: pad by this many pixels and crop at a random offset (DrQ); 0 = off."""
+    color_jitter: float = 0.0
+    """Training augmentation: strength of random brightness/contrast/saturation/hue; 0 = off."""
+    pretrained_path: str | None = None
+    """resnet18: a local torchvision resnet18 state_dict file to start from (never downloaded)."""
+
+    def __post_init__(self) -> None:
+        checks = [
+            (
+                self.encoder in ENCODERS,
+                f"unknown encoder {self.encoder!r}; known: {', '.join(ENCODERS)}",
+            ),
+            (
+                self.encoder_norm in NORMS,
+                f"unknown encoder_norm {self.encoder_norm!r}; known: {', '.join(NORMS)}",
+            ),
+            (
+                self.feature_dim >= 1 and self.num_keypoints >= 1,
+                "feature_dim and num_keypoints must be >= 1",
+            ),
+            (self.random_shift >= 0, f"random_shift must be >= 0, got {self.random_shift}"),
+            (
+                0 <= self.color_jitter <= 1,
+                f"color_jitter must be in [0, 1], not {self.color_jitter}",
+            ),
+            (
+                self.pretrained_path is None
+                or (self.encoder == "resnet18" and self.encoder_norm != "none"),
+                "pretrained_path needs encoder=resnet18 with encoder_norm batch or group",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ApprenticeError(f"camera config: {message}")
+
+    def build(self, image_shape: tuple[int, ...]) -> VisualCore:
+        """The encoder of one camera whose frames are `image_shape` (H, W, C)."""
+        return VisualCore(
+            image_shape,
+            encoder=self.encoder,
+            feature_dim=self.feature_dim,
+            num_keypoints=self.num_keypoints,
+            norm=self.encoder_norm,
+            shift_pad=self.random_shift,
+            color_strength=self.color_jitter,
+        )
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
