@@ -7,24 +7,21 @@ import itertools
 import numpy as np
 
 from apprentice.envs.base import Task, make_task
-from apprentice.evaluate.rollout import EpisodeResult, Step, rollout_batch
+from apprentice.evaluate.rollout import EpisodeResult, PerObservation, Step, rollout_batch
 
 SEEDS = [7, 8]
 
 
-class _Oracles:
-    """lift's oracle behind the batched policy interface, one per env."""
+def _oracles(tasks: list[Task]) -> PerObservation:
+    """lift's oracle, one per env, as a batched policy: rows are asked in order each step."""
+    oracles = [t.oracle(np.random.default_rng(i)) for i, t in enumerate(tasks)]
+    rows = itertools.cycle(oracles)
 
-    def __init__(self, tasks: list[Task]) -> None:
-        self.oracles = [t.oracle(np.random.default_rng(i)) for i, t in enumerate(tasks)]
-
-    def reset(self) -> None:
-        for o in self.oracles:
+    def reset() -> None:
+        for o in oracles:
             o.reset()
 
-    def act_batch(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        rows = [{k: v[i] for k, v in obs.items()} for i in range(len(self.oracles))]
-        return np.stack([o.act(row) for o, row in zip(self.oracles, rows, strict=True)])
+    return PerObservation(lambda obs: next(rows).act(obs), reset=reset)
 
 
 class _Recorder:
@@ -45,7 +42,7 @@ class _Recorder:
 
 def _rollout(**kw: object) -> list[EpisodeResult]:
     tasks = [make_task("lift") for _ in SEEDS]
-    return rollout_batch(_Oracles(tasks), tasks, SEEDS, **kw)  # type: ignore[arg-type]
+    return rollout_batch(_oracles(tasks), tasks, SEEDS, **kw)  # type: ignore[arg-type]
 
 
 def test_a_recorder_sees_every_step_and_changes_no_result() -> None:
