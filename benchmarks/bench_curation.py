@@ -35,7 +35,7 @@ from apprentice.data.curate import FilterConfig, curate
 from apprentice.data.reader import DemoFile
 from apprentice.data.store import write_mask
 from apprentice.evaluate.metrics import success_rate
-from apprentice.evaluate.rollout import EvalConfig, evaluate, rollout_callback
+from apprentice.evaluate.run import EvalConfig, evaluate, rollout_callback
 from apprentice.overrides import parse_overrides
 from apprentice.policies.base import policy_config_from_dict
 from harness import (

@@ -39,7 +39,7 @@ from apprentice.data.normalize import Normalizer
 from apprentice.envs import make_task
 from apprentice.envs.base import task_spec
 from apprentice.envs.pool import make_pool
-from apprentice.evaluate.rollout import EvalConfig, evaluate
+from apprentice.evaluate.run import EvalConfig, evaluate
 from apprentice.policies.base import policy_config_from_dict
 from apprentice.policies.checkpoint import save_checkpoint
 from harness import OUT, Ratio, add_out, markdown_table, parser, ratio, write_json
@@ -51,7 +51,7 @@ import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 import torch
 from apprentice.envs.pool import _init_worker, make_pool
-from apprentice.evaluate.rollout import EvalConfig, evaluate
+from apprentice.evaluate.run import EvalConfig, evaluate
 ckpt, episodes, workers, mode, out = sys.argv[1:6]
 torch.set_num_threads(1)
 cfg = EvalConfig(checkpoint=ckpt, episodes=int(episodes), workers=int(workers), out=out)

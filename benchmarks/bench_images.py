@@ -183,7 +183,7 @@ def success(args: argparse.Namespace) -> dict[str, Any]:
     from apprentice.algos.trainer import train
     from apprentice.collect.oracle import CollectConfig, collect_demos
     from apprentice.evaluate.metrics import success_rate
-    from apprentice.evaluate.rollout import EvalConfig, evaluate
+    from apprentice.evaluate.run import EvalConfig, evaluate
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

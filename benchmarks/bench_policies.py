@@ -257,7 +257,7 @@ def speed_table(result: dict[str, Any]) -> str:
 def success(args: argparse.Namespace) -> dict[str, Any]:
     from apprentice.algos.config import TrainConfig
     from apprentice.evaluate.metrics import success_rate
-    from apprentice.evaluate.rollout import EvalConfig, evaluate
+    from apprentice.evaluate.run import EvalConfig, evaluate
     from apprentice.pipelines.train import run_train
     from apprentice.policies.base import policy_config_from_dict
 

@@ -17,7 +17,7 @@ from typing import Any
 from apprentice.algos.config import TrainConfig
 from apprentice.collect.oracle import CollectConfig, collect_demos
 from apprentice.evaluate.metrics import success_rate
-from apprentice.evaluate.rollout import EvalConfig, evaluate
+from apprentice.evaluate.run import EvalConfig, evaluate
 from apprentice.overrides import parse_overrides
 from apprentice.pipelines.train import run_train
 from apprentice.policies.base import policy_config_from_dict

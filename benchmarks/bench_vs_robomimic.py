@@ -24,7 +24,7 @@ train    gradient steps/s of a whole training run on the file (apprentice's trai
          robomimic (fp32) runs.
 quality  both MLP-GMM BC trained on the same file for the same epochs x steps, then rolled out on
          the same held-out seeds (1e9 + i) of apprentice's lift task: apprentice via
-         apprentice.evaluate.rollout.evaluate on final.pt (and best.pt), robomimic via
+         apprentice.evaluate.run.evaluate on final.pt (and best.pt), robomimic via
          benchmarks/peers/robomimic_rollout.py. Success with 95% Wilson intervals.
 
 Timing rules (/work/shared/BENCHMARKING.md): both sides run in the same invocation, alternating
@@ -103,7 +103,7 @@ print(json.dumps({"successes": k, "success_rate": k / len(res)}))
 
 APPRENTICE_EVAL = r"""
 import json, sys
-from apprentice.evaluate.rollout import EvalConfig, evaluate
+from apprentice.evaluate.run import EvalConfig, evaluate
 a = json.loads(sys.argv[1])
 r = evaluate(EvalConfig(checkpoint=a["checkpoint"], episodes=a["episodes"], workers=a["workers"],
     out=a["out"]))

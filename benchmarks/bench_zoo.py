@@ -106,7 +106,7 @@ def run_cell(cell: Cell, data: str, args: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from apprentice.algos.trainer import TrainConfig, train
-    from apprentice.evaluate.rollout import EvalConfig, evaluate
+    from apprentice.evaluate.run import EvalConfig, evaluate
 
     torch.set_num_threads(1)
     run_dir = Path(args["out"]) / "runs" / cell.key.replace("/", "_")

@@ -39,7 +39,7 @@ from apprentice.deploy.shield import Shield, robot_config
 from apprentice.envs import make_task
 from apprentice.envs.seeds import held_out_seeds
 from apprentice.errors import ApprenticeError
-from apprentice.evaluate.rollout import EvalConfig, evaluate
+from apprentice.evaluate.run import EvalConfig, evaluate
 from apprentice.policies import CameraConfig, MLPConfig, RNNConfig, load_policy, save_checkpoint
 
 LIFT_SPEC = ObsActSpec(

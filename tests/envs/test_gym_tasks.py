@@ -37,7 +37,7 @@ def test_a_fresh_interpreter_builds_a_gym_task_and_evaluates_its_checkpoint(
     save_checkpoint(ckpt, policy, env_args=task.env_args)
     code = (
         "import sys, json\n"
-        "from apprentice.evaluate.rollout import EvalConfig, evaluate\n"
+        "from apprentice.evaluate.run import EvalConfig, evaluate\n"
         f"s = evaluate(EvalConfig(checkpoint={str(ckpt)!r}, episodes=2, workers=1))\n"
         "print(json.dumps([s['task'], s['episodes']]))\n"
     )

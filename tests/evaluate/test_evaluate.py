@@ -15,13 +15,12 @@ from apprentice.envs.pool import make_pool
 from apprentice.envs.seeds import HELD_OUT_SEED_BASE, held_out_seeds
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.report import write_report
-from apprentice.evaluate.rollout import (
+from apprentice.evaluate.rollout import BatchPolicy, rollout_batch
+from apprentice.evaluate.run import (
     POOL_START_SECONDS,
-    BatchPolicy,
     EvalConfig,
     evaluate,
     pool_pays,
-    rollout_batch,
     rollout_callback,
 )
 from apprentice.policies import load_policy
@@ -138,7 +137,7 @@ def test_a_killed_evaluation_resumes_from_its_journal(
     run_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Chunks a killed evaluation finished are read back, not rolled out again."""
-    import apprentice.evaluate.rollout as rollout
+    import apprentice.evaluate.run as run
 
     whole = evaluate(
         EvalConfig(
@@ -169,13 +168,13 @@ def test_a_killed_evaluation_resumes_from_its_journal(
         f.write('{"chunk": 2, "episo')  # a line torn by the kill
 
     rolled: list[list[int]] = []
-    real = rollout._rollout_chunk
+    real = run._rollout_chunk
 
-    def counting(*args: object) -> list[rollout.EpisodeResult]:
+    def counting(*args: object) -> list[run.EpisodeResult]:
         rolled.append(list(args[3]))  # type: ignore[call-overload]
         return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(rollout, "_rollout_chunk", counting)
+    monkeypatch.setattr(run, "_rollout_chunk", counting)
     resumed = evaluate(cfg)
     assert rolled == [whole["seeds"][4:6]]  # only the chunk the kill cut
     assert resumed["resumed_episodes"] == 4

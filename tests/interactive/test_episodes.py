@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import ClassVar, cast
 
 import numpy as np
 
+from apprentice.collect.record import record_episode
+from apprentice.data.episode import Episode
 from apprentice.data.reader import DemoFile
 from apprentice.data.store import DemoWriter
 from apprentice.envs import gym_tasks  # noqa: F401  (registers gym/<id>)
 from apprentice.envs.base import make_task
+from apprentice.envs.gym_tasks import builtin_expert
 from apprentice.interactive.episodes import run_episode
+from apprentice.interactive.experts import OracleExpert
 from apprentice.interactive.gates import ActionGapGate
 from apprentice.policies.base import Policy
 
@@ -123,3 +128,73 @@ def test_hg_dagger_labels_only_the_takeover_segments() -> None:
     for segment in record.segments:
         np.testing.assert_array_equal(segment.actions, 0.0)
         assert segment.dones[-1] == 1.0
+
+
+class _StillLearner:
+    """Proposes holding still (a learner whose action differs from the oracle's)."""
+
+    obs_keys: ClassVar[list[str]] = []
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        return np.zeros(7, dtype=np.float32)
+
+
+def _digest(episodes: list[Episode]) -> str:
+    h = hashlib.sha256()
+    for ep in episodes:
+        for part in (ep.obs, ep.next_obs):
+            for key in sorted(part):
+                h.update(np.ascontiguousarray(part[key]).tobytes())
+        for array in (ep.actions, ep.rewards, ep.dones, ep.states):
+            h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_a_dagger_episode_on_lift_is_the_one_recorded_for_its_seed() -> None:
+    """A mixture episode (coin flips, the oracle labelling in shadow, the steps kept past
+    success) gives the arrays recorded for this seed, bit for bit."""
+    task = make_task("lift")
+    record = run_episode(
+        task,
+        OracleExpert(task, np.random.default_rng(0)),
+        seed=3,
+        mode="dagger",
+        rng=np.random.default_rng(1),
+        learner=cast(Policy, _StillLearner()),
+        beta=0.6,
+    )
+    assert (record.steps, record.learner_steps, record.labels, record.success) == (42, 16, 42, True)
+    assert _digest(record.segments) == "dd54551172744261"
+
+
+def test_an_expert_episode_is_the_demo_collection_records() -> None:
+    """DAgger's expert episodes and `apprentice collect`'s demos are one loop: the same
+    expert from the same seed gives the same arrays through both."""
+    task = make_task(TASK)
+    law = builtin_expert(task)
+
+    class PD:
+        name = "pd"
+        noise_free_dims: tuple[int, ...] = ()
+
+        def reset(self) -> None:
+            pass
+
+        def label(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+            return law.act(obs)
+
+    (labelled,) = run_episode(
+        task, PD(), seed=5, mode="expert", rng=np.random.default_rng(0), steps_after_success=-1
+    ).segments
+    demo = record_episode(
+        task, law.act, seed=5, source="pd", stop_on_success=False, with_datagen=False
+    )
+    assert labelled.num_samples == demo.num_samples > 1
+    for key in demo.obs:
+        np.testing.assert_array_equal(labelled.obs[key], demo.obs[key])
+        np.testing.assert_array_equal(labelled.next_obs[key], demo.next_obs[key])
+    for name in ("actions", "rewards", "dones", "states"):
+        np.testing.assert_array_equal(getattr(labelled, name), getattr(demo, name))

@@ -8,7 +8,7 @@ from pathlib import Path
 from apprentice.cli.args import dataclass_from_args
 from apprentice.cli.command import Command
 from apprentice.console import print_table
-from apprentice.evaluate.rollout import EvalConfig, evaluate
+from apprentice.evaluate.run import EvalConfig, evaluate
 from apprentice.files import check_writable
 
 

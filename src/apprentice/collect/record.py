@@ -8,6 +8,7 @@ import numpy as np
 
 from apprentice.data.episode import DatagenInfo, Episode
 from apprentice.envs.base import Task
+from apprentice.evaluate.rollout import PerObservation, Step, rollout_batch
 
 ActFn = Callable[[dict[str, np.ndarray]], np.ndarray]
 
@@ -45,6 +46,48 @@ class DatagenRecorder:
         )
 
 
+class _Recording:
+    """The steps of one episode as `record_episode` keeps them (a `StepRecorder`)."""
+
+    def __init__(
+        self, task: Task, with_datagen: bool, should_stop: Callable[[], bool] | None
+    ) -> None:
+        self.task = task
+        self.datagen = DatagenRecorder() if with_datagen else None
+        self.should_stop = should_stop
+        self.states: list[np.ndarray] = []
+        self.steps: list[Step] = []
+        self.dones: list[bool] = []
+
+    def before_step(self, env: int, action: np.ndarray) -> None:
+        self.states.append(self.task.get_state())
+        if self.datagen is not None:
+            self.datagen.add(self.task, action)
+
+    def after_step(self, env: int, step: Step) -> bool:
+        stop = not step.done and self.should_stop is not None and self.should_stop()
+        self.steps.append(step)
+        self.dones.append(step.done or stop)
+        return stop
+
+    def build(self, seed: int, success: bool, source: str) -> Episode:
+        actions = np.stack([s.action for s in self.steps])
+        return Episode(
+            obs={k: np.stack([s.obs[k] for s in self.steps]) for k in self.steps[0].obs},
+            next_obs={
+                k: np.stack([s.next_obs[k] for s in self.steps]) for k in self.steps[0].next_obs
+            },
+            actions=actions,
+            rewards=np.asarray([s.reward for s in self.steps], dtype=np.float32),
+            dones=np.asarray(self.dones, dtype=np.float32),
+            states=np.stack(self.states),
+            datagen_info=self.datagen.build(actions) if self.datagen is not None else None,
+            seed=seed,
+            success=success,
+            source=source,
+        )
+
+
 def record_episode(
     task: Task,
     act: ActFn,
@@ -57,12 +100,15 @@ def record_episode(
     should_stop: Callable[[], bool] | None = None,
     with_datagen: bool = True,
 ) -> Episode:
-    """Run `act` from the initial state drawn by `seed` until success or the horizon.
+    """Run `act` from the initial state drawn by `seed` until success or the horizon, through
+    the one rollout loop (`rollout_batch`) with a recorder of every step.
 
     With `steps_after_success` the recording goes on that many steps past the first success
     (within the horizon), so that what the expert does once the goal holds (let go, back
-    away) is in the data as more than a single step. `should_stop`, asked after each step,
-    ends the episode early (an actor with nothing left to do). `with_datagen=False` records no
+    away) is in the data as more than a single step; `stop_on_success=False` records to the
+    horizon. `should_stop`, asked after each step that does not already end the episode,
+    ends it early (an actor with nothing left to do). `on_reset` is called after the task's
+    reset. Actions are clipped to [-1, 1] as float32. `with_datagen=False` records no
     datagen_info (a control task has no end effector or objects).
 
     Per step t the episode holds obs_t, action_t, next_obs_t, the simulator state before
@@ -70,48 +116,16 @@ def record_episode(
     datagen_info of MimicGen: eef pose, commanded target pose, gripper action, object
     poses and subtask signals, all taken before the action.
     """
-    obs, _ = task.reset(seed=seed)
-    if on_reset is not None:
-        on_reset()
-    steps: dict[str, list[np.ndarray]] = {"actions": [], "states": []}
-    datagen = DatagenRecorder()
-    rewards: list[float] = []
-    dones: list[bool] = []
-    obs_seq: list[dict[str, np.ndarray]] = []
-    next_obs_seq: list[dict[str, np.ndarray]] = []
-    success = False
-    since_success = -1
-    for _ in range(task.horizon):
-        action = np.clip(np.asarray(act(obs), dtype=np.float32), -1.0, 1.0)
-        steps["states"].append(task.get_state())
-        if with_datagen:
-            datagen.add(task, action)
-        next_obs, reward, terminated, truncated, info = task.step(action)
-        if since_success >= 0:
-            since_success += 1
-        elif info.get("success", False):
-            success, since_success = True, 0
-        done_after_success = stop_on_success and since_success >= steps_after_success
-        end = terminated or truncated or done_after_success
-        end = end or (should_stop is not None and should_stop())
-        steps["actions"].append(action)
-        rewards.append(float(reward))
-        dones.append(end)
-        obs_seq.append(obs)
-        next_obs_seq.append(next_obs)
-        obs = next_obs
-        if end:
-            break
-    actions = np.stack(steps["actions"])
-    return Episode(
-        obs={k: np.stack([o[k] for o in obs_seq]) for k in obs_seq[0]},
-        next_obs={k: np.stack([o[k] for o in next_obs_seq]) for k in next_obs_seq[0]},
-        actions=actions,
-        rewards=np.asarray(rewards, dtype=np.float32),
-        dones=np.asarray(dones, dtype=np.float32),
-        states=np.stack(steps["states"]),
-        datagen_info=datagen.build(actions) if with_datagen else None,
-        seed=seed,
-        success=success,
-        source=source,
+
+    def clipped(obs: dict[str, np.ndarray]) -> np.ndarray:
+        return np.clip(np.asarray(act(obs), dtype=np.float32), -1.0, 1.0)
+
+    recording = _Recording(task, with_datagen, should_stop)
+    (result,) = rollout_batch(
+        PerObservation(clipped, reset=on_reset),
+        [task],
+        [seed],
+        steps_after_success=steps_after_success if stop_on_success else None,
+        recorder=recording,
     )
+    return recording.build(seed, result.success, source)

@@ -24,6 +24,7 @@ import numpy as np
 
 from apprentice.data.episode import Episode
 from apprentice.envs.base import Task
+from apprentice.evaluate.rollout import EpisodeResult, Step, rollout_batch
 from apprentice.interactive.dart import NoiseModel
 from apprentice.interactive.experts import Expert
 from apprentice.interactive.gates import Gate
@@ -36,17 +37,21 @@ Mode = Literal["expert", "dart", "dagger", "hg"]
 class EpisodeRecord:
     """What one interactive episode produced: labelled segments and its outcome."""
 
+    result: EpisodeResult
+    """The episode as the rollout loop scores it (success, length, return up to success)."""
     segments: list[Episode] = field(default_factory=list)
     """Labelled stretches (one for every mode but hg, one per takeover for hg)."""
-    episode_return: float = 0.0
-    scored_return: float = 0.0
-    """The return as evaluation (`rollout_batch`) scores it: the rewards up to and including
-    the first success (all of them in an episode that never succeeds)."""
-    success: bool = False
-    steps: int = 0
     interventions: int = 0
     learner_steps: int = 0
     """Steps on which the learner's action was executed."""
+
+    @property
+    def success(self) -> bool:
+        return self.result.success
+
+    @property
+    def steps(self) -> int:
+        return self.result.length
 
     @property
     def labels(self) -> int:
@@ -57,24 +62,24 @@ class _Segment:
     """Steps being gathered into one Episode."""
 
     def __init__(self) -> None:
-        self.obs: list[dict[str, np.ndarray]] = []
-        self.next_obs: list[dict[str, np.ndarray]] = []
-        self.actions: list[np.ndarray] = []
-        self.rewards: list[float] = []
+        self.steps: list[Step] = []
+        self.labels: list[np.ndarray] = []
         self.dones: list[bool] = []
         self.states: list[np.ndarray] = []
 
     def __len__(self) -> int:
-        return len(self.actions)
+        return len(self.labels)
 
     def build(self, seed: int, success: bool, source: str, attrs: dict[str, Any]) -> Episode:
         dones = list(self.dones)
         dones[-1] = True  # a segment ends its stretch of data, as robomimic marks an end
         return Episode(
-            obs={k: np.stack([o[k] for o in self.obs]) for k in self.obs[0]},
-            next_obs={k: np.stack([o[k] for o in self.next_obs]) for k in self.next_obs[0]},
-            actions=np.stack(self.actions).astype(np.float32),
-            rewards=np.asarray(self.rewards, dtype=np.float32),
+            obs={k: np.stack([s.obs[k] for s in self.steps]) for k in self.steps[0].obs},
+            next_obs={
+                k: np.stack([s.next_obs[k] for s in self.steps]) for k in self.steps[0].next_obs
+            },
+            actions=np.stack(self.labels).astype(np.float32),
+            rewards=np.asarray([s.reward for s in self.steps], dtype=np.float32),
             dones=np.asarray(dones, dtype=np.float32),
             states=np.stack(self.states),
             seed=seed,
@@ -82,6 +87,88 @@ class _Segment:
             source=source,
             attrs=dict(attrs),
         )
+
+
+class _Driver:
+    """Who drives one episode and what the expert labels: the rollout loop's policy (a batch
+    of one env) and its recorder."""
+
+    def __init__(
+        self,
+        task: Task,
+        expert: Expert,
+        mode: Mode,
+        rng: np.random.Generator,
+        learner: Policy | None,
+        beta: float,
+        gate: Gate | None,
+        noise: NoiseModel | None,
+        max_labels: int | None,
+    ) -> None:
+        self.task, self.expert, self.mode, self.rng = task, expert, mode, rng
+        self.learner, self.beta, self.gate, self.noise = learner, beta, gate, noise
+        self.max_labels = max_labels
+        self.learner_steps = 0
+        self.interventions_before = 0
+        self.labelled_steps = 0
+        self.segment = _Segment()
+        self.finished: list[_Segment] = []
+        # What the step in flight was chosen from: the expert's label, whether it is kept.
+        self.label = np.zeros(0, dtype=np.float32)
+        self.labelled = True
+        self.state = np.zeros(0)
+
+    def reset(self) -> None:
+        self.expert.reset()
+        if self.learner is not None:
+            self.learner.reset()
+        if self.gate is not None:
+            self.gate.reset()
+            self.interventions_before = self.gate.interventions
+
+    def act_batch(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """(1, A) the executed action for the batch of one observation."""
+        ob = {k: v[0] for k, v in obs.items()}
+        label = self.expert.label(ob)  # (A,) the expert's action in this state, whoever drives
+        learner, mode = self.learner, self.mode
+        proposal = learner.act(ob) if (learner is not None and mode != "expert") else None
+        labelled = True
+        if mode == "expert":
+            executed = label
+        elif mode == "dart":
+            assert self.noise is not None
+            executed = label + self.noise.sample(self.rng)
+        elif mode == "dagger":
+            assert proposal is not None
+            use_expert = bool(self.rng.random() < self.beta)
+            executed = label if use_expert else proposal
+            self.learner_steps += not use_expert
+        else:  # hg
+            assert proposal is not None and self.gate is not None
+            labelled = self.gate.expert_drives(proposal, label)
+            executed = label if labelled else proposal
+            self.learner_steps += not labelled
+        self.label, self.labelled = label, labelled
+        return np.clip(np.asarray(executed, dtype=np.float32), -1.0, 1.0)[None]
+
+    def before_step(self, env: int, action: np.ndarray) -> None:
+        self.state = self.task.get_state()
+
+    def after_step(self, env: int, step: Step) -> bool:
+        self.labelled_steps += self.labelled
+        stop = self.max_labels is not None and self.labelled_steps >= self.max_labels
+        if self.labelled:
+            self.segment.steps.append(step)
+            self.segment.labels.append(self.label)
+            self.segment.dones.append(step.done or stop)
+            self.segment.states.append(self.state)
+        elif len(self.segment):
+            self.finished.append(self.segment)  # the expert handed back: a takeover ends
+            self.segment = _Segment()
+        return stop
+
+    def segments(self) -> list[_Segment]:
+        return [*self.finished, self.segment] if len(self.segment) else list(self.finished)
 
 
 def run_episode(
@@ -104,77 +191,26 @@ def run_episode(
 
     `max_labels` ends the episode once that many steps are labelled (an exact label budget);
     `steps_after_success` keeps going that many steps past the first success (let go, back
-    away), as oracle collection does.
+    away), as oracle collection does (a negative value: the success does not end it).
     """
     if mode in ("dagger", "hg") and learner is None:
         raise ValueError(f"mode {mode!r} needs a learner")
     if mode == "hg" and gate is None:
         raise ValueError("mode 'hg' needs a gate")
-    obs, _ = task.reset(seed=seed)
-    expert.reset()
-    if learner is not None:
-        learner.reset()
-    if gate is not None:
-        gate.reset()
-    record = EpisodeRecord()
-    interventions_before = gate.interventions if gate is not None else 0
-    segment = _Segment()
-    finished: list[_Segment] = []
-    since_success = -1
-    labels = 0
-    for _ in range(task.horizon):
-        label = expert.label(obs)  # (A,) the expert's action in this state, whoever drives
-        proposal = learner.act(obs) if (learner is not None and mode != "expert") else None
-        labelled = True
-        if mode == "expert":
-            executed = label
-        elif mode == "dart":
-            assert noise is not None
-            executed = label + noise.sample(rng)
-        elif mode == "dagger":
-            assert proposal is not None
-            use_expert = bool(rng.random() < beta)
-            executed = label if use_expert else proposal
-            record.learner_steps += not use_expert
-        else:  # hg
-            assert proposal is not None and gate is not None
-            labelled = gate.expert_drives(proposal, label)
-            executed = label if labelled else proposal
-            record.learner_steps += not labelled
-        executed = np.clip(np.asarray(executed, dtype=np.float32), -1.0, 1.0)
-        state = task.get_state()
-        next_obs, reward, terminated, truncated, info = task.step(executed)
-        record.episode_return += float(reward)
-        if not record.success:
-            record.scored_return += float(reward)
-        record.steps += 1
-        if since_success >= 0:
-            since_success += 1
-        elif info.get("success", False):
-            record.success, since_success = True, 0
-        labels += labelled
-        end = terminated or truncated or 0 <= steps_after_success <= since_success
-        end = end or (max_labels is not None and labels >= max_labels)
-        if labelled:
-            segment.obs.append(obs)
-            segment.next_obs.append(next_obs)
-            segment.actions.append(label)
-            segment.rewards.append(float(reward))
-            segment.dones.append(bool(end))
-            segment.states.append(state)
-        elif len(segment):
-            finished.append(segment)  # the expert handed back: a takeover segment ends
-            segment = _Segment()
-        obs = next_obs
-        if end:
-            break
-    if len(segment):
-        finished.append(segment)
+    driver = _Driver(task, expert, mode, rng, learner, beta, gate, noise, max_labels)
+    (result,) = rollout_batch(
+        driver,
+        [task],
+        [seed],
+        steps_after_success=steps_after_success if steps_after_success >= 0 else None,
+        recorder=driver,
+    )
     base = dict(attrs or {})
+    record = EpisodeRecord(result, learner_steps=driver.learner_steps)
     record.segments = [
-        s.build(seed, record.success, source, {**base, "segment": i})
-        for i, s in enumerate(finished)
+        s.build(seed, result.success, source, {**base, "segment": i})
+        for i, s in enumerate(driver.segments())
     ]
     if gate is not None:
-        record.interventions = gate.interventions - interventions_before
+        record.interventions = gate.interventions - driver.interventions_before
     return record

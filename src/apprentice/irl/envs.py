@@ -392,7 +392,7 @@ def record_expert_demos(
             )
             for episode in record.segments:
                 writer.append(episode)
-            returns.append(record.scored_return)
+            returns.append(record.result.episode_return)
         reference = getattr(expert, "record", None)
         attrs: dict[str, Any]
         if reference and "expert_return" in reference:

@@ -11,7 +11,7 @@ from apprentice.algos.config import TrainConfig
 from apprentice.collect.oracle import CollectConfig, collect_demos
 from apprentice.data.inspect import summarize
 from apprentice.evaluate.report import write_report
-from apprentice.evaluate.rollout import EvalConfig, evaluate
+from apprentice.evaluate.run import EvalConfig, evaluate
 from apprentice.pipelines.train import run_train
 from apprentice.policies.rnn import RNNConfig
 

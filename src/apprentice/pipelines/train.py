@@ -11,7 +11,7 @@ from apprentice.data.source import open_source, require_actions
 from apprentice.data.spec import ObsActSpec
 from apprentice.envs.base import make_task, task_available, task_spec
 from apprentice.errors import ApprenticeError
-from apprentice.evaluate.rollout import rollout_callback
+from apprentice.evaluate.run import rollout_callback
 
 
 def run_train(config: TrainConfig) -> dict[str, Any]:
