@@ -246,3 +246,30 @@ def test_trainer_callback_rolls_out_the_episodes_it_is_asked_for(run_dir: Path) 
     policy.batches.clear()
     callback(policy, 1)  # type: ignore[arg-type]
     assert policy.batches[0] == 1
+
+
+def test_an_in_process_chunk_runs_on_one_torch_thread_and_restores_the_count(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    import apprentice.evaluate.run as run_module
+
+    seen: list[int] = []
+    real = run_module.rollout_batch
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(run_module, "rollout_batch", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        evaluate(
+            EvalConfig(checkpoint=str(run_dir), episodes=2, workers=1, out=str(run_dir / "t.json"))
+        )
+        assert seen == [1]  # as in a pool worker, so a chunk acts alike wherever it runs
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
