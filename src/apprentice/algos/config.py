@@ -27,6 +27,20 @@ RESUME_FREE_FIELDS = frozenset(
 )
 
 
+ROUND_SET_FIELDS = (
+    "dataset",
+    "out",
+    "seed",
+    "init_checkpoint",
+    "eval_every",
+    "eval_episodes",
+    "resume",
+    "overwrite",
+)
+"""Settings of a round's training that an algorithm retraining every round (DAgger, BCO) sets
+itself; its nested training config offers no flag for them."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What to learn from, with which policy, for how long, and where to write the run."""

@@ -12,26 +12,26 @@ from apprentice.evaluate.run import EvalConfig, evaluate
 from apprentice.files import check_writable
 
 
-def checkpoint_folder(checkpoint: str) -> Path | None:
-    """The folder that results beside `checkpoint` (a run folder or a file) go to; None
-    when `checkpoint` does not exist (loading it then says so)."""
+def check_output(out: str | None, checkpoint: str, what: str) -> None:
+    """`--out` must be writable, or without it the checkpoint's folder, where `what` then
+    goes by default (a checkpoint that does not exist is left for loading to name)."""
+    if out:
+        check_writable(out)
+        return
     path = Path(checkpoint)
-    if path.is_dir():
-        return path
-    return path.parent if path.exists() else None
-
-
-def run(ns: argparse.Namespace) -> None:
-    cfg = dataclass_from_args(EvalConfig, ns)
-    if cfg.out:
-        check_writable(cfg.out)
-    elif (folder := checkpoint_folder(cfg.checkpoint)) is not None:
+    folder = path if path.is_dir() else path.parent if path.exists() else None
+    if folder is not None:
         check_writable(
             folder,
             flag="checkpoint folder",
             folder=True,
-            hint="pass --out to write the results elsewhere",
+            hint=f"pass --out to write the {what} elsewhere",
         )
+
+
+def run(ns: argparse.Namespace) -> None:
+    cfg = dataclass_from_args(EvalConfig, ns)
+    check_output(cfg.out, cfg.checkpoint, "results")
     s = evaluate(cfg)
     print_table(
         f"evaluation on {s['task']}",

@@ -6,23 +6,14 @@ import argparse
 
 from apprentice.cli.args import dataclass_from_args
 from apprentice.cli.command import Command
-from apprentice.cli.eval import checkpoint_folder
+from apprentice.cli.eval import check_output
 from apprentice.console import print_table
 from apprentice.deploy.export import EXPORT_FORMATS, ExportConfig, export_checkpoint
-from apprentice.files import check_writable
 
 
 def run(ns: argparse.Namespace) -> None:
     cfg = dataclass_from_args(ExportConfig, ns)
-    if cfg.out:
-        check_writable(cfg.out)
-    elif (folder := checkpoint_folder(cfg.checkpoint)) is not None:
-        check_writable(
-            folder,
-            flag="checkpoint folder",
-            folder=True,
-            hint="pass --out to write the export elsewhere",
-        )
+    check_output(cfg.out, cfg.checkpoint, "export")
     r = export_checkpoint(cfg)
     print_table(
         f"exported {r.meta.policy_kind} policy to {r.meta.format}",

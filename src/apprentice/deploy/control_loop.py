@@ -16,25 +16,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from apprentice.deploy.client import ReplyTimeout
 from apprentice.deploy.shield import Shield
 from apprentice.errors import ApprenticeError
-
-
-class StepEnv(Protocol):
-    """What the loop drives: gymnasium's reset/step with a dict observation."""
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]: ...
-
-    def step(
-        self, action: np.ndarray
-    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]: ...
+from apprentice.stepping import StepEnv
 
 
 class ActionSource(Protocol):

@@ -17,6 +17,7 @@ import numpy as np
 
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
+from apprentice.stepping import StepEnv
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Oracle(Protocol):
 
 
 @runtime_checkable
-class Task(Protocol):
+class Task(StepEnv, Protocol):
     """What a manipulation task offers beyond `gymnasium.Env`."""
 
     name: str
@@ -73,14 +74,6 @@ class Task(Protocol):
 
     observation_space: gym.spaces.Dict
     action_space: gym.spaces.Box
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]: ...
-
-    def step(
-        self, action: np.ndarray
-    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]: ...
 
     def close(self) -> None: ...
 

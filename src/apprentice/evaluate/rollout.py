@@ -16,11 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, cast
+from typing import NamedTuple, Protocol, cast
 
 import numpy as np
 
 from apprentice.envs.base import Task
+from apprentice.stepping import StepEnv
 
 VIDEO_CAMERA = "agentview"
 VIDEO_SIZE = 192
@@ -50,19 +51,11 @@ class BatchPolicy(Protocol):
     def act_batch(self, obs: dict[str, np.ndarray]) -> np.ndarray: ...
 
 
-class RolloutEnv(Protocol):
+class RolloutEnv(StepEnv, Protocol):
     """What a rollout needs of an env: a task, or a wrapper of one (IRL's `IRLEnv`)."""
 
     @property
     def horizon(self) -> int: ...
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]: ...
-
-    def step(
-        self, action: np.ndarray
-    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]: ...
 
 
 class Step(NamedTuple):

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from apprentice.algos.config import TrainConfig
+from apprentice.algos.config import ROUND_SET_FIELDS, TrainConfig
 from apprentice.algos.run_folder import write_json
 from apprentice.algos.trainer import train
 from apprentice.data.reader import DemoFile
@@ -70,18 +70,7 @@ _RESUME_FREE = frozenset(
     }
 )
 # Settings of each round's training that the run itself sets (no flags).
-_TRAIN_SET_BY_DAGGER = (
-    "dataset",
-    "out",
-    "seed",
-    "init_checkpoint",
-    "train_mask",
-    "valid_mask",
-    "eval_every",
-    "eval_episodes",
-    "resume",
-    "overwrite",
-)
+_TRAIN_SET_BY_DAGGER = (*ROUND_SET_FIELDS, "train_mask", "valid_mask")
 
 
 def round_training(**changes: Any) -> TrainConfig:

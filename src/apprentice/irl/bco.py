@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from apprentice.algos.config import TrainConfig, config_from_overrides
+from apprentice.algos.config import ROUND_SET_FIELDS, TrainConfig, config_from_overrides
 from apprentice.algos.run_folder import RunLog, prepare_run_dir, write_json
 from apprentice.algos.trainer import train
 from apprentice.data.reader import DemoFile
@@ -68,16 +68,7 @@ def algo_config(cls: type[_C], cfg: IRLConfig) -> _C:
 
 
 # Settings of the cloning that the run sets itself.
-_TRAIN_FIXED = (
-    "dataset",
-    "out",
-    "seed",
-    "init_checkpoint",
-    "eval_every",
-    "eval_episodes",
-    "resume",
-    "overwrite",
-)
+_TRAIN_FIXED = ROUND_SET_FIELDS
 
 
 def clone_training(**changes: Any) -> TrainConfig:
