@@ -61,19 +61,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _prog(command: str | None) -> str:
+    return f"apprentice {command}" if command else "apprentice"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    ns = parser.parse_args(argv)
+    command = None  # known once the flags are parsed
     try:
+        # Building the parser imports every command's library: a Ctrl-C there is caught too.
+        ns = build_parser().parse_args(argv)
+        command = ns.command
         ns.fn(ns)
     except ApprenticeError as e:
-        print(f"apprentice {ns.command}: error: {e}", file=sys.stderr)
+        print(f"{_prog(command)}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            f"apprentice {ns.command}: interrupted; rerun the same command to resume",
-            file=sys.stderr,
-        )
+        print(f"{_prog(command)}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     return 0
 
