@@ -360,3 +360,24 @@ def test_every_train_config_field_is_documented() -> None:
     assert all(docs.get(f.name) for f in dataclasses.fields(TrainConfig))
     config = TrainConfig(dataset="x.hdf5", policy=RNNConfig(head="gmm"))
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_a_run_folder_in_the_older_config_layout_resumes(demo_file: Path, tmp_path: Path) -> None:
+    """config.json written before the settings had one name each (`out_dir`, `num_threads`)
+    and before the camera settings had their own config still resumes: it is read into
+    today's layout before the comparison."""
+    run = tmp_path / "run"
+    kw: dict[str, Any] = {"steps_per_epoch": 3}
+    train(_config(demo_file, run, epochs=1, **kw))
+    config_json = run / "config.json"
+    stored = json.loads(config_json.read_text())
+    stored["out_dir"] = stored.pop("out")
+    stored["num_threads"] = stored.pop("threads")
+    stored["policy"].update(encoder="conv", random_shift=4)  # flat camera fields, defaults
+    config_json.write_text(json.dumps(stored))
+    resumed = train(_config(demo_file, run, epochs=2, **kw))
+    assert resumed.resumed_from_epoch == 1 and resumed.epochs_done == 2
+    stored["lr"] = 0.5  # a real difference is still refused, by name
+    config_json.write_text(json.dumps(stored))
+    with pytest.raises(ApprenticeError, match=r"\(lr differ\)"):
+        train(_config(demo_file, run, epochs=3, **kw))

@@ -41,6 +41,10 @@ ROUND_SET_FIELDS = (
 itself; its nested training config offers no flag for them."""
 
 
+_LEGACY_NAMES = {"out_dir": "out", "num_threads": "threads"}
+"""Names a run folder's config.json may hold from before the settings had one name each."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What to learn from, with which policy, for how long, and where to write the run."""
@@ -132,6 +136,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """The config of a run's config.json, also in an older layout (`out_dir`,
+        `num_threads`, a policy's flat camera fields)."""
+        d = {_LEGACY_NAMES.get(k, k): v for k, v in d.items()}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -7,10 +7,12 @@ config is refused unless the caller asks to overwrite.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +82,13 @@ def prepare_run_dir(
     resume: bool,
     overwrite: bool,
     free_fields: frozenset[str] = frozenset(),
+    canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> tuple[Path, Path | None]:
     """Create or validate the run folder for `config` (a JSON-safe dict).
 
     Returns the folder and its last.pt when a run with the same config (up to
-    `free_fields`) is to be resumed.
+    `free_fields`) is to be resumed. `canonical` rewrites the config found in the folder into
+    today's layout before the comparison (a run written by an older version resumes).
     """
     config_path = run_dir / "config.json"
     if overwrite and run_dir.exists():
@@ -105,6 +109,9 @@ def prepare_run_dir(
             previous = json.loads(config_path.read_text())
         except json.JSONDecodeError:
             raise ApprenticeError(f"{config_path} is not valid JSON; use a new out") from None
+        if canonical is not None:
+            with contextlib.suppress(ApprenticeError):  # unreadable: it differs, said below
+                previous = json.loads(json.dumps(canonical(previous)))
         current = json.loads(json.dumps(config))
         differ = sorted(
             k

@@ -173,6 +173,7 @@ class Trainer:
             resume=config.resume,
             overwrite=config.overwrite,
             free_fields=RESUME_FREE_FIELDS,
+            canonical=lambda found: TrainConfig.from_dict(found).to_dict(),
         )
         self.data = load_train_data(config)
         check_horizon(config.policy, self.data.train)  # a chunk longer than a demo: one error
