@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from apprentice.data.reader import DemoFile
+from apprentice.data.source import open_source
 from apprentice.data.store import DemoWriter, split_train_valid
 from apprentice.envs.base import Subtask, make_task
 from apprentice.errors import ApprenticeError
@@ -135,7 +136,7 @@ def diagnose(failures: list[Failure], subtasks: tuple[Subtask, ...]) -> str:
 def run_generate(cfg: GenerateConfig) -> GenerateResult:
     _check_config(cfg)
     started = time.perf_counter()
-    with DemoFile(cfg.source) as f:
+    with open_source(cfg.source) as f:
         src_args = f.env_args
     kwargs = dict(src_args.get("env_kwargs", {}))
     kwargs.update(parse_overrides(cfg.task_args, "task argument"))

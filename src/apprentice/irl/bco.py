@@ -38,7 +38,7 @@ import numpy as np
 from apprentice.algos.config import ROUND_SET_FIELDS, TrainConfig, config_from_overrides
 from apprentice.algos.run_folder import RunLog, prepare_run_dir, write_json
 from apprentice.algos.trainer import train
-from apprentice.data.reader import DemoFile
+from apprentice.data.source import open_source
 from apprentice.errors import ApprenticeError
 from apprentice.irl.common import IRLConfig, IRLResult
 from apprentice.irl.envs import evaluate_policy, expert_reference, make_irl_env
@@ -143,7 +143,7 @@ class _Run:
         self.task = resolve_task(cfg.demos, cfg.task)
         self.keys = obs_keys_of(self.task)
         self.demos = read_state_demos(cfg.demos, self.keys)
-        with DemoFile(cfg.demos) as f:
+        with open_source(cfg.demos) as f:
             self.env_args = f.env_args
         self.true_actions = next(iter(self.demos.values()))[2].shape[1] > 0
         self.reference = expert_reference(cfg.demos)

@@ -33,6 +33,7 @@ import numpy as np
 
 from apprentice.data.normalize import floored_mean_std
 from apprentice.data.reader import DemoFile, is_image
+from apprentice.data.source import open_source
 from apprentice.data.store import DemoWriter
 from apprentice.envs.base import Task, make_task
 from apprentice.envs.gym_tasks import GymTask, PendulumPD
@@ -223,7 +224,7 @@ def load_demo_transitions(
     path = Path(path)
     if not path.is_file():
         raise ApprenticeError(f"demos {path} do not exist")
-    with DemoFile(path) as f:
+    with open_source(path) as f:
         env_name = f.env_args.get("env_name")
         if task_name is not None and env_name != task_name:
             raise ApprenticeError(f"demos {path} are of task {env_name!r}, not {task_name!r}")

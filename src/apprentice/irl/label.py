@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from apprentice.data.reader import DemoFile
+from apprentice.data.source import open_source
 from apprentice.data.store import DemoWriter, write_mask
 from apprentice.envs import gym_tasks  # noqa: F401  (registers the gym/<id> tasks)
 from apprentice.envs.base import Task, make_task, make_task_from_env_args
@@ -38,7 +39,7 @@ from apprentice.irl.idm import (
 
 def resolve_task(demos: str | Path, task_name: str) -> Task:
     """The task of `demos`: --task, else the file's env_args; both given must agree."""
-    with DemoFile(demos) as f:
+    with open_source(demos) as f:
         env_args = f.env_args
     in_file = env_args.get("env_name")
     if task_name and in_file and task_name != in_file:
@@ -55,7 +56,7 @@ def read_state_demos(path: str | Path, keys: list[str]) -> dict[str, tuple[np.nd
     learning from observation needs: every key in obs and next_obs (NaN is refused by the
     reader, naming the demo and step)."""
     out: dict[str, tuple[np.ndarray, ...]] = {}
-    with DemoFile(path) as f:
+    with open_source(path) as f:
         missing = [k for k in keys if k not in f.obs_shapes]
         if missing:
             raise ApprenticeError(
@@ -239,7 +240,7 @@ def label_actions(cfg: LabelConfig) -> LabelResult:
     task = resolve_task(cfg.demos, cfg.task)
     keys = obs_keys_of(task)
     demos = read_state_demos(cfg.demos, keys)
-    with DemoFile(cfg.demos) as f:
+    with open_source(cfg.demos) as f:
         env_args = f.env_args if f.env_args.get("env_name") else task.env_args
     idm_path = out.with_suffix(".idm.pt")
     model = build_idm(cfg, task, idm_path)

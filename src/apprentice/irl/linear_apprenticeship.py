@@ -40,7 +40,7 @@ import gymnasium as gym
 import numpy as np
 
 from apprentice.algos.run_folder import write_json, write_jsonl
-from apprentice.data.reader import DemoFile
+from apprentice.data.source import open_source
 from apprentice.errors import ApprenticeError
 from apprentice.irl.common import IRLConfig, IRLResult
 from apprentice.irl.envs import IRLEnv, evaluate_policy, expert_reference, make_irl_env
@@ -153,7 +153,7 @@ def demo_observations(path: Path, keys: tuple[str, ...], task: str) -> list[np.n
     """Each demo's flat observations (T, D), keys in order; missing keys name themselves."""
     if not path.is_file():
         raise ApprenticeError(f"demos {path} do not exist")
-    with DemoFile(path) as f:
+    with open_source(path) as f:
         missing = [k for k in keys if k not in f.obs_keys]
         if missing:
             raise ApprenticeError(
@@ -165,7 +165,7 @@ def demo_observations(path: Path, keys: tuple[str, ...], task: str) -> list[np.n
             raise ApprenticeError(f"demos {path} are of task {env_name!r}, not {task!r}")
         episodes = []
         for name in f.demo_names:
-            parts = [f.read_field(name, f"obs/{k}").reshape(f.num_samples(name), -1) for k in keys]
+            parts = [f.read_obs(name, k).reshape(f.num_samples(name), -1) for k in keys]
             episodes.append(np.concatenate(parts, axis=1).astype(np.float64))
     if not episodes:
         raise ApprenticeError(f"demos {path} hold no demos")

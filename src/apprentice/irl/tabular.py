@@ -43,7 +43,7 @@ import numpy as np
 
 from apprentice.algos.run_folder import write_json, write_jsonl
 from apprentice.data.episode import Episode
-from apprentice.data.reader import DemoFile
+from apprentice.data.source import open_source
 from apprentice.data.store import DemoWriter
 from apprentice.errors import ApprenticeError
 from apprentice.irl.common import IRLConfig, IRLResult
@@ -172,7 +172,7 @@ def demo_feature_expectations(
     path = Path(path)
     if not path.is_file():
         raise ApprenticeError(f"demos {path} do not exist")
-    with DemoFile(path) as f:
+    with open_source(path) as f:
         if STATE_KEY not in f.obs_keys:
             raise ApprenticeError(
                 f"demos {path} have no obs/{STATE_KEY} (they have: {', '.join(f.obs_keys)}); "
@@ -186,7 +186,7 @@ def demo_feature_expectations(
         total = np.zeros(mdp.num_features)
         names = f.demo_names
         for name in names:
-            raw = f.read_field(name, f"obs/{STATE_KEY}").reshape(-1)
+            raw = f.read_obs(name, STATE_KEY).reshape(-1)
             idx = raw.astype(np.int64)
             if np.any(idx != raw) or idx.min() < 0 or idx.max() >= mdp.num_states:
                 raise ApprenticeError(
