@@ -105,6 +105,7 @@ def test_an_algorithm_that_learns_from_demos_asks_for_demos(
         (["--workers", "0"], "--workers must be >= 1, got 0"),
         (["--workers", "-2"], "--workers must be >= 1, got -2"),
         (["--action-noise", "-0.1"], "--action-noise must be >= 0, got -0.1"),
+        (["--steps-after-success", "-1"], "--steps-after-success must be >= 0, got -1"),
     ],
 )
 def test_collect_refuses_bad_numbers_up_front(

@@ -71,6 +71,10 @@ class CollectConfig:
             raise ApprenticeError(f"--workers must be >= 1, got {self.workers}")
         if self.action_noise < 0:
             raise ApprenticeError(f"--action-noise must be >= 0, got {self.action_noise}")
+        if self.steps_after_success < 0:
+            raise ApprenticeError(
+                f"--steps-after-success must be >= 0, got {self.steps_after_success}"
+            )
 
 
 @dataclass(frozen=True)
