@@ -1,9 +1,15 @@
-"""Shared fixtures: the synthetic-demo helper, a tiny demo file, and a fake clock."""
+"""Shared fixtures: the synthetic-demo helper, a tiny demo file, a fake clock, and read-only
+folders."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +57,37 @@ class FakeTime:
 @pytest.fixture
 def fake_time() -> FakeTime:
     return FakeTime()
+
+
+def _mount(*args: str) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def make_read_only() -> Iterator[Callable[[Path], None]]:
+    """Make a folder, files included, read-only for one test. An ordinary user gets mode
+    0o555; root writes through permission bits, so it gets a read-only tmpfs mounted over the
+    folder holding copies of its files (where mounting is not allowed, the test skips)."""
+    undo: list[Callable[[], None]] = []
+
+    def make(folder: Path) -> None:
+        if os.geteuid() != 0:
+            folder.chmod(0o555)
+            undo.append(lambda: folder.chmod(0o755))
+            return
+        saved = Path(tempfile.mkdtemp(prefix="read-only-"))
+        shutil.copytree(folder, saved / "files")
+        if not _mount("-t", "tmpfs", "tmpfs", str(folder)):
+            shutil.rmtree(saved)
+            pytest.skip("root writes through permission bits and may not mount a tmpfs here")
+        undo.append(lambda: (_mount_off(folder), shutil.rmtree(saved)))
+        shutil.copytree(saved / "files", folder, dirs_exist_ok=True)
+        assert _mount("-o", "remount,ro", str(folder)), f"cannot remount {folder} read-only"
+
+    yield make
+    for step in reversed(undo):
+        step()
+
+
+def _mount_off(folder: Path) -> None:
+    subprocess.run(["umount", str(folder)], check=True)

@@ -9,7 +9,7 @@ hold for root use that; the 0o555 cases run only for other users.
 from __future__ import annotations
 
 import importlib
-import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,6 @@ import pytest
 
 from apprentice.cli.main import main
 from apprentice.data.reader import DemoFile
-
-NOT_ROOT = pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 
 
 @pytest.fixture
@@ -93,38 +91,35 @@ def test_collect_under_a_file_is_one_line_not_a_traceback(
     assert err.count("\n") == 1 and f"--out {out}: cannot write there" in err
 
 
-@NOT_ROOT
 def test_a_read_only_run_folder_is_refused_by_eval(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make_read_only: Callable[[Path], None]
 ) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "best.pt").write_bytes(b"x")
-    run.chmod(0o555)
-    try:
-        assert main(["eval", str(run)]) == 2
-    finally:
-        run.chmod(0o755)
+    make_read_only(run)
+    assert main(["eval", str(run)]) == 2
     err = capsys.readouterr().err
-    assert f"checkpoint folder {run}: cannot write there (Permission denied)" in err
+    assert f"checkpoint folder {run}: cannot write there (" in err  # Permission denied or
+    assert err.count("\n") == 1  # Read-only file system
     assert "pass --out" in err
 
 
-@NOT_ROOT
 @pytest.mark.parametrize("command", ["filter", "annotate"])
 def test_a_read_only_dataset_is_refused_by_in_place_commands(
-    command: str, demo_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    command: str,
+    demo_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    make_read_only: Callable[[Path], None],
 ) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()
     data = ro / "demos.hdf5"
     data.write_bytes(demo_file.read_bytes())
-    ro.chmod(0o555)
-    try:
-        argv = [command, str(data)] + (["--min-score", "0.5"] if command == "filter" else [])
-        assert main(argv) == 2
-    finally:
-        ro.chmod(0o755)
+    make_read_only(ro)
+    argv = [command, str(data)] + (["--min-score", "0.5"] if command == "filter" else [])
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"dataset {data}: cannot write there" in err and err.count("\n") == 1
 
