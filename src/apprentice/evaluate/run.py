@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from apprentice.envs.seeds import TRAINER_SEED_OFFSET, held_out_seeds
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.metrics import success_rate
 from apprentice.evaluate.rollout import EpisodeResult, rollout_batch
+from apprentice.files import write_text_atomic
 from apprentice.overrides import parse_overrides
 from apprentice.policies.base import Policy, policy_config_from_dict
 from apprentice.policies.checkpoint import (
@@ -277,8 +278,7 @@ def evaluate(
     summary["workers_used"] = cfg.workers if pooled else 1
     video_paths = write_videos(result, out.parent / "videos")
     summary["videos"] = [str(p) for p in video_paths]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
+    write_text_atomic(out, json.dumps(summary, indent=2))  # the journal goes only after it
     journal.remove()
     summary["results_path"] = str(out)
     return summary
@@ -326,15 +326,9 @@ class _Journal:
         path.write_text("\n".join(kept) + "\n")
 
     def add(self, chunk: int, episodes: list[EpisodeResult]) -> None:
+        # Every field but the video frames, which a resumed run does not reuse.
         eps = [
-            {
-                "seed": e.seed,
-                "success": e.success,
-                "length": e.length,
-                "max_reward": e.max_reward,
-                "episode_return": e.episode_return,
-            }
-            for e in episodes
+            {f.name: getattr(e, f.name) for f in fields(e) if f.name != "frames"} for e in episodes
         ]
         with self.path.open("a") as f:
             f.write(json.dumps({"chunk": chunk, "episodes": eps}) + "\n")
