@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -72,20 +73,46 @@ class _Recording:
 
     def build(self, seed: int, success: bool, source: str) -> Episode:
         actions = np.stack([s.action for s in self.steps])
-        return Episode(
-            obs={k: np.stack([s.obs[k] for s in self.steps]) for k in self.steps[0].obs},
-            next_obs={
-                k: np.stack([s.next_obs[k] for s in self.steps]) for k in self.steps[0].next_obs
-            },
+        return episode_from_steps(
+            self.steps,
             actions=actions,
-            rewards=np.asarray([s.reward for s in self.steps], dtype=np.float32),
-            dones=np.asarray(self.dones, dtype=np.float32),
-            states=np.stack(self.states),
+            dones=self.dones,
+            states=self.states,
             datagen_info=self.datagen.build(actions) if self.datagen is not None else None,
             seed=seed,
             success=success,
             source=source,
         )
+
+
+def episode_from_steps(
+    steps: list[Step],
+    *,
+    actions: np.ndarray,
+    dones: list[bool],
+    states: list[np.ndarray],
+    seed: int,
+    success: bool,
+    source: str,
+    datagen_info: DatagenInfo | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> Episode:
+    """The Episode of recorded rollout steps: their obs, next_obs and rewards stacked, with
+    the (T, A) `actions` to store (the executed ones, or an expert's labels), the dones and
+    the simulator states taken before each action."""
+    return Episode(
+        obs={k: np.stack([s.obs[k] for s in steps]) for k in steps[0].obs},
+        next_obs={k: np.stack([s.next_obs[k] for s in steps]) for k in steps[0].next_obs},
+        actions=actions,
+        rewards=np.asarray([s.reward for s in steps], dtype=np.float32),
+        dones=np.asarray(dones, dtype=np.float32),
+        states=np.stack(states),
+        datagen_info=datagen_info,
+        seed=seed,
+        success=success,
+        source=source,
+        attrs=dict(attrs or {}),
+    )
 
 
 def record_episode(

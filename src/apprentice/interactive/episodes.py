@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from apprentice.collect.record import episode_from_steps
 from apprentice.data.episode import Episode
 from apprentice.envs.base import Task
 from apprentice.evaluate.rollout import EpisodeResult, Step, rollout_batch
@@ -73,19 +74,15 @@ class _Segment:
     def build(self, seed: int, success: bool, source: str, attrs: dict[str, Any]) -> Episode:
         dones = list(self.dones)
         dones[-1] = True  # a segment ends its stretch of data, as robomimic marks an end
-        return Episode(
-            obs={k: np.stack([s.obs[k] for s in self.steps]) for k in self.steps[0].obs},
-            next_obs={
-                k: np.stack([s.next_obs[k] for s in self.steps]) for k in self.steps[0].next_obs
-            },
+        return episode_from_steps(
+            self.steps,
             actions=np.stack(self.labels).astype(np.float32),
-            rewards=np.asarray([s.reward for s in self.steps], dtype=np.float32),
-            dones=np.asarray(dones, dtype=np.float32),
-            states=np.stack(self.states),
+            dones=dones,
+            states=self.states,
             seed=seed,
             success=success,
             source=source,
-            attrs=dict(attrs),
+            attrs=attrs,
         )
 
 
