@@ -7,6 +7,7 @@ its items are converted to the field's item type (`tuple[int, ...]` -> ints).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import types
 from collections.abc import Sequence
@@ -27,6 +28,13 @@ def parse_overrides(items: Sequence[str], what: str = "argument") -> dict[str, A
         except json.JSONDecodeError:
             out[key] = raw
     return out
+
+
+def field_default(f: dataclasses.Field[Any]) -> Any:
+    """A dataclass field's default value (a fresh one from its factory); MISSING if none."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def strip_optional(annotation: Any) -> tuple[Any, bool]:

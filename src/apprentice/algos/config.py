@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 import torch
 
 from apprentice.errors import ApprenticeError
-from apprentice.overrides import coerce_tuple, strip_optional, tuple_item_type
+from apprentice.overrides import coerce_tuple, field_default, strip_optional, tuple_item_type
 from apprentice.policies.base import PolicyConfig, policy_config_from_dict
 from apprentice.policies.rnn import RNNConfig
 from apprentice.splits import check_valid_fraction
@@ -197,12 +197,6 @@ def config_from_overrides(cls: type[_C], values: dict[str, Any], what: str) -> _
     return _from_overrides(cls, values, what, None)
 
 
-def _field_default(f: Field[Any]) -> Any:
-    if f.default_factory is not MISSING:
-        return f.default_factory()
-    return f.default
-
-
 def _from_overrides(cls: type[Any], values: dict[str, Any], what: str, base: Any) -> Any:
     hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}
@@ -217,7 +211,7 @@ def _from_overrides(cls: type[Any], values: dict[str, Any], what: str, base: Any
         tp, _ = strip_optional(hints[f.name])
         default = getattr(base, f.name) if base is not None else None
         if isinstance(tp, type) and issubclass(tp, PolicyConfig):
-            current = default if default is not None else _field_default(f)
+            current = default if default is not None else field_default(f)
             if f.name in values:
                 current = policy_config_from_dict({"name": values[f.name]})
             if inner:
@@ -226,7 +220,7 @@ def _from_overrides(cls: type[Any], values: dict[str, Any], what: str, base: Any
         elif isinstance(tp, type) and is_dataclass(tp) and (inner or f.name in values):
             if f.name in values:
                 raise ApprenticeError(f"{what}: set {f.name}'s fields as {f.name}.<field>=value")
-            start = default if default is not None else _field_default(f)
+            start = default if default is not None else field_default(f)
             kwargs[f.name] = _from_overrides(tp, inner, f"{what}: {f.name}", start)
         elif inner:
             raise ApprenticeError(f"{what}: {f.name} has no fields ({', '.join(sorted(inner))})")

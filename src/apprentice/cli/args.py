@@ -21,7 +21,7 @@ import dataclasses
 from typing import Any, get_origin, get_type_hints
 
 from apprentice.errors import ApprenticeError
-from apprentice.overrides import parse_overrides, strip_optional
+from apprentice.overrides import field_default, parse_overrides, strip_optional
 from apprentice.policies.base import (
     PolicyConfig,
     config_field_docs,
@@ -38,14 +38,6 @@ def field_docs(cls: type) -> dict[str, str]:
 
 def _is_policy(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, PolicyConfig)
-
-
-def _default_of(f: dataclasses.Field[Any]) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return dataclasses.MISSING
 
 
 def _policy_overrides(policy: PolicyConfig) -> list[str]:
@@ -134,7 +126,7 @@ def add_dataclass_args(
             continue
         tp, optional = strip_optional(hints[f.name])
         help_text = docs.get(f.name, "")
-        default = getattr(_defaults, f.name) if _defaults is not None else _default_of(f)
+        default = getattr(_defaults, f.name) if _defaults is not None else field_default(f)
         if _is_policy(tp):
             _add_policy_args(target, path, help_text, default)
             continue
@@ -191,7 +183,7 @@ def _build(
     for f in dataclasses.fields(cls):
         path = prefix + f.name
         tp, _ = strip_optional(hints[f.name])
-        default = getattr(defaults, f.name) if defaults is not None else _default_of(f)
+        default = getattr(defaults, f.name) if defaults is not None else field_default(f)
         if f.name in overrides:
             kwargs[f.name] = overrides[f.name]
         elif _is_policy(tp) and path in values:
