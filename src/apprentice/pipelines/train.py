@@ -7,7 +7,8 @@ from typing import Any
 
 from apprentice.algos.config import TrainConfig
 from apprentice.algos.trainer import train
-from apprentice.data.source import open_source, require_actions
+from apprentice.algos.training_data import keys_to_load
+from apprentice.data.source import open_source
 from apprentice.data.spec import ObsActSpec
 from apprentice.envs.base import make_task, task_available, task_spec
 from apprentice.errors import ApprenticeError
@@ -18,9 +19,10 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
     """Train `config` with rollouts on the dataset's task every `config.eval_every` epochs
     (where the task is available here); returns the summary rows the command prints."""
     policy = config.policy
+    # The dataset's checks (actions, the policy's keys and cameras) before anything is built;
+    # train() runs the same ones again before its run folder exists.
+    keys_to_load(config)
     with open_source(config.dataset) as source:
-        require_actions(source)
-        source.check_obs_keys(policy.obs_keys)
         task = source.env_args.get("env_name")
         data_spec = source.spec
         masks = {name for name, demos in source.masks.items() if demos}
