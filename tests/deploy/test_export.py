@@ -188,6 +188,13 @@ def test_failed_check_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_250_byte_export_name_is_written(dataset: DemoDataset, tmp_path: Path) -> None:
+    out = tmp_path / ("e" * 247 + ".pt")  # 250 bytes; its description .pt.json is 255
+    result = export_policy(build("mlp", {}, dataset), out, fmt="torchscript", check_samples=10)
+    assert result.path == out and out.is_file() and result.sidecar.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, result.sidecar.name])
+
+
 def test_cli_exports_a_checkpoint(
     dataset: DemoDataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -40,6 +40,7 @@ from apprentice.deploy.runtime import (
     sidecar_path,
 )
 from apprentice.errors import ApprenticeError
+from apprentice.files import atomic_write, write_text_atomic
 from apprentice.policies.base import Policy, policy_config_class, policy_names
 
 EXPORT_FORMATS = ("onnx", "torchscript")
@@ -216,9 +217,8 @@ def export_policy(
         torch.zeros(1, policy.obs_dim),
         *(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in meta.state),
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    # Under a short temporary name (a 250-byte `out` stays legal), replaced only on success.
+    with atomic_write(out) as tmp:
         with torch.no_grad():
             if fmt == "onnx":
                 _write_onnx(step, example, meta, tmp)
@@ -232,12 +232,10 @@ def export_policy(
                 f"exported {fmt} policy differs from the PyTorch policy by up to {diff:.3g} "
                 f"(tolerance {tolerance:g}); nothing was written to {out}"
             )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     sidecar = sidecar_path(out)
     check = {"samples": cfg.check_samples, "max_abs_diff": diff, "tolerance": tolerance}
-    sidecar.write_text(json.dumps({**meta.to_dict(), "check": check}, indent=2, sort_keys=True))
+    meta_json = json.dumps({**meta.to_dict(), "check": check}, indent=2, sort_keys=True)
+    write_text_atomic(sidecar, meta_json)
     return ExportResult(out, sidecar, meta, diff, cfg.check_samples, tolerance)
 
 
