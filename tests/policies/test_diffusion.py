@@ -32,6 +32,7 @@ SPEC = ObsActSpec({"qpos": (5,), "cube": (3,)}, action_dim=3)
 TINY: dict[str, dict[str, Any]] = {
     "unet": {"unet_channels": (8, 16), "unet_groups": 4, "step_embed_dim": 8},
     "transformer": {"denoiser": "transformer", "embed_dim": 16, "num_layers": 1, "num_heads": 2},
+    "mlp": {"denoiser": "mlp", "mlp_hidden_dims": (32, 32)},
 }
 
 
@@ -228,7 +229,7 @@ def test_sampled_chunks_follow_the_observations_they_were_trained_on(
 # ---- networks ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("denoiser", ["unet", "transformer"])
+@pytest.mark.parametrize("denoiser", ["unet", "transformer", "mlp"])
 @pytest.mark.parametrize(("frame_stack", "seq_len"), [(1, 4), (2, 8), (3, 16)])
 def test_denoiser_output_has_the_chunk_shape(denoiser: str, frame_stack: int, seq_len: int) -> None:
     policy = _policy(denoiser, frame_stack=frame_stack, seq_len=seq_len, action_horizon=2)
@@ -240,7 +241,7 @@ def test_denoiser_output_has_the_chunk_shape(denoiser: str, frame_stack: int, se
 # ---- run time ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("denoiser", ["unet", "transformer"])
+@pytest.mark.parametrize("denoiser", ["unet", "transformer", "mlp"])
 def test_queue_executes_action_horizon_then_replans(denoiser: str) -> None:
     policy = _policy(denoiser)  # Ta = 3 of Tp = 8
     plans: list[torch.Tensor] = []
@@ -259,7 +260,7 @@ def test_queue_executes_action_horizon_then_replans(denoiser: str) -> None:
     np.testing.assert_array_equal(actions[6], plans[2][0, 0].numpy())
 
 
-@pytest.mark.parametrize("denoiser", ["unet", "transformer"])
+@pytest.mark.parametrize("denoiser", ["unet", "transformer", "mlp"])
 def test_seeded_sampling_replays_after_reset(denoiser: str) -> None:
     policy = _policy(denoiser)
     stream = _obs_stream(7)

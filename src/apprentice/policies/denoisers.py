@@ -238,3 +238,35 @@ class TransformerDenoiser(nn.Module):
         for block in self.blocks:
             x = block(x, memory)  # (B, Tp, E)
         return self.head(self.norm(x))  # (B, Tp, A)
+
+
+class MlpDenoiser(nn.Module):
+    """The whole chunk at once through an MLP: [flat noisy chunk, flat observations, step
+    embedding] -> flat prediction. No temporal inductive bias, but a step costs a small
+    fraction of the U-Net's (about 30x fewer CPU-seconds at Tp = 16, A = 2, batch 256): on
+    low-dim tasks with short chunks it buys many more gradient steps per CPU-second."""
+
+    def __init__(
+        self,
+        action_dim: int,
+        obs_steps: int,
+        obs_step_dim: int,
+        *,
+        horizon: int,
+        hidden_dims: tuple[int, ...],
+        step_embed_dim: int,
+    ) -> None:
+        super().__init__()
+        self.step_embed = SinusoidalStepEmbedding(step_embed_dim)
+        width = horizon * action_dim + obs_steps * obs_step_dim + step_embed_dim
+        layers: list[nn.Module] = []
+        for hidden in hidden_dims:
+            layers += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.Mish()]
+            width = hidden
+        layers.append(nn.Linear(width, horizon * action_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, sample: Tensor, step: Tensor, obs: Tensor) -> Tensor:
+        """sample (B, Tp, A), step (B,), obs (B, To, Dc) -> (B, Tp, A)."""
+        x = torch.cat([sample.flatten(1), obs.flatten(1), self.step_embed(step)], dim=-1)
+        return self.net(x).view(sample.shape)

@@ -40,11 +40,11 @@ from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 from apprentice.policies.base import Policy, PolicyConfig, masked_mean, register_policy
 from apprentice.policies.chunking import ActionQueue
-from apprentice.policies.denoisers import ConditionalUnet1D, TransformerDenoiser
+from apprentice.policies.denoisers import ConditionalUnet1D, MlpDenoiser, TransformerDenoiser
 from apprentice.policies.encoders import VisualCore
 from apprentice.policies.transfer import host_to_device
 
-_DENOISERS = ("unet", "transformer")
+_DENOISERS = ("unet", "transformer", "mlp")
 _AVERAGED = ("denoiser", "image_encoders")  # the trained submodules the EMA shadows
 _HOST_COUNTERS = ("optimizer_steps", "noise_seed")  # buffers kept on the CPU
 _PREDICTIONS = ("epsilon", "sample")
@@ -61,7 +61,8 @@ class DiffusionConfig(PolicyConfig):
     action_horizon: int = 8
     """Execution horizon Ta: actions of a chunk executed before planning again (<= seq_len)."""
     denoiser: str = "unet"
-    """Denoising network: "unet" (1D temporal U-Net, FiLM) or "transformer" (cross-attention)."""
+    """Denoising network: "unet" (1D temporal U-Net, FiLM), "transformer" (cross-attention) or
+    "mlp" (the flat chunk through an MLP: far cheaper per step, for low-dim tasks)."""
     num_train_steps: int = 100
     """DDPM diffusion steps K of training (squared-cosine schedule)."""
     inference_steps: int = 10
@@ -86,6 +87,8 @@ class DiffusionConfig(PolicyConfig):
     """Transformer decoder layers (Chi et al.: 8)."""
     num_heads: int = 4
     """Transformer attention heads (Chi et al.: 4)."""
+    mlp_hidden_dims: tuple[int, ...] = (1024, 1024, 1024)
+    """Hidden widths of the "mlp" denoiser (LayerNorm + Mish after each)."""
     dropout: float = 0.0
     """Transformer dropout (Chi et al.: 0.01 low-dim, 0.3 image); 0 keeps the loss a pure
     function of weights, batch and step."""
@@ -101,21 +104,22 @@ class DiffusionConfig(PolicyConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        channels: Any = self.unet_channels
-        if isinstance(channels, str):  # the command line's "64,128,256"
-            channels = channels.strip("()[] ").split(",")
-        try:
-            channels = tuple(int(c) for c in channels)
-        except (TypeError, ValueError):
-            raise ApprenticeError(
-                f"diffusion policy: unet_channels must be integers, got {self.unet_channels!r}"
-            ) from None
-        object.__setattr__(self, "unet_channels", channels)
+        for name in ("unet_channels", "mlp_hidden_dims"):
+            widths: Any = getattr(self, name)
+            if isinstance(widths, str):  # the command line's "64,128,256"
+                widths = widths.strip("()[] ").split(",")
+            try:
+                widths = tuple(int(c) for c in widths)
+            except (TypeError, ValueError):
+                raise ApprenticeError(
+                    f"diffusion policy: {name} must be integers, got {getattr(self, name)!r}"
+                ) from None
+            object.__setattr__(self, name, widths)
         levels = len(self.unet_channels)
         checks = [
             (
                 self.denoiser in _DENOISERS,
-                f"unknown denoiser {self.denoiser!r}; known: unet, transformer",
+                f"unknown denoiser {self.denoiser!r}; known: {', '.join(_DENOISERS)}",
             ),
             (
                 self.prediction in _PREDICTIONS,
@@ -162,6 +166,10 @@ class DiffusionConfig(PolicyConfig):
                 and self.embed_dim % 2 == 0,
                 f"embed_dim={self.embed_dim} must be even and a multiple of num_heads="
                 f"{self.num_heads}, and num_layers >= 1",
+            ),
+            (
+                len(self.mlp_hidden_dims) >= 1 and min(self.mlp_hidden_dims) >= 1,
+                f"mlp_hidden_dims must be non-empty positive widths, got {self.mlp_hidden_dims}",
             ),
             (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
             (
@@ -318,6 +326,15 @@ class DiffusionPolicy(Policy):
                 step_embed_dim=config.step_embed_dim,
                 kernel_size=config.unet_kernel_size,
                 groups=config.unet_groups,
+            )
+        elif config.denoiser == "mlp":
+            self.denoiser = MlpDenoiser(
+                self.action_dim,
+                to,
+                obs_step_dim,
+                horizon=config.seq_len,
+                hidden_dims=config.mlp_hidden_dims,
+                step_embed_dim=config.step_embed_dim,
             )
         else:
             self.denoiser = TransformerDenoiser(
