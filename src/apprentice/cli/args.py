@@ -157,6 +157,8 @@ def add_dataclass_args(
         if choices and path in choices:
             kwargs["choices"] = choices[path]
         if path in positional:
+            if default is not dataclasses.MISSING:
+                kwargs.update(nargs="?", default=default)
             target.add_argument(path, help=_help(help_text), **kwargs)
             continue
         flag = "--" + _prefix + f.name.replace("_", "-")
@@ -169,14 +171,27 @@ def add_dataclass_args(
         target.add_argument(flag, dest=path, **kwargs)
 
 
-def dataclass_from_args(cls: type, ns: argparse.Namespace, **overrides: Any) -> Any:
+def dataclass_from_args(
+    cls: type, ns: argparse.Namespace, *, base: Any = None, **overrides: Any
+) -> Any:
     """`cls` from parsed flags (nested dataclasses and the policy too); `overrides` set
-    top-level fields directly."""
-    return _build(cls, vars(ns), "", None, overrides)
+    top-level fields directly.
+
+    With `base` (an instance, e.g. a recipe's config) the flags given on the command line
+    (`ns.given`, set by `apprentice.cli.main`) override its values and every other field keeps
+    base's value, the flags' defaults unused.
+    """
+    given = None if base is None else frozenset(getattr(ns, "given", ()))
+    return _build(cls, vars(ns), "", base, overrides, given)
 
 
 def _build(
-    cls: type, values: dict[str, Any], prefix: str, defaults: Any, overrides: dict[str, Any]
+    cls: type,
+    values: dict[str, Any],
+    prefix: str,
+    defaults: Any,
+    overrides: dict[str, Any],
+    given: frozenset[str] | None = None,
 ) -> Any:
     hints = get_type_hints(cls)
     kwargs: dict[str, Any] = {}
@@ -184,14 +199,18 @@ def _build(
         path = prefix + f.name
         tp, _ = strip_optional(hints[f.name])
         default = getattr(defaults, f.name) if defaults is not None else field_default(f)
+        explicit = given is None or bool(given & {path, path + "@args"})
         if f.name in overrides:
             kwargs[f.name] = overrides[f.name]
-        elif _is_policy(tp) and path in values:
-            kwargs[f.name] = _policy_from_flags(values[path], values[path + "@args"], default)
+        elif _is_policy(tp) and path in values and explicit:
+            name = values[path] if given is None or path in given else default.name
+            kwargs[f.name] = _policy_from_flags(name, values[path + "@args"], default)
+        elif _is_policy(tp) and given is not None:
+            kwargs[f.name] = default
         elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
             nested_defaults = None if default is dataclasses.MISSING else default
-            kwargs[f.name] = _build(tp, values, path + ".", nested_defaults, {})
-        elif path in values:
+            kwargs[f.name] = _build(tp, values, path + ".", nested_defaults, {}, given)
+        elif path in values and explicit:
             v = values[path]
             if get_origin(tp) is tuple and v is not None:
                 v = tuple(v)

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "annotate",
     "generate",
     "train",
+    "recipes",
     "eval",
     "export",
     "serve",
@@ -61,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def given_flags(argv: Sequence[str] | None) -> frozenset[str]:
+    """The dests of the flags that `argv` gives (not left to their defaults): a recipe's
+    values yield to these alone. Parsed again with every default suppressed."""
+    parser = build_parser()
+    for sub in parser._subparsers._group_actions[0].choices.values():  # type: ignore[union-attr]
+        for action in sub._actions:
+            action.default = argparse.SUPPRESS
+    return frozenset(vars(parser.parse_args(argv)))
+
+
 def _prog(command: str | None) -> str:
     return f"apprentice {command}" if command else "apprentice"
 
@@ -71,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Building the parser imports every command's library: a Ctrl-C there is caught too.
         ns = build_parser().parse_args(argv)
         command = ns.command
+        if getattr(ns, "recipe", ""):
+            ns.given = given_flags(argv)
         ns.fn(ns)
     except ApprenticeError as e:
         print(f"{_prog(command)}: error: {e}", file=sys.stderr)

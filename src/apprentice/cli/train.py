@@ -1,8 +1,11 @@
-"""`apprentice train`: a behavioral-cloning policy trained on a dataset."""
+"""`apprentice train`: a behavioral-cloning policy trained on a dataset, from the flags or
+from a shipped recipe (`--recipe NAME`, whose values the flags given beside it override)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from dataclasses import dataclass
 
 from apprentice.algos.config import TrainConfig
 from apprentice.cli.args import dataclass_from_args
@@ -10,20 +13,57 @@ from apprentice.cli.command import Command
 from apprentice.console import print_table
 from apprentice.files import check_writable
 from apprentice.pipelines.train import run_train
+from apprentice.recipes import check_dataset, get_recipe, recipe_names
+
+
+@dataclass(frozen=True)
+class TrainCommandConfig(TrainConfig):
+    """TrainConfig plus the recipe it may start from."""
+
+    recipe: str = ""
+    """A shipped recipe to train with: its policy, training settings and checks of the data
+    (`apprentice recipes` lists them with what they reached). Flags given beside it override
+    its values."""
+
+
+def train_config(ns: argparse.Namespace) -> tuple[TrainConfig, str]:
+    """(the run's TrainConfig, its recipe's name or "") from the parsed flags."""
+    base = None
+    if ns.recipe:
+        recipe = get_recipe(ns.recipe)
+        base = TrainCommandConfig(**_fields(recipe.config()), recipe=recipe.name)
+    cfg = dataclass_from_args(TrainCommandConfig, ns, base=base)
+    fields = _fields(cfg)
+    fields.pop("recipe")
+    return TrainConfig(**fields), cfg.recipe
+
+
+def _fields(config: TrainConfig) -> dict[str, object]:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
 def run(ns: argparse.Namespace) -> None:
-    cfg = dataclass_from_args(TrainConfig, ns)
+    cfg, recipe = train_config(ns)
+    if recipe:
+        check_dataset(get_recipe(recipe), cfg.dataset)
     check_writable(cfg.out, folder=True)
     result = run_train(cfg)
-    print_table(f"trained {cfg.policy.name} on {cfg.dataset}", list(result.items()))
+    title = f"trained {cfg.policy.name} on {cfg.dataset}" + (
+        f" (recipe {recipe})" if recipe else ""
+    )
+    print_table(title, list(result.items()))
 
 
 def command() -> Command:
     return Command(
         "train",
         "train a behavioral-cloning policy on a dataset",
-        TrainConfig,
+        TrainCommandConfig,
         run,
         {"required": ("dataset", "out")},
+        {
+            "recipe": f"A shipped recipe to train with ({', '.join(recipe_names())}): its policy, "
+            "training settings and data checks; flags given beside it override its values. "
+            "`apprentice recipes` lists what each reached."
+        },
     )

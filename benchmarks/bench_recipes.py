@@ -1,0 +1,127 @@
+"""A shipped recipe measured as a user runs it: its data, `apprentice train --recipe`, eval.
+
+For each recipe: collect the data it expects (its `collect` config, cached in --work), then
+for each training seed run `apprentice train --recipe NAME --dataset FILE --out DIR --seed S`
+(the command line itself, through `apprentice.cli.main`) and score the run's checkpoint on
+--episodes held-out initial states with `apprentice eval`'s `evaluate`. Flags after `--`
+go to every train command (they override the recipe, as on the command line), e.g.
+
+    .venv/bin/python benchmarks/bench_recipes.py --recipe lift-lowdim --seeds 0 1 2 --episodes 50
+    .venv/bin/python benchmarks/bench_recipes.py --recipe pusht-state --tag lr1e-3 -- --lr 1e-3
+
+Results: one JSON per recipe (and tag) in --work, and a markdown row per recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import (
+    OUT,
+    add_seeds,
+    markdown_table,
+    parser,
+    per_seed_cell,
+    success_cell,
+    wilson_cell,
+    write_json,
+)
+
+from apprentice.cli.main import main as apprentice
+from apprentice.collect.oracle import collect_demos
+from apprentice.evaluate.run import EvalConfig, evaluate
+from apprentice.recipes import get_recipe
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    train_flags: list[str] = []
+    if "--" in argv:
+        train_flags = argv[argv.index("--") + 1 :]
+        argv = argv[: argv.index("--")]
+    p = parser(__doc__)
+    p.add_argument("--recipe", nargs="+", required=True)
+    add_seeds(p)
+    p.add_argument("--episodes", type=int, default=50, help="held-out episodes per seed")
+    p.add_argument("--demos", type=int, default=None, help="collect this many instead")
+    p.add_argument("--workers", type=int, default=2, help="collection and eval processes")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    p.add_argument("--tag", default="", help="a name for this variant (flags after --)")
+    p.add_argument("--work", type=Path, default=OUT / "recipes")
+    args = p.parse_args(argv)
+    rows = []
+    for name in args.recipe:
+        recipe = get_recipe(name)
+        collect = recipe.collect
+        if args.demos is not None:
+            collect = dataclasses.replace(collect, n=args.demos)
+        data = args.work / f"{collect.task}_{collect.n}_noise{collect.action_noise}" / "demos.hdf5"
+        if collect.camera:
+            data = data.with_name("demos_camera.hdf5")
+        data.parent.mkdir(parents=True, exist_ok=True)
+        collect_demos(
+            dataclasses.replace(collect, out=str(data), workers=args.workers, progress=False)
+        )
+        label = name + (f"_{args.tag}" if args.tag else "")
+        runs: list[dict[str, Any]] = []
+        for seed in args.seeds:
+            out = args.work / label / f"s{seed}"
+            t0 = time.perf_counter()
+            code = apprentice(
+                ["train", "--recipe", name, "--dataset", str(data), "--out", str(out)]
+                + ["--seed", str(seed), "--threads", str(args.threads), "--no-progress"]
+                + train_flags
+            )
+            if code != 0:
+                raise SystemExit(f"{label} seed {seed}: apprentice train exited {code}")
+            train_s = time.perf_counter() - t0
+            s = evaluate(EvalConfig(checkpoint=str(out), episodes=args.episodes, workers=1))
+            runs.append(
+                {"seed": seed, "train_seconds": train_s}
+                | {k: s[k] for k in ("successes", "episodes", "success_rate", "mean_max_reward")}
+            )
+            print(
+                f"{label} seed {seed}: {s['successes']}/{s['episodes']}, mean best reward "
+                f"{s['mean_max_reward']:.3f}, {train_s:.0f} s training",
+                flush=True,
+            )
+            write_json(args.work / f"{label}.json", _summary(label, args, train_flags, runs))
+        rows.append(_row(label, runs))
+    print(
+        "\n"
+        + markdown_table(
+            ["recipe", "per seed", "pooled", "95% Wilson", "mean best reward", "train s"], rows
+        )
+    )
+
+
+def _summary(
+    label: str, args: Any, train_flags: list[str], runs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    k = sum(r["successes"] for r in runs)
+    n = sum(r["episodes"] for r in runs)
+    return {
+        "recipe": label,
+        "train_flags": train_flags,
+        "demos": args.demos,
+        "runs": runs,
+        "successes": k,
+        "episodes": n,
+        "mean_max_reward": sum(r["mean_max_reward"] for r in runs) / len(runs),
+    }
+
+
+def _row(label: str, runs: list[dict[str, Any]]) -> list[str]:
+    k = sum(r["successes"] for r in runs)
+    n = sum(r["episodes"] for r in runs)
+    rewards = " / ".join(f"{r['mean_max_reward']:.3f}" for r in runs)
+    times = " / ".join(f"{r['train_seconds']:.0f}" for r in runs)
+    return [label, per_seed_cell(runs), success_cell(k, n), wilson_cell(k, n, 1), rewards, times]
+
+
+if __name__ == "__main__":
+    main()
