@@ -100,6 +100,24 @@ def test_train_flags_are_flat_and_build_one_train_config() -> None:
         build_parser().parse_args(["train", "--out", "r"])
 
 
+def test_learning_rate_schedule_and_ema_have_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = ["train", "--dataset", "d", "--out", str(tmp_path / "run")]
+    levers = ["--lr-schedule", "cosine", "--warmup-steps", "500", "--ema-decay", "0.999"]
+    cfg = _parse(*train, *levers, "--ema-power", "0.5")
+    assert cfg == replace(
+        _parse(*train), lr_schedule="cosine", warmup_steps=500, ema_decay=0.999, ema_power=0.5
+    )
+    assert _parse(*train).ema_decay is None  # off unless asked for
+    assert _parse("quickstart", "--train.ema-decay", "0.99").train.ema_decay == 0.99
+    err = _one_line_error(capsys, [*train, "--lr-schedule", "linear"])
+    assert "unknown lr_schedule 'linear'; known: constant, cosine" in err
+    err = _one_line_error(capsys, [*train, "--policy", "diffusion", "--ema-decay", "0.99"])
+    assert "diffusion policy keeps its own EMA" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_policy_flags_override_the_commands_default_policy() -> None:
     quick = _parse("quickstart", "--policy-args", "head=gmm", "--train.lr", "3e-4")
     assert quick.train.policy == RNNConfig(hidden_dim=128, head="gmm") and quick.train.lr == 3e-4

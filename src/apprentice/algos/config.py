@@ -21,10 +21,14 @@ from apprentice.splits import check_valid_fraction
 
 _C = TypeVar("_C")
 
-# Fields that do not change what is learned: a resume may differ in them.
+# Fields that do not change what is learned: a resume may differ in them (epochs too, but
+# under a cosine schedule: `TrainConfig.resume_free_fields`).
 RESUME_FREE_FIELDS = frozenset(
     {"resume", "overwrite", "progress", "threads", "epochs", "eval_episodes", "device"}
 )
+
+LR_SCHEDULES = ("constant", "cosine")
+"""`TrainConfig.lr_schedule`'s choices."""
 
 
 ROUND_SET_FIELDS = (
@@ -68,6 +72,18 @@ class TrainConfig:
     """Adam L2 weight decay."""
     grad_clip: float | None = None
     """Clip the gradient norm to this value; None = no clipping."""
+    lr_schedule: str = "constant"
+    """Learning rate over the optimizer steps after the warmup: "constant" (lr), or "cosine"
+    (half a cosine from lr down to 0 at the run's last step)."""
+    warmup_steps: int = 0
+    """Ramp the learning rate linearly over the first this many optimizer steps (step k of
+    them uses lr * k / warmup_steps); 0 = no warmup."""
+    ema_decay: float | None = None
+    """Keep an exponential moving average (EMA) of the policy's weights, at most this decay
+    per step (e.g. 0.999), and validate, roll out and save the average instead of the trained
+    weights; None = off. Refused for a policy averaging its own (diffusion with ema=true)."""
+    ema_power: float = 0.75
+    """EMA warmup: the decay after n updates is min(1 - n^-ema_power, ema_decay)."""
     seed: int = 0
     """Seed of weights, window sampling and the train/valid split (same seed, same curve)."""
     train_mask: str = "train"
@@ -122,12 +138,35 @@ class TrainConfig:
             (self.save_every >= 0, "save_every must be >= 0"),
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0"),
             (self.precision in ("fp32", "bf16"), "precision must be 'fp32' or 'bf16'"),
+            (
+                self.lr_schedule in LR_SCHEDULES,
+                f"unknown lr_schedule {self.lr_schedule!r}; known: {', '.join(LR_SCHEDULES)}",
+            ),
+            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, not {self.warmup_steps}"),
+            (
+                self.ema_decay is None or 0.0 < self.ema_decay < 1.0,
+                f"ema_decay must be in (0, 1) or None, not {self.ema_decay}",
+            ),
+            (self.ema_power > 0.0, f"ema_power must be > 0, not {self.ema_power}"),
+            (
+                self.ema_decay is None or not self.policy.keeps_ema,
+                f"ema_decay is set, but the {self.policy.name} policy keeps its own EMA; "
+                "turn one off (policy arg ema=false, or no ema_decay)",
+            ),
         ]
         _parse_device(self.device)  # a name torch cannot parse fails here; a missing GPU in train
         for ok, message in checks:
             if not ok:
                 raise ApprenticeError(f"train config: {message}")
         check_valid_fraction(self.valid_fraction, "train config: valid_fraction")
+
+    def resume_free_fields(self) -> frozenset[str]:
+        """The fields a resume of this run may change: RESUME_FREE_FIELDS, less epochs under
+        a cosine schedule, whose length is the run's (more epochs would bend the curve that
+        the epochs done followed)."""
+        if self.lr_schedule == "cosine":
+            return RESUME_FREE_FIELDS - {"epochs"}
+        return RESUME_FREE_FIELDS
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}

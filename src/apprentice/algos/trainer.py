@@ -3,13 +3,24 @@
 A run folder holds:
 
     config.json       the TrainConfig (written at start; a resume must match it)
-    metrics.jsonl     one record per epoch: epoch, train_loss, valid_loss, success_rate, ...
+    metrics.jsonl     one record per epoch: epoch, train_loss, valid_loss, success_rate, lr
+                      (with a schedule), ...
     tb/               TensorBoard events
     last.pt           after every epoch: policy + optimizer + RNG state (resume point)
     best.pt           best success rate (when evaluating) or best validation loss
     final.pt          after the last epoch
 
 A run killed at any instant resumes from last.pt and loses at most the epoch in flight.
+
+Two levers beside the step: a learning-rate schedule (`lr_schedule`, `warmup_steps`: a
+`LambdaLR`, stepped after every optimizer step; `algos/optim.py`) and an EMA of the policy's
+weights (`ema_decay`: `policies.averaging.PolicyAverage`). With the EMA on, the average is
+the policy that validates, rolls out and is saved (best, final, epoch_N and last.pt's
+weights alike, so eval, export and deploy load it unchanged); last.pt also keeps the trained
+weights for the resume. A policy averaging its own weights (diffusion's `ema`) is refused
+the trainer's EMA rather than averaged twice: its average lives in its own checkpointed
+buffers, where eval mode already uses it. Both levers' states are in last.pt, so a resumed
+run goes on bit for bit.
 """
 
 from __future__ import annotations
@@ -26,12 +37,8 @@ import torch
 from torch import Tensor
 
 from apprentice.algos.bc import batch_to_tensors, bc_validation_loss
-from apprentice.algos.config import (
-    RESUME_FREE_FIELDS,
-    TrainConfig,
-    load_train_config,
-    resolve_device,
-)
+from apprentice.algos.config import TrainConfig, load_train_config, resolve_device
+from apprentice.algos.optim import make_lr_scheduler, make_optimizer
 from apprentice.algos.run_folder import RunLog, prepare_run_dir
 from apprentice.algos.training_data import (
     TrainData,
@@ -40,6 +47,7 @@ from apprentice.algos.training_data import (
     load_train_data,
 )
 from apprentice.errors import ApprenticeError
+from apprentice.policies.averaging import PolicyAverage
 from apprentice.policies.base import Policy
 from apprentice.policies.checkpoint import load_checkpoint, save_checkpoint
 
@@ -92,7 +100,12 @@ class Trainer:
     """
 
     policy: Policy
+    """The trained policy; `acting_policy` is the one that validates, acts and is saved."""
     optimizer: torch.optim.Optimizer
+    lr_scheduler: torch.optim.lr_scheduler.LambdaLR | None
+    """The warmup and schedule of the learning rate; None for a constant one."""
+    ema: PolicyAverage | None
+    """The EMA of the policy's weights; None without `ema_decay`."""
     data: TrainData
     run_dir: Path
     rng: np.random.Generator
@@ -120,11 +133,16 @@ class Trainer:
         optimizer: torch.optim.Optimizer | None = None,
     ) -> Trainer:
         """A trainer whose `step` trains `policy` (moved to `config.device`) with
-        `optimizer`, or with the optimizer a run makes from `config`."""
+        `optimizer`, or with the optimizer a run makes from `config`, and `config`'s
+        learning-rate schedule (over epochs of steps_per_epoch steps) and EMA."""
         trainer = cls(config or TrainConfig())
-        trainer.device = resolve_device(trainer.config.device)
+        config = trainer.config
+        trainer.device = resolve_device(config.device)
         trainer.policy = policy.to(trainer.device)
-        trainer.optimizer = trainer._make_optimizer() if optimizer is None else optimizer
+        trainer.optimizer = (
+            make_optimizer(trainer.policy, config) if optimizer is None else optimizer
+        )
+        trainer._make_levers(config.steps_per_epoch)
         return trainer
 
     def fit(self) -> TrainResult:
@@ -172,7 +190,7 @@ class Trainer:
             config.to_dict(),
             resume=config.resume,
             overwrite=config.overwrite,
-            free_fields=RESUME_FREE_FIELDS,
+            free_fields=config.resume_free_fields(),
             canonical=lambda found: TrainConfig.from_dict(found).to_dict(),
         )
         self.data = load_train_data(config)
@@ -183,28 +201,37 @@ class Trainer:
         # (and Adam's load_state_dict moves a resumed run's moments to the parameters' device).
         self.policy = config.policy.build(self.data.train.spec, self.data.normalizer_state)
         self.policy = self.policy.to(self.device)
-        self.optimizer = self._make_optimizer()
+        self.optimizer = make_optimizer(self.policy, config)
         self.rng = np.random.default_rng(config.seed)
-        if last_path is not None:
-            self._resume(last_path)
-        elif config.init_checkpoint:
-            self._warm_start(config.init_checkpoint)
-        else:
-            self.policy.load_pretrained_encoders()  # the encoders' pretrained_path, if any
         self.sampler = WindowSampler.for_policy(
             self.data.train, config.policy, batch_size=config.batch_size, rng=self.rng
         )
+        if last_path is None and config.init_checkpoint:
+            self._warm_start(config.init_checkpoint)
+        elif last_path is None:
+            self.policy.load_pretrained_encoders()  # the encoders' pretrained_path, if any
+        # After the starting weights, which the EMA starts from (a resume loads its own).
+        self._make_levers(config.steps_per_epoch or len(self.sampler))
+        if last_path is not None:
+            self._resume(last_path)
         self.log = RunLog(self.run_dir, resume_epoch=self.start_epoch, global_step=self.global_step)
 
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        # Fused Adam: one kernel updates every parameter; 10-25% more steps/s than the
-        # per-parameter loop for the 2x1024 MLP on CPU (benchmarks/bench_train.py).
-        return torch.optim.Adam(
-            self.policy.parameters(),
-            lr=self.config.lr,
-            weight_decay=self.config.weight_decay,
-            fused=True,
-        )
+    def _make_levers(self, steps_per_epoch: int | None) -> None:
+        """The learning-rate schedule on the optimizer and the EMA of the policy, as the
+        config asks (None where it asks for none)."""
+        config = self.config
+        self.lr_scheduler = make_lr_scheduler(self.optimizer, config, steps_per_epoch)
+        self.ema = None
+        if config.ema_decay is not None:
+            self.ema = PolicyAverage(
+                self.policy, max_decay=config.ema_decay, power=config.ema_power
+            )
+
+    @property
+    def acting_policy(self) -> Policy:
+        """The policy that validates, rolls out and is saved: the EMA when on, else the
+        trained one."""
+        return self.policy if self.ema is None else self.ema.policy
 
     def _warm_start(self, path: str) -> None:
         """Start from another run's weights, keeping this dataset's normalization stats."""
@@ -224,11 +251,19 @@ class Trainer:
             )
 
     def _resume(self, last_path: Path) -> None:
-        """Weights, optimizer, generators, counters and best-so-far as last.pt left them."""
+        """Weights, optimizer, schedule, EMA, generators, counters and best-so-far as last.pt
+        left them."""
         state = load_checkpoint(last_path)
         extra = state["extra"]
-        self.policy.load_state_dict(state["state_dict"])
+        if self.ema is None:
+            self.policy.load_state_dict(state["state_dict"])
+        else:  # the checkpoint's weights are the average; the trained ones are beside it
+            self.policy.load_state_dict(extra["ema"]["trained_weights"])
+            self.ema.policy.load_state_dict(state["state_dict"])
+            self.ema.updates = int(extra["ema"]["updates"])
         self.optimizer.load_state_dict(extra["optimizer"])
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.load_state_dict(extra["lr_scheduler"])
         self.rng.bit_generator.state = extra["numpy_rng"]
         torch.set_rng_state(extra["torch_rng"])
         self.start_epoch, self.global_step = int(extra["epoch"]), int(extra["global_step"])
@@ -246,6 +281,8 @@ class Trainer:
             "train_loss": float(np.mean(losses)) if losses else None,
         }
         record["valid_loss"] = self.validate()
+        if self.lr_scheduler is not None:
+            record["lr"] = self.lr_scheduler.get_last_lr()[0]  # the next step's
         self.evaluate_and_select(epoch, record)
         record["steps"] = len(losses)
         record["steps_per_s"] = len(losses) / train_time if train_time > 0 else None
@@ -302,12 +339,16 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.policy.after_optimizer_step()
+        if self.ema is not None:  # after the policy's hook: its counters are copied as they end
+            self.ema.update(self.policy)
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.step()
         return loss.detach(), info
 
     # ---- validation, evaluation, best -------------------------------------------------------
 
     def validate(self) -> float | None:
-        """Mean loss on the validation demos (None without them)."""
+        """Mean loss of `acting_policy` on the validation demos (None without them)."""
         from apprentice.data.dataset import WindowSampler
 
         if self.data.valid is None:
@@ -319,7 +360,7 @@ class Trainer:
             batch_size=self.config.batch_size,
             rng=np.random.default_rng(self.config.seed + 1),
         )
-        return bc_validation_loss(self.policy, valid_sampler.epoch(), device=self.device)
+        return bc_validation_loss(self.acting_policy, valid_sampler.epoch(), device=self.device)
 
     def evaluate_and_select(self, epoch: int, record: dict[str, Any]) -> None:
         """Roll out when due (adding the results to `record`), then keep best.pt: the best
@@ -328,8 +369,9 @@ class Trainer:
         candidate: float | None = None
         due = self.evaluating and (epoch % config.eval_every == 0 or epoch == config.epochs)
         if due and self.rollouts is not None:
-            results = self.rollouts(_rollout_copy(self.policy, self.device), config.eval_episodes)
-            self.policy.reset()
+            policy = self.acting_policy
+            results = self.rollouts(_rollout_copy(policy, self.device), config.eval_episodes)
+            policy.reset()
             if "success_rate" not in results:
                 raise ApprenticeError(
                     f"the evaluate callback returned {sorted(results)} without "
@@ -349,26 +391,36 @@ class Trainer:
     # ---- checkpoints ------------------------------------------------------------------------
 
     def save_checkpoint(self, name: str, *, epoch: int) -> None:
-        """The weights alone, as `name` in the run folder (best, final, epoch_N)."""
+        """The weights alone (`acting_policy`'s), as `name` in the run folder (best, final,
+        epoch_N)."""
         save_checkpoint(
-            self.run_dir / name, self.policy, env_args=self.data.env_args, extra={"epoch": epoch}
+            self.run_dir / name,
+            self.acting_policy,
+            env_args=self.data.env_args,
+            extra={"epoch": epoch},
         )
 
     def save_last(self, epoch: int) -> None:
-        """last.pt: the weights and everything a resume needs to go on bit for bit."""
+        """last.pt: the weights (`acting_policy`'s) and everything a resume needs to go on
+        bit for bit (with the EMA on, the trained weights too)."""
+        extra: dict[str, Any] = {
+            "epoch": epoch,
+            "global_step": self.global_step,
+            "optimizer": self.optimizer.state_dict(),
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+        }
+        if self.lr_scheduler is not None:
+            extra["lr_scheduler"] = self.lr_scheduler.state_dict()
+        if self.ema is not None:
+            trained = {
+                k: v.detach().to("cpu", copy=True) for k, v in self.policy.state_dict().items()
+            }
+            extra["ema"] = {"updates": self.ema.updates, "trained_weights": trained}
         save_checkpoint(
-            self.run_dir / "last.pt",
-            self.policy,
-            env_args=self.data.env_args,
-            extra={
-                "epoch": epoch,
-                "global_step": self.global_step,
-                "optimizer": self.optimizer.state_dict(),
-                "numpy_rng": self.rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(),
-                "best_metric": self.best_metric,
-                "best_epoch": self.best_epoch,
-            },
+            self.run_dir / "last.pt", self.acting_policy, env_args=self.data.env_args, extra=extra
         )
 
 

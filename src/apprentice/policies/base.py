@@ -91,6 +91,12 @@ class PolicyConfig:
         still there: the size tests and smoke benchmarks use. `overrides` go on top."""
         raise NotImplementedError(f"{cls.__name__} defines no tiny size")
 
+    @property
+    def keeps_ema(self) -> bool:
+        """Whether the policy keeps an average of its own weights (in `after_optimizer_step`);
+        the trainer's EMA (`TrainConfig.ema_decay`) is refused for such a policy."""
+        return False
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict with the registered "name"; `policy_config_from_dict` inverts it.
         A policy without cameras leaves `image_keys` and `camera` out: its dict names only

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
+from apprentice.policies.averaging import ema_decay, ema_update
 from apprentice.policies.base import Policy, PolicyConfig, masked_mean, register_policy
 from apprentice.policies.chunking import ActionQueue
 from apprentice.policies.denoisers import ConditionalUnet1D, MlpDenoiser, TransformerDenoiser
@@ -186,6 +187,12 @@ class DiffusionConfig(PolicyConfig):
         """Tp: `chunking.check_horizon` refuses a chunk longer than the shortest demo."""
         return self.seq_len
 
+    @property
+    def keeps_ema(self) -> bool:
+        """With `ema`, the policy averages its own weights (and saves them in its checkpoints),
+        so the trainer's EMA (`TrainConfig.ema_decay`) is refused on top of it."""
+        return self.ema
+
     def build(self, spec: ObsActSpec, normalizer_state: dict[str, Any]) -> DiffusionPolicy:
         return DiffusionPolicy(self, spec, normalizer_state)
 
@@ -263,17 +270,6 @@ class NoiseSchedule:
         if sigma > 0.0 and noise is not None:
             x_prev = x_prev + sigma * noise
         return x_prev
-
-
-def ema_decay(updates: int, power: float, max_decay: float) -> float:
-    """Decay of the EMA update after `updates` earlier ones: 1 - updates^-power, capped.
-
-    Chi et al.'s EMAModel (inv_gamma = 1, update_after_step = 0): the first two updates copy
-    the weights, then the average's horizon grows as a power of the step count.
-    """
-    if updates <= 0:
-        return 0.0
-    return min(1.0 - updates**-power, max_decay)
 
 
 def shadow_copy(module: nn.Module) -> nn.Module:
@@ -412,14 +408,8 @@ class DiffusionPolicy(Policy):
         if self.ema is not None:
             cfg = self.config
             decay = ema_decay(int(self.optimizer_steps), cfg.ema_power, cfg.ema_max_decay)
-            for name in _AVERAGED:
-                live: nn.Module = getattr(self, name)
-                shadow = dict(self.ema[name].named_buffers())
-                pairs = [(shadow[key], p.detach()) for key, p in live.named_parameters()]
-                if pairs:  # one fused update, not a kernel per parameter
-                    torch._foreach_lerp_([s for s, _ in pairs], [p for _, p in pairs], 1.0 - decay)
-                for key, buf in live.named_buffers():  # running statistics: copied, as EMAModel
-                    shadow[key].copy_(buf)
+            for name in _AVERAGED:  # running statistics are copied, as EMAModel does
+                ema_update(dict(self.ema[name].named_buffers()), getattr(self, name), decay)
         self.optimizer_steps += 1
 
     # ---- run time --------------------------------------------------------------------------
