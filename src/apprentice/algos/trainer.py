@@ -120,7 +120,10 @@ class Trainer:
         self.start_epoch = 0
         """0 for a fresh run, else the epoch last.pt held."""
         self.global_step = 0
-        self.best_metric: float | None = None
+        # (success rate, mean best reward) when evaluating, else (-loss, 0): compared as tuples,
+        # so a tie in success goes to the higher reward (Push-T's coverage; the built-in tasks'
+        # reward is their success, so it breaks no tie there).
+        self.best_metric: tuple[float, float] | None = None
         """Higher is better: the success rate, or minus the loss without rollouts."""
         self.best_epoch: int | None = None
 
@@ -162,7 +165,7 @@ class Trainer:
             epochs_done=max(config.epochs, self.start_epoch),
             final_checkpoint=self.run_dir / "final.pt",
             best_checkpoint=best_path if best_path.exists() else None,
-            best_metric=None if best is None else (best if self.evaluating else -best),
+            best_metric=None if best is None else (best[0] if self.evaluating else -best[0]),
             best_epoch=self.best_epoch,
             resumed_from_epoch=self.start_epoch,
             metrics=list(self.log.records),
@@ -267,7 +270,10 @@ class Trainer:
         self.rng.bit_generator.state = extra["numpy_rng"]
         torch.set_rng_state(extra["torch_rng"])
         self.start_epoch, self.global_step = int(extra["epoch"]), int(extra["global_step"])
-        self.best_metric, self.best_epoch = extra["best_metric"], extra["best_epoch"]
+        best = extra["best_metric"]
+        if best is not None:  # a float in a last.pt from before the reward broke ties
+            best = tuple(best) if isinstance(best, (list, tuple)) else (float(best), -math.inf)
+        self.best_metric, self.best_epoch = best, extra["best_epoch"]
 
     # ---- one epoch, one step ----------------------------------------------------------------
 
@@ -366,7 +372,7 @@ class Trainer:
         """Roll out when due (adding the results to `record`), then keep best.pt: the best
         success rate when evaluating, else the lowest validation (else training) loss."""
         config = self.config
-        candidate: float | None = None
+        candidate: tuple[float, float] | None = None
         due = self.evaluating and (epoch % config.eval_every == 0 or epoch == config.epochs)
         if due and self.rollouts is not None:
             policy = self.acting_policy
@@ -378,12 +384,15 @@ class Trainer:
                     "'success_rate' (needed to pick best.pt)"
                 )
             record.update({k: float(v) for k, v in results.items()})
-            candidate = float(results["success_rate"])
+            candidate = (
+                float(results["success_rate"]),
+                float(results.get("mean_max_reward", results["success_rate"])),
+            )
         elif not self.evaluating:
             # Without rollouts, lower validation (else training) loss is better.
             valid, train = record["valid_loss"], record["train_loss"]
             loss = valid if valid is not None else train
-            candidate = None if loss is None else -float(loss)
+            candidate = None if loss is None else (-float(loss), 0.0)
         if candidate is not None and (self.best_metric is None or candidate > self.best_metric):
             self.best_metric, self.best_epoch = candidate, epoch
             self.save_checkpoint("best.pt", epoch=epoch)

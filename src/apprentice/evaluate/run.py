@@ -360,7 +360,8 @@ def rollout_callback(
     seed_offset: int = TRAINER_SEED_OFFSET,
     task_kwargs: dict[str, Any] | None = None,
 ) -> Callable[[Policy, int], dict[str, float]]:
-    """A trainer callback: success rate of the in-memory policy on held-out seeds.
+    """A trainer callback: success rate (and mean best reward) of the in-memory policy on
+    held-out seeds.
 
     The callback rolls out as many episodes as it is asked for (the trainer passes its
     `eval_episodes`), on the first held-out seeds at `seed_offset`, apart from the final
@@ -377,6 +378,9 @@ def rollout_callback(
             raise ApprenticeError(f"eval_episodes must be >= 1, got {episodes}")
         tasks.extend(make_task(task, **(task_kwargs or {})) for _ in range(episodes - len(tasks)))
         results = rollout_batch(policy, tasks[:episodes], held_out_seeds(episodes, seed_offset))
-        return {"success_rate": float(np.mean([r.success for r in results]))}
+        return {
+            "success_rate": float(np.mean([r.success for r in results])),
+            "mean_max_reward": float(np.mean([r.max_reward for r in results])),
+        }
 
     return run
