@@ -110,11 +110,28 @@ def test_env_args_rebuild_the_task(task: PushTTask) -> None:
     assert isinstance(again, PushTTask)
 
 
+def test_camera_gives_the_top_down_view_and_rebuilds_with_it() -> None:
+    task = make_task("pusht", camera=True, image_size=32)
+    obs, _ = task.reset(seed=3)
+    assert obs["image"].shape == (32, 32, 3) and obs["image"].dtype == np.uint8
+    assert task.observation_space.contains(obs)
+    np.testing.assert_array_equal(obs["image"], task.render_frame("top", 32))
+    before = obs["image"].copy()
+    obs, *_ = task.step(np.array([0.9, -0.9], dtype=np.float32))  # the pusher moves
+    assert not np.array_equal(obs["image"], before)
+    again = make_task_from_env_args(task.env_args)
+    assert again.reset(seed=3)[0]["image"].shape == (32, 32, 3)
+    np.testing.assert_array_equal(again.reset(seed=3)[0]["image"], task.reset(seed=3)[0]["image"])
+    state_only = make_task("pusht")
+    assert "image" not in state_only.reset(seed=3)[0]
+    assert state_only.env_args["env_kwargs"] == {}
+
+
 def test_bad_input_is_named(task: PushTTask) -> None:
     with pytest.raises(ApprenticeError, match="unknown arguments"):
         make_task("pusht", colour="red")
-    with pytest.raises(ApprenticeError, match="camera"):
-        make_task("pusht", camera=True)
+    with pytest.raises(ApprenticeError, match="image_size"):
+        make_task("pusht", camera=True, image_size=2)
     with pytest.raises(ApprenticeError, match="variant"):
         make_task("pusht", variant="D1")
     with pytest.raises(ApprenticeError, match=r"expected \(10,\)"):

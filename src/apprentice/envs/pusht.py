@@ -277,14 +277,16 @@ class PushTTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
     observation_space: gym.spaces.Dict  # type: ignore[assignment]
     action_space: gym.spaces.Box
 
-    def __init__(self, *, camera: bool = False, variant: str = "D0", **unknown: Any) -> None:
+    def __init__(
+        self, *, camera: bool = False, image_size: int = 96, variant: str = "D0", **unknown: Any
+    ) -> None:
         if unknown:
             raise ApprenticeError(
                 f"task 'pusht' got unknown arguments {sorted(unknown)}; "
-                "it accepts camera (False only) and variant ('D0' only)"
+                "it accepts camera, image_size and variant ('D0' only)"
             )
-        if camera:
-            raise ApprenticeError("task pusht: camera observations are not offered (state only)")
+        if image_size < 8:
+            raise ApprenticeError(f"task pusht: image_size must be >= 8, got {image_size}")
         if variant != "D0":
             raise ApprenticeError(f"task 'pusht' has no variant {variant!r}; its variants are D0")
         if not _available():
@@ -293,12 +295,15 @@ class PushTTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             )
         self.env = _make_env(render=True)
         self.inner: Any = self.env.unwrapped
-        self.observation_space = gym.spaces.Dict(
-            {
-                "agent_pos": gym.spaces.Box(0.0, ARENA, shape=(2,), dtype=np.float32),
-                "keypoints": gym.spaces.Box(-np.inf, np.inf, shape=(16,), dtype=np.float32),
-            }
-        )
+        self.camera, self.image_size = bool(camera), int(image_size)
+        spaces: dict[str, gym.Space[Any]] = {
+            "agent_pos": gym.spaces.Box(0.0, ARENA, shape=(2,), dtype=np.float32),
+            "keypoints": gym.spaces.Box(-np.inf, np.inf, shape=(16,), dtype=np.float32),
+        }
+        if self.camera:  # Diffusion Policy's image Push-T: one top-down RGB view
+            shape = (self.image_size, self.image_size, 3)
+            spaces["image"] = gym.spaces.Box(0, 255, shape=shape, dtype=np.uint8)
+        self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self._success = False
         self.env.reset(seed=0)
@@ -377,10 +382,13 @@ class PushTTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     def get_observation(self) -> dict[str, np.ndarray]:
         keypoints = self.inner.get_keypoints(self.inner._block_shapes).reshape(-1)
-        return {
+        obs = {
             "agent_pos": self.agent_position().astype(np.float32),
             "keypoints": np.asarray(keypoints, dtype=np.float32),
         }
+        if self.camera:
+            obs["image"] = self.render_frame("top", self.image_size)
+        return obs
 
     @staticmethod
     def _planar_pose(x: float, y: float, angle: float) -> np.ndarray:
@@ -418,7 +426,8 @@ class PushTTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     @property
     def env_args(self) -> dict[str, Any]:
-        return {"env_name": self.name, "env_type": "gymnasium", "env_kwargs": {}}
+        kwargs = {"camera": True, "image_size": self.image_size} if self.camera else {}
+        return {"env_name": self.name, "env_type": "gymnasium", "env_kwargs": kwargs}
 
 
 @register_task(
