@@ -20,6 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from apprentice.cli.main import main as apprentice
+from apprentice.collect.oracle import collect_demos
+from apprentice.evaluate.run import EvalConfig, evaluate
+from apprentice.recipes import get_recipe
 from harness import (
     OUT,
     add_seeds,
@@ -30,11 +34,6 @@ from harness import (
     wilson_cell,
     write_json,
 )
-
-from apprentice.cli.main import main as apprentice
-from apprentice.collect.oracle import collect_demos
-from apprentice.evaluate.run import EvalConfig, evaluate
-from apprentice.recipes import get_recipe
 
 
 def main() -> None:
@@ -51,6 +50,13 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="collection and eval processes")
     p.add_argument("--threads", type=int, default=1, help="torch threads for training")
     p.add_argument("--tag", default="", help="a name for this variant (flags after --)")
+    p.add_argument(
+        "--every-checkpoint",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also keep epoch_<k>.pt every N epochs and score each one (within-seed spread)",
+    )
     p.add_argument("--work", type=Path, default=OUT / "recipes")
     args = p.parse_args(argv)
     rows = []
@@ -74,6 +80,7 @@ def main() -> None:
             code = apprentice(
                 ["train", "--recipe", name, "--dataset", str(data), "--out", str(out)]
                 + ["--seed", str(seed), "--threads", str(args.threads), "--no-progress"]
+                + (["--save-every", str(args.every_checkpoint)] if args.every_checkpoint else [])
                 + train_flags
             )
             if code != 0:
@@ -84,6 +91,9 @@ def main() -> None:
                 {"seed": seed, "train_seconds": train_s}
                 | {k: s[k] for k in ("successes", "episodes", "success_rate", "mean_max_reward")}
             )
+            if args.every_checkpoint:
+                runs[-1]["per_checkpoint"] = _score_checkpoints(out, args.episodes)
+                print(f"{label} seed {seed} per checkpoint: {runs[-1]['per_checkpoint']}")
             print(
                 f"{label} seed {seed}: {s['successes']}/{s['episodes']}, mean best reward "
                 f"{s['mean_max_reward']:.3f}, {train_s:.0f} s training",
@@ -97,6 +107,17 @@ def main() -> None:
             ["recipe", "per seed", "pooled", "95% Wilson", "mean best reward", "train s"], rows
         )
     )
+
+
+def _score_checkpoints(run: Path, episodes: int) -> dict[str, int]:
+    """Successes of every epoch_<k>.pt (and final.pt) of a run on the same held-out states."""
+    files = sorted(run.glob("epoch_*.pt"), key=lambda f: int(f.stem.split("_")[1]))
+    scores = {}
+    for f in [*files, run / "final.pt"]:
+        out = run / f"eval_{f.stem}.json"
+        s = evaluate(EvalConfig(checkpoint=str(f), episodes=episodes, workers=1, out=str(out)))
+        scores[f.stem] = s["successes"]
+    return scores
 
 
 def _summary(
