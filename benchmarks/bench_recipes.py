@@ -46,7 +46,9 @@ def main() -> None:
     p.add_argument("--recipe", nargs="+", required=True)
     add_seeds(p)
     p.add_argument("--episodes", type=int, default=50, help="held-out episodes per seed")
-    p.add_argument("--demos", type=int, default=None, help="collect this many instead")
+    p.add_argument(
+        "--demos", type=int, default=None, help="collect this many instead (at least the recipe's)"
+    )
     p.add_argument("--workers", type=int, default=2, help="collection and eval processes")
     p.add_argument("--threads", type=int, default=1, help="torch threads for training")
     p.add_argument("--tag", default="", help="a name for this variant (flags after --)")
@@ -64,6 +66,9 @@ def main() -> None:
         recipe = get_recipe(name)
         collect = recipe.collect
         if args.demos is not None:
+            if args.demos < recipe.min_demos:
+                # `train --recipe` refuses such a file: say so before collecting it.
+                p.error(f"--demos {args.demos}: recipe {name} needs at least {recipe.min_demos}")
             collect = dataclasses.replace(collect, n=args.demos)
         data = args.work / f"{collect.task}_{collect.n}_noise{collect.action_noise}" / "demos.hdf5"
         if collect.camera:
@@ -78,10 +83,12 @@ def main() -> None:
             out = args.work / label / f"s{seed}"
             t0 = time.perf_counter()
             code = apprentice(
-                ["train", "--recipe", name, "--dataset", str(data), "--out", str(out)]
-                + ["--seed", str(seed), "--threads", str(args.threads), "--no-progress"]
-                + (["--save-every", str(args.every_checkpoint)] if args.every_checkpoint else [])
-                + train_flags
+                [
+                    *("train", "--recipe", name, "--dataset", str(data), "--out", str(out)),
+                    *("--seed", str(seed), "--threads", str(args.threads), "--no-progress"),
+                    *(("--save-every", str(every)) if (every := args.every_checkpoint) else ()),
+                    *train_flags,
+                ]
             )
             if code != 0:
                 raise SystemExit(f"{label} seed {seed}: apprentice train exited {code}")

@@ -41,6 +41,8 @@ LEFT_OUT = {
 FULL_ONLY_REASONS = {
     "bench_zoo.py": "the full grid takes hours per task (GPU: gpu_zoo.sh); --quick runs here",
     "bench_gpu_share.py": "its measurement needs a GPU (gpu_zoo.sh SHARE=1); --quick runs here",
+    "bench_recipes.py": "hours per recipe; each measured recipe names its command "
+    "(`apprentice recipes NAME`); --quick runs here",
 }
 """Scripts whose small version runs under --quick but whose full run does not, with why."""
 
@@ -86,6 +88,10 @@ def plan(quick: bool) -> tuple[list[list[str]], dict[str, str]]:
         runs.append(["bench_zoo.py", *zoo, "--out", str(OUT / "zoo_quick")])
         share = ["--quick", "--policies", "mlp", "--out", str(OUT / "gpu_share_quick.json")]
         runs.append(["bench_gpu_share.py", *share])
+        recipe = ["--recipe", "lift-lowdim", "--seeds", "0", "--episodes", "2", "--workers", "1"]
+        recipe += ["--work", str(OUT / "recipes_quick"), "--", "--epochs", "1"]
+        recipe += ["--steps-per-epoch", "5", "--policy-args", "hidden_dim=16", "--eval-every", "0"]
+        runs.append(["bench_recipes.py", *recipe])
     else:
         left_out.update(FULL_ONLY_REASONS)
     # Interactive imitation: SB3 experts first (the gym tasks' teachers), then the curves.

@@ -59,6 +59,41 @@ def test_quality_benchmark(tmp_path: Path) -> None:
     assert result["tasks"]["lift"]["episodes"] == 2
 
 
+@pytest.mark.slow
+def test_recipes_benchmark(tmp_path: Path) -> None:
+    """The recipe's data (200 lift demos), `apprentice train --recipe` with the flags after
+    `--` overriding it, and the held-out score, in one JSON."""
+    stdout = run(
+        "bench_recipes.py",
+        *("--recipe", "lift-lowdim", "--seeds", "0", "--episodes", "2", "--workers", "1"),
+        *("--work", str(tmp_path), "--", "--epochs", "1", "--steps-per-epoch", "5"),
+        *("--policy-args", "hidden_dim=16", "--eval-every", "0"),
+    )
+    result = json.loads((tmp_path / "lift-lowdim.json").read_text())
+    assert result["recipe"] == "lift-lowdim" and result["episodes"] == 2
+    assert result["train_flags"][-2:] == ["--eval-every", "0"]
+    (seed_run,) = result["runs"]
+    assert seed_run["seed"] == 0 and seed_run["episodes"] == 2
+    assert result["successes"] == seed_run["successes"] and 0 <= seed_run["successes"] <= 2
+    assert 0.0 <= result["mean_max_reward"] <= 1.0 and seed_run["train_seconds"] > 0
+    config = json.loads((tmp_path / "lift-lowdim" / "s0" / "config.json").read_text())
+    assert (config["lr"], config["batch_size"], config["steps_per_epoch"]) == (1e-3, 100, 5)
+    assert config["policy"]["hidden_dim"] == 16
+    assert "| lift-lowdim |" in stdout
+    # Fewer demos than the recipe takes are refused before any is collected.
+    r = subprocess.run(
+        [
+            *(sys.executable, str(BENCH / "bench_recipes.py"), "--recipe", "lift-lowdim"),
+            *("--demos", "10", "--work", str(tmp_path / "few")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "needs at least 200" in r.stderr
+    assert not (tmp_path / "few").exists()
+
+
 @pytest.mark.skipif(not robosuite_available(), reason="needs the robosuite extra (make robosuite)")
 def test_robosuite_benchmark_smoke() -> None:
     stdout = run("bench_robosuite_oracles.py", "--smoke")

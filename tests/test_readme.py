@@ -4,9 +4,11 @@ Each README section with ```bash or ```python blocks is one test. Its blocks run
 one folder, as a reader would type them: `collect` writes the file that `train` reads. Every
 line is either run or skipped with a reason from `SKIP_LINES` / `COMMANDS` below; every flag
 of a run line is either shrunk (`SIZES`) or kept (`KEEP`); every file a line reads is written
-by an earlier line of its section or made by `GIVENS`. A line, flag or file no rule covers
-fails the test, naming the line and the table to extend, so the README cannot drift from the
-code. Skipped `apprentice` lines are still parsed by the CLI's own parser.
+by an earlier line of its section or made by `GIVENS`. A `collect` line whose file a `train
+--recipe` line of its section reads keeps its `--n` (`RECIPE_DATA_KEEP`): the recipe refuses
+fewer demos. A line, flag or file no rule covers fails the test, naming the line and the table
+to extend, so the README cannot drift from the code. Skipped `apprentice` lines are still
+parsed by the CLI's own parser.
 
 Optional parts in brackets (`[--camera]`) run twice where `OPTIONAL` says so: without the
 option in the section's folder, and with it in a copy of that folder as it was before the
@@ -68,6 +70,7 @@ COMMANDS: dict[str, str] = {
     "collect": RUN,
     "inspect": RUN,
     "train": RUN,
+    "recipes": RUN,
     "eval": RUN,
     "replay": RUN,
     "filter": RUN,
@@ -112,12 +115,21 @@ KEEP: set[str] = {
     "task", "out", "policy", "dataset", "source", "algo", "expert", "method", "beta-schedule",
     "rl-algo", "format", "json", "video", "min-score", "train-mask", "valid-mask", "operator",
     "device", "noise", "shield", "host", "marks", "camera", "scores", "split", "strip",
-    "stop-on-success", "backend", "demo",
+    "stop-on-success", "backend", "demo", "recipe", "action-noise", "lr",
 }  # fmt: skip
 """Flags whose README value is used as it is (names, paths, switches, thresholds)."""
 
 DEMOS_FLAG_IS_A_PATH = {"irl", "label-actions"}
 """Commands whose `--demos` names a file (quickstart's `--demos` is a count, in SIZES)."""
+
+POSITIONAL_IS_A_NAME = {"recipes"}
+"""Commands whose positional argument names a thing of the package (a recipe), not a file
+the line reads."""
+
+RECIPE_DATA_KEEP = frozenset({"n"})
+"""Flags a `collect` line keeps as the README gives them when a `train --recipe` line of its
+section reads the file it writes: the recipe refuses fewer demos than its data command makes
+(lift's 200 take about 10 s on one core; the training itself is still shrunk by APPEND)."""
 
 KEY_VALUES: dict[str, dict[str, str | None]] = {
     "policy-args": {"hidden_dim": None, "image_keys": None, "obs_keys": None},
@@ -389,8 +401,9 @@ def _shrink_key_values(flag: str, values: list[str], where: str) -> list[str]:
     return out
 
 
-def substitute(tokens: list[str], where: str) -> Command:
-    """README tokens after `apprentice` -> the tiny argv, with the paths it reads and writes."""
+def substitute(tokens: list[str], where: str, keep: frozenset[str] = frozenset()) -> Command:
+    """README tokens after `apprentice` -> the tiny argv, with the paths it reads and writes;
+    the flags in `keep` keep their README values."""
     command, rest = tokens[0], tokens[1:]
     parser = _subparser(command)
     actions = parser._option_string_actions
@@ -406,7 +419,8 @@ def substitute(tokens: list[str], where: str) -> Command:
         )
         if not token.startswith("--"):
             argv.append(token)  # a positional: the file or checkpoint the command reads
-            inputs.append(token)
+            if command not in POSITIONAL_IS_A_NAME:
+                inputs.append(token)
             continue
         flag, eq, inline = token.partition("=")
         assert flag in actions, f"{where}: apprentice {command} has no option {flag}"
@@ -430,10 +444,10 @@ def substitute(tokens: list[str], where: str) -> Command:
             value, i = rest[i], i + 1
         given.add(leaf)
         demos_is_path = leaf == "demos" and command in DEMOS_FLAG_IS_A_PATH
-        if leaf in SIZES and not demos_is_path:
+        if leaf in SIZES and not demos_is_path and leaf not in keep:
             value = SIZES[leaf]
         else:
-            assert leaf in KEEP or demos_is_path, (
+            assert leaf in KEEP or leaf in keep or demos_is_path, (
                 f"{where}: no rule for {flag} {value}; add it to SIZES or KEEP"
             )
         if (leaf in INPUT_FLAGS and _is_path(value)) or demos_is_path:
@@ -532,6 +546,8 @@ class Section:
     namespace: dict[str, Any] = field(default_factory=dict)
     readme_ports: dict[str, int] = field(default_factory=dict)
     variants: int = 0
+    recipe_data: set[str] = field(default_factory=set)
+    """Files that `train --recipe` lines of the section read (see RECIPE_DATA_KEEP)."""
 
     def has(self, path: str) -> bool:
         return any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.produced)
@@ -573,6 +589,8 @@ class Section:
             _subparser(tokens[1]).parse_args(tokens[2:])
             return
         command = substitute(tokens[1:], where)
+        if tokens[1] == "collect" and self.recipe_data & set(command.outputs):
+            command = substitute(tokens[1:], where, keep=RECIPE_DATA_KEEP)
         variants = [substitute(shlex.split(v, comments=True)[1:], where) for v in optional]
         for path in [p for c in (command, *variants) for p in c.inputs]:
             if not self.has(path) and not (self.cwd / path).exists():
@@ -683,7 +701,18 @@ def _new_section(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     env = {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     pythonpath = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, os.environ.get("PYTHONPATH")) if p)
-    return Section(name, cwd, env, capsys)
+    return Section(name, cwd, env, capsys, recipe_data=_recipe_datasets(SECTIONS.get(name, [])))
+
+
+def _recipe_datasets(blocks: list[Block]) -> set[str]:
+    """The files that the `apprentice train --recipe` lines of `blocks` read."""
+    found = set()
+    for block in blocks:
+        for line in block.lines:
+            tokens = shlex.split(line.text, comments=True)
+            if tokens[:2] == ["apprentice", "train"] and "--recipe" in tokens:
+                found.add(tokens[tokens.index("--dataset") + 1])
+    return found
 
 
 def _run_section(section: Section) -> None:
@@ -725,11 +754,14 @@ def test_every_rule_is_used() -> None:
         assert name in SECTIONS, f"XFAIL names section {name!r}, which README.md no longer has"
     for flag in OPTIONAL:
         assert f"[{flag}" in text, f"OPTIONAL has {flag}, which no README line brackets"
+    for command in POSITIONAL_IS_A_NAME:
+        assert f"apprentice {command} " in text, f"no README line runs apprentice {command}"
+    assert any(_recipe_datasets(b) for b in SECTIONS.values()), "no README line trains a recipe"
 
 
 def test_a_flag_without_a_rule_fails() -> None:
     with pytest.raises(AssertionError, match="add it to SIZES or KEEP"):
-        substitute(["train", "--dataset", "d.hdf5", "--out", "r", "--lr", "1e-3"], "README.md:1")
+        substitute(["train", "--dataset", "d.hdf5", "--out", "r", "--seed", "3"], "README.md:1")
 
 
 def test_a_flag_the_cli_lacks_fails() -> None:
@@ -745,6 +777,10 @@ def test_sizes_shrink_and_paths_are_tracked() -> None:
         "--camera",
     ]  # fmt: skip
     assert command.outputs == ["demos.hdf5"] and command.inputs == []
+    kept = substitute(line, "README.md:1", keep=RECIPE_DATA_KEEP)
+    assert kept.argv[kept.argv.index("--n") + 1] == "200"
+    shown = substitute("recipes lift-lowdim".split(), "README.md:1")
+    assert shown.argv == ["recipes", "lift-lowdim"] and shown.inputs == []
     train = substitute("train --dataset demos.hdf5 --out runs/x".split(), "README.md:1")
     assert train.inputs == ["demos.hdf5"]
     assert train.argv[train.argv.index(_option("train", "epochs")) + 1] == "1"

@@ -281,9 +281,13 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-def check_dataset(recipe: Recipe, path: str | Path) -> None:
+def check_dataset(recipe: Recipe, path: str | Path, policy: PolicyConfig | None = None) -> None:
     """Refuse, in one error naming everything missing, a dataset that is not what `recipe`
-    expects: another task, too few demos, absent observation keys or cameras, no actions."""
+    expects: another task, too few demos, absent observation keys or cameras, no actions.
+
+    `policy` is the one the run trains, whose keys and cameras the dataset must hold: the
+    recipe's unless flags beside `--recipe` changed it (None: the recipe's).
+    """
     from apprentice.data.source import open_source
 
     path = Path(path)
@@ -293,7 +297,7 @@ def check_dataset(recipe: Recipe, path: str | Path) -> None:
         task = source.env_args.get("env_name")
         demos = len(source.demo_names)
         keys, images, action_dim = set(source.obs_keys), set(source.image_keys), source.action_dim
-    policy = recipe.policy
+    policy = recipe.policy if policy is None else policy
     missing = []
     if task != recipe.task:
         missing.append(f"it was recorded on task {task!r}, the recipe is for {recipe.task!r}")

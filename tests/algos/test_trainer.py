@@ -103,6 +103,55 @@ def test_best_checkpoint_follows_the_rollout_success_rate(demo_file: Path, tmp_p
     assert result.best_epoch == 4 and result.best_metric == pytest.approx(0.8)
 
 
+def _scripted_rollouts(results: list[tuple[float, float]]) -> Any:
+    """A rollout callback returning (success_rate, mean_max_reward) in turn."""
+    it = iter(results)
+
+    def evaluate(policy: Any, episodes: int) -> dict[str, float]:
+        success, reward = next(it)
+        return {"success_rate": success, "mean_max_reward": reward}
+
+    return evaluate
+
+
+def test_a_tie_in_success_goes_to_the_higher_mean_best_reward(
+    demo_file: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    evaluate = _scripted_rollouts([(0.5, 0.6), (0.5, 0.8), (0.5, 0.7), (0.25, 0.99)])
+    result = train(_config(demo_file, run, epochs=4, eval_every=1), evaluate=evaluate)
+    # Epoch 2 ties epoch 1's success with a higher reward; 3 ties lower; 4 has less success.
+    assert [r["mean_max_reward"] for r in _records(run)] == [0.6, 0.8, 0.7, 0.99]
+    assert result.best_epoch == 2 and result.best_metric == pytest.approx(0.5)
+    assert load_checkpoint(run / "best.pt")["extra"]["epoch"] == 2
+
+
+def test_a_last_pt_holding_a_plain_float_best_metric_resumes(
+    demo_file: Path, tmp_path: Path
+) -> None:
+    """A last.pt whose best_metric is the success rate alone (no reward beside it) resumes:
+    a higher success later takes best.pt, a lower one does not."""
+    run = tmp_path / "run"
+    kw: dict[str, Any] = {"eval_every": 1, "steps_per_epoch": 3}
+    train(_config(demo_file, run, epochs=2, **kw), evaluate=_scripted_rollouts([(0.5, 0.5)] * 2))
+    last = run / "last.pt"
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["extra"]["best_metric"] == (0.5, 0.5) and state["extra"]["best_epoch"] == 1
+    state["extra"]["best_metric"] = 0.5
+    torch.save(state, last)
+    lower = train(
+        _config(demo_file, run, epochs=3, **kw), evaluate=_scripted_rollouts([(0.25, 1.0)])
+    )
+    assert lower.resumed_from_epoch == 2
+    assert lower.best_epoch == 1 and lower.best_metric == pytest.approx(0.5)
+    higher = train(
+        _config(demo_file, run, epochs=4, **kw), evaluate=_scripted_rollouts([(0.75, 0.75)])
+    )
+    assert higher.best_epoch == 4 and higher.best_metric == pytest.approx(0.75)
+    assert load_checkpoint(run / "best.pt")["extra"]["epoch"] == 4
+    assert load_checkpoint(last)["extra"]["best_metric"] == (0.75, 0.75)
+
+
 def test_same_seed_same_curve(demo_file: Path, tmp_path: Path) -> None:
     a = train(_config(demo_file, tmp_path / "a", policy=RNNConfig(hidden_dim=16, seq_len=4)))
     b = train(_config(demo_file, tmp_path / "b", policy=RNNConfig(hidden_dim=16, seq_len=4)))

@@ -222,8 +222,25 @@ def _build(
 
 def _policy_from_flags(name: str, items: list[str], default: PolicyConfig) -> PolicyConfig:
     """The policy of `--policy NAME --policy-args k=v ...` (see the module docstring)."""
-    base = default.to_dict() if name == default.name else {"name": name}
+    base = _chosen_fields(default) if name == default.name else {"name": name}
     args = parse_overrides(items, "--policy-args entry")
     if "name" in args:
         raise ApprenticeError("--policy-args: give the policy kind with --policy, not name=")
     return policy_config_from_dict({**base, **args})
+
+
+def _chosen_fields(policy: PolicyConfig) -> dict[str, Any]:
+    """`policy`'s dict without the fields its kind would fill in with the same values itself:
+    its defaults, and values derived from other fields (ACT's seq_len is its chunk_size). An
+    override of the field such a value derives from then carries over to it (chunk_size=10
+    on an ACT with the default chunk of 20 trains windows of 10, rather than being refused)."""
+    chosen = policy.to_dict()
+    for key in [k for k in chosen if k != "name"]:
+        without = {k: v for k, v in chosen.items() if k != key}
+        try:
+            same = policy_config_from_dict(without) == policy
+        except ApprenticeError:
+            same = False
+        if same:
+            chosen = without
+    return chosen

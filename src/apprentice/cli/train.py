@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from apprentice.algos.config import TrainConfig
 from apprentice.cli.args import dataclass_from_args
@@ -38,14 +39,14 @@ def train_config(ns: argparse.Namespace) -> tuple[TrainConfig, str]:
     return TrainConfig(**fields), cfg.recipe
 
 
-def _fields(config: TrainConfig) -> dict[str, object]:
+def _fields(config: TrainConfig) -> dict[str, Any]:
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
 def run(ns: argparse.Namespace) -> None:
     cfg, recipe = train_config(ns)
     if recipe:
-        check_dataset(get_recipe(recipe), cfg.dataset)
+        check_dataset(get_recipe(recipe), cfg.dataset, cfg.policy)
     check_writable(cfg.out, folder=True)
     result = run_train(cfg)
     title = f"trained {cfg.policy.name} on {cfg.dataset}" + (
