@@ -120,7 +120,7 @@ DEMOS_FLAG_IS_A_PATH = {"irl", "label-actions"}
 """Commands whose `--demos` names a file (quickstart's `--demos` is a count, in SIZES)."""
 
 KEY_VALUES: dict[str, dict[str, str | None]] = {
-    "policy-args": {"hidden_dim": None, "image_keys": None, "obs_keys": None},
+    "policy-args": {"hidden_dim": None, "image_keys": None, "obs_keys": None, "rnn_horizon": None},
     "task-args": {"variant": None},
     "algo-args": {
         "eps": None,
