@@ -132,7 +132,7 @@ section reads the file it writes: the recipe refuses fewer demos than its data c
 (lift's 200 take about 10 s on one core; the training itself is still shrunk by APPEND)."""
 
 KEY_VALUES: dict[str, dict[str, str | None]] = {
-    "policy-args": {"hidden_dim": None, "image_keys": None, "obs_keys": None},
+    "policy-args": {"hidden_dim": None, "image_keys": None, "obs_keys": None, "rnn_horizon": None},
     "task-args": {"variant": None},
     "algo-args": {
         "eps": None,

@@ -171,7 +171,7 @@ def test_a_killed_evaluation_resumes_from_its_journal(
     real = run._rollout_chunk
 
     def counting(*args: object) -> list[run.EpisodeResult]:
-        rolled.append(list(args[3]))  # type: ignore[call-overload]
+        rolled.append(list(args[4]))  # type: ignore[call-overload]
         return real(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(run, "_rollout_chunk", counting)

@@ -239,6 +239,42 @@ def test_unknown_obs_key_is_reported(data: Any) -> None:
         policy_config_class("mlp")(obs_keys=("joint_pos",)).build(data[0].spec, data[2])
 
 
+def _another_value(value: Any) -> Any:
+    """A valid value other than `value` for a run-time setting of a tiny config."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return 1 if value != 1 else 2
+    assert isinstance(value, float), value
+    return value + 0.5
+
+
+@pytest.mark.parametrize("name", policy_names())
+def test_run_time_settings_change_on_a_checkpoint_and_the_rest_are_fixed(
+    name: str, data: Any, tmp_path: Path
+) -> None:
+    """Each run-time setting a policy kind declares is one of its fields, and a checkpoint
+    loads with it changed (its weights strictly) and acts; any other field is refused."""
+    policy, _ = _build(name, {}, data)
+    path = tmp_path / "policy.pt"
+    save_checkpoint(path, policy, env_args={"env_name": "lift"})
+    config = policy.config
+    run_time = type(config).run_time_fields()
+    assert run_time <= {f.name for f in dataclasses.fields(config)}
+    obs = _obs_stream(data[0], 1)[0]
+    for key in sorted(run_time):
+        value = _another_value(getattr(config, key))
+        loaded = load_policy(path, {key: value})
+        assert loaded.config == dataclasses.replace(config, **{key: value})
+        assert np.all(np.abs(loaded.act(obs)) <= 1.0)
+    offered = ", ".join(sorted(run_time)) or "none"
+    with pytest.raises(ApprenticeError) as refused:
+        load_policy(path, {"seq_len": 3})
+    assert str(refused.value) == (
+        f"policy setting seq_len is fixed by training; run-time settings of {name}: {offered}"
+    )
+
+
 @pytest.mark.parametrize("name", policy_names())
 def test_every_config_field_has_a_default_and_a_docstring(name: str) -> None:
     cls = policy_config_class(name)

@@ -27,7 +27,7 @@ from apprentice.evaluate.metrics import success_rate
 from apprentice.evaluate.rollout import EpisodeResult, rollout_batch
 from apprentice.files import write_text_atomic
 from apprentice.overrides import parse_overrides
-from apprentice.policies.base import Policy, policy_config_from_dict
+from apprentice.policies.base import Policy, policy_config_from_dict, with_run_time_settings
 from apprentice.policies.checkpoint import (
     check_task,
     load_checkpoint,
@@ -84,19 +84,21 @@ def pool_pays(chunk_seconds: float, chunks_left: int, workers: int) -> bool:
 
 
 @lru_cache(maxsize=2)
-def _worker_policy(checkpoint: str, mtime_ns: int) -> Policy:
+def _worker_policy(checkpoint: str, mtime_ns: int, policy_args: str) -> Policy:
+    """The checkpoint's policy with its run-time settings `policy_args` (a JSON object)."""
     del mtime_ns  # part of the cache key only: a rewritten checkpoint is reloaded
-    return load_policy(checkpoint)
+    return load_policy(checkpoint, json.loads(policy_args))
 
 
 def _rollout_chunk(
     checkpoint: str,
+    policy_args: str,
     task: str,
     task_kwargs: tuple[tuple[str, Any], ...],
     seeds: list[int],
     video: int,
 ) -> list[EpisodeResult]:
-    policy = _worker_policy(checkpoint, Path(checkpoint).stat().st_mtime_ns)
+    policy = _worker_policy(checkpoint, Path(checkpoint).stat().st_mtime_ns, policy_args)
     tasks = [worker_task(task, task_kwargs, i) for i in range(len(seeds))]
     with _one_torch_thread():
         return rollout_batch(policy, tasks, seeds, record_video=video)
@@ -137,6 +139,10 @@ class EvalConfig:
     """Task to evaluate on (default: the task the policy was trained for)."""
     task_args: tuple[str, ...] = ()
     """Task arguments key=value over the training data's (e.g. variant=D1: a wider placement)."""
+    policy_args: tuple[str, ...] = ()
+    """Run-time settings of the policy, key=value over its checkpoint's config, no retraining
+    (e.g. temporal_ensemble=false execute_horizon=8 for ACT, inference_steps=4 for diffusion);
+    a setting fixed by training is refused."""
     episodes: int = 50
     """Number of rollouts, each from its own held-out seed."""
     workers: int = 2
@@ -149,7 +155,7 @@ class EvalConfig:
     """Envs stepped in lockstep inside a worker (policy calls batched across them)."""
     out: str | None = None
     """Results JSON (default: eval_<task>.json next to the checkpoint, eval_<task>_<k>=<v>.json
-    with --task-args)."""
+    with --task-args or --policy-args)."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -164,12 +170,13 @@ class EvalConfig:
                 raise ApprenticeError(f"{name} must be >= {low}, got {value}")
 
 
-def results_name(task: str, task_args: dict[str, Any]) -> str:
-    """The default results file of an evaluation: eval_<task>.json, with the task arguments
-    in the name (eval_lift_variant=D1.json) so that evaluations of one checkpoint under
-    different task arguments keep their own file (and resume journal)."""
+def results_name(task: str, task_args: dict[str, Any], policy_args: dict[str, Any]) -> str:
+    """The default results file of an evaluation: eval_<task>.json, with the task arguments,
+    then the policy's run-time settings, in the name (eval_lift_variant=D1.json,
+    eval_pusht_inference_steps=4.json) so that evaluations of one checkpoint under different
+    arguments keep their own file (and resume journal)."""
     parts = [task.replace("/", "-")]
-    parts += [f"{k}={v}" for k, v in sorted(task_args.items())]
+    parts += [f"{k}={v}" for args in (task_args, policy_args) for k, v in sorted(args.items())]
     name = "_".join(parts)
     return "eval_" + "".join(c if c.isalnum() or c in "=-_.," else "-" for c in name) + ".json"
 
@@ -198,6 +205,10 @@ def evaluate(
         kwargs["camera"] = bool(kwargs["camera"])
     task_args = parse_overrides(cfg.task_args, "task argument")
     kwargs.update(task_args)
+    policy_args = parse_overrides(cfg.policy_args, "policy argument")
+    # Refused here, before any rollout: a setting unknown or fixed by training.
+    with_run_time_settings(policy_config_from_dict(ckpt["policy_config"]), policy_args)
+    settings = json.dumps(policy_args, sort_keys=True)  # what workers load the policy with
     # Fail here, not in a worker: an unknown task, or one whose observations differ.
     probe = make_task(task_name, **kwargs)
     policy_spec(ckpt).check_compatible(
@@ -209,12 +220,14 @@ def evaluate(
     chunks = [seeds[i : i + chunk] for i in range(0, len(seeds), chunk)]
     kw_items = tuple(sorted(kwargs.items()))
     videos = [min(max(cfg.videos - i * chunk, 0), len(c)) for i, c in enumerate(chunks)]
-    out = Path(cfg.out) if cfg.out else ckpt_path.parent / results_name(task_name, task_args)
+    name = results_name(task_name, task_args, policy_args)
+    out = Path(cfg.out) if cfg.out else ckpt_path.parent / name
     journal = _Journal(
         out.with_name(out.stem + ".partial.jsonl"),
         {
             "checkpoint": str(ckpt_path.resolve()),
             "checkpoint_mtime_ns": ckpt_path.stat().st_mtime_ns,
+            "policy_args": settings,
             "task": task_name,
             "task_kwargs": repr(kw_items),
             "chunks": chunks,
@@ -236,13 +249,14 @@ def evaluate(
             progress(len(part))
 
     def in_process(i: int) -> None:
-        finished(i, _rollout_chunk(str(ckpt_path), task_name, kw_items, chunks[i], videos[i]))
+        part = _rollout_chunk(str(ckpt_path), settings, task_name, kw_items, chunks[i], videos[i])
+        finished(i, part)
 
     pooled = cfg.workers > 1 and len(todo) > 1
     if pooled and pool is None:
         # Time one chunk here (policy loaded and envs built first) and start a pool for the
         # rest only where it pays for its start-up.
-        _worker_policy(str(ckpt_path), ckpt_path.stat().st_mtime_ns)
+        _worker_policy(str(ckpt_path), ckpt_path.stat().st_mtime_ns, settings)
         for copy in range(len(chunks[todo[0]])):
             worker_task(task_name, kw_items, copy)
         t0 = time.perf_counter()
@@ -254,7 +268,7 @@ def evaluate(
         for group in _batches(todo, chunks, videos, cfg.envs_per_worker):
             seeds_of = [s for i in group for s in chunks[i]]
             video = sum(videos[i] for i in group)
-            part = _rollout_chunk(str(ckpt_path), task_name, kw_items, seeds_of, video)
+            part = _rollout_chunk(str(ckpt_path), settings, task_name, kw_items, seeds_of, video)
             for i in group:
                 finished(i, part[: len(chunks[i])])
                 part = part[len(chunks[i]) :]
@@ -263,7 +277,13 @@ def evaluate(
             executor = pool or stack.enter_context(make_pool(cfg.workers))
             futures = {
                 executor.submit(
-                    _rollout_chunk, str(ckpt_path), task_name, kw_items, chunks[i], videos[i]
+                    _rollout_chunk,
+                    str(ckpt_path),
+                    settings,
+                    task_name,
+                    kw_items,
+                    chunks[i],
+                    videos[i],
                 ): i
                 for i in todo
             }
@@ -274,6 +294,7 @@ def evaluate(
     summary = result.summary()
     summary["checkpoint"] = str(ckpt_path)
     summary["task_args"] = task_args
+    summary["policy_args"] = policy_args
     summary["resumed_episodes"] = sum(len(chunks[i]) for i in done)
     summary["workers_used"] = cfg.workers if pooled else 1
     video_paths = write_videos(result, out.parent / "videos")
@@ -303,9 +324,10 @@ def _batches(
 class _Journal:
     """Finished chunks of one evaluation, a JSON line each, so a killed run resumes.
 
-    The first line says which evaluation it belongs to (checkpoint file and its mtime, task,
-    the seeds of every chunk); a journal of another evaluation is started afresh, and a
-    torn last line (the process killed mid-write) is dropped.
+    The first line says which evaluation it belongs to (checkpoint file and its mtime, the
+    policy's run-time settings, task, the seeds of every chunk); a journal of another
+    evaluation is started afresh, and a torn last line (the process killed mid-write) is
+    dropped.
     """
 
     def __init__(self, path: Path, header: dict[str, Any]) -> None:

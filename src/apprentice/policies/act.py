@@ -31,7 +31,7 @@ L latent, A action.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import torch
 from torch import Tensor, nn
@@ -45,6 +45,10 @@ from apprentice.policies.chunking import ActionQueue, TemporalEnsembler
 @dataclass(frozen=True)
 class ACTConfig(PolicyConfig):
     """Action chunking with a CVAE transformer (ACT), with optional temporal ensembling."""
+
+    RUN_TIME_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"temporal_ensemble", "ensemble_decay", "execute_horizon"}
+    )
 
     seq_len: int = 0
     """Training window T; 0 (default) = chunk_size, the only value ACT trains with."""

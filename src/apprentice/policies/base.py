@@ -43,6 +43,10 @@ class PolicyConfig:
     """Fields every policy has; subclasses add their own and register with `register_policy`."""
 
     name: ClassVar[str] = ""
+    RUN_TIME_FIELDS: ClassVar[frozenset[str]] = frozenset()
+    """Fields that change only how the trained policy acts, not what it learnt (its network,
+    its training data), so `with_run_time_settings` may change them on a checkpoint. A class
+    names its own; those its bases name count too (`run_time_fields`)."""
 
     obs_keys: tuple[str, ...] = ()
     """Observation keys the policy reads, in order; empty = all low-dim keys of the dataset."""
@@ -90,6 +94,12 @@ class PolicyConfig:
         """A config small enough to train and act in milliseconds, every part of the policy
         still there: the size tests and smoke benchmarks use. `overrides` go on top."""
         raise NotImplementedError(f"{cls.__name__} defines no tiny size")
+
+    @classmethod
+    def run_time_fields(cls) -> frozenset[str]:
+        """The run-time settings of this policy kind: `RUN_TIME_FIELDS` of the class and of
+        every base class."""
+        return frozenset().union(*(vars(k).get("RUN_TIME_FIELDS", ()) for k in cls.__mro__))
 
     @property
     def keeps_ema(self) -> bool:
@@ -192,6 +202,48 @@ def policy_config_from_dict(d: dict[str, Any]) -> PolicyConfig:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ApprenticeError(f"{what}: {exc}") from None
+
+
+def with_run_time_settings(config: PolicyConfig, settings: dict[str, Any]) -> PolicyConfig:
+    """`config` with some of its run-time settings changed (`PolicyConfig.run_time_fields`,
+    e.g. a trained ACT's temporal_ensemble), for acting differently without retraining.
+
+    An unknown setting, one fixed by training (the network, the data it learnt from) or a
+    bool, int or float setting given a value of another type is refused, naming the key.
+    """
+    kind = config.name
+    allowed = type(config).run_time_fields()
+    known = {f.name for f in fields(config)} | set(CAMERA_FIELDS)
+    unknown = sorted(k for k in settings if k not in known and not k.startswith("camera."))
+    fixed = sorted(k for k in settings if k not in allowed and k not in unknown)
+    refused = []
+    if unknown:
+        refused.append(f"{kind} policy has no setting {', '.join(unknown)}")
+    if fixed:
+        verb = "is" if len(fixed) == 1 else "are"
+        refused.append(f"policy setting {', '.join(fixed)} {verb} fixed by training")
+    if refused:
+        offered = ", ".join(sorted(allowed)) or "none"
+        raise ApprenticeError(f"{'; '.join(refused)}; run-time settings of {kind}: {offered}")
+    hints = get_type_hints(type(config))
+    for key, value in settings.items():
+        want = hints[key]
+        if want in (bool, int, float) and not _is_a(value, want):
+            raise ApprenticeError(
+                f"{kind} policy: setting {key}={value!r} is not a{'n' if want is int else ''} "
+                f"{want.__name__}"
+            )
+    return policy_config_from_dict({**config.to_dict(), **settings})
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    """Whether `value` (read from JSON) fits a bool, int or float field: an int is a float,
+    a bool is neither an int nor a float."""
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int | float) if kind is float else isinstance(value, int)
 
 
 def _camera_fields(nested: Any, what: str, top: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import apprentice
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 from apprentice.files import atomic_write
-from apprentice.policies.base import Policy, policy_config_from_dict
+from apprentice.policies.base import Policy, policy_config_from_dict, with_run_time_settings
 
 FORMAT = "apprentice-checkpoint"
 FORMAT_VERSION = 1
@@ -191,11 +191,15 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return ckpt
 
 
-def load_policy(path: str | os.PathLike[str]) -> Policy:
+def load_policy(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> Policy:
     """Rebuild the policy saved at `path` (a checkpoint or a run folder), in eval mode;
-    `policy.env_args` names its task."""
+    `policy.env_args` names its task. `overrides` change run-time settings of the saved
+    config (`with_run_time_settings`: e.g. {"temporal_ensemble": False} for an ACT); a
+    setting fixed by training is refused."""
     ckpt = load_checkpoint(path)
     config = policy_config_from_dict(ckpt["policy_config"])
+    if overrides:
+        config = with_run_time_settings(config, overrides)
     policy = config.build(ObsActSpec.from_dict(ckpt["spec"]), ckpt["normalizer_state"])
     try:
         policy.load_state_dict(ckpt["state_dict"])

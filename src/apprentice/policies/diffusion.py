@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -54,6 +54,10 @@ _PREDICTIONS = ("epsilon", "sample")
 @dataclass(frozen=True)
 class DiffusionConfig(PolicyConfig):
     """Diffusion Policy: DDPM training, DDIM inference, receding-horizon execution."""
+
+    RUN_TIME_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"action_horizon", "inference_steps", "ddim_eta", "clip_sample", "sample_seed"}
+    )
 
     seq_len: int = 16
     """Prediction horizon Tp: actions per denoised chunk (Chi et al.: 16)."""

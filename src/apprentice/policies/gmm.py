@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,10 @@ _LOW_NOISE_STD = 1e-4
 class GMMHeadOptions:
     """Settings of a Gaussian-mixture action head, shared by every config that has one
     (gmm; rnn and transformer with head=gmm)."""
+
+    RUN_TIME_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"deterministic_act", "low_noise_eval", "sample_seed"}
+    )
 
     num_modes: int = 5
     """gmm head: mixture components K."""

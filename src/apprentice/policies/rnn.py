@@ -12,7 +12,7 @@ Shape legend: B batch, T time, Din input features, H hidden size, L layers, A ac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,8 @@ from apprentice.policies.gmm import (
 @dataclass(frozen=True)
 class RNNConfig(PolicyConfig, GMMHeadOptions):
     """Behaviour cloning with an LSTM (robomimic BC-RNN / BC-RNN-GMM)."""
+
+    RUN_TIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"rnn_horizon"})
 
     seq_len: int = 10
     """Training window length T (robomimic BC-RNN: 10)."""
