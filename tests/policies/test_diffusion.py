@@ -21,12 +21,8 @@ from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 from apprentice.policies import CameraConfig, load_policy, save_checkpoint
 from apprentice.policies.chunking import check_horizon
-from apprentice.policies.diffusion import (
-    DiffusionConfig,
-    DiffusionPolicy,
-    NoiseSchedule,
-    ema_decay,
-)
+from apprentice.policies.diffusion import DiffusionConfig, DiffusionPolicy, NoiseSchedule
+from apprentice.policies.generative import ema_decay
 
 SPEC = ObsActSpec({"qpos": (5,), "cube": (3,)}, action_dim=3)
 TINY: dict[str, dict[str, Any]] = {
