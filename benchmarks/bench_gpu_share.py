@@ -68,11 +68,12 @@ def _worker(
         # The earlier copies, from pageable memory: each makes the host wait for the device.
         import apprentice.policies.augment as augment
         import apprentice.policies.diffusion as diffusion
+        import apprentice.policies.flow as flow
 
         def pageable(t: Any, dev: Any) -> Any:
             return t.to(dev)
 
-        for module in (bc, augment, diffusion):
+        for module in (bc, augment, diffusion, flow):
             module.host_to_device = pageable  # type: ignore[attr-defined]
 
     from apprentice.algos.trainer import readback_every

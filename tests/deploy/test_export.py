@@ -38,7 +38,7 @@ from apprentice.policies import (
 )
 
 # Every exportable kind at its tiny size, plus the stateful variants (frame history, LSTM with
-# a restart horizon, the GMM head's deterministic action).
+# a restart horizon, the GMM head's deterministic action, the flow policy's action queue).
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("mlp", {"hidden_dims": (32, 32)}),
     ("gmm", {}),
@@ -47,6 +47,8 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("mlp", {"frame_stack": 3}),
     ("transformer", {"embed_dim": 32, "num_layers": 2, "frame_stack": 4}),
     ("transformer", {"head": "gmm"}),
+    ("flow", {}),
+    ("flow", {"denoiser": "unet", "frame_stack": 1, "action_horizon": 3}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for n, o in VARIANTS]
 
@@ -136,8 +138,9 @@ def test_export_describes_itself(exported: tuple[Policy, ExportResult]) -> None:
     assert meta.action_dim == policy.action_dim and meta.env_args["env_name"] == "lift"
     assert meta.policy_config == policy.config.to_dict() and meta.apprentice_version
     names = [s.name for s in meta.state]
-    fs, rnn = policy.config.frame_stack, policy.config.name == "rnn"
-    assert names == ["history"] * (fs > 1) + ["h", "c"] * rnn + ["step"] * (fs > 1 or rnn)
+    fs, own = policy.config.frame_stack, {"rnn": ["h", "c"], "flow": ["chunk"]}
+    kind = own.get(policy.config.name, [])
+    assert names == ["history"] * (fs > 1) + kind + ["step"] * (fs > 1 or bool(kind))
     if result.meta.format == "onnx":
         import onnx
 
@@ -256,7 +259,8 @@ def test_an_unexportable_kind_is_named(dataset: DemoDataset) -> None:
     odd = OddPolicy(OddConfig(), dataset.spec, {})
     with pytest.raises(
         ApprenticeError,
-        match=r"policy kind 'odd' \(OddPolicy\) cannot be exported; exportable kinds: gmm, mlp",
+        match=r"policy kind 'odd' \(OddPolicy\) cannot be exported; exportable kinds: "
+        r"flow, gmm, mlp",
     ):
         InferenceStep(odd)
 

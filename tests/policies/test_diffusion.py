@@ -20,13 +20,9 @@ from apprentice.data.dataset import DemoDataset
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 from apprentice.policies import CameraConfig, load_policy, save_checkpoint
+from apprentice.policies.averaging import ema_decay
 from apprentice.policies.chunking import check_horizon
-from apprentice.policies.diffusion import (
-    DiffusionConfig,
-    DiffusionPolicy,
-    NoiseSchedule,
-    ema_decay,
-)
+from apprentice.policies.diffusion import DiffusionConfig, DiffusionPolicy, NoiseSchedule
 
 SPEC = ObsActSpec({"qpos": (5,), "cube": (3,)}, action_dim=3)
 TINY: dict[str, dict[str, Any]] = {

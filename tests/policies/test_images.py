@@ -203,11 +203,11 @@ def test_frame_stack_history_holds_encoded_frames(camera_data: Any) -> None:
     np.testing.assert_allclose(action, expected.numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["act", "diffusion"])
+@pytest.mark.parametrize("name", ["act", "diffusion", "flow"])
 def test_chunk_policies_encode_only_the_frames_the_chunk_is_conditioned_on(
     camera_data: Any, name: str
 ) -> None:
-    """ACT and diffusion condition a chunk on its first step: of a window of k + C - 1 frames
+    """ACT, diffusion and flow condition a chunk on its first step: of a window of k + C - 1 frames
     only the first C pass through the encoders (ACT encoded all of them once: k times the
     work with cameras)."""
     dataset, norm = camera_data
@@ -215,6 +215,8 @@ def test_chunk_policies_encode_only_the_frames_the_chunk_is_conditioned_on(
     if name == "diffusion":
         extra = {"denoiser": "transformer", "num_train_steps": 10, "seq_len": 6}
         extra["action_horizon"] = 4
+    if name == "flow":
+        extra = {"embed_dim": 32, "num_layers": 1, "seq_len": 6, "action_horizon": 4}
     config = policy_config_class(name)(image_keys=CAMS, frame_stack=2, camera=SMALL_CAMERA, **extra)
     policy = config.build(dataset.spec, norm).eval()
     sampler = WindowSampler.for_policy(dataset, config, batch_size=4, rng=np.random.default_rng(0))

@@ -47,6 +47,17 @@ VARIANTS = [(name, {}) for name in policy_names()] + [
             "prediction": "sample",
         },
     ),
+    (
+        "flow",
+        {
+            "denoiser": "unet",
+            "unet_channels": (8, 16),
+            "unet_groups": 4,
+            "time_sampling": "uniform",
+            "frame_stack": 1,
+            "action_horizon": 3,
+        },
+    ),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for n, o in VARIANTS]
 

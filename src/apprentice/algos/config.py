@@ -59,7 +59,7 @@ class TrainConfig:
     """Run folder: config, logs and checkpoints go here."""
     policy: PolicyConfig = field(default_factory=RNNConfig)
     """Policy kind and config: mlp, gmm, rnn (BC-RNN: LSTM 2x400, sequence 10; head=gmm for
-    BC-RNN-GMM), transformer, act or diffusion."""
+    BC-RNN-GMM), transformer, act, diffusion or flow."""
     epochs: int = 100
     """Training epochs."""
     steps_per_epoch: int | None = 100

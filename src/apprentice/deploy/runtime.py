@@ -127,6 +127,10 @@ class _OnnxBackend:
     def __init__(self, path: Path, intra_op_threads: int | None) -> None:
         ort = import_onnxruntime()
         options = ort.SessionOptions()
+        # Errors only: ONNX Runtime's warnings are about its own graph optimizer (it cannot
+        # constant-fold a Mish on constant inputs, as a U-Net's step embedding at a fixed
+        # flow time), not about the model; a model that fails to load still raises.
+        options.log_severity_level = 3
         if intra_op_threads is not None:
             options.intra_op_num_threads = intra_op_threads
         try:

@@ -1,7 +1,7 @@
 """Policies: networks and action heads, their configs, and self-describing checkpoints.
 
 Importing this package registers the built-in policies ("mlp", "gmm", "rnn", "transformer",
-"act", "diffusion").
+"act", "diffusion", "flow").
 """
 
 from apprentice.policies import gmm, mlp, rnn  # noqa: F401  (registration)
@@ -23,6 +23,7 @@ from apprentice.policies.checkpoint import (
 )
 from apprentice.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from apprentice.policies.encoders import CameraConfig
+from apprentice.policies.flow import FlowConfig, FlowPolicy
 from apprentice.policies.gmm import GMMConfig, GMMPolicy
 from apprentice.policies.mlp import MLPConfig, MLPPolicy
 from apprentice.policies.rnn import RNNConfig, RNNPolicy
@@ -34,6 +35,8 @@ __all__ = [
     "CameraConfig",
     "DiffusionConfig",
     "DiffusionPolicy",
+    "FlowConfig",
+    "FlowPolicy",
     "GMMConfig",
     "GMMPolicy",
     "MLPConfig",

@@ -1,4 +1,5 @@
-"""Run-time execution of action chunks, shared by the chunking policies (ACT, diffusion).
+"""Run-time execution of action chunks, shared by the chunking policies (ACT, diffusion,
+flow).
 
 A chunking policy predicts k future actions per query. Two ways to turn chunks into one action
 per control step, each kept per row of a batch (row i of `act_batch` is its own episode):

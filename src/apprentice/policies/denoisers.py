@@ -1,9 +1,11 @@
-"""The two denoising networks of Diffusion Policy (Chi et al. 2023, Sec. 3.2 and Fig. 3).
+"""The two denoising networks of Diffusion Policy (Chi et al. 2023, Sec. 3.2 and Fig. 3),
+also the velocity networks of the flow policy.
 
 Both have one signature, `forward(sample, step, obs) -> prediction`: a noisy action chunk
-(B, Tp, A), its diffusion step (B,) and the observation features of the To conditioning steps
-(B, To, Dc) give a chunk of the same shape (the noise, or the clean chunk, see
-`DiffusionConfig.prediction`). Observations condition the network; they are never denoised.
+(B, Tp, A), its diffusion step (B,) (the flow policy's time t in [0, 1], times 1000) and the
+observation features of the To conditioning steps (B, To, Dc) give a chunk of the same shape
+(the noise, or the clean chunk, see `DiffusionConfig.prediction`; the velocity for flow).
+Observations condition the network; they are never denoised.
 
 - `ConditionalUnet1D`: a 1D temporal U-Net of Conv1d residual blocks (GroupNorm + Mish) whose
   every block is FiLM-modulated (Perez et al. 2018) by the observation features and the step's
@@ -27,7 +29,8 @@ from torch import Tensor, nn
 
 
 class SinusoidalStepEmbedding(nn.Module):
-    """Diffusion step (B,) -> (B, E): the Transformer's sine/cosine position code (E even)."""
+    """Diffusion step (or scaled flow time) (B,) -> (B, E): the Transformer's sine/cosine
+    position code (E even)."""
 
     freqs: Tensor
 
