@@ -9,12 +9,15 @@ go to every train command (they override the recipe, as on the command line), e.
     .venv/bin/python benchmarks/bench_recipes.py --recipe lift-lowdim --seeds 0 1 2 --episodes 50
     .venv/bin/python benchmarks/bench_recipes.py --recipe pusht-state --tag lr1e-3 -- --lr 1e-3
 
-Results: one JSON per recipe (and tag) in --work, and a markdown row per recipe.
+Results: one JSON per recipe (and tag) in --work, gathering the seeds' records
+(<work>/<label>/s<seed>/bench.json: seeds may run in processes side by side), and a markdown
+row per recipe.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -94,13 +97,17 @@ def main() -> None:
                 raise SystemExit(f"{label} seed {seed}: apprentice train exited {code}")
             train_s = time.perf_counter() - t0
             s = evaluate(EvalConfig(checkpoint=str(out), episodes=args.episodes, workers=1))
-            runs.append(
-                {"seed": seed, "train_seconds": train_s}
-                | {k: s[k] for k in ("successes", "episodes", "success_rate", "mean_max_reward")}
-            )
+            record = {"seed": seed, "train_seconds": train_s} | {
+                k: s[k] for k in ("successes", "episodes", "success_rate", "mean_max_reward")
+            }
             if args.every_checkpoint:
-                runs[-1]["per_checkpoint"] = _score_checkpoints(out, args.episodes)
-                print(f"{label} seed {seed} per checkpoint: {runs[-1]['per_checkpoint']}")
+                record["per_checkpoint"] = _score_checkpoints(out, args.episodes)
+                print(f"{label} seed {seed} per checkpoint: {record['per_checkpoint']}")
+            write_json(out / "bench.json", record, quiet=True)
+            # Every seed's record of this label, also those other processes ran beside this one.
+            runs = [
+                json.loads(f.read_text()) for f in sorted((args.work / label).glob("s*/bench.json"))
+            ]
             print(
                 f"{label} seed {seed}: {s['successes']}/{s['episodes']}, mean best reward "
                 f"{s['mean_max_reward']:.3f}, {train_s:.0f} s training",

@@ -65,7 +65,8 @@ class FlowConfig(GenerativeChunkConfig):
 
     denoiser: str = "transformer"
     """Velocity network: "transformer" (cross-attention; the default, the faster one at
-    batch 1 on a CPU) or "unet" (1D temporal U-Net, FiLM)."""
+    batch 1 on a CPU), "unet" (1D temporal U-Net, FiLM) or "mlp" (the flat chunk through an
+    MLP: the cheapest per training step, for low-dim tasks)."""
     num_layers: int = 2
     """Transformer decoder layers (Chi et al.'s diffusion transformer: 8); 2 keeps a 4-step
     chunk within 10 ms at batch 1 on one CPU thread, p99 included."""
