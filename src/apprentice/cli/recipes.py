@@ -25,11 +25,11 @@ def run(ns: argparse.Namespace) -> None:
         return
     table = Table(title="recipes (apprentice train --recipe NAME --dataset FILE --out DIR)")
     table.add_column("recipe", no_wrap=True)
-    for column in ("task", "policy", "demos", "target", "measured (3 seeds x 50)"):
+    for column in ("policy", "demos", "target", "measured"):
         table.add_column(column)
     for r in RECIPES.values():
-        measured = r.measured.summary if r.measured else "not yet"
-        table.add_row(r.name, r.task, r.policy.name, str(r.min_demos), r.target, measured)
+        measured = r.measured.short if r.measured else "not yet"
+        table.add_row(r.name, r.policy.name, str(r.min_demos), r.target, measured)
     console.print(table)
     console.print("`apprentice recipes NAME` shows one recipe's settings and reproducing command.")
 
