@@ -161,7 +161,8 @@ def test_describe_shows_the_settings_data_and_measurement() -> None:
     assert lines["policy"] == "rnn: hidden_dim=128"
     assert lines["data"] == f"{recipe.data} (at least 200 demos)"
     assert "lr=0.001" in lines["training"] and "epochs=60" in lines["training"]
-    assert lines["measured"] == "not yet"
+    unmeasured = dict(describe(dataclasses.replace(recipe, measured=None)))
+    assert unmeasured["measured"] == "not yet" and "reproduce" not in unmeasured
     measured = Measured((49,), 50, "cmd", "5 min", note="best.pt")
     lines = dict(describe(dataclasses.replace(recipe, measured=measured)))
     assert lines["measured"] == measured.summary
