@@ -17,11 +17,14 @@ row per recipe.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import h5py
 
 from apprentice.cli.main import main as apprentice
 from apprentice.collect.oracle import collect_demos
@@ -77,9 +80,17 @@ def main() -> None:
         if collect.camera:
             data = data.with_name("demos_camera.hdf5")
         data.parent.mkdir(parents=True, exist_ok=True)
-        collect_demos(
-            dataclasses.replace(collect, out=str(data), workers=args.workers, progress=False)
-        )
+        # Seeds run as processes side by side share the file: one collects it while the others
+        # wait, and a complete file is left alone (a resume rewrites its masks, which a seed
+        # already training would be reading).
+        with open(data.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not _holds(data, collect.n):
+                collect_demos(
+                    dataclasses.replace(
+                        collect, out=str(data), workers=args.workers, progress=False
+                    )
+                )
         label = name + (f"_{args.tag}" if args.tag else "")
         runs: list[dict[str, Any]] = []
         for seed in args.seeds:
@@ -121,6 +132,14 @@ def main() -> None:
             ["recipe", "per seed", "pooled", "95% Wilson", "mean best reward", "train s"], rows
         )
     )
+
+
+def _holds(path: Path, n: int) -> bool:
+    """Whether `path` is a demo file with at least `n` demos."""
+    if not path.exists():
+        return False
+    with h5py.File(path, "r") as f:
+        return "data" in f and len(f["data"]) >= n
 
 
 def _score_checkpoints(run: Path, episodes: int) -> dict[str, int]:

@@ -6,6 +6,7 @@ the open-loop action queue's replanning and per-row reset, and the horizon check
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -214,8 +215,22 @@ def test_check_horizon_names_the_chunk_and_the_shortest_demo(data: Any) -> None:
     dataset = data[0]
     check_horizon(ACTConfig(chunk_size=30), dataset)  # the synthetic demos are 30 steps
     check_horizon(TransformerConfig(frame_stack=40, seq_len=40), dataset)  # not a chunk policy
-    with pytest.raises(ApprenticeError, match=r"chunk_size=31 .*demo_\d+: 30 steps"):
+    with pytest.raises(ApprenticeError, match=r"chunk_size=31 .*median .*demo_\d+: 30 steps"):
         check_horizon(ACTConfig(chunk_size=31), dataset)
+
+
+def test_check_horizon_lets_a_few_demos_be_shorter_than_the_chunk(data: Any) -> None:
+    """Push-T's expert ends some demos within a dozen steps: those windows are padded."""
+    dataset = data[0]
+    lengths = dataset.episode_lengths.copy()
+    lengths[0] = 5
+    short = dataclasses.replace(dataset, episode_lengths=lengths)
+    check_horizon(ACTConfig(chunk_size=30), short)
+    lengths[: len(lengths) // 2 + 1] = 5
+    with pytest.raises(ApprenticeError, match=r"median training demo \(5 steps"):
+        check_horizon(
+            ACTConfig(chunk_size=30), dataclasses.replace(dataset, episode_lengths=lengths)
+        )
 
 
 def test_trainer_refuses_a_chunk_longer_than_a_demo(demo_file: Path, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ per control step, each kept per row of a batch (row i of `act_batch` is its own 
   2023, Sec. 3.3), which smooths the switch between chunks.
 
 Both treat a `fresh` row (a new episode, see `Policy.reset`) as empty, so a reset of one row
-never touches the others. `check_horizon` refuses a chunk longer than the shortest demo.
+never touches the others. `check_horizon` refuses a chunk longer than the median demo.
 
 Shape legend: B batch, n rows planned now, Tp predicted steps, Ta executed steps, k chunk, A action.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -152,22 +153,27 @@ class ChunkingConfig(Protocol):
 
 
 def check_horizon(config: PolicyConfig, dataset: DemoDataset) -> None:
-    """Refuse a chunking policy whose chunk is longer than the shortest training demo.
+    """Refuse a chunking policy whose chunk is longer than most training demos.
 
-    The sampler could pad such windows, but a chunk longer than a whole demonstration trains
-    mostly on padding and plans past every episode's end: it is a setting mistake (ACT's 100
-    steps at 50 Hz copied to 20 Hz data), so it is one clear error. Policies that are not
-    `ChunkingConfig`s pass unchecked.
+    The sampler pads a window past a demo's end (the last action repeated, masked out of the
+    loss), so a few demos shorter than the chunk are fine: Push-T's expert finishes some
+    episodes in a dozen steps when the block starts near the goal. A chunk longer than the
+    median demo, though, trains mostly on padding and plans past most episodes' ends: it is a
+    setting mistake (ACT's 100 steps at 50 Hz copied to 20 Hz data), so it is one clear error.
+    Policies that are not `ChunkingConfig`s pass unchecked.
     """
     if not isinstance(config, ChunkingConfig) or dataset.num_episodes == 0:
         return
-    shortest = int(dataset.episode_lengths.argmin())
-    length = int(dataset.episode_lengths[shortest])
-    if config.chunk_size > length:
+    lengths = dataset.episode_lengths
+    median = int(np.median(lengths))
+    if config.chunk_size > median:
+        shortest = int(lengths.argmin())
+        shorter = int((lengths < config.chunk_size).sum())
         raise ApprenticeError(
             f"{config.name} policy: horizon chunk_size={config.chunk_size} is longer than the "
-            f"shortest training demo ({dataset.demo_names[shortest]}: {length} steps); "
-            f"use chunk_size <= {length} or leave the short demos out"
+            f"median training demo ({median} steps; {shorter} of {len(lengths)} demos are "
+            f"shorter, the shortest {dataset.demo_names[shortest]}: {int(lengths[shortest])} "
+            f"steps); use chunk_size <= {median}"
         )
 
 

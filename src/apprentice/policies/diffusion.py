@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import torch
 from torch import Tensor
@@ -42,6 +42,8 @@ _PREDICTIONS = ("epsilon", "sample")
 @dataclass(frozen=True)
 class DiffusionConfig(GenerativeChunkConfig):
     """Diffusion Policy: DDPM training, DDIM inference, receding-horizon execution."""
+
+    RUN_TIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"inference_steps", "ddim_eta"})
 
     num_train_steps: int = 100
     """DDPM diffusion steps K of training (squared-cosine schedule)."""

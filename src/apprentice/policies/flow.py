@@ -35,7 +35,7 @@ n rows planned now.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import torch
 from torch import Tensor
@@ -62,6 +62,8 @@ _NOISE_PLANS = 64
 @dataclass(frozen=True)
 class FlowConfig(GenerativeChunkConfig):
     """Flow matching (rectified flow): velocity regression, Euler sampling, receding horizon."""
+
+    RUN_TIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"inference_steps"})
 
     denoiser: str = "transformer"
     """Velocity network: "transformer" (cross-attention; the default, the faster one at

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -54,6 +54,8 @@ _HOST_COUNTERS = ("optimizer_steps", "noise_seed")  # buffers kept on the CPU
 @dataclass(frozen=True)
 class GenerativeChunkConfig(PolicyConfig):
     """Horizons, network, EMA and act-time seed of a policy that samples action chunks."""
+
+    RUN_TIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"action_horizon", "sample_seed"})
 
     seq_len: int = 16
     """Prediction horizon Tp: actions per sampled chunk (Chi et al.: 16)."""
@@ -163,7 +165,7 @@ class GenerativeChunkConfig(PolicyConfig):
 
     @property
     def chunk_size(self) -> int:
-        """Tp: `chunking.check_horizon` refuses a chunk longer than the shortest demo."""
+        """Tp: `chunking.check_horizon` refuses a chunk longer than the median demo."""
         return self.seq_len
 
     @property
