@@ -156,6 +156,20 @@ def _bench(name: str) -> str:
     )
 
 
+def _head_to_head(successes: tuple[int, ...]) -> Measured:
+    """A robosuite row measured by the head-to-head with robomimic (results/peers.md)."""
+    return Measured(
+        successes,
+        50,
+        "python3 benchmarks/robomimic_h2h/run.py --epochs 20 --save-every 5 --tasks "
+        "Lift PickPlaceCan NutAssemblySquare",
+        "2,000 steps, 1 thread, bf16; minutes a seed (timings: results/peers.md)",
+        note="the head-to-head with robomimic trained these settings through its own "
+        "launcher and scored final.pt; with eval_every=0 a run folder's best.pt is the "
+        "lowest validation loss",
+    )
+
+
 def _collect(task: str, n: int, noise: float = 0.0, *, camera: bool = False) -> CollectConfig:
     return CollectConfig(task=task, n=n, action_noise=noise, camera=camera)
 
@@ -284,16 +298,7 @@ RECIPES: dict[str, Recipe] = {
             _collect("Lift", 200, 0.05),
             ">= 98%",
             peer="robomimic BC-RNN: 100%",
-            measured=Measured(
-                (50, 50, 50),
-                50,
-                "python3 benchmarks/robomimic_h2h/run.py --epochs 20 --save-every 5 --tasks "
-                "Lift PickPlaceCan NutAssemblySquare",
-                "2,000 steps, 1 thread, bf16; minutes a seed (timings: results/peers.md)",
-                note="the head-to-head with robomimic trained these settings through its own "
-                "launcher and scored final.pt; with eval_every=0 a run folder's best.pt is the "
-                "lowest validation loss",
-            ),
+            measured=_head_to_head((50, 50, 50)),
             extras=("robosuite",),
         ),
         Recipe(
@@ -304,16 +309,7 @@ RECIPES: dict[str, Recipe] = {
             _collect("PickPlaceCan", 200, 0.05),
             ">= 98%",
             peer="robomimic BC-RNN: 100%",
-            measured=Measured(
-                (50, 49, 50),
-                50,
-                "python3 benchmarks/robomimic_h2h/run.py --epochs 20 --save-every 5 --tasks "
-                "Lift PickPlaceCan NutAssemblySquare",
-                "2,000 steps, 1 thread, bf16; minutes a seed (timings: results/peers.md)",
-                note="the head-to-head with robomimic trained these settings through its own "
-                "launcher and scored final.pt; with eval_every=0 a run folder's best.pt is the "
-                "lowest validation loss",
-            ),
+            measured=_head_to_head((50, 49, 50)),
             extras=("robosuite",),
         ),
         Recipe(
@@ -324,16 +320,7 @@ RECIPES: dict[str, Recipe] = {
             _collect("NutAssemblySquare", 200, 0.05),
             ">= 80%",
             peer="robomimic BC-RNN: 84%",
-            measured=Measured(
-                (22, 13, 16),
-                50,
-                "python3 benchmarks/robomimic_h2h/run.py --epochs 20 --save-every 5 --tasks "
-                "Lift PickPlaceCan NutAssemblySquare",
-                "2,000 steps, 1 thread, bf16; minutes a seed (timings: results/peers.md)",
-                note="the head-to-head with robomimic trained these settings through its own "
-                "launcher and scored final.pt; with eval_every=0 a run folder's best.pt is the "
-                "lowest validation loss",
-            ),
+            measured=_head_to_head((22, 13, 16)),
             extras=("robosuite",),
         ),
     )
