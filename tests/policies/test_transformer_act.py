@@ -244,3 +244,28 @@ def test_trainer_refuses_a_chunk_longer_than_a_demo(demo_file: Path, tmp_path: P
     )
     with pytest.raises(ApprenticeError, match=r"act policy: horizon chunk_size=40"):
         train(config)
+
+
+def test_training_logs_the_loss_parts_to_tensorboard(demo_file: Path, tmp_path: Path) -> None:
+    """ACT's l1 and kl go to TensorBoard beside the summed loss: a collapsed posterior (kl near
+    0) is invisible in the sum."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    config = TrainConfig(
+        dataset=str(demo_file),
+        out=str(run),
+        policy=ACTConfig(chunk_size=4, hidden_dim=16, num_heads=2, ff_dim=32),
+        epochs=1,
+        steps_per_epoch=4,
+        log_every=2,
+        progress=False,
+    )
+    train(config)
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    for tag in ("train/step_loss", "train/l1", "train/kl"):
+        assert [e.step for e in events.Scalars(tag)] == [2, 4], tag
+    l1, kl = (events.Scalars(t)[-1].value for t in ("train/l1", "train/kl"))
+    loss = events.Scalars("train/step_loss")[-1].value
+    assert loss == pytest.approx(l1 + config.policy.kl_weight * kl, rel=1e-5)

@@ -310,7 +310,7 @@ class Trainer:
         losses = readback.values  # filled as the losses are read back
         for batch in _progress(batches, total, epoch, config):
             try:
-                loss, _ = self.step(batch)
+                loss, info = self.step(batch)
             except Exception:
                 readback.flush()  # a NaN a few steps back is the cause to report
                 raise
@@ -319,6 +319,9 @@ class Trainer:
             if config.log_every and self.global_step % config.log_every == 0:
                 readback.flush()
                 self.log.tb.add_scalar("train/step_loss", losses[-1], self.global_step)
+                # The loss's parts (ACT's l1 and kl, ...): a collapse shows here, not in the sum.
+                for key, value in info.items():
+                    self.log.tb.add_scalar(f"train/{key}", float(value), self.global_step)
         readback.flush()
         return losses
 
