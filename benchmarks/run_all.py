@@ -43,6 +43,8 @@ FULL_ONLY_REASONS = {
     "bench_gpu_share.py": "its measurement needs a GPU (gpu_zoo.sh SHARE=1); --quick runs here",
     "bench_recipes.py": "hours per recipe; each measured recipe names its command "
     "(`apprentice recipes NAME`); --quick runs here",
+    "bench_encoder_pretraining.py": "hours (3 demo counts x seeds x 2 encoders, each trained "
+    "and evaluated); --quick runs here",
 }
 """Scripts whose small version runs under --quick but whose full run does not, with why."""
 
@@ -92,6 +94,7 @@ def plan(quick: bool) -> tuple[list[list[str]], dict[str, str]]:
         recipe += ["--work", str(OUT / "recipes_quick"), "--", "--epochs", "1"]
         recipe += ["--steps-per-epoch", "5", "--policy-args", "hidden_dim=16", "--eval-every", "0"]
         runs.append(["bench_recipes.py", *recipe])
+        runs.append(["bench_encoder_pretraining.py", "--quick"])
     else:
         left_out.update(FULL_ONLY_REASONS)
     # Interactive imitation: SB3 experts first (the gym tasks' teachers), then the curves.

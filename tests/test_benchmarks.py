@@ -60,6 +60,18 @@ def test_quality_benchmark(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_encoder_pretraining_benchmark(tmp_path: Path) -> None:
+    """Scratch and pretrained+frozen encoders, trained and evaluated at the tiniest size."""
+    out = tmp_path / "pre.json"
+    stdout = run(
+        "bench_encoder_pretraining.py", "--quick", "--work", str(tmp_path), "--json", str(out)
+    )
+    results = json.loads(out.read_text())["results"]["4"]
+    assert {arm: r["episodes"] for arm, r in results.items()} == {"scratch": 2, "pretrained": 2}
+    assert "| 4 | pretrained |" in stdout
+
+
+@pytest.mark.slow
 def test_recipes_benchmark(tmp_path: Path) -> None:
     """The recipe's data (200 lift demos), `apprentice train --recipe` with the flags after
     `--` overriding it, and the held-out score, in one JSON."""

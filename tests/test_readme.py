@@ -70,6 +70,7 @@ COMMANDS: dict[str, str] = {
     "collect": RUN,
     "inspect": RUN,
     "train": RUN,
+    "pretrain-encoder": RUN,
     "recipes": RUN,
     "eval": RUN,
     "replay": RUN,
@@ -115,7 +116,7 @@ KEEP: set[str] = {
     "task", "out", "policy", "dataset", "source", "algo", "expert", "method", "beta-schedule",
     "rl-algo", "format", "json", "video", "min-score", "train-mask", "valid-mask", "operator",
     "device", "noise", "shield", "host", "marks", "camera", "scores", "split", "strip",
-    "stop-on-success", "backend", "demo", "recipe", "action-noise", "lr",
+    "stop-on-success", "backend", "demo", "recipe", "action-noise", "lr", "image-key",
 }  # fmt: skip
 """Flags whose README value is used as it is (names, paths, switches, thresholds)."""
 
@@ -132,7 +133,14 @@ section reads the file it writes: the recipe refuses fewer demos than its data c
 (lift's 200 take about 10 s on one core; the training itself is still shrunk by APPEND)."""
 
 KEY_VALUES: dict[str, dict[str, str | None]] = {
-    "policy-args": {"hidden_dim": None, "image_keys": None, "obs_keys": None, "rnn_horizon": None},
+    "policy-args": {
+        "hidden_dim": None,
+        "image_keys": None,
+        "obs_keys": None,
+        "rnn_horizon": None,
+        "encoder_checkpoint": None,
+        "freeze_encoder": None,
+    },
     "task-args": {"variant": None},
     "algo-args": {
         "eps": None,
@@ -148,6 +156,7 @@ KEY_VALUES: dict[str, dict[str, str | None]] = {
 
 APPEND: dict[str, dict[str, str]] = {
     "collect": {"workers": "1"},
+    "pretrain-encoder": {"steps": "3", "batch-size": "4", "threads": "1"},
     "train": {
         "epochs": "1", "steps-per-epoch": "2", "batch-size": "4", "eval-every": "0",
         "threads": "1",

@@ -42,6 +42,7 @@ from apprentice.algos.optim import make_lr_scheduler, make_optimizer
 from apprentice.algos.run_folder import RunLog, prepare_run_dir
 from apprentice.algos.training_data import (
     TrainData,
+    cache_camera_features,
     check_image_sizes,
     keys_to_load,
     load_train_data,
@@ -206,13 +207,17 @@ class Trainer:
         self.policy = self.policy.to(self.device)
         self.optimizer = make_optimizer(self.policy, config)
         self.rng = np.random.default_rng(config.seed)
-        self.sampler = WindowSampler.for_policy(
-            self.data.train, config.policy, batch_size=config.batch_size, rng=self.rng
-        )
         if last_path is None and config.init_checkpoint:
             self._warm_start(config.init_checkpoint)
         elif last_path is None:
-            self.policy.load_pretrained_encoders()  # the encoders' pretrained_path, if any
+            self.policy.load_pretrained_encoders()  # pretrained_path, encoder_checkpoint
+        elif self.policy.cached_cameras:  # the frozen encoders' weights, to cache with
+            self.policy.load_state_dict(load_checkpoint(last_path)["state_dict"])
+        # Frozen encoders are what they will stay: their features are computed once, here.
+        self.data = cache_camera_features(self.data, self.policy, self.device)
+        self.sampler = WindowSampler.for_policy(
+            self.data.train, config.policy, batch_size=config.batch_size, rng=self.rng
+        )
         # After the starting weights, which the EMA starts from (a resume loads its own).
         self._make_levers(config.steps_per_epoch or len(self.sampler))
         if last_path is not None:

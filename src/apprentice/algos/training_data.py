@@ -3,15 +3,16 @@ and the loaded windows' source arrays with the normalizer fitted on the training
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from apprentice.algos.config import TrainConfig
 from apprentice.errors import ApprenticeError
-from apprentice.policies.base import Policy
+from apprentice.policies.base import Policy, features_key
 
 
 @dataclass
@@ -120,3 +121,23 @@ def load_train_data(config: TrainConfig) -> TrainData:
     # Stats come from the training demos only, so validation measures generalisation honestly.
     normalizer = Normalizer.fit(train)
     return TrainData(train, valid, normalizer.state_dict(), dict(train.env_args))
+
+
+def cache_camera_features(data: TrainData, policy: Policy, device: torch.device) -> TrainData:
+    """`data` with the frames of every camera whose encoder is frozen (`policy.cached_cameras`)
+    replaced by their features (N, Df) float32 under `features_key(camera)`: each frame is
+    encoded once here, and the training steps gather features instead of running the encoder.
+    Every policy reads them, as all encode frames through `Policy.encode_frames`."""
+    cameras = policy.cached_cameras
+    if not cameras:
+        return data
+
+    def cached(dataset: Any) -> Any:
+        obs = dict(dataset.obs)
+        for key in cameras:
+            frames = torch.from_numpy(obs.pop(key)).to(device)  # (N, H, W, C) uint8
+            obs[features_key(key)] = policy.camera_features(key, frames).float().cpu().numpy()
+        return replace(dataset, obs=obs)
+
+    valid = None if data.valid is None else cached(data.valid)
+    return replace(data, train=cached(data.train), valid=valid)

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "collect",
     "annotate",
     "generate",
+    "pretrain_encoder",
     "train",
     "recipes",
     "eval",

@@ -295,6 +295,12 @@ def config_field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def features_key(image_key: str) -> str:
+    """The observation key under which training data holds the cached encoder features of
+    camera `image_key` (`Policy.camera_features`), in place of its frames."""
+    return f"{image_key}:features"
+
+
 def masked_mean(per_step: Tensor, mask: Tensor) -> Tensor:
     """Mean of per_step (B, T) over the steps where mask (B, T) is 1 (padding past an end is 0)."""
     return (per_step * mask).sum() / mask.sum().clamp(min=1.0)
@@ -424,34 +430,95 @@ class Policy(nn.Module):
         return core
 
     def load_pretrained_encoders(self) -> None:
-        """Start the resnet18 encoders from `config.camera.pretrained_path` (a local file).
+        """Start the encoders from `config.camera`'s pretrained_path (resnet18 ImageNet
+        weights, a local file) or encoder_checkpoint (`apprentice pretrain-encoder` files).
 
         Called by the trainer for a fresh run only, not by `build`: a checkpoint already holds
-        the trained weights, so loading one never needs the pretrained file.
+        the trained (or frozen) weights, so loading one never needs these files.
         """
-        path = self.config.camera.pretrained_path
-        if path is None:
+        camera = self.config.camera
+        if camera.pretrained_path is not None:
+            for core in self.image_encoders.values():
+                assert isinstance(core, VisualCore)
+                core.load_pretrained(camera.pretrained_path)
+        if camera.encoder_checkpoint is not None:
+            self._load_encoder_files(camera.encoder_checkpoint)
+
+    def _load_encoder_files(self, paths: str) -> None:
+        """Each file of `paths` (comma-separated) into the encoder of the camera it names; a
+        shared encoder takes one file of any of the cameras. Every camera must get one."""
+        from apprentice.policies.encoder_file import EncoderFile
+
+        camera = self.config.camera
+        files = [EncoderFile.load(p) for p in paths.split(",") if p]
+        if camera.share_encoder:
+            if len(files) != 1:
+                raise ApprenticeError(
+                    f"encoder_checkpoint: a shared encoder starts from one file, got {len(files)}"
+                )
+            files[0].load_into(self.image_encoder(self.image_keys[0]), camera, what="cameras")
             return
-        for core in self.image_encoders.values():
-            assert isinstance(core, VisualCore)
-            core.load_pretrained(path)
+        by_key = {f.image_key: f for f in files}
+        missing = [k for k in self.image_keys if k not in by_key]
+        if missing or len(by_key) != len(files):
+            raise ApprenticeError(
+                f"encoder_checkpoint files are for {', '.join(f.image_key for f in files)}; the "
+                f"policy reads {', '.join(self.image_keys)}: give one file per camera"
+            )
+        for key in self.image_keys:
+            by_key[key].load_into(self.image_encoder(key), camera, what=f"{key!r} images")
+
+    @property
+    def cached_cameras(self) -> list[str]:
+        """The cameras whose features training may compute once per frame and cache
+        (`camera_features`): those with a frozen encoder."""
+        return list(self.image_keys) if self.config.camera.freeze_encoder else []
+
+    @torch.no_grad()
+    def camera_features(self, key: str, images: Tensor, batch_size: int = 256) -> Tensor:
+        """Features (N, Df) of camera `key`'s frames (N, H, W, C) uint8, `batch_size` frames
+        at a time: what a frozen encoder gives every step, to cache under
+        `features_key(key)`."""
+        core = Policy.image_encoder(self, key)  # the trained one, never an average of it
+        out = [core(images[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)]
+        return torch.cat(out) if out else images.new_zeros((0, self.config.camera.feature_dim))
 
     def encode_frames(self, frames: dict[str, Tensor], group: int = 1) -> Tensor:
         """Per-frame features (..., F): low-dim keys (..., D_k) and images (..., H, W, C) raw.
 
         Low-dim keys are normalized with the dataset's stats; each camera goes through its
-        encoder as one flat batch (augmented in train mode, `group` consecutive frames alike).
+        encoder as one flat batch (augmented in train mode, `group` consecutive frames alike),
+        unless its cached features (..., Df) come instead, under `features_key(key)`.
         """
         parts: list[Tensor] = []
         if self.obs_keys:
             x = torch.cat([frames[k] for k in self.obs_keys], dim=-1).float()  # (..., D)
             parts.append((x - self.obs_mean) / self.obs_std)
         for key in self.image_keys:
+            if key not in frames:
+                parts.append(self._cached(key, frames[features_key(key)]))  # (..., Df)
+                continue
             images = frames[key]  # (..., H, W, C) uint8
             lead = images.shape[:-3]
             flat = images.reshape(-1, *images.shape[-3:])  # (N, H, W, C)
             parts.append(self.image_encoder(key)(flat, group).reshape(*lead, -1))  # (..., Df)
         return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]  # (..., F)
+
+    def _cached(self, key: str, features: Tensor) -> Tensor:
+        """Cached features (..., Df) of camera `key`, checked: only a frozen encoder's
+        features stay what the encoder would give."""
+        if key not in self.cached_cameras:
+            raise ApprenticeError(
+                f"training batch has cached features of {key!r} but its encoder trains; "
+                "cache features only with freeze_encoder=true"
+            )
+        df = self.config.camera.feature_dim
+        if features.shape[-1] != df or not features.is_floating_point():
+            raise ApprenticeError(
+                f"cached features of {key!r} are {tuple(features.shape)} {features.dtype}; the "
+                f"encoder gives {df} float features per frame"
+            )
+        return features.float()
 
     # ---- training -------------------------------------------------------------------------
 
@@ -474,10 +541,16 @@ class Policy(nn.Module):
         """
         frames: dict[str, Tensor] = {}
         for key in [*self.obs_keys, *self.image_keys]:
-            if f"obs/{key}" not in batch:
+            cached = features_key(key)
+            if key in self.image_shapes and f"obs/{key}" not in batch and f"obs/{cached}" in batch:
+                frames[cached] = batch[f"obs/{cached}"]  # (B, To, Df): a frozen encoder's
+            elif f"obs/{key}" not in batch:
                 raise ApprenticeError(f"training batch has no 'obs/{key}'")
-            frames[key] = batch[f"obs/{key}"]
+            else:
+                frames[key] = batch[f"obs/{key}"]
         for key, shape in self.image_shapes.items():
+            if key not in frames:
+                continue
             got = tuple(frames[key].shape[2:])
             if got != shape or frames[key].dtype != torch.uint8:
                 raise ApprenticeError(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import torch
 from torch import Tensor, nn
@@ -61,6 +62,12 @@ class CameraConfig:
     """Training augmentation: strength of random brightness/contrast/saturation/hue; 0 = off."""
     pretrained_path: str | None = None
     """resnet18: a local torchvision resnet18 state_dict file to start from (never downloaded)."""
+    encoder_checkpoint: str | None = None
+    """Start the encoders from `apprentice pretrain-encoder` files: one file, or one per camera
+    comma-separated (each file names its camera); their camera settings must be these."""
+    freeze_encoder: bool = False
+    """Never train the encoders: eval mode, no augmentation, and in training each frame's
+    features computed once and cached, not every step."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -86,6 +93,10 @@ class CameraConfig:
                 or (self.encoder == "resnet18" and self.encoder_norm != "none"),
                 "pretrained_path needs encoder=resnet18 with encoder_norm batch or group",
             ),
+            (
+                self.pretrained_path is None or self.encoder_checkpoint is None,
+                "give pretrained_path or encoder_checkpoint, not both",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -101,6 +112,7 @@ class CameraConfig:
             norm=self.encoder_norm,
             shift_pad=self.random_shift,
             color_strength=self.color_jitter,
+            frozen=self.freeze_encoder,
         )
 
 
@@ -262,7 +274,9 @@ class VisualCore(nn.Module):
     """uint8 frames (N, H, W, C) -> features (N, Df): augment, trunk, spatial softmax, linear.
 
     Frames become float in [0, 1] here, are augmented in train mode, then normalized with
-    ImageNet statistics (RGB) or to [-1, 1] (other channel counts).
+    ImageNet statistics (RGB) or to [-1, 1] (other channel counts). A `frozen` encoder has no
+    trainable parameters and stays in eval mode (no augmentation) whatever mode its policy is
+    put in, so its features are a fixed function of the frame, which training may cache.
     """
 
     pixel_mean: Tensor
@@ -278,6 +292,7 @@ class VisualCore(nn.Module):
         norm: str = "group",
         shift_pad: int = 4,
         color_strength: float = 0.0,
+        frozen: bool = False,
     ) -> None:
         super().__init__()
         if len(image_shape) != 3:
@@ -297,15 +312,25 @@ class VisualCore(nn.Module):
         # Constants, not learned or saved: they follow from the channel count.
         self.register_buffer("pixel_mean", torch.tensor(mean).view(1, c, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(std).view(1, c, 1, 1), persistent=False)
+        self.frozen = frozen
+        if frozen:
+            self.requires_grad_(False)
+            self.eval()
+
+    def train(self, mode: bool = True) -> Self:
+        return super().train(mode and not self.frozen)
 
     def forward(self, images: Tensor, group: int = 1) -> Tensor:
         """images (N, H, W, C) uint8 -> (N, Df); `group` frames in a row share augmentation."""
+        return self.linear(self.keypoints(images, group).flatten(1))  # (N, Df)
+
+    def keypoints(self, images: Tensor, group: int = 1) -> Tensor:
+        """images (N, H, W, C) uint8 -> spatial-softmax keypoints (N, K, 2), before the linear."""
         # contiguous: a channels-last view would make every conv reorder its input.
         x = images.permute(0, 3, 1, 2).contiguous().float().div(255.0)  # (N, C, H, W), [0, 1]
         x = self.augment(x, group)
         x = (x - self.pixel_mean) / self.pixel_std
-        keypoints = self.pool(self.trunk(x))  # (N, K, 2)
-        return self.linear(keypoints.flatten(1))  # (N, Df)
+        return self.pool(self.trunk(x))  # (N, K, 2)
 
     def load_pretrained(self, path: str | os.PathLike[str]) -> None:
         if not isinstance(self.trunk, ResNet18Trunk):

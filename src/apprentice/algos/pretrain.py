@@ -1,0 +1,229 @@
+"""Self-supervised pretraining of a camera encoder on a dataset's own frames: the deep spatial
+autoencoder (Finn et al. 2016, "Deep Spatial Autoencoders for Visuomotor Learning").
+
+The encoder is the policy's own `VisualCore` (trunk -> spatial-softmax keypoints -> linear
+to Df features). A linear decoder reconstructs a downsampled grayscale frame (S x S) from the
+encoder's *features*, the output a policy reads, rather than from the keypoints: then every
+weight a frozen policy encoder keeps (the linear layer too) is trained, and the features a
+policy caches are exactly what the decoder learnt to read. A linear map of a linear map of
+the keypoints is still a linear map of them (of rank <= min(Df, 2K)), so, as in the paper,
+the frame must be told by where the keypoints are: they learn to sit on the things that move
+from frame to frame, such as the object and the gripper, which a policy fitting its demos
+alone never had to find.
+
+Loss per batch (Finn et al., eq. 1 and g_slow):
+    ||decode(features(aug(I_t))) - gray_S(I_t)||^2 (per-pixel mean, over the three frames)
+  + smoothness * ||(k_{t+1} - k_t) - (k_t - k_{t-1})||^2 (mean over keypoint coordinates)
+for frames t-1, t, t+1 of one demo (clamped at its ends). The augmentation is the policy's
+own (`CameraConfig.random_shift`, `color_jitter`), on the encoder's input only, the same draw
+for the three frames of a row, so augmentation moves no keypoint between them; the target
+is the unaugmented frame. Deterministic given `seed` on the CPU.
+
+Shape legend: B rows (frame triplets), N = 3B frames, H, W, C pixels, K keypoints,
+Df features, S decoded size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from apprentice.errors import ApprenticeError
+from apprentice.overrides import parse_overrides
+from apprentice.policies.encoder_file import EncoderFile
+from apprentice.policies.encoders import CameraConfig, VisualCore
+
+_EVAL_FRAMES = 256
+"""Frames of the fixed sample the reconstruction loss is reported on (start and end)."""
+
+
+@dataclass(frozen=True)
+class PretrainEncoderConfig:
+    """`apprentice pretrain-encoder`: a camera encoder trained as a deep spatial autoencoder
+    on one camera of a dataset, written to a file that a policy starts from
+    (`--policy-args encoder_checkpoint=FILE freeze_encoder=true`)."""
+
+    dataset: str
+    """The HDF5 dataset whose camera frames to pretrain on."""
+    image_key: str
+    """The camera (image observation key) to pretrain an encoder for, e.g. agentview_image."""
+    out: str
+    """The encoder file to write (replaced atomically)."""
+    camera_args: tuple[str, ...] = ()
+    """The encoder's camera settings as key=value (encoder=conv num_keypoints=32 ...): those
+    of the policy that will use it."""
+    steps: int = 2000
+    """Gradient steps."""
+    batch_size: int = 32
+    """Frame triplets (t-1, t, t+1) per step."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    decoder_size: int = 32
+    """Side S of the grayscale frame the decoder reconstructs (S x S)."""
+    smoothness: float = 0.1
+    """Weight of the keypoints' second difference over consecutive frames; 0 = off."""
+    seed: int = 0
+    """Seed of the weights, the frames drawn and the augmentation."""
+    threads: int | None = None
+    """torch CPU threads (>= 1); None = one per core."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "camera_args", tuple(self.camera_args))
+        checks = [
+            (self.steps >= 1, f"--steps must be >= 1, got {self.steps}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (self.decoder_size >= 1, f"--decoder-size must be >= 1, got {self.decoder_size}"),
+            (self.smoothness >= 0, f"--smoothness must be >= 0, got {self.smoothness}"),
+            (
+                self.threads is None or self.threads >= 1,
+                f"--threads must be >= 1, got {self.threads}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ApprenticeError(f"pretrain-encoder: {message}")
+        self.camera()  # a bad camera setting fails here, before any work
+
+    def camera(self) -> CameraConfig:
+        """The encoder's camera settings from `camera_args`."""
+        args = parse_overrides(list(self.camera_args), "--camera-args entry")
+        used_by_policies = sorted({"encoder_checkpoint", "freeze_encoder"} & set(args))
+        if used_by_policies:
+            raise ApprenticeError(
+                f"pretrain-encoder: --camera-args {', '.join(used_by_policies)} are a policy's "
+                "settings (how it uses an encoder file), not an encoder's"
+            )
+        try:
+            return CameraConfig(**args)
+        except TypeError as exc:
+            known = ", ".join(CameraConfig.__dataclass_fields__)
+            raise ApprenticeError(
+                f"pretrain-encoder: --camera-args: {exc}; known: {known}"
+            ) from None
+
+
+class SpatialAutoencoder(nn.Module):
+    """The encoder and its linear decoder: frames (N, H, W, C) uint8 -> (N, S*S) and the
+    keypoints (N, K, 2) on the way."""
+
+    def __init__(self, encoder: VisualCore, decoder_size: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = nn.Linear(encoder.linear.out_features, decoder_size * decoder_size)
+
+    def forward(self, images: Tensor, group: int = 1) -> tuple[Tensor, Tensor]:
+        keypoints = self.encoder.keypoints(images, group)  # (N, K, 2)
+        features = self.encoder.linear(keypoints.flatten(1))  # (N, Df)
+        return self.decoder(features), keypoints  # (N, S*S), (N, K, 2)
+
+
+def grayscale_target(images: Tensor, size: int) -> Tensor:
+    """Frames (N, H, W, C) uint8 -> (N, S*S) in [0, 1]: luma (RGB) or the channels' mean,
+    area-averaged down to S x S."""
+    x = images.permute(0, 3, 1, 2).float().div(255.0)  # (N, C, H, W)
+    if x.shape[1] == 3:
+        luma = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(1, 3, 1, 1)
+        gray = (x * luma).sum(1, keepdim=True)  # (N, 1, H, W)
+    else:
+        gray = x.mean(1, keepdim=True)
+    return F.adaptive_avg_pool2d(gray, size).flatten(1)  # (N, S*S)
+
+
+@dataclass
+class PretrainResult:
+    """What a pretraining run wrote and measured."""
+
+    out: Path
+    loss_start: float
+    loss_end: float
+    steps: int
+    seconds: float
+
+
+def load_frames(dataset: str, image_key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frames (N, H, W, C) uint8, each frame's first and last index in its demo, (N,) each)
+    of camera `image_key`; a dataset without it is one ApprenticeError naming its cameras."""
+    from apprentice.data.dataset import DemoDataset
+    from apprentice.data.source import open_source
+
+    path = Path(dataset)
+    if not path.exists():
+        raise ApprenticeError(f"dataset {path} does not exist")
+    with open_source(path) as source:
+        images = source.image_keys
+        if not images:
+            raise ApprenticeError(
+                f"dataset {path} has no camera images (its observations: "
+                f"{', '.join(source.obs_keys)}); record cameras with `apprentice collect --camera`"
+            )
+        if image_key not in images:
+            raise ApprenticeError(
+                f"dataset {path} has no image key {image_key!r}; its image keys: "
+                f"{', '.join(images)}"
+            )
+        data = DemoDataset.from_source(source, obs_keys=[image_key], with_images=True)
+    lengths = data.episode_lengths
+    first = np.repeat(data.episode_starts, lengths)  # (N,)
+    return data.obs[image_key], first, first + np.repeat(lengths, lengths) - 1
+
+
+def pretrain_encoder(config: PretrainEncoderConfig) -> PretrainResult:
+    """Train an encoder on `config.image_key`'s frames and write its `EncoderFile`."""
+    t0 = time.perf_counter()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    camera = config.camera()
+    frames, first, last = load_frames(config.dataset, config.image_key)
+    image_shape = (int(frames.shape[1]), int(frames.shape[2]), int(frames.shape[3]))
+    torch.manual_seed(config.seed)
+    encoder = camera.build(image_shape)
+    if camera.pretrained_path is not None:
+        encoder.load_pretrained(camera.pretrained_path)
+    model = SpatialAutoencoder(encoder, config.decoder_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    rng = np.random.default_rng(config.seed)
+    all_frames = torch.from_numpy(frames)  # (N_all, H, W, C) uint8
+    sample = np.sort(rng.choice(len(frames), size=min(_EVAL_FRAMES, len(frames)), replace=False))
+    loss_start = reconstruction_loss(model, all_frames[sample], config.decoder_size)
+    model.train()
+    for _ in range(config.steps):
+        t = rng.integers(0, len(frames), size=config.batch_size)  # (B,)
+        rows = np.stack([np.maximum(t - 1, first[t]), t, np.minimum(t + 1, last[t])], 1)
+        images = all_frames[rows.ravel()]  # (N = 3B, H, W, C): t-1, t, t+1 per row
+        recon, keypoints = model(images, group=3)  # (N, S*S), (N, K, 2)
+        loss = F.mse_loss(recon, grayscale_target(images, config.decoder_size))
+        if config.smoothness > 0:
+            k = keypoints.view(-1, 3, *keypoints.shape[1:])  # (B, 3, K, 2)
+            accel = k[:, 2] - 2 * k[:, 1] + k[:, 0]  # (B, K, 2)
+            loss = loss + config.smoothness * accel.pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    loss_end = reconstruction_loss(model, all_frames[sample], config.decoder_size)
+    EncoderFile(
+        camera=camera,
+        image_key=config.image_key,
+        image_shape=image_shape,
+        state_dict=encoder.state_dict(),
+        loss_start=loss_start,
+        loss_end=loss_end,
+        steps=config.steps,
+    ).save(config.out)
+    return PretrainResult(
+        Path(config.out), loss_start, loss_end, config.steps, time.perf_counter() - t0
+    )
+
+
+@torch.no_grad()
+def reconstruction_loss(model: SpatialAutoencoder, frames: Tensor, size: int) -> float:
+    """Per-pixel MSE of the decoded frames (N, H, W, C) uint8, unaugmented (eval mode)."""
+    model.eval()
+    recon, _ = model(frames)  # (N, S*S)
+    return float(F.mse_loss(recon, grayscale_target(frames, size)))
