@@ -120,7 +120,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for n in args.demos:
         demos = camera_demos(work, n, args.workers, args.action_noise)
-        arms: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
+        arms: dict[str, list[dict[str, Any]]] = {arm: [] for arm in args.arms}
         for seed in args.seeds:
             # Pretraining: one encoder per camera, on this size's own demos.
             t0 = time.perf_counter()
@@ -145,6 +145,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             camera = CameraConfig(**parse_overrides(args.camera_args, "--camera-args entry"))
             frozen = replace(camera, encoder_checkpoint=",".join(files), freeze_encoder=True)
             for arm, cam_config in (("scratch", camera), ("pretrained", frozen)):
+                if arm not in args.arms:
+                    continue
                 policy = policy_for(args, cam_config)
                 run = run_arm(args, demos, work / f"{n}_{arm}_s{seed}", policy, seed)
                 if arm == "pretrained":
@@ -191,6 +193,9 @@ def main() -> None:
     p.add_argument("--demos", type=int, nargs="+", default=[20, 50, 200])
     add_seeds(p)
     p.add_argument("--episodes", type=int, default=50, help="held-out episodes per seed")
+    p.add_argument(
+        "--arms", nargs="+", choices=ARMS, default=list(ARMS), help="which encoders to train"
+    )
     p.add_argument("--policy", default="rnn", help="policy kind (BC-RNN by default)")
     p.add_argument("--policy-args", nargs="*", default=[], help="key=value policy settings")
     p.add_argument("--camera-args", nargs="*", default=[], help="key=value camera settings")
