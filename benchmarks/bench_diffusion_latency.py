@@ -4,7 +4,8 @@ Targets: a DDIM chunk (diffusion) in at most 20 ms on this CPU (issue 7), an Eul
 in at most 10 ms, with the step count reported. Diffusion's two denoisers at their defaults
 (U-Net channels 64/128/256, step embedding 64; transformer E=128, 4 layers, 4 heads) and a
 half-width U-Net (32/64/128), for DDIM steps S in 4/8/10/16; the flow policy's default
-(transformer E=128, 2 layers, 4 heads) and a small U-Net (32/64), for Euler steps S in 2/4/8.
+(transformer E=128, 2 layers, 4 heads), a small U-Net (32/64) and the pusht-state
+recipe's MLP (3x1024), for Euler steps S in 2/4/8 (`--nets` keeps some nets only).
 All with Tp=16, To=2, Ta=8, on the lift task's observations (eef_pos 3, eef_quat 4,
 gripper_qpos 2, object 10; action 7).
 
@@ -49,8 +50,14 @@ NETS: dict[str, tuple[type[DiffusionConfig | FlowConfig], dict[str, Any]]] = {
     "diffusion transformer E128 x4 (default)": (DiffusionConfig, {"denoiser": "transformer"}),
     "flow transformer E128 x2 (default)": (FlowConfig, {}),
     "flow unet 32/64": (FlowConfig, {"denoiser": "unet", "unet_channels": (32, 64)}),
+    "flow mlp 3x1024 (pusht-state recipe)": (FlowConfig, {"denoiser": "mlp"}),
 }
-QUICK: dict[str, Any] = {"unet_channels": (8, 16), "embed_dim": 16, "num_layers": 1}
+QUICK: dict[str, Any] = {
+    "unet_channels": (8, 16),
+    "embed_dim": 16,
+    "num_layers": 1,
+    "mlp_hidden_dims": (16,),
+}
 
 Policy = DiffusionPolicy | FlowPolicy
 
@@ -106,6 +113,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--steps", type=int, nargs="+", default=[4, 8, 10, 16], help="DDIM steps")
     p.add_argument("--flow-steps", type=int, nargs="+", default=[2, 4, 8], help="Euler steps")
+    p.add_argument(
+        "--nets", nargs="+", default=None, help="only the nets whose name holds one of these"
+    )
     add_quick(p, help="tiny nets and sizes: a smoke test")
     add_out(p, OUT / "diffusion_latency.json", flag="--json")
     args = p.parse_args()
@@ -114,7 +124,10 @@ def main() -> None:
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     steps_of = {"diffusion": args.steps, "flow": args.flow_steps}
-    configs = [(net, s) for net in NETS for s in steps_of[kind(net)]]
+    nets = [n for n in NETS if args.nets is None or any(part in n for part in args.nets)]
+    if not nets:
+        p.error(f"--nets {' '.join(args.nets)} matches none of: {', '.join(NETS)}")
+    configs = [(net, s) for net in nets for s in steps_of[kind(net)]]
     policies = {c: build(*c, args.quick) for c in configs}
     for policy in policies.values():  # warm-up: allocator, first-call dispatch
         for _ in range(3):
@@ -162,7 +175,7 @@ def main() -> None:
             }
         )
     params = {
-        n: sum(p.numel() for p in policies[(n, steps_of[kind(n)][0])].parameters()) for n in NETS
+        n: sum(p.numel() for p in policies[(n, steps_of[kind(n)][0])].parameters()) for n in nets
     }
     print(f"threads 1, {args.rounds} rounds x {args.chunks} chunks, loadavg {os.getloadavg()}")
     print("parameters: " + ", ".join(f"{n} {k:,}" for n, k in params.items()))
