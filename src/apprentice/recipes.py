@@ -259,6 +259,13 @@ RECIPES: dict[str, Recipe] = {
             "best reward >= 0.90, success >= 50%",
             peer="Diffusion Policy: best reward 0.95",
             extras=("pusht",),
+            measured=Measured(
+                (26, 26, 25),
+                50,
+                _bench("pusht-state"),
+                "3557-3597 s a seed (3 seeds side by side on the 2-core CPU)",
+                mean_max_reward=0.957,
+            ),
         ),
         Recipe(
             "pusht-image",
