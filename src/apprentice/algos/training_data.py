@@ -135,8 +135,8 @@ def cache_camera_features(data: TrainData, policy: Policy, device: torch.device)
     def cached(dataset: Any) -> Any:
         obs = dict(dataset.obs)
         for key in cameras:
-            frames = torch.from_numpy(obs.pop(key)).to(device)  # (N, H, W, C) uint8
-            obs[features_key(key)] = policy.camera_features(key, frames).float().cpu().numpy()
+            frames = torch.from_numpy(obs.pop(key))  # (N, H, W, C) uint8, on the CPU
+            obs[features_key(key)] = policy.camera_features(key, frames, device).numpy()
         return replace(dataset, obs=obs)
 
     valid = None if data.valid is None else cached(data.valid)

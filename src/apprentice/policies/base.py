@@ -475,13 +475,18 @@ class Policy(nn.Module):
         return list(self.image_keys) if self.config.camera.freeze_encoder else []
 
     @torch.no_grad()
-    def camera_features(self, key: str, images: Tensor, batch_size: int = 256) -> Tensor:
-        """Features (N, Df) of camera `key`'s frames (N, H, W, C) uint8, `batch_size` frames
-        at a time: what a frozen encoder gives every step, to cache under
-        `features_key(key)`."""
+    def camera_features(
+        self, key: str, images: Tensor, device: torch.device, batch_size: int = 256
+    ) -> Tensor:
+        """Features (N, Df) float32 on the CPU of camera `key`'s frames (N, H, W, C) uint8,
+        `batch_size` frames at a time on `device` (so only one batch of frames is ever there):
+        what a frozen encoder gives every step, to cache under `features_key(key)`."""
         core = Policy.image_encoder(self, key)  # the trained one, never an average of it
-        out = [core(images[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)]
-        return torch.cat(out) if out else images.new_zeros((0, self.config.camera.feature_dim))
+        out = [
+            core(images[i : i + batch_size].to(device)).float().cpu()
+            for i in range(0, images.shape[0], batch_size)
+        ]
+        return torch.cat(out) if out else torch.zeros((0, self.config.camera.feature_dim))
 
     def encode_frames(self, frames: dict[str, Tensor], group: int = 1) -> Tensor:
         """Per-frame features (..., F): low-dim keys (..., D_k) and images (..., H, W, C) raw.
