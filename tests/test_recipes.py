@@ -81,7 +81,7 @@ def test_data_command_names_what_differs_from_collect_defaults() -> None:
         "apprentice collect --task lift --n 200 --action-noise 0.1 --out demos.hdf5"
     )
     assert get_recipe("lift-image").data == (
-        "apprentice collect --task lift --n 200 --camera --out demos.hdf5"
+        "apprentice collect --task lift --n 200 --action-noise 0.05 --camera --out demos.hdf5"
     )
 
 
@@ -168,3 +168,114 @@ def test_describe_shows_the_settings_data_and_measurement() -> None:
     assert lines["measured"] == measured.summary
     assert (lines["reproduce"], lines["train time"], lines["note"]) == ("cmd", "5 min", "best.pt")
     assert "(extra: pusht)" in dict(describe(get_recipe("pusht-state")))["task"]
+
+
+# ---- the pretraining stage of camera recipes --------------------------------------------------
+
+
+@pytest.fixture
+def tiny_camera_recipe(monkeypatch: pytest.MonkeyPatch) -> Recipe:
+    """lift-image at test size, under its own name: the command line reads it from RECIPES."""
+    shipped = get_recipe("lift-image")
+    assert shipped.pretrain is not None and shipped.policy.camera.freeze_encoder
+    camera = dataclasses.replace(shipped.policy.camera, feature_dim=8, num_keypoints=4)
+    policy = dataclasses.replace(
+        shipped.policy, obs_keys=("eef_pos",), hidden_dim=8, seq_len=4, camera=camera
+    )
+    recipe = dataclasses.replace(
+        shipped,
+        policy=policy,
+        train={"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "eval_every": 0},
+        collect=dataclasses.replace(shipped.collect, n=4),
+        pretrain=dataclasses.replace(shipped.pretrain, steps=3, batch_size=4),
+    )
+    monkeypatch.setitem(RECIPES, "lift-image", recipe)
+    return recipe
+
+
+def test_a_camera_recipe_pretrains_its_encoders_then_trains_on_them_frozen(
+    tiny_camera_recipe: Recipe, synthetic: Any, tmp_path: Path
+) -> None:
+    import json
+
+    from apprentice.cli.main import main
+    from apprentice.policies.encoder_file import EncoderFile
+
+    data = synthetic.write_camera_demos(tmp_path / "cam.hdf5")
+    out = tmp_path / "run"
+    argv = ["train", "--recipe", "lift-image", "--dataset", str(data), "--out", str(out)]
+    assert main([*argv, "--no-progress", "--threads", "1"]) == 0
+    files = [out / "encoders" / f"{key}.pt" for key in tiny_camera_recipe.policy.image_keys]
+    for key, f in zip(tiny_camera_recipe.policy.image_keys, files, strict=True):
+        saved = EncoderFile.load(f)
+        assert (saved.image_key, saved.steps, saved.camera.num_keypoints) == (key, 3, 4)
+    camera = json.loads((out / "config.json").read_text())["policy"]["camera"]
+    assert camera["encoder_checkpoint"] == ",".join(map(str, files))
+    assert camera["freeze_encoder"] is True
+    assert (out / "final.pt").exists()
+
+    # Run again: the run resumes (nothing left to do) and the encoders are not pretrained anew.
+    stamps = [f.stat().st_mtime_ns for f in files]
+    assert main([*argv, "--no-progress", "--threads", "1"]) == 0
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+
+    # A damaged encoder file of an interrupted run is named, not silently replaced.
+    broken = tmp_path / "broken"
+    (broken / "encoders").mkdir(parents=True)
+    (broken / "encoders" / "agentview_image.pt").write_bytes(b"half a file")
+    argv_broken = [*argv[:-1], str(broken), "--no-progress"]
+    assert main(argv_broken) == 2
+    assert not (broken / "config.json").exists()
+
+
+def test_a_policy_given_its_own_encoders_skips_the_stage(
+    tiny_camera_recipe: Recipe, synthetic: Any, tmp_path: Path
+) -> None:
+    data = synthetic.write_camera_demos(tmp_path / "cam.hdf5")
+    camera = dataclasses.replace(tiny_camera_recipe.policy.camera, encoder_checkpoint="mine.pt")
+    config = tiny_camera_recipe.config(
+        dataset=str(data),
+        out=str(tmp_path / "run"),
+        policy=dataclasses.replace(tiny_camera_recipe.policy, camera=camera),
+    )
+    assert tiny_camera_recipe.run_stages(config) == config
+    assert not (tmp_path / "run").exists()
+    # A recipe without a stage leaves every config as it is.
+    lowdim = get_recipe("lift-lowdim")
+    assert lowdim.pretrain is None
+    plain = lowdim.config(dataset=str(data), out=str(tmp_path / "run"))
+    assert lowdim.run_stages(plain) == plain
+
+
+def test_lift_image_was_measured_with_its_own_settings() -> None:
+    """lift-image's row comes from the encoder-pretraining benchmark: its command's flags
+    and that benchmark's pretraining defaults must be the recipe's settings."""
+    import argparse
+
+    recipe = get_recipe("lift-image")
+    assert recipe.measured is not None and recipe.pretrain is not None
+    tokens = shlex.split(recipe.measured.command)
+    assert tokens[1] == "benchmarks/bench_encoder_pretraining.py"
+    flags = argparse.ArgumentParser()
+    for name in ("--demos", "--epochs", "--batch", "--pretrain-steps", "--pretrain-batch"):
+        flags.add_argument(name, type=int)
+    flags.add_argument("--lr", type=float)
+    flags.add_argument("--action-noise", type=float)
+    given, _ = flags.parse_known_args(tokens[2:])
+    source = (Path(__file__).parents[1] / tokens[1]).read_text()
+    defaults = {
+        "pretrain-steps": recipe.pretrain.steps,
+        "pretrain-batch": recipe.pretrain.batch_size,
+        "action-noise": recipe.collect.action_noise,
+    }
+    for name, value in defaults.items():  # left to the benchmark's default: it is the recipe's
+        assert getattr(given, name.replace("-", "_")) is None
+        assert f'"--{name}", type={type(value).__name__}, default={value}' in source, name
+    assert given.demos == recipe.min_demos
+    assert (given.epochs, given.batch, given.lr) == (
+        recipe.train["epochs"],
+        recipe.train["batch_size"],
+        recipe.train["lr"],
+    )
+    assert recipe.train["steps_per_epoch"] == 100  # the benchmark's default
+    assert '"--steps-per-epoch", type=int, default=100' in source

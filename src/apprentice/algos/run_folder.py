@@ -34,6 +34,10 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt", "final.pt")
 """Files a run owns (and `overwrite` deletes, with tb/)."""
 
+STAGE_FOLDERS = ("encoders",)
+"""Folders a recipe's stages write into the run folder before the run starts (its pretrained
+encoders): a folder holding only these is a run about to start, not a foreign folder."""
+
 
 class RunLog:
     """metrics.jsonl + TensorBoard; on resume, drops records of epochs past the checkpoint."""
@@ -95,7 +99,7 @@ def prepare_run_dir(
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
         shutil.rmtree(run_dir / "tb", ignore_errors=True)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name not in STAGE_FOLDERS for p in run_dir.iterdir()):
         if not config_path.exists():
             raise ApprenticeError(
                 f"run folder {run_dir} is not empty and holds no config.json; choose a new out"

@@ -45,9 +45,10 @@ def _fields(config: TrainConfig) -> dict[str, Any]:
 
 def run(ns: argparse.Namespace) -> None:
     cfg, recipe = train_config(ns)
+    check_writable(cfg.out, folder=True)
     if recipe:
         check_dataset(get_recipe(recipe), cfg.dataset, cfg.policy)
-    check_writable(cfg.out, folder=True)
+        cfg = get_recipe(recipe).run_stages(cfg)
     result = run_train(cfg)
     title = f"trained {cfg.policy.name} on {cfg.dataset}" + (
         f" (recipe {recipe})" if recipe else ""
