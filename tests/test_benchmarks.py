@@ -252,3 +252,14 @@ def test_imitation_peer_scores_on_the_held_out_seeds() -> None:
     peer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(peer)
     assert peer.HELD_OUT_SEED_BASE == HELD_OUT_SEED_BASE
+
+
+def test_encoder_probe_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "probe.json"
+    stdout = run("bench_encoder_probe.py", "--quick", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert len(result) == 2 and "| keypoints |" in stdout
+    targets = sorted(r["target"] for r in result.values())
+    assert targets == ["frame (autoencoder)", "keypoints"]
+    for r in result.values():
+        assert r["frames"] > 0 and r["keypoints"]["rmse"] > 0 and r["keypoints"]["std"] > 0

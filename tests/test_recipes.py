@@ -279,3 +279,19 @@ def test_lift_image_was_measured_with_its_own_settings() -> None:
     )
     assert recipe.train["steps_per_epoch"] == 100  # the benchmark's default
     assert '"--steps-per-epoch", type=int, default=100' in source
+
+
+def test_a_pretraining_target_the_dataset_lacks_is_named(synthetic: Any, tmp_path: Path) -> None:
+    shipped = get_recipe("pusht-image")
+    assert shipped.pretrain is not None and shipped.pretrain.target_key == "keypoints"
+    assert "regressing keypoints" in dict(describe(shipped))["stages"]
+    recipe = dataclasses.replace(
+        get_recipe("lift-image"),
+        collect=dataclasses.replace(get_recipe("lift-image").collect, n=4),
+        pretrain=dataclasses.replace(shipped.pretrain),
+    )
+    policy = dataclasses.replace(recipe.policy, obs_keys=("eef_pos",))
+    data = synthetic.write_camera_demos(tmp_path / "cam.hdf5")
+    with pytest.raises(ApprenticeError, match=r"key keypoints \(the encoder pretraining"):
+        check_dataset(recipe, data, policy)
+    check_dataset(dataclasses.replace(recipe, pretrain=None), data, policy)

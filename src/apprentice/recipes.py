@@ -83,7 +83,10 @@ class PretrainStage:
     steps: int = 3000
     """Pretraining steps per camera."""
     batch_size: int = 32
-    """Frame triplets per step."""
+    """Frame triplets (frames with a target key) per step."""
+    target_key: str | None = None
+    """Pretrain by regressing this low-dim observation of the demos (an object's pose, recorded
+    in simulation) instead of the autoencoder; the policy still reads only the camera."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,7 @@ class Recipe:
                         camera_args=camera_args,
                         steps=self.pretrain.steps,
                         batch_size=self.pretrain.batch_size,
+                        target_key=self.pretrain.target_key,
                         seed=config.seed,
                         threads=config.threads,
                     )
@@ -339,17 +343,18 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             "pusht-image",
             "Flow matching (MLP velocity network, as pusht-state) on Push-T's 96x96 top-down "
-            "camera + pusher position, the camera's encoder pretrained on the demos' frames, "
-            "then frozen, 1000 demos",
+            "camera + pusher position; the camera's encoder pretrained to regress the T's "
+            "corners recorded with the demos, then frozen, 1000 demos",
             FlowConfig(
                 denoiser="mlp",
                 inference_steps=10,
                 obs_keys=("agent_pos",),
                 image_keys=("image",),
-                camera=CameraConfig(freeze_encoder=True),
+                # No shift: the encoder regresses where the T is, to a few pixels.
+                camera=CameraConfig(random_shift=0, freeze_encoder=True),
             ),
             {
-                "epochs": 50,
+                "epochs": 30,
                 "steps_per_epoch": 1000,
                 "batch_size": 256,
                 "lr": 3e-4,
@@ -362,7 +367,7 @@ RECIPES: dict[str, Recipe] = {
             "best reward >= 0.80",
             peer="Diffusion Policy (image): best reward 0.91",
             extras=("pusht",),
-            pretrain=PretrainStage(),
+            pretrain=PretrainStage(steps=4000, target_key="keypoints"),
         ),
         Recipe(
             "lift-image",
@@ -473,6 +478,9 @@ def check_dataset(recipe: Recipe, path: str | Path, policy: PolicyConfig | None 
     absent_keys = [k for k in policy.obs_keys if k not in keys]
     if absent_keys:
         missing.append(f"observation key(s) {', '.join(absent_keys)} are absent")
+    target = recipe.pretrain.target_key if recipe.pretrain else None
+    if target is not None and policy.image_keys and target not in keys:
+        missing.append(f"observation key {target} (the encoder pretraining's target) is absent")
     absent_cameras = [k for k in policy.image_keys if k not in images]
     if absent_cameras:
         missing.append(
@@ -499,8 +507,13 @@ def describe(recipe: Recipe) -> list[tuple[str, str]]:
                 (
                     "stages",
                     f"first `apprentice pretrain-encoder` on each camera ({recipe.pretrain.steps} "
-                    f"steps, batch {recipe.pretrain.batch_size}) into OUT/encoders; the policy "
-                    "starts from those encoders",
+                    f"steps, batch {recipe.pretrain.batch_size}"
+                    + (
+                        f", regressing {recipe.pretrain.target_key}"
+                        if recipe.pretrain.target_key
+                        else ""
+                    )
+                    + ") into OUT/encoders; the policy starts from those encoders",
                 )
             ]
             if recipe.pretrain

@@ -19,8 +19,15 @@ own (`CameraConfig.random_shift`, `color_jitter`), on the encoder's input only, 
 for the three frames of a row, so augmentation moves no keypoint between them; the target
 is the unaugmented frame. Deterministic given `seed` on the CPU.
 
+With `target_key` the encoder learns a different target: a low-dim observation recorded
+with the demos, such as an object's pose in simulation, is regressed from the encoder's
+features through a linear head (MSE of the target standardized per dimension). The policy
+still reads only the camera; the pose is needed at pretraining time alone. Where the object
+must be placed precisely (Push-T's T), the autoencoder's keypoints may not localize it well
+enough: a linear probe says how well (benchmarks/results/recipes.md).
+
 Shape legend: B rows (frame triplets), N = 3B frames, H, W, C pixels, K keypoints,
-Df features, S decoded size.
+Df features, S decoded size, Dt target dims.
 """
 
 from __future__ import annotations
@@ -68,6 +75,9 @@ class PretrainEncoderConfig:
     """Side S of the grayscale frame the decoder reconstructs (S x S)."""
     smoothness: float = 0.1
     """Weight of the keypoints' second difference over consecutive frames; 0 = off."""
+    target_key: str | None = None
+    """Regress this low-dim observation of the demos (e.g. an object's pose recorded in
+    simulation) from the features instead of rebuilding the frame; None = the autoencoder."""
     seed: int = 0
     """Seed of the weights, the frames drawn and the augmentation."""
     threads: int | None = None
@@ -109,6 +119,19 @@ class PretrainEncoderConfig:
             ) from None
 
 
+class TargetRegressor(nn.Module):
+    """The encoder and a linear head: frames (N, H, W, C) uint8 -> (N, Dt), the standardized
+    target observation."""
+
+    def __init__(self, encoder: VisualCore, target_dim: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.linear.out_features, target_dim)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.head(self.encoder(images))
+
+
 class SpatialAutoencoder(nn.Module):
     """The encoder and its linear decoder: frames (N, H, W, C) uint8 -> (N, S*S) and the
     keypoints (N, K, 2) on the way."""
@@ -147,9 +170,12 @@ class PretrainResult:
     seconds: float
 
 
-def load_frames(dataset: str, image_key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(frames (N, H, W, C) uint8, each frame's first and last index in its demo, (N,) each)
-    of camera `image_key`; a dataset without it is one ApprenticeError naming its cameras."""
+def load_frames(
+    dataset: str, image_key: str, target_key: str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(frames (N, H, W, C) uint8, each frame's first and last index in its demo, (N,) each,
+    the low-dim observation `target_key` (N, Dt) or None) of camera `image_key`; a dataset
+    without the camera or the key is one ApprenticeError naming what it has."""
     from apprentice.data.dataset import DemoDataset
     from apprentice.data.source import open_source
 
@@ -168,10 +194,19 @@ def load_frames(dataset: str, image_key: str) -> tuple[np.ndarray, np.ndarray, n
                 f"dataset {path} has no image key {image_key!r}; its image keys: "
                 f"{', '.join(images)}"
             )
-        data = DemoDataset.from_source(source, obs_keys=[image_key], with_images=True)
+        if target_key is not None and target_key not in source.obs_keys:
+            raise ApprenticeError(
+                f"dataset {path} has no low-dim observation {target_key!r} to pretrain on; "
+                f"its low-dim observations: {', '.join(source.obs_keys) or 'none'}"
+            )
+        keys = [image_key] + ([target_key] if target_key is not None else [])
+        data = DemoDataset.from_source(source, obs_keys=keys, with_images=True)
     lengths = data.episode_lengths
     first = np.repeat(data.episode_starts, lengths)  # (N,)
-    return data.obs[image_key], first, first + np.repeat(lengths, lengths) - 1
+    target = None
+    if target_key is not None:
+        target = np.asarray(data.obs[target_key], np.float32).reshape(len(first), -1)
+    return data.obs[image_key], first, first + np.repeat(lengths, lengths) - 1, target
 
 
 def pretrain_encoder(config: PretrainEncoderConfig) -> PretrainResult:
@@ -180,21 +215,54 @@ def pretrain_encoder(config: PretrainEncoderConfig) -> PretrainResult:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     camera = config.camera()
-    frames, first, last = load_frames(config.dataset, config.image_key)
+    frames, first, last, target = load_frames(config.dataset, config.image_key, config.target_key)
     image_shape = (int(frames.shape[1]), int(frames.shape[2]), int(frames.shape[3]))
     torch.manual_seed(config.seed)
     encoder = camera.build(image_shape)
     if camera.pretrained_path is not None:
         encoder.load_pretrained(camera.pretrained_path)
-    model = SpatialAutoencoder(encoder, config.decoder_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     rng = np.random.default_rng(config.seed)
     all_frames = torch.from_numpy(frames)  # (N_all, H, W, C) uint8
     sample = np.sort(rng.choice(len(frames), size=min(_EVAL_FRAMES, len(frames)), replace=False))
-    loss_start = reconstruction_loss(model, all_frames[sample], config.decoder_size)
+    if target is None:
+        autoencoder = SpatialAutoencoder(encoder, config.decoder_size)
+        loss_start = reconstruction_loss(autoencoder, all_frames[sample], config.decoder_size)
+        _train_autoencoder(autoencoder, all_frames, first, last, config, rng)
+        loss_end = reconstruction_loss(autoencoder, all_frames[sample], config.decoder_size)
+    else:
+        mean, std = target.mean(0), target.std(0) + 1e-6
+        z = torch.from_numpy((target - mean) / std)  # (N_all, Dt), standardized
+        regressor = TargetRegressor(encoder, z.shape[1])
+        loss_start = target_loss(regressor, all_frames[sample], z[sample])
+        _train_regressor(regressor, all_frames, z, config, rng)
+        loss_end = target_loss(regressor, all_frames[sample], z[sample])
+    EncoderFile(
+        camera=camera,
+        image_key=config.image_key,
+        image_shape=image_shape,
+        state_dict=encoder.state_dict(),
+        loss_start=loss_start,
+        loss_end=loss_end,
+        steps=config.steps,
+        target_key=config.target_key,
+    ).save(config.out)
+    return PretrainResult(
+        Path(config.out), loss_start, loss_end, config.steps, time.perf_counter() - t0
+    )
+
+
+def _train_autoencoder(
+    model: nn.Module,
+    all_frames: Tensor,
+    first: np.ndarray,
+    last: np.ndarray,
+    config: PretrainEncoderConfig,
+    rng: np.random.Generator,
+) -> None:
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     model.train()
     for _ in range(config.steps):
-        t = rng.integers(0, len(frames), size=config.batch_size)  # (B,)
+        t = rng.integers(0, len(all_frames), size=config.batch_size)  # (B,)
         rows = np.stack([np.maximum(t - 1, first[t]), t, np.minimum(t + 1, last[t])], 1)
         images = all_frames[rows.ravel()]  # (N = 3B, H, W, C): t-1, t, t+1 per row
         recon, keypoints = model(images, group=3)  # (N, S*S), (N, K, 2)
@@ -206,19 +274,30 @@ def pretrain_encoder(config: PretrainEncoderConfig) -> PretrainResult:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    loss_end = reconstruction_loss(model, all_frames[sample], config.decoder_size)
-    EncoderFile(
-        camera=camera,
-        image_key=config.image_key,
-        image_shape=image_shape,
-        state_dict=encoder.state_dict(),
-        loss_start=loss_start,
-        loss_end=loss_end,
-        steps=config.steps,
-    ).save(config.out)
-    return PretrainResult(
-        Path(config.out), loss_start, loss_end, config.steps, time.perf_counter() - t0
-    )
+
+
+def _train_regressor(
+    model: nn.Module,
+    all_frames: Tensor,
+    z: Tensor,
+    config: PretrainEncoderConfig,
+    rng: np.random.Generator,
+) -> None:
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    model.train()
+    for _ in range(config.steps):
+        t = torch.from_numpy(rng.integers(0, len(all_frames), size=config.batch_size))  # (B,)
+        loss = F.mse_loss(model(all_frames[t]), z[t])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+@torch.no_grad()
+def target_loss(model: nn.Module, frames: Tensor, z: Tensor) -> float:
+    """MSE of the standardized target (N, Dt) predicted from frames (N, H, W, C) uint8."""
+    model.eval()
+    return float(F.mse_loss(model(frames), z))
 
 
 @torch.no_grad()

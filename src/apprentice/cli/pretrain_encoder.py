@@ -15,13 +15,14 @@ def run(ns: argparse.Namespace) -> None:
     cfg = dataclass_from_args(PretrainEncoderConfig, ns)
     check_writable(cfg.out)
     r = pretrain_encoder(cfg)
+    what = "reconstruction" if cfg.target_key is None else f"{cfg.target_key} (standardized)"
     print_table(
         f"pretrained an encoder for {cfg.image_key} of {cfg.dataset}",
         [
             ("encoder file", str(r.out)),
             ("steps", r.steps),
-            ("reconstruction loss at start", f"{r.loss_start:.5f}"),
-            ("reconstruction loss at end", f"{r.loss_end:.5f}"),
+            (f"{what} loss at start", f"{r.loss_start:.5f}"),
+            (f"{what} loss at end", f"{r.loss_end:.5f}"),
             ("seconds", f"{r.seconds:.1f}"),
             ("use it", f"--policy-args encoder_checkpoint={r.out} freeze_encoder=true"),
         ],
@@ -31,7 +32,8 @@ def run(ns: argparse.Namespace) -> None:
 def command() -> Command:
     return Command(
         "pretrain-encoder",
-        "pretrain a camera encoder on a dataset's frames (deep spatial autoencoder) for a policy",
+        "pretrain a camera encoder on a dataset's frames (deep spatial autoencoder, or "
+        "regressing a recorded pose) for a policy",
         PretrainEncoderConfig,
         run,
         {},

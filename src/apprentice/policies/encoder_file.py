@@ -2,10 +2,10 @@
 `camera.encoder_checkpoint` starts from.
 
 One file holds one camera's `VisualCore` weights, the `CameraConfig` it was built with, the
-camera it was trained on (image key and (H, W, C) shape) and the pretraining's reconstruction
-loss at its start and end. It is a `torch.save`d dict of tensors and plain values, read back
-with `weights_only=True`. A policy copies the weights into its own encoders, so its
-checkpoints never need the file again.
+camera it was trained on (image key and (H, W, C) shape), the pretraining's target (the frame,
+or a low-dim observation) and its loss at its start and end. It is a `torch.save`d dict of
+tensors and plain values, read back with `weights_only=True`. A policy copies the weights into
+its own encoders, so its checkpoints never need the file again.
 """
 
 from __future__ import annotations
@@ -42,11 +42,14 @@ class EncoderFile:
     state_dict: dict[str, Tensor]
     """The `VisualCore` weights."""
     loss_start: float
-    """Reconstruction loss of the held-out frames before pretraining."""
+    """Pretraining loss on a fixed sample of frames before pretraining: the reconstruction's,
+    or the standardized target's MSE."""
     loss_end: float
     """The same after pretraining."""
     steps: int
     """Pretraining steps taken."""
+    target_key: str | None = None
+    """The low-dim observation the encoder learnt to predict; None: the frame (autoencoder)."""
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the file atomically (a temporary name beside `path`, then a rename)."""
@@ -91,6 +94,7 @@ class EncoderFile:
             loss_start=float(d["loss_start"]),
             loss_end=float(d["loss_end"]),
             steps=int(d["steps"]),
+            target_key=d.get("target_key"),
         )
 
     def load_into(self, core: VisualCore, camera: CameraConfig, *, what: str) -> None:
