@@ -117,6 +117,7 @@ KEEP: set[str] = {
     "rl-algo", "format", "json", "video", "min-score", "train-mask", "valid-mask", "operator",
     "device", "noise", "shield", "host", "marks", "camera", "scores", "split", "strip",
     "stop-on-success", "backend", "demo", "recipe", "action-noise", "lr", "image-key",
+    "target-key",
 }  # fmt: skip
 """Flags whose README value is used as it is (names, paths, switches, thresholds)."""
 
@@ -142,6 +143,7 @@ KEY_VALUES: dict[str, dict[str, str | None]] = {
         "freeze_encoder": None,
     },
     "task-args": {"variant": None},
+    "camera-args": {"random_shift": None},
     "algo-args": {
         "eps": None,
         "alpha": None,

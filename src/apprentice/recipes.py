@@ -368,6 +368,17 @@ RECIPES: dict[str, Recipe] = {
             peer="Diffusion Policy (image): best reward 0.91",
             extras=("pusht",),
             pretrain=PretrainStage(steps=4000, target_key="keypoints"),
+            measured=Measured(
+                (14, 17, 14),
+                50,
+                _bench("pusht-image"),
+                "2811-2852 s a seed, about 330 s of it the encoder pretraining (3 seeds side by "
+                "side on the 2-core CPU)",
+                mean_max_reward=0.886,
+                note="the autoencoder's features locate the T to 36 of 512 units and its first "
+                "recipe read best reward 0.12-0.14 after 10,000 steps; regressing the T's "
+                "corners locates it to 2 (benchmarks/bench_encoder_probe.py)",
+            ),
         ),
         Recipe(
             "lift-image",
