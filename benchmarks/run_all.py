@@ -45,6 +45,8 @@ FULL_ONLY_REASONS = {
     "(`apprentice recipes NAME`); --quick runs here",
     "bench_encoder_pretraining.py": "hours (3 demo counts x seeds x 2 encoders, each trained "
     "and evaluated); --quick runs here",
+    "bench_encoder_probe.py": "probes the encoder files of full recipe runs (results/recipes.md "
+    "names them); --quick runs here",
 }
 """Scripts whose small version runs under --quick but whose full run does not, with why."""
 
@@ -95,6 +97,7 @@ def plan(quick: bool) -> tuple[list[list[str]], dict[str, str]]:
         recipe += ["--steps-per-epoch", "5", "--policy-args", "hidden_dim=16", "--eval-every", "0"]
         runs.append(["bench_recipes.py", *recipe])
         runs.append(["bench_encoder_pretraining.py", "--quick"])
+        runs.append(["bench_encoder_probe.py", "--quick"])
     else:
         left_out.update(FULL_ONLY_REASONS)
     # Interactive imitation: SB3 experts first (the gym tasks' teachers), then the curves.

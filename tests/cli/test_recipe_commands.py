@@ -14,7 +14,7 @@ from apprentice.algos.config import TrainConfig
 from apprentice.cli.main import build_parser, given_flags, main
 from apprentice.cli.train import train_config
 from apprentice.collect.oracle import collect_demos
-from apprentice.policies import ACTConfig, MLPConfig, RNNConfig
+from apprentice.policies import FlowConfig, MLPConfig, RNNConfig
 from apprentice.recipes import RECIPES, get_recipe
 
 
@@ -54,14 +54,16 @@ def test_a_flag_left_out_keeps_the_recipes_value_not_the_default() -> None:
 def test_policy_args_change_only_their_fields_of_the_recipes_policy() -> None:
     config, _ = _config("--recipe", "lift-lowdim", "--policy-args", "hidden_dim=64")
     assert config.policy == dataclasses.replace(get_recipe("lift-lowdim").policy, hidden_dim=64)
-    # On a recipe whose policy is not the flag's default kind (act), the same holds.
-    # ACT's window follows its chunk: seq_len, 20 from the recipe's chunk, goes to 10 with it.
-    config, _ = _config("--recipe", "lift-image", "--policy-args", "chunk_size=10")
-    keys = get_recipe("lift-image").policy
-    assert config.policy == ACTConfig(
-        obs_keys=keys.obs_keys, image_keys=keys.image_keys, chunk_size=10
+    # On a recipe whose policy is not the flag's default kind (flow), the same holds, and a
+    # camera field given by name changes that field of the recipe's camera alone.
+    config, _ = _config(
+        "--recipe", "pusht-image", "--policy-args", "inference_steps=4", "random_shift=2"
     )
-    assert config.policy.seq_len == 10
+    shipped = get_recipe("pusht-image").policy
+    assert isinstance(shipped, FlowConfig)
+    camera = dataclasses.replace(shipped.camera, random_shift=2)
+    assert config.policy == dataclasses.replace(shipped, inference_steps=4, camera=camera)
+    assert config.policy.camera.freeze_encoder
 
 
 def test_another_policy_kind_starts_from_its_defaults() -> None:
