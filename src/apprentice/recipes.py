@@ -205,6 +205,18 @@ _LOW_DIM_TRAIN: dict[str, Any] = {
 _PROPRIO = ("eef_pos", "eef_quat", "gripper_qpos")
 _CAMERAS = ("agentview_image", "eye_in_hand_image")
 
+_PUSHT_TRAIN: dict[str, Any] = {
+    "epochs": 50,
+    "steps_per_epoch": 1000,
+    "batch_size": 256,
+    "lr": 3e-4,
+    "lr_schedule": "cosine",
+    "warmup_steps": 1000,
+    "eval_every": 10,
+    "eval_episodes": 20,
+}
+"""The flow MLP's Push-T training: 50,000 steps of batch 256, 1,000 warmup steps, cosine."""
+
 _CAMERA_RNN = RNNConfig(
     obs_keys=_PROPRIO, image_keys=_CAMERAS, camera=CameraConfig(freeze_encoder=True)
 )
@@ -316,16 +328,7 @@ RECIPES: dict[str, Recipe] = {
             # 10 Euler steps, not the default 4: on a 200-demo run (seed 0, 50 episodes) 4, 10
             # and 20 steps scored 8, 14 and 12 successes, best reward 0.62, 0.68 and 0.74.
             FlowConfig(denoiser="mlp", inference_steps=10),
-            {
-                "epochs": 50,
-                "steps_per_epoch": 1000,
-                "batch_size": 256,
-                "lr": 3e-4,
-                "lr_schedule": "cosine",
-                "warmup_steps": 1000,
-                "eval_every": 10,
-                "eval_episodes": 20,
-            },
+            _PUSHT_TRAIN,
             # 200 demos and 30,000 steps gave 33/150 (22%), best reward 0.653, still rising at
             # the last epoch (benchmarks/results/recipes.md): more data, more steps, a decay.
             _collect("pusht", 1000),
@@ -353,16 +356,7 @@ RECIPES: dict[str, Recipe] = {
                 # No shift: the encoder regresses where the T is, to a few pixels.
                 camera=CameraConfig(random_shift=0, freeze_encoder=True),
             ),
-            {
-                "epochs": 30,
-                "steps_per_epoch": 1000,
-                "batch_size": 256,
-                "lr": 3e-4,
-                "lr_schedule": "cosine",
-                "warmup_steps": 1000,
-                "eval_every": 10,
-                "eval_episodes": 20,
-            },
+            {**_PUSHT_TRAIN, "epochs": 30},
             _collect("pusht", 1000, camera=True),
             "best reward >= 0.80",
             peer="Diffusion Policy (image): best reward 0.91",

@@ -33,6 +33,7 @@ Df features, S decoded size, Dt target dims.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,44 +253,50 @@ def pretrain_encoder(config: PretrainEncoderConfig) -> PretrainResult:
 
 
 def _train_autoencoder(
-    model: nn.Module,
+    model: SpatialAutoencoder,
     all_frames: Tensor,
     first: np.ndarray,
     last: np.ndarray,
     config: PretrainEncoderConfig,
     rng: np.random.Generator,
 ) -> None:
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    model.train()
-    for _ in range(config.steps):
+    def loss() -> Tensor:
         t = rng.integers(0, len(all_frames), size=config.batch_size)  # (B,)
         rows = np.stack([np.maximum(t - 1, first[t]), t, np.minimum(t + 1, last[t])], 1)
         images = all_frames[rows.ravel()]  # (N = 3B, H, W, C): t-1, t, t+1 per row
         recon, keypoints = model(images, group=3)  # (N, S*S), (N, K, 2)
-        loss = F.mse_loss(recon, grayscale_target(images, config.decoder_size))
+        value = F.mse_loss(recon, grayscale_target(images, config.decoder_size))
         if config.smoothness > 0:
             k = keypoints.view(-1, 3, *keypoints.shape[1:])  # (B, 3, K, 2)
             accel = k[:, 2] - 2 * k[:, 1] + k[:, 0]  # (B, K, 2)
-            loss = loss + config.smoothness * accel.pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+            value = value + config.smoothness * accel.pow(2).mean()
+        return value
+
+    _fit(model, loss, config)
 
 
 def _train_regressor(
-    model: nn.Module,
+    model: TargetRegressor,
     all_frames: Tensor,
     z: Tensor,
     config: PretrainEncoderConfig,
     rng: np.random.Generator,
 ) -> None:
+    def loss() -> Tensor:
+        t = torch.from_numpy(rng.integers(0, len(all_frames), size=config.batch_size))  # (B,)
+        return F.mse_loss(model(all_frames[t]), z[t])
+
+    _fit(model, loss, config)
+
+
+def _fit(model: nn.Module, loss: Callable[[], Tensor], config: PretrainEncoderConfig) -> None:
+    """`config.steps` Adam steps on `loss()`, which draws its own batch."""
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     model.train()
     for _ in range(config.steps):
-        t = torch.from_numpy(rng.integers(0, len(all_frames), size=config.batch_size))  # (B,)
-        loss = F.mse_loss(model(all_frames[t]), z[t])
+        value = loss()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         optimizer.step()
 
 
