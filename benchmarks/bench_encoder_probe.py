@@ -126,7 +126,7 @@ def main() -> None:
             r["target"],
             key,
             f"{r[key]['r2_mean']:.3f} ({r[key]['r2_min']:.3f})",
-            f"{r[key]['rmse']:.1f} (std {r[key]['std']:.1f})",
+            f"{r[key]['rmse']:.3g} (std {r[key]['std']:.3g})",
         ]
         for path, r in results.items()
         for key in args.keys
