@@ -17,6 +17,7 @@ from apprentice.envs.base import make_task, task_available, task_spec
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.metrics import wilson_interval
 from apprentice.policies import MLPConfig
+from apprentice.policies.encoders import CameraConfig
 from apprentice.recipes import RECIPES, Measured, Recipe, check_dataset, describe, get_recipe
 
 
@@ -295,3 +296,25 @@ def test_a_pretraining_target_the_dataset_lacks_is_named(synthetic: Any, tmp_pat
     with pytest.raises(ApprenticeError, match=r"key keypoints \(the encoder pretraining"):
         check_dataset(recipe, data, policy)
     check_dataset(dataclasses.replace(recipe, pretrain=None), data, policy)
+
+
+def test_the_stage_gives_pretraining_the_policys_encoder_settings_unchanged() -> None:
+    from apprentice.algos.pretrain import PretrainEncoderConfig
+    from apprentice.recipes import encoder_camera_args
+
+    camera = CameraConfig(
+        share_encoder=True,
+        color_jitter=0.2,
+        encoder_norm="batch",
+        random_shift=0,
+        freeze_encoder=True,
+        encoder_checkpoint="x.pt",
+    )
+    args = encoder_camera_args(camera)
+    assert not any(a.startswith(("freeze_encoder", "encoder_checkpoint")) for a in args)
+    config = PretrainEncoderConfig(dataset="d", image_key="image", out="e.pt", camera_args=args)
+    assert config.camera() == dataclasses.replace(
+        camera, freeze_encoder=False, encoder_checkpoint=None
+    )
+    assert config.camera().share_encoder is True
+    assert encoder_camera_args(CameraConfig(freeze_encoder=True)) == ()

@@ -15,6 +15,7 @@ the recipe. `check_dataset` says, before training starts, what a dataset lacks f
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,13 +150,7 @@ class Recipe:
         from apprentice.console import console
         from apprentice.policies.encoder_file import EncoderFile
 
-        base = CameraConfig()
-        camera_args = tuple(
-            f"{f.name}={getattr(camera, f.name)}"
-            for f in dataclasses.fields(camera)
-            if f.name not in ("encoder_checkpoint", "freeze_encoder")
-            and getattr(camera, f.name) != getattr(base, f.name)
-        )
+        camera_args = encoder_camera_args(camera)
         files = []
         for key in config.policy.image_keys:
             out = Path(config.out) / "encoders" / f"{key}.pt"
@@ -186,6 +181,19 @@ class Recipe:
         camera = dataclasses.replace(camera, encoder_checkpoint=",".join(files))
         policy = dataclasses.replace(config.policy, camera=camera)
         return dataclasses.replace(config, policy=policy)
+
+
+def encoder_camera_args(camera: CameraConfig) -> tuple[str, ...]:
+    """`camera`'s encoder settings that differ from the defaults, as the key=value items
+    `pretrain-encoder --camera-args` reads back (values in JSON, so true stays a bool); its
+    two policy settings (encoder_checkpoint, freeze_encoder) left out."""
+    base = CameraConfig()
+    return tuple(
+        f"{f.name}={json.dumps(getattr(camera, f.name))}"
+        for f in dataclasses.fields(camera)
+        if f.name not in ("encoder_checkpoint", "freeze_encoder")
+        and getattr(camera, f.name) != getattr(base, f.name)
+    )
 
 
 _LOW_DIM_RNN = RNNConfig(hidden_dim=128)
