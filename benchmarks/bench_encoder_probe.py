@@ -38,7 +38,7 @@ def features_and_keys(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(features (N, Df), {key: (N, Dk)}) of every `stride`-th frame of the first `demos`."""
     core = encoder.camera.build(encoder.image_shape)
-    core.load_state_dict(encoder.state_dict)
+    encoder.load_into(core, encoder.camera, what=image_key)
     core.eval()
     feats, values = [], {k: [] for k in keys}
     with h5py.File(path, "r") as f:
