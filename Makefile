@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 export MUJOCO_GL ?= egl
 
-.PHONY: demo test venv dev bench clean robosuite test-robosuite
+.PHONY: demo test venv dev bench clean robosuite test-robosuite lerobot test-lerobot
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,5 +53,26 @@ robosuite: $(RS_BIN)/python
 test-robosuite: robosuite
 	OMP_NUM_THREADS=1 $(RS_BIN)/pytest -q tests/envs
 
+# LeRobot 0.6.1 needs Python >= 3.12 (pyenv has it here) and brings its own torch (2.11): its
+# own venv too. `make test-lerobot` checks there that LeRobot's LeRobotDataset loads what
+# `apprentice convert` writes, and that apprentice reads what LeRobot's own API writes.
+LR_VENV := .venv-lerobot
+LR_BIN  := $(LR_VENV)/bin
+PY312   ?= $(shell v=$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[2-9](\.[0-9]+)?$$' | head -n 1); \
+             if [ -n "$$v" ]; then echo "$$(pyenv root)/versions/$$v/bin/python"; \
+             else command -v python3.12; fi)
+
+$(LR_BIN)/python:
+	@test -n "$(PY312)" || { echo "make lerobot: needs Python >= 3.12 (pyenv install 3.12)"; exit 2; }
+	$(PY312) -m venv $(LR_VENV)
+	$(LR_BIN)/pip install -q --upgrade pip
+
+lerobot: $(LR_BIN)/python
+	$(LR_BIN)/pip install -q 'lerobot[dataset]==0.6.1'
+	$(LR_BIN)/pip install -q -e '.[lerobot]' pytest
+
+test-lerobot: lerobot
+	OMP_NUM_THREADS=1 $(LR_BIN)/pytest -q -p no:cacheprovider tests/lerobot tests/data/test_lerobot.py
+
 clean:
-	rm -rf $(VENV) $(RS_VENV) runs build *.egg-info
+	rm -rf $(VENV) $(RS_VENV) $(LR_VENV) runs build *.egg-info

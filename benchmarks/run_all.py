@@ -18,6 +18,8 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 ROBOSUITE_PYTHON = HERE.parent / ".venv-robosuite" / "bin" / "python"
 ROBOMIMIC_VENV = HERE.parent / ".venv-robomimic"
+LEROBOT_PYTHON = HERE.parent / ".venv-lerobot" / "bin" / "python"
+"""LeRobot 0.6.1's venv (`make lerobot`): bench_interop.py times LeRobot's own loader there."""
 
 LEFT_OUT = {
     "harness.py": "the module the scripts share, not a benchmark",
@@ -33,6 +35,7 @@ LEFT_OUT = {
     "peers/imitation_run.py": "needs .venv-imitation (imitation 1.0.1 pins gymnasium 0.29); "
     "its commands are in results/irl.md",
     "robomimic_h2h/rollout.py": "run by robomimic_h2h/run.py in each side's venv",
+    "lerobot_loader.py": "run by bench_interop.py in LeRobot's venv (--lerobot-python)",
     "check_trainer_identity.py": "compares two source trees (a base commit's and this one's): "
     "a recorded check run by hand when the trainer changes",
 }
@@ -78,6 +81,11 @@ def plan(quick: bool) -> tuple[list[list[str]], dict[str, str]]:
         ["soak_serve.py", *(["--seconds", "10"] if q else ["--minutes", "10"])],
         ["bench_teleop_latency.py", *(["--quick"] if q else [])],
         ["bench_pusht_expert.py", "--episodes", "2" if q else "50"],
+        [
+            "bench_interop.py",
+            *(["--quick"] if q else []),
+            *(["--lerobot-python", str(LEROBOT_PYTHON)] if LEROBOT_PYTHON.exists() else []),
+        ],
     ]
     # Generation: the data generation rate and 1 -> 2 worker scaling (the policy phase, hours
     # of training, is run by hand: its commands are in results/generation.md).

@@ -263,3 +263,16 @@ def test_encoder_probe_benchmark(tmp_path: Path) -> None:
     assert targets == ["frame (autoencoder)", "keypoints"]
     for r in result.values():
         assert r["frames"] > 0 and r["keypoints"]["rmse"] > 0 and r["keypoints"]["std"] > 0
+
+
+def test_interop_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "interop.json"
+    stdout = run("bench_interop.py", "--quick", "--work", str(tmp_path), "--out", str(out))
+    result = json.loads(out.read_text())
+    assert (
+        result["convert"]["lossless"]["exact_frames"]
+        == result["convert"]["lossless"]["frames_compared"]
+    )
+    assert result["convert"]["default"]["psnr_min"] > 25
+    assert result["train"]["steps_per_s"]["lerobot"] > 0
+    assert "to LeRobot, default" in stdout

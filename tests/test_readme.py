@@ -69,6 +69,7 @@ COMMANDS: dict[str, str] = {
     "quickstart": RUN,
     "collect": RUN,
     "inspect": RUN,
+    "convert": RUN,
     "train": RUN,
     "pretrain-encoder": RUN,
     "recipes": RUN,
@@ -117,12 +118,15 @@ KEEP: set[str] = {
     "rl-algo", "format", "json", "video", "min-score", "train-mask", "valid-mask", "operator",
     "device", "noise", "shield", "host", "marks", "camera", "scores", "split", "strip",
     "stop-on-success", "backend", "demo", "recipe", "action-noise", "lr", "image-key",
-    "target-key",
+    "target-key", "to", "lossless",
 }  # fmt: skip
 """Flags whose README value is used as it is (names, paths, switches, thresholds)."""
 
 DEMOS_FLAG_IS_A_PATH = {"irl", "label-actions"}
 """Commands whose `--demos` names a file (quickstart's `--demos` is a count, in SIZES)."""
+
+LAST_POSITIONAL_IS_AN_OUTPUT = {"convert"}
+"""Commands whose second positional argument is what they write (`convert SRC DST`)."""
 
 POSITIONAL_IS_A_NAME = {"recipes"}
 """Commands whose positional argument names a thing of the package (a recipe), not a file
@@ -419,7 +423,7 @@ def substitute(tokens: list[str], where: str, keep: frozenset[str] = frozenset()
     parser = _subparser(command)
     actions = parser._option_string_actions
     argv, inputs, outputs, given = [command], [], [], set()
-    i = 0
+    i, positionals = 0, 0
     while i < len(rest):
         token = rest[i]
         i += 1
@@ -430,7 +434,10 @@ def substitute(tokens: list[str], where: str, keep: frozenset[str] = frozenset()
         )
         if not token.startswith("--"):
             argv.append(token)  # a positional: the file or checkpoint the command reads
-            if command not in POSITIONAL_IS_A_NAME:
+            positionals += 1
+            if command in LAST_POSITIONAL_IS_AN_OUTPUT and positionals == 2:
+                outputs.append(token)
+            elif command not in POSITIONAL_IS_A_NAME:
                 inputs.append(token)
             continue
         flag, eq, inline = token.partition("=")

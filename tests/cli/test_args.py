@@ -96,8 +96,19 @@ def test_train_flags_are_flat_and_build_one_train_config() -> None:
     cfg = _parse("train", "--dataset", "d.hdf5", "--out", "r", "--lr", "1e-3", "--epochs", "3")
     assert cfg == TrainConfig(dataset="d.hdf5", out="r", lr=1e-3, epochs=3)
     assert cfg.policy == RNNConfig()  # one default per setting: TrainConfig's
-    with pytest.raises(SystemExit):  # --dataset and --out are required
-        build_parser().parse_args(["train", "--out", "r"])
+    with pytest.raises(SystemExit):  # --out is required
+        build_parser().parse_args(["train", "--dataset", "d.hdf5"])
+
+
+def test_train_needs_a_dataset_or_a_hub_id(capsys: pytest.CaptureFixture[str]) -> None:
+    from apprentice.cli.main import main
+
+    assert main(["train", "--out", "r"]) == 2
+    assert (
+        "give the demos to train on: --dataset FILE (or --hub REPO_ID)" in capsys.readouterr().err
+    )
+    assert main(["train", "--out", "r", "--dataset", "d.hdf5", "--hub", "a/b"]) == 2
+    assert "give --dataset or --hub, not both" in capsys.readouterr().err
 
 
 def test_learning_rate_schedule_and_ema_have_flags(

@@ -14,8 +14,9 @@ import pytest
 
 from apprentice.algos import TrainConfig, train
 from apprentice.cli.main import main
-from apprentice.data import DemoWriter, Episode, summarize, write_mask
-from apprentice.data.source import DemoSource, open_source
+from apprentice.data import DemoFile, DemoWriter, Episode, summarize, write_mask
+from apprentice.data.isaaclab import IsaacLabSource, write_isaaclab
+from apprentice.data.source import DemoSource, open_source, source_format
 from apprentice.errors import ApprenticeError
 from apprentice.policies import MLPConfig
 from conftest import ENV_ARGS, synthetic_episode
@@ -34,20 +35,32 @@ def _write_hdf5(path: Path, episodes: list[Episode]) -> Path:
     return out
 
 
-WRITERS: dict[str, Callable[[Path, list[Episode]], Path]] = {"hdf5": _write_hdf5}
-"""Per DemoSource implementation: write `episodes` (masks train = the first two, valid = the
-last) in its format under a folder; return the path `open_source` takes."""
+def _write_isaaclab(path: Path, episodes: list[Episode]) -> Path:
+    out = path / "isaac.hdf5"
+    with DemoFile(_write_hdf5(path, episodes)) as store:
+        write_isaaclab(store, out)
+    return out
+
+
+WRITERS: dict[str, Callable[[Path, list[Episode]], Path]] = {
+    "robomimic": _write_hdf5,
+    "isaaclab": _write_isaaclab,
+}
+"""Per format (as `source_format` names it): write `episodes` (masks train = the first two,
+valid = the last) in it under a folder; return the path `open_source` takes."""
 
 
 @pytest.fixture(params=sorted(WRITERS))
-def source_path(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    return WRITERS[request.param](tmp_path, EPISODES)
+def source_path(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path]:
+    return request.param, WRITERS[request.param](tmp_path, EPISODES)
 
 
-def test_source_describes_the_dataset(source_path: Path) -> None:
-    with open_source(source_path) as src:
+def test_source_describes_the_dataset(source_path: tuple[str, Path]) -> None:
+    fmt, path = source_path
+    with open_source(path) as src:
         assert isinstance(src, DemoSource)
-        assert src.path == source_path
+        assert source_format(src) == fmt
+        assert src.path == path
         assert src.env_args == ENV_ARGS
         assert src.demo_names == ["demo_0", "demo_1", "demo_2"]
         assert src.masks == {"train": ["demo_0", "demo_1"], "valid": ["demo_2"]}
@@ -62,8 +75,8 @@ def test_source_describes_the_dataset(source_path: Path) -> None:
         assert (attrs["seed"], attrs["success"], attrs["source"]) == (1, True, "oracle")
 
 
-def test_source_reads_each_episode_as_written(source_path: Path) -> None:
-    with open_source(source_path) as src:
+def test_source_reads_each_episode_as_written(source_path: tuple[str, Path]) -> None:
+    with open_source(source_path[1]) as src:
         for name, want in zip(src.demo_names, EPISODES, strict=True):
             np.testing.assert_array_equal(src.read_actions(name), want.actions)
             for key, arr in want.obs.items():
@@ -81,8 +94,8 @@ def test_source_reads_each_episode_as_written(source_path: Path) -> None:
             assert ep.seed == want.seed and ep.success == want.success
 
 
-def test_source_names_what_it_lacks(source_path: Path) -> None:
-    with open_source(source_path) as src:
+def test_source_names_what_it_lacks(source_path: tuple[str, Path]) -> None:
+    with open_source(source_path[1]) as src:
         with pytest.raises(ApprenticeError, match=r"no demo 'demo_9'.*demo_0"):
             src.read_actions("demo_9")
         with pytest.raises(ApprenticeError, match=r"no observation key 'nope'.*eef_pos"):
@@ -94,7 +107,7 @@ def test_source_names_what_it_lacks(source_path: Path) -> None:
 def test_open_source_on_what_is_no_dataset(tmp_path: Path) -> None:
     with pytest.raises(ApprenticeError, match="no such file"):
         open_source(tmp_path / "missing.hdf5")
-    with pytest.raises(ApprenticeError, match="is a folder, not a dataset file"):
+    with pytest.raises(ApprenticeError, match=r"is a folder with no meta/info\.json"):
         open_source(tmp_path)
     text = tmp_path / "notes.hdf5"
     text.write_text("hello")
@@ -163,9 +176,11 @@ def test_train_on_a_state_only_file_says_how_to_label_actions(
 
 
 def _isaac_lab_file(path: Path) -> Path:
-    """A file in Isaac Lab's recorder layout: nested groups inside each demo."""
+    """A file in Isaac Lab's recorder layout, as Isaac Lab Mimic's annotation writes it: nested
+    groups inside each demo."""
     t = 6
     rng = np.random.default_rng(0)
+    pose = np.tile(np.eye(4), (t, 1, 1))
     with h5py.File(path, "w") as f:
         data = f.create_group("data")
         data.attrs["total"] = t
@@ -175,7 +190,11 @@ def _isaac_lab_file(path: Path) -> Path:
         g.attrs["success"] = True
         g.create_dataset("actions", data=rng.uniform(-1, 1, (t, 7)).astype(np.float32))
         g.create_dataset("obs/joint_pos", data=rng.normal(size=(t, 9)).astype(np.float32))
-        g.create_dataset("obs/datagen_info/eef_pose/franka", data=np.tile(np.eye(4), (t, 1, 1)))
+        dg = g.create_group("obs/datagen_info")
+        dg.create_dataset("eef_pose/franka", data=pose)
+        dg.create_dataset("target_eef_pose/franka", data=pose + 1)
+        dg.create_dataset("object_pose/cube", data=pose * 2)
+        dg.create_dataset("subtask_term_signals/grasp", data=np.arange(t) >= t // 2)
         for group in ("initial_state", "states"):
             g.create_dataset(
                 f"{group}/articulation/robot/joint_position",
@@ -184,27 +203,30 @@ def _isaac_lab_file(path: Path) -> Path:
     return path
 
 
-def test_inspect_on_isaac_lab_layout_is_one_clear_error(
+def test_inspect_on_an_isaac_lab_file_prints_its_keys(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = _isaac_lab_file(tmp_path / "isaac.hdf5")
-    with pytest.raises(ApprenticeError) as e:
-        summarize(path)
-    msg = str(e.value)
-    assert msg.startswith(f"{path}: data/demo_0/")
-    assert "Isaac Lab" in msg and "does not read yet" in msg
-    assert main(["inspect", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err and "Isaac Lab" in err
-    # Each nested field alone is named too.
-    with h5py.File(path, "r+") as f:
-        del f["data/demo_0/initial_state"]
-    with pytest.raises(ApprenticeError, match=r"data/demo_0/states: a group.*Isaac"):
-        summarize(path)
-    with h5py.File(path, "r+") as f:
-        del f["data/demo_0/states"]
-    with pytest.raises(ApprenticeError, match=r"data/demo_0/obs/datagen_info: a group.*Isaac"):
-        summarize(path)
+    text = summarize(path)
+    assert '"env_name": "Isaac-Lift-Cube-Franka-v0"' in text
+    assert "demos: 1   samples: 6   successful: 1/1" in text
+    joint = next(line for line in text.splitlines() if line.startswith("obs/joint_pos"))
+    assert "(9,)" in joint and "float32" in joint
+    actions = next(line for line in text.splitlines() if line.startswith("actions"))
+    assert "(7,)" in actions
+    assert "datagen_info" not in text  # Mimic's annotation is no observation
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "obs/joint_pos" in out and "demos: 1   samples: 6" in out
+    with open_source(path) as src:
+        assert isinstance(src, IsaacLabSource)
+        assert src.obs_keys == ["joint_pos"]
+        info = src.read_datagen_info("demo_0")
+        assert info is not None and info.target_pose.shape == (6, 4, 4)
+        assert sorted(info.object_poses) == ["cube"]
+        np.testing.assert_array_equal(info.subtask_term_signals["grasp"], [0, 0, 0, 1, 1, 1])
+        states = src.read_states("demo_0")
+        assert states is not None and states.shape == (6, 9)
 
 
 def test_inspect_on_a_folder_says_it_is_a_folder(
@@ -212,5 +234,5 @@ def test_inspect_on_a_folder_says_it_is_a_folder(
 ) -> None:
     assert main(["inspect", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert f"{tmp_path}: is a folder, not a dataset file" in err
+    assert f"{tmp_path}: is a folder with no meta/info.json" in err
     assert err.count("\n") == 1

@@ -54,7 +54,8 @@ class TrainConfig:
     """What to learn from, with which policy, for how long, and where to write the run."""
 
     dataset: str = ""
-    """Path of the demonstration HDF5 file (robomimic layout)."""
+    """The demonstrations: an HDF5 file (robomimic or Isaac Lab layout) or a LeRobot dataset
+    folder."""
     out: str = "runs/train"
     """Run folder: config, logs and checkpoints go here."""
     policy: PolicyConfig = field(default_factory=RNNConfig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from apprentice.collect.replay import score_file
 from apprentice.console import console
 from apprentice.data.inspect import summarize
 from apprentice.data.quality import format_scores
+from apprentice.errors import ApprenticeError
 from apprentice.files import check_writable
 
 MAX_SCORE_ROWS = 40
@@ -24,7 +26,9 @@ class InspectConfig:
     """Summarize a dataset; with --scores, also score each demo's quality."""
 
     file: str = ""
-    """An HDF5 dataset."""
+    """A dataset: an HDF5 file (robomimic or Isaac Lab layout) or a LeRobot folder."""
+    hub: str | None = None
+    """Inspect this Hugging Face Hub dataset (OWNER/NAME) instead of FILE."""
     scores: bool = False
     """Add the per-demo quality table (idle, jerk, path, chatter, grasps, outliers, score)."""
     json: str | None = None
@@ -37,6 +41,14 @@ class InspectConfig:
 
 def run(ns: argparse.Namespace) -> None:
     cfg = dataclass_from_args(InspectConfig, ns)
+    if cfg.hub:
+        from apprentice.data.hub import fetch_hub
+
+        if cfg.file:
+            raise ApprenticeError(f"give FILE or --hub, not both (--hub {cfg.hub})")
+        cfg = dataclasses.replace(cfg, file=str(fetch_hub(cfg.hub)))
+    if not cfg.file:
+        raise ApprenticeError("give the dataset to inspect: FILE (or --hub REPO_ID)")
     if cfg.json:
         check_writable(cfg.json, flag="--json")
     summary = summarize(cfg.file)

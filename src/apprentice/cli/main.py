@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "inspect",
     "replay",
     "filter",
+    "convert",
     "teleop",
     "dagger",
     "irl",

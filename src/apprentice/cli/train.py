@@ -12,6 +12,7 @@ from apprentice.algos.config import TrainConfig
 from apprentice.cli.args import dataclass_from_args
 from apprentice.cli.command import Command
 from apprentice.console import print_table
+from apprentice.errors import ApprenticeError
 from apprentice.files import check_writable
 from apprentice.pipelines.train import run_train
 from apprentice.recipes import check_dataset, get_recipe, recipe_names
@@ -25,6 +26,9 @@ class TrainCommandConfig(TrainConfig):
     """A shipped recipe to train with: its policy, training settings and checks of the data
     (`apprentice recipes` lists them with what they reached). Flags given beside it override
     its values."""
+    hub: str = ""
+    """Train on this Hugging Face Hub dataset (OWNER/NAME, a LeRobot dataset) instead of
+    --dataset: fetched into huggingface_hub's cache first."""
 
 
 def train_config(ns: argparse.Namespace) -> tuple[TrainConfig, str]:
@@ -36,6 +40,15 @@ def train_config(ns: argparse.Namespace) -> tuple[TrainConfig, str]:
     cfg = dataclass_from_args(TrainCommandConfig, ns, base=base)
     fields = _fields(cfg)
     fields.pop("recipe")
+    hub = fields.pop("hub")
+    if hub:
+        if fields["dataset"]:
+            raise ApprenticeError(f"give --dataset or --hub, not both (--hub {hub})")
+        from apprentice.data.hub import fetch_hub
+
+        fields["dataset"] = str(fetch_hub(hub))
+    if not fields["dataset"]:
+        raise ApprenticeError("give the demos to train on: --dataset FILE (or --hub REPO_ID)")
     return TrainConfig(**fields), cfg.recipe
 
 
@@ -62,7 +75,7 @@ def command() -> Command:
         "train a behavioral-cloning policy on a dataset",
         TrainCommandConfig,
         run,
-        {"required": ("dataset", "out")},
+        {"required": ("out",)},
         {
             "recipe": f"A shipped recipe to train with ({', '.join(recipe_names())}): its policy, "
             "training settings and data checks; flags given beside it override its values. "

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from apprentice.data.quality import QualityConfig, QualityScores, load_demo_arrays, score_demos
 from apprentice.data.reader import DemoFile
+from apprentice.data.source import open_source
 from apprentice.envs.base import Task, make_task_from_env_args
 from apprentice.errors import ApprenticeError
 
@@ -239,13 +240,14 @@ def oracle_path_lengths(
     Returns (lengths (E,), notes): NaN where the oracle could not be run, and why in
     `notes["path"]` (no task, no states or seed, or the oracle failed from that state).
     """
-    with DemoFile(path) as f:
+    with open_source(path) as f:
         names = list(demos) if demos is not None else f.demo_names
         starts: list[np.ndarray | None] = []
         seeds: list[int | None] = []
         for name in names:
             seeds.append(f.attrs(name).get("seed"))
-            starts.append(f.read_field(name, "states")[0] if "states" in f.fields(name) else None)
+            states = f.read_states(name)
+            starts.append(states[0] if states is not None and states.shape[1] else None)
         try:
             task = make_task_from_env_args(f.env_args)
         except ApprenticeError as e:

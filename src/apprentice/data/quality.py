@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from apprentice.data.reader import DemoFile
+from apprentice.data.source import DemoSource, open_source
 from apprentice.errors import ApprenticeError
 
 CRITERIA = ("idle", "jerk", "path", "chatter", "grasps", "outlier")
@@ -130,42 +131,45 @@ def _first_key(keys: Sequence[str], wanted: Sequence[str]) -> str | None:
     return next((k for k in wanted if k in keys), None)
 
 
+def _rewards(source: DemoSource, name: str) -> np.ndarray | None:
+    """Demo `name`'s rewards (T,), None where the dataset records none."""
+    if isinstance(source, DemoFile):  # no episode read just for them
+        if "rewards" not in source.fields(name):
+            return None
+        return source.read_field(name, "rewards").astype(np.float64).reshape(-1)
+    return source.read(name, obs_keys=[], with_images=False).rewards.astype(np.float64)
+
+
 def load_demo_arrays(
     path: str | os.PathLike[str], demos: Sequence[str] | None = None
 ) -> DemoArrays:
     """Read what the scores need from a store (eef positions, fingers, object heights)."""
-    with DemoFile(path) as f:
+    with open_source(path) as f:
         names = list(demos) if demos is not None else f.demo_names
         if not names:
             raise ApprenticeError(f"{path}: holds no demos to score")
         eef_key = _first_key(f.obs_keys, _EEF_KEYS)
         finger_key = _first_key(f.obs_keys, _FINGER_KEYS)
         actions, eef, fingers, objects, rewards = [], [], [], [], []
-        object_names: list[str] | None = None  # the datagen_info objects, from the first demo
         have_objects, have_rewards = True, True
         for name in names:
-            actions.append(f.read_field(name, "actions").astype(np.float64))
-            fields = f.fields(name)
-            if "datagen_info" in fields and object_names is None:
-                info = f.read_datagen_info(name)
-                object_names = sorted(info.object_poses) if info is not None else []
+            actions.append(f.read_actions(name).astype(np.float64))
+            info = f.read_datagen_info(name)
             if eef_key is not None:
-                eef.append(f.read_field(name, f"obs/{eef_key}").astype(np.float64))
-            elif "datagen_info" in fields:
-                eef.append(f.read_field(name, "datagen_info/eef_pose")[:, :3, 3])
+                eef.append(f.read_obs(name, eef_key).astype(np.float64))
+            elif info is not None:
+                eef.append(info.eef_pose[:, :3, 3])
             if finger_key is not None:
-                fingers.append(f.read_field(name, f"obs/{finger_key}").astype(np.float64))
-            if "datagen_info" in fields and object_names:
-                # Only the heights are needed: one read per object, not the whole record.
-                z = [
-                    f.read_field(name, f"datagen_info/object_poses/{o}")[:, 2, 3]
-                    for o in object_names
-                ]
+                fingers.append(f.read_obs(name, finger_key).astype(np.float64))
+            if info is not None and info.object_poses:
+                # The objects' heights, in the order of their names.
+                z = [info.object_poses[o][:, 2, 3] for o in sorted(info.object_poses)]
                 objects.append(np.stack(z, axis=1))
             else:
                 have_objects = False
-            if "rewards" in fields:
-                rewards.append(f.read_field(name, "rewards").astype(np.float64).reshape(-1))
+            episode_rewards = _rewards(f, name)
+            if episode_rewards is not None:
+                rewards.append(episode_rewards)
             else:
                 have_rewards = False
     lengths = np.array([len(a) for a in actions], dtype=np.int64)

@@ -2,7 +2,9 @@
 
 A dataset format is one class that satisfies this protocol, plus one branch in `open_source`,
 which picks the class by what the path is. robomimic's HDF5 layout (`DemoFile`) is the native
-format. A source is opened validated and read-only; it is a context manager.
+format; LeRobot's dataset folders (`apprentice.data.lerobot`) and Isaac Lab's HDF5 files
+(`apprentice.data.isaaclab`) are read through the same protocol. A source is opened validated
+and read-only; it is a context manager.
 
 Shapes: `T` steps of one demo, `A` action dims, `S` simulator state dims.
 """
@@ -121,19 +123,46 @@ class DemoSource(Protocol):
 
 
 def open_source(path: str | os.PathLike[str]) -> DemoSource:
-    """The dataset at `path`, opened by the implementation its format needs.
+    """The dataset at `path`, opened by the implementation its format needs: a LeRobot dataset
+    folder (meta/info.json), an Isaac Lab HDF5 file, or robomimic's HDF5 layout.
 
-    Raises ApprenticeError naming the path when it does not exist, is a folder, or is a file
-    of no format apprentice reads.
+    Raises ApprenticeError naming the path when it does not exist, or is a folder or file of no
+    format apprentice reads.
     """
     p = Path(path)
     if p.is_dir():
+        if (p / "meta" / "info.json").is_file():
+            try:
+                from apprentice.data.lerobot import LeRobotSource
+            except ImportError as e:
+                raise ApprenticeError(
+                    f"{p}: a LeRobot dataset; reading it needs the lerobot extra "
+                    f"(pip install 'apprentice[lerobot]'): {e}"
+                ) from None
+            return LeRobotSource(p)
         raise ApprenticeError(
-            f"{p}: is a folder, not a dataset file; give an HDF5 demo file (robomimic layout)"
+            f"{p}: is a folder with no meta/info.json; give an HDF5 demo file (robomimic or "
+            "Isaac Lab layout) or a LeRobot dataset folder"
         )
     if not p.is_file():
         raise ApprenticeError(f"{p}: no such file")
+    from apprentice.data.isaaclab import IsaacLabSource, is_isaaclab
+
+    if is_isaaclab(p):
+        return IsaacLabSource(p)
     return DemoFile(p)
+
+
+def source_format(source: DemoSource) -> str:
+    """The format `source` was read from: one of `apprentice.data.convert.FORMATS`."""
+    from apprentice.data.isaaclab import IsaacLabSource
+    from apprentice.data.lerobot import LeRobotSource
+
+    if isinstance(source, LeRobotSource):
+        return "lerobot"
+    if isinstance(source, IsaacLabSource):
+        return "isaaclab"
+    return "robomimic"
 
 
 def require_actions(source: DemoSource, *, learner: str = "behavioral cloning") -> None:
@@ -147,4 +176,4 @@ def require_actions(source: DemoSource, *, learner: str = "behavioral cloning") 
         )
 
 
-__all__ = ["DemoSource", "open_source", "require_actions"]
+__all__ = ["DemoSource", "open_source", "require_actions", "source_format"]
