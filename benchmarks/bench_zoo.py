@@ -1,13 +1,16 @@
 """The policy zoo's success grid: every policy, low-dim and camera observations, 50 and 200
 demos, several training seeds, each scored on 50 held-out initial states.
 
-For each task the oracle's demos are collected once (the 50-demo file is the first 50 demos
-of the 200-demo one) with low-dim observations, and again with the two 84x84 cameras. Every
-cell of the grid then trains one policy with the shared trainer (`--device auto`: on a GPU
-when torch sees one) and evaluates its final checkpoint with `apprentice.evaluate` on the
-CPU. Cells run side by side in `--jobs` processes, each with one torch thread; each finished
-cell is appended to `<out>/cells.jsonl` at once, so a run stopped at any point keeps what
-it finished and a rerun skips those cells.
+The grid runs through `apprentice.sweep` (what `apprentice sweep` runs): for each task the
+oracle's demos are collected once (the 50-demo file is the first 50 demos of the 200-demo
+one) with low-dim observations, and again with the two 84x84 cameras. Every cell of the grid
+then trains one policy with the shared trainer (`--device auto`: on a GPU when torch sees
+one) and evaluates its final checkpoint with `apprentice.evaluate` on the CPU. Cells run
+side by side in `--jobs` processes, each with one torch thread; each finished cell is
+appended to `<out>/cells.jsonl` at once, so a run stopped at any point keeps what it
+finished and a rerun skips those cells. What this script adds to a sweep: the zoo's budget
+per policy (learning rate, clipping), its camera and batch settings, the tiny --quick sizes,
+cells named in a given order, a deadline, and its table.
 
 Camera cells read `agentview_image` and `eye_in_hand_image` (conv encoder with spatial
 softmax, random-shift augmentation) plus the proprio keys: where the object is has to come
@@ -20,20 +23,14 @@ from the pixels. Low-dim cells read every low-dim key, the object poses included
 
 from __future__ import annotations
 
-import argparse
-import concurrent.futures as cf
-import functools
-import json
-import multiprocessing as mp
-import os
-import shutil
-import threading
 import time
-import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from apprentice.algos.config import TrainConfig
+from apprentice.overrides import parse_overrides
+from apprentice.policies import policy_config_class, policy_config_from_dict
+from apprentice.sweep import Cell, CellJob, CellLog, DemoSpec, run_cells
 from harness import OUT, add_out, add_quick, add_seeds, markdown_table, parser, wilson_cell
 
 POLICIES = ("mlp", "gmm", "rnn", "transformer", "act", "diffusion")
@@ -51,48 +48,7 @@ QUICK_ARGS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass(frozen=True)
-class Cell:
-    task: str
-    obs: str  # "low_dim" or "images"
-    policy: str
-    demos: int
-    seed: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.task}/{self.obs}/{self.policy}/d{self.demos}/s{self.seed}"
-
-
-def demo_file(work: Path, task: str, obs: str, n: int, sizes: list[int], workers: int) -> Path:
-    """Oracle demos of `task`: the smaller files are prefixes of the larger ones."""
-    from apprentice.collect.oracle import CollectConfig, collect_demos
-
-    cam = obs == "images"
-    previous: Path | None = None
-    for size in sorted(sizes):
-        path = work / "data" / f"{task}_{'cam' if cam else 'lowdim'}_{size}.hdf5"
-        done = path.with_suffix(".done")
-        if not done.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if previous is not None and not path.exists():
-                shutil.copyfile(previous, path)  # grow the smaller file's demos, same seeds
-            collect_demos(
-                CollectConfig(
-                    task=task, n=size, out=str(path), workers=workers, camera=cam, progress=False
-                )
-            )
-            done.touch()
-        if size == n:
-            return path
-        previous = path
-    raise ValueError(f"{n} demos is not one of the sizes {sizes}")
-
-
 def policy_config(cell: Cell, quick: bool, overrides: list[str] | None = None) -> Any:
-    from apprentice.overrides import parse_overrides
-    from apprentice.policies import policy_config_class, policy_config_from_dict
-
     kw: dict[str, Any] = dict(QUICK_ARGS.get(cell.policy, {})) if quick else {}
     if cell.obs == "images":
         kw.update(obs_keys=PROPRIO, image_keys=CAMS, encoder="conv")
@@ -101,71 +57,24 @@ def policy_config(cell: Cell, quick: bool, overrides: list[str] | None = None) -
     return policy_config_from_dict({**base, **kw})
 
 
-def run_cell(cell: Cell, data: str, args: dict[str, Any]) -> dict[str, Any]:
-    """Train one cell and score its final checkpoint (in a worker process)."""
-    import torch
-
-    from apprentice.algos.trainer import TrainConfig, train
-    from apprentice.evaluate.run import EvalConfig, evaluate
-
-    torch.set_num_threads(1)
-    run_dir = Path(args["out"]) / "runs" / cell.key.replace("/", "_")
-    t0 = time.perf_counter()
-    result = train(
-        TrainConfig(
-            dataset=data,
-            out=str(run_dir),
-            policy=policy_config(cell, args["quick"], args["policy_args"]),
-            epochs=args["epochs"],
-            steps_per_epoch=args["steps_per_epoch"],
-            batch_size=args["batch_images"] if cell.obs == "images" else args["batch"],
-            lr=LR[cell.policy],
-            grad_clip=CLIP.get(cell.policy),
-            seed=cell.seed,
-            device=args["device"],
-            threads=1,
-            progress=False,
-        )
+def job(cell: Cell, args: Any, out: Path) -> CellJob:
+    """The sweep's job of one zoo cell: the zoo's budget for its policy."""
+    images = cell.obs == "images"
+    train = TrainConfig(
+        out=str(cell.run_dir(out)),
+        policy=policy_config(cell, args.quick, args.policy_args),
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_images if images else args.batch,
+        lr=LR[cell.policy],
+        grad_clip=CLIP.get(cell.policy),
+        seed=cell.seed,
+        device=args.device,
+        eval_every=0,  # the final checkpoint is scored: no rollouts in training
+        threads=1,
+        progress=False,
     )
-    train_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    s = evaluate(
-        EvalConfig(
-            checkpoint=str(result.final_checkpoint),
-            episodes=args["episodes"],
-            workers=1,
-            envs_per_worker=args["eval_envs"],
-            out=str(run_dir / "eval.json"),
-        )
-    )
-    last = result.metrics[-1] if result.metrics else {}
-    return {
-        "cell": cell.__dict__,
-        "policy_args": args["policy_args"],
-        "successes": int(s["successes"]),
-        "episodes": int(s["episodes"]),
-        "mean_max_reward": s.get("mean_max_reward"),
-        "train_s": round(train_s, 1),
-        "eval_s": round(time.perf_counter() - t0, 1),
-        "steps_per_s": last.get("steps_per_s"),
-        "train_loss": last.get("train_loss"),
-        "device": str(
-            torch.device(args["device"])
-            if args["device"] != "auto"
-            else ("cuda" if torch.cuda.is_available() else "cpu")
-        ),
-    }
-
-
-def _worker(cell: Cell, data: str, args: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return run_cell(cell, data, args)
-    except Exception as exc:  # a failed cell is reported, the grid goes on
-        return {
-            "cell": cell.__dict__,
-            "error": f"{type(exc).__name__}: {exc}",
-            "trace": traceback.format_exc()[-2000:],
-        }
+    return CellJob(cell, DemoSpec(cell.task, camera=images), train, args.episodes, args.eval_envs)
 
 
 def parse_cell(key: str) -> Cell:
@@ -177,7 +86,7 @@ def parse_cell(key: str) -> Cell:
     return Cell(parts[0], parts[1], parts[2], int(parts[3][1:]), int(parts[4][1:]))
 
 
-def cells_of(args: argparse.Namespace) -> list[Cell]:
+def cells_of(args: Any) -> list[Cell]:
     if args.cells:  # in the order given: the costliest first, where time is short
         return [parse_cell(k) for k in args.cells]
     # Task by task, low-dim first: a run cut short still has whole (task, obs) blocks.
@@ -191,21 +100,9 @@ def cells_of(args: argparse.Namespace) -> list[Cell]:
     ]
 
 
-def read_cells(out: Path) -> dict[str, dict[str, Any]]:
-    path = out / "cells.jsonl"
-    done: dict[str, dict[str, Any]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                if "error" not in r:
-                    done[Cell(**r["cell"]).key] = r
-    return done
-
-
 def table(out: Path) -> str:
     rows: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
-    for r in read_cells(out).values():
+    for r in CellLog(out / "cells.jsonl").finished().values():
         c = r["cell"]
         rows.setdefault((c["task"], c["obs"], c["policy"], c["demos"]), []).append(r)
     header = ["task", "obs", "policy", "demos", "success (seeds pooled)", "95% Wilson"]
@@ -279,29 +176,10 @@ def main() -> None:
         args.epochs, args.steps_per_epoch, args.batch, args.batch_images = 1, 3, 8, 4
     start = time.perf_counter()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    done = read_cells(out)
     try:
-        todo = [c for c in cells_of(args) if c.key not in done]
+        cells = cells_of(args)
     except ValueError as exc:
         p.error(str(exc))
-    print(f"{len(done)} cells done, {len(todo)} to run", flush=True)
-    sizes: dict[tuple[str, str], set[int]] = {}  # demo counts each (task, obs) needs
-    for c in todo:
-        sizes.setdefault((c.task, c.obs), set()).add(c.demos)
-    data: dict[tuple[str, str, int], str] = {}
-
-    def data_of(c: Cell) -> str:
-        # Collected when a group's first cell is about to start, while earlier cells train.
-        if (c.task, c.obs, c.demos) not in data:
-            t0 = time.perf_counter()
-            group = sorted(sizes[c.task, c.obs])
-            for n in group:
-                data[c.task, c.obs, n] = str(
-                    demo_file(out, c.task, c.obs, n, group, args.collect_workers)
-                )
-            print(f"demos {c.task} {c.obs}: {time.perf_counter() - t0:.0f} s", flush=True)
-        return data[c.task, c.obs, c.demos]
 
     def may_start(slowest: float) -> bool:
         elapsed = time.perf_counter() - start
@@ -309,50 +187,17 @@ def main() -> None:
             return True
         return args.stop_by is not None and 0 < slowest and elapsed + 1.1 * slowest < args.stop_by
 
-    shared = vars(args) | {"out": str(out)}
-    slowest = 0.0  # train + eval seconds of the slowest finished cell
-    lock = threading.Lock()
-
-    def record(log: TextIO, future: cf.Future[dict[str, Any]]) -> None:
-        # Called as each cell ends, also while the main loop collects demos for later cells.
-        r = future.result()
-        with lock:
-            log.write(json.dumps(r) + "\n")
-            log.flush()
-            os.fsync(log.fileno())
-            name = Cell(**r["cell"]).key
-            if "error" in r:
-                print(f"FAILED {name}: {r['error']}\n{r['trace']}", flush=True)
-                return
-            print(
-                f"{name}: {r['successes']}/{r['episodes']} (train {r['train_s']} s, "
-                f"eval {r['eval_s']} s, {r['steps_per_s'] or 0:.1f} steps/s)",
-                flush=True,
-            )
-
-    queue = list(todo)
-    # The log outlives the pool: a cell's callback may run after `wait` has returned, and the
-    # pool's exit waits for every callback. spawn: CUDA cannot be used in a forked child once
-    # the parent touched it.
-    with (
-        open(out / "cells.jsonl", "a") as log,
-        cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool,
-    ):
-        pending: set[cf.Future[dict[str, Any]]] = set()
-        while queue or pending:
-            while queue and len(pending) < args.jobs and may_start(slowest):
-                c = queue.pop(0)
-                future = pool.submit(_worker, c, data_of(c), shared)
-                future.add_done_callback(functools.partial(record, log))
-                pending.add(future)
-            if not pending:
-                break
-            finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            for r in (f.result() for f in finished):
-                if "error" not in r:
-                    slowest = max(slowest, r["train_s"] + r["eval_s"])
+    outcome = run_cells(
+        [job(c, args, out) for c in cells],
+        out,
+        workers=args.jobs,
+        collect_workers=args.collect_workers,
+        may_start=may_start,
+        echo=lambda line: print(line, flush=True),
+    )
     print(table(out))
-    print(f"total {time.perf_counter() - start:.0f} s; {len(queue)} cells not started")
+    unstarted = len(outcome.not_started)
+    print(f"total {time.perf_counter() - start:.0f} s; {unstarted} cells not started")
 
 
 if __name__ == "__main__":

@@ -64,10 +64,16 @@ def plan(quick: bool) -> tuple[list[list[str]], dict[str, str]]:
         ["bench_envs.py", "--episodes", "5" if q else "200", "--steps", "200" if q else "3000"],
         ["bench_sampler.py", *(["--seconds", "0.5"] if q else [])],
         ["bench_train.py", *(["--quick"] if q else [])],
+        ["bench_ddp.py", *(["--quick", "--out", str(OUT / "ddp_quick.json")] if q else [])],
         ["bench_policies.py", *(["--quick"] if q else [])],
         ["bench_diffusion_latency.py", *(["--quick"] if q else [])],
         ["bench_images.py", "--speed", *(["--quick"] if q else ["--success"])],
         ["bench_eval.py", "--episodes", "4" if q else "20", "--repeats", "1" if q else "3"],
+        [
+            "bench_sweep.py",
+            *(["--quick", "--out", str(OUT / "sweep_quick.json")] if q else []),
+            *(["--work", str(OUT / "sweep_quick_runs")] if q else []),
+        ],
         ["bench_quality.py", *([*quality_quick, "--epochs", "1"] if q else [])],
         [
             "bench_curation.py",

@@ -1,5 +1,5 @@
-"""Shared fixtures: the synthetic-demo helper, a tiny demo file, a fake clock, and read-only
-folders."""
+"""Shared fixtures: the synthetic-demo helper, a tiny demo file, a fake clock, read-only
+folders, and W&B offline with the reader of its runs."""
 
 from __future__ import annotations
 
@@ -18,16 +18,19 @@ import pytest
 _FAKE = Path(__file__).resolve().parent / "algos" / "synthetic_demos.py"
 
 
-def _synthetic_module() -> Any:
+def _helper_module(name: str, path: Path) -> Any:
     # Loaded by path under one name: tests/ is not a package, and several folders use it.
-    name = "apprentice_test_synthetic_demos"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _FAKE)
+        spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def _synthetic_module() -> Any:
+    return _helper_module("apprentice_test_synthetic_demos", _FAKE)
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +94,17 @@ def make_read_only() -> Iterator[Callable[[Path], None]]:
 
 def _mount_off(folder: Path) -> None:
     subprocess.run(["umount", str(folder)], check=True)
+
+
+_WANDB_OFFLINE = Path(__file__).resolve().parent / "wandb_offline.py"
+
+
+@pytest.fixture
+def wandb_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """W&B in offline mode with its settings and caches in a temporary folder; the reader of
+    what an offline run wrote (`tests/wandb_offline.py`)."""
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / "wandb-home" / name.lower()))
+    return _helper_module("apprentice_test_wandb_offline", _WANDB_OFFLINE)

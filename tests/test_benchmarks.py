@@ -5,6 +5,7 @@ The full-size runs live outside CI (see benchmarks/results/ for the commands).
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +137,18 @@ def test_zoo_grid_benchmark_resumes_and_tabulates(tmp_path: Path) -> None:
     assert len((tmp_path / "cells.jsonl").read_text().splitlines()) == 8
 
 
+def test_sweep_benchmark_times_one_and_two_workers(tmp_path: Path) -> None:
+    out = tmp_path / "sweep.json"
+    stdout = run("bench_sweep.py", "--quick", "--out", str(out), "--work", str(tmp_path / "runs"))
+    result = json.loads(out.read_text())
+    (pair,) = result["rounds"]
+    assert {w: (r["workers"], r["cells"]) for w, r in pair.items()} == {"1": (1, 2), "2": (2, 2)}
+    assert all(r["cells_per_hour"] > 0 for r in pair.values())
+    speedup = pair["2"]["cells_per_hour"] / pair["1"]["cells_per_hour"]
+    assert result["ratio"]["median"] == pytest.approx(speedup)
+    assert "2 workers / 1 worker: " in stdout and "| 0 | " in stdout
+
+
 def test_gpu_share_benchmark_times_both_steps(tmp_path: Path) -> None:
     out = tmp_path / "share.json"
     stdout = run("bench_gpu_share.py", "--quick", "--policies", "mlp", "--out", str(out))
@@ -236,6 +249,24 @@ def test_run_all_covers_every_script(mode: list[str]) -> None:
         assert f"  {script} " in runs or f"  {script}\n" in runs or f"  {script}: " in left
 
 
+def test_ddp_benchmark_times_both_arms_of_every_setup(tmp_path: Path) -> None:
+    out = tmp_path / "ddp.json"
+    stdout = run("bench_ddp.py", "--quick", "--out", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["setup"] for r in rows] == [
+        "bc-rnn lift-lowdim",
+        "bc-rnn stack-lowdim",
+        "mlp 2x1024 lift",
+    ]
+    for r in rows:
+        assert r["global_batch"] == 100
+        for arm in ("ddp", "threads", "bound"):
+            assert len(r[f"{arm}_samples_per_s"]) == 2 and min(r[f"{arm}_samples_per_s"]) > 0
+        for label in ("ddp_over_threads", "bound_over_threads", "ddp_over_bound"):
+            assert r[label]["min"] <= r[label]["median"] <= r[label]["max"]
+    assert "| bc-rnn stack-lowdim | 100 |" in stdout
+
+
 def test_sampler_benchmark_reports_both_windows() -> None:
     stdout = run("bench_sampler.py", "--seconds", "0.05")
     for window in ("seq_len=10", "seq_len=1,"):
@@ -276,3 +307,34 @@ def test_interop_benchmark(tmp_path: Path) -> None:
     assert result["convert"]["default"]["psnr_min"] > 25
     assert result["train"]["steps_per_s"]["lerobot"] > 0
     assert "to LeRobot, default" in stdout
+
+
+def test_serve_benchmark_compares_batched_and_unbatched_serving(tmp_path: Path) -> None:
+    """bench_serve.py in small: latency, throughput, and the batching server against one
+    with --max-batch 1, in turns (the full run: benchmarks/results/deploy-and-serve.md)."""
+    out = tmp_path / "serve.json"
+    r = subprocess.run(
+        [
+            *(sys.executable, str(BENCH / "bench_serve.py")),
+            *("--quick", "--policies", "mlp", "--out", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    entry = json.loads(out.read_text())["policies"]["mlp"]
+    assert entry["latency"]["requests"] == 100
+    assert entry["server_exit_code"] == {"batched": 0, "unbatched": 0}
+    assert [t["clients"] for t in entry["throughput"]] == [2, 2]
+    assert all(t["actions"] > 0 for t in entry["throughput"])
+    rows = {row["clients"]: row for row in entry["batched_vs_unbatched"]}
+    assert sorted(rows) == [1, 8]
+    for row in rows.values():
+        assert row["unbatched"]["mean_batch"] == 1.0 and row["batched"]["actions"] > 0
+        assert row["actions_per_s_ratio"]["median"] > 0
+    assert rows[1]["batched"]["mean_batch"] == 1.0  # a lone client never waits for company
+    assert rows[8]["batched"]["mean_batch"] > 1.0
+    assert "| mlp | 2 | 20 Hz |" in r.stdout and "| mlp | 8 | batched |" in r.stdout
+    assert "mlp, 8 clients: batched p99" in r.stdout

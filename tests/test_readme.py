@@ -44,6 +44,12 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 SKIP_LINES: list[tuple[str, str]] = [
     (r"^pip install ", "installs packages (the test runs in the dev environment)"),
+    (r"^wandb sync ", "uploads to W&B (needs network)"),
+    (
+        r"^torchrun ",
+        "starts several processes; tests/algos/test_distributed.py runs torchrun -m apprentice "
+        "train",
+    ),
     (
         r"^make (demo|test)\b",
         "set-up targets: `make demo` is the full-size quickstart, `make test` runs this suite",
@@ -82,6 +88,7 @@ COMMANDS: dict[str, str] = {
     "irl": RUN,
     "label-actions": RUN,
     "export": RUN,
+    "sweep": RUN,
     "serve": SERVE,
     "teleop": "skipped: needs a person at a device (the browser page, the terminal's "
     "keyboard, a gamepad); its flags are still parsed",
@@ -118,7 +125,7 @@ KEEP: set[str] = {
     "rl-algo", "format", "json", "video", "min-score", "train-mask", "valid-mask", "operator",
     "device", "noise", "shield", "host", "marks", "camera", "scores", "split", "strip",
     "stop-on-success", "backend", "demo", "recipe", "action-noise", "lr", "image-key",
-    "target-key", "to", "lossless",
+    "target-key", "to", "lossless", "wandb", "spec",
 }  # fmt: skip
 """Flags whose README value is used as it is (names, paths, switches, thresholds)."""
 
@@ -136,6 +143,16 @@ RECIPE_DATA_KEEP = frozenset({"n"})
 """Flags a `collect` line keeps as the README gives them when a `train --recipe` line of its
 section reads the file it writes: the recipe refuses fewer demos than its data command makes
 (lift's 200 take about 10 s on one core; the training itself is still shrunk by APPEND)."""
+
+LISTS: dict[str, list[str] | None] = {
+    "tasks": None,
+    "policies": None,
+    "recipes": None,
+    "demos": ["2"],
+    "seeds": ["0"],
+}
+"""Flags of several values that are not key=value items (a sweep's grid): flag -> the tiny
+values used, or None to keep the README's."""
 
 KEY_VALUES: dict[str, dict[str, str | None]] = {
     "policy-args": {
@@ -175,6 +192,10 @@ APPEND: dict[str, dict[str, str]] = {
     "label-actions": {"idm-steps": "10", "exploration-steps": "200"},
     "export": {"check-samples": "20"},
     "eval": {"episodes": "1", "workers": "1"},
+    "sweep": {
+        "demos": "2", "seeds": "0", "episodes": "1", "epochs": "1", "steps-per-epoch": "2",
+        "batch-size": "4", "eval-every": "0", "workers": "1", "eval-envs": "1",
+    },
     "replay": {"size": "48"},
     "quickstart": {
         "demos": "2", "epochs": "1", "steps-per-epoch": "2", "eval-episodes": "1",
@@ -210,12 +231,12 @@ OPTIONAL: dict[str, str | None] = {
 }
 """A bracketed option -> None to also run the line with it, or why it is not run."""
 
-INPUT_FLAGS = {"dataset", "demos", "source", "expert", "marks", "idm"}
+INPUT_FLAGS = {"dataset", "demos", "source", "expert", "marks", "idm", "spec"}
 OUTPUT_FLAGS = {"out", "json", "video", "failed-out"}
 PATH_SUFFIXES = (".hdf5", ".pt", ".zip", ".json", ".onnx", ".mp4", ".toml")
 
 TOKEN = "readme-test-token"
-EXPORTS: dict[str, str] = {"APPRENTICE_TOKEN": TOKEN}
+EXPORTS: dict[str, str] = {"APPRENTICE_TOKEN": TOKEN, "WANDB_MODE": "offline"}
 """`export NAME=...` lines: NAME gets this value for the rest of its section."""
 
 XFAIL: dict[str, tuple[str, str]] = {}
@@ -452,7 +473,10 @@ def substitute(tokens: list[str], where: str, keep: frozenset[str] = frozenset()
             while i < len(rest) and not rest[i].startswith("--"):
                 values.append(rest[i])
                 i += 1
-            argv += [flag, *_shrink_key_values(flag, values, where)]
+            if leaf in LISTS:
+                argv += [flag, *(LISTS[leaf] or values)]
+            else:
+                argv += [flag, *_shrink_key_values(flag, values, where)]
             given.add(leaf)
             continue
         if eq:

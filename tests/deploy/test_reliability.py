@@ -29,6 +29,7 @@ import pytest
 from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import ClientConnection, connect
 
+from apprentice.deploy.batching import Inference
 from apprentice.deploy.client import Client, ServerUnavailable
 from apprentice.deploy.protocol import encode_array, pack, unpack
 from apprentice.deploy.server import PolicyServer, ServeConfig
@@ -326,17 +327,25 @@ def _rss_mb() -> float:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
 def test_sessions_do_not_grow_memory(checkpoint: Path) -> None:
-    """Opening and closing sessions returns their memory (deepcopying the RNN's sampling
-    generator leaked ~5 KB of native memory per session: 7 MB per 1500 sessions)."""
-    server = PolicyServer(ServeConfig(checkpoint=str(checkpoint), port=0))
-    first = server._new_session()
-    assert first.policy._generator is not server.policy._generator
-    assert first.policy.lstm.weight_ih_l0 is server.policy.lstm.weight_ih_l0
-    for _ in range(200):
-        server._new_session().act(OBS)
-    gc.collect()
-    before = _rss_mb()
-    for _ in range(1500):
-        server._new_session().act(OBS)
-    gc.collect()
-    assert _rss_mb() - before < 2.0
+    """Opening and closing sessions returns their memory, batched or not (deepcopying the
+    RNN's sampling generator leaked ~5 KB of native memory per session: 7 MB per 1500)."""
+    for max_batch in (1, 32):  # a policy copy per session, or a row of the served one's state
+        server = PolicyServer(ServeConfig(checkpoint=str(checkpoint), port=0, max_batch=max_batch))
+        first = server.inference.new_session()
+        if max_batch == 1:
+            assert first.policy._generator is not server.policy._generator
+            assert first.policy.lstm.weight_ih_l0 is server.policy.lstm.weight_ih_l0
+        _open_act_close(server.inference, 200)
+        gc.collect()
+        before = _rss_mb()
+        _open_act_close(server.inference, 1500)
+        gc.collect()
+        assert _rss_mb() - before < 2.0, max_batch
+
+
+def _open_act_close(inference: Inference, sessions: int) -> None:
+    """`sessions` sessions of 3 steps each, one after the other."""
+    for _ in range(sessions):
+        session = inference.new_session()
+        for _ in range(3):
+            inference.act([session], [OBS])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -26,6 +25,7 @@ import pytest
 import torch
 
 from apprentice.data.spec import ObsActSpec
+from apprentice.deploy.batching import ActRequest, Inference
 from apprentice.deploy.client import (
     AuthenticationError,
     Client,
@@ -34,13 +34,20 @@ from apprentice.deploy.client import (
 )
 from apprentice.deploy.control_loop import LoopConfig, run_episode
 from apprentice.deploy.protocol import encode_array
-from apprentice.deploy.server import PolicyServer, ServeConfig, Session
+from apprentice.deploy.server import PolicyServer, ServeConfig
 from apprentice.deploy.shield import Shield, robot_config
 from apprentice.envs import make_task
 from apprentice.envs.seeds import held_out_seeds
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.run import EvalConfig, evaluate
-from apprentice.policies import CameraConfig, MLPConfig, RNNConfig, load_policy, save_checkpoint
+from apprentice.policies import (
+    CameraConfig,
+    MLPConfig,
+    PolicyConfig,
+    RNNConfig,
+    load_policy,
+    save_checkpoint,
+)
 
 LIFT_SPEC = ObsActSpec(
     {"eef_pos": (3,), "eef_quat": (4,), "gripper_qpos": (2,), "object": (10,)}, 7
@@ -54,8 +61,11 @@ CONFIGS = {
 }
 
 
-def make_checkpoint(path: Path, kind: str, seed: int = 0) -> Path:
-    """A random-weight policy with the lift spec and non-trivial normalization, saved."""
+def make_checkpoint(
+    path: Path, kind: str, seed: int = 0, config: PolicyConfig | None = None
+) -> Path:
+    """A random-weight policy (`config`, default `CONFIGS[kind]`) with the lift spec and
+    non-trivial normalization, saved."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     norm = {
@@ -65,7 +75,7 @@ def make_checkpoint(path: Path, kind: str, seed: int = 0) -> Path:
         },
         "actions": {"mean": [0.0] * 7, "std": [1.0] * 7},
     }
-    policy = CONFIGS[kind].build(LIFT_SPEC, norm)
+    policy = (config or CONFIGS[kind]).build(LIFT_SPEC, norm)
     save_checkpoint(path, policy, env_args=LIFT_ENV_ARGS)
     return path
 
@@ -91,16 +101,17 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def hold_inference(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
-    """Make every Session.act set `entered`, then wait for `release` (at most 10 s)."""
+    """Make every batch on the inference thread set `entered`, then wait for `release` (at
+    most 10 s)."""
     entered, release = threading.Event(), threading.Event()
-    original = Session.act
+    original = Inference.run
 
-    def held_act(self: Session, obs: dict[str, np.ndarray]) -> np.ndarray:
+    def held_run(self: Inference, batch: Sequence[ActRequest]) -> None:
         entered.set()
         release.wait(timeout=10)
-        return original(self, obs)
+        original(self, batch)
 
-    monkeypatch.setattr(Session, "act", held_act)
+    monkeypatch.setattr(Inference, "run", held_run)
     return entered, release
 
 
@@ -148,9 +159,13 @@ def test_reset_restarts_the_episode(served: tuple, checkpoints: dict[str, Path])
     np.testing.assert_array_equal(np.stack(first), np.stack([reference.act(o) for o in stream]))
 
 
-def test_interleaved_sessions_keep_their_own_state(checkpoints: dict[str, Path]) -> None:
-    """Two robots on one server act as two separate in-process recurrent policies."""
-    server, url = start(checkpoints["rnn"])
+@pytest.mark.parametrize("max_batch", [32, 1])
+def test_interleaved_sessions_keep_their_own_state(
+    checkpoints: dict[str, Path], max_batch: int
+) -> None:
+    """Two robots on one server act as two separate in-process recurrent policies, batched
+    (each session a row of the served policy's state) or not (a policy copy each)."""
+    server, url = start(checkpoints["rnn"], max_batch=max_batch)
     try:
         ref_a, ref_b = load_policy(checkpoints["rnn"]), load_policy(checkpoints["rnn"])
         stream_a, stream_b = obs_stream(10, seed=3), obs_stream(10, seed=4)
@@ -162,11 +177,13 @@ def test_interleaved_sessions_keep_their_own_state(checkpoints: dict[str, Path])
                 if t == 6:  # a resets mid-stream, b is unaffected
                     a.reset()
                     ref_a.reset()
-            # Sessions share the served weights instead of copying them.
             sessions = list(server.sessions.values())
             assert len(sessions) == 2
-            served_weight = server.policy.lstm.weight_ih_l0
-            assert all(s.policy.lstm.weight_ih_l0 is served_weight for s in sessions)
+            if max_batch > 1:  # one policy for all: a session holds its row of the state
+                assert all(s.policy is None and s.run_state for s in sessions)
+            else:  # a copy each, sharing the served weights instead of copying them
+                served_weight = server.policy.lstm.weight_ih_l0
+                assert all(s.policy.lstm.weight_ih_l0 is served_weight for s in sessions)
     finally:
         server.stop_background()
 
@@ -181,8 +198,10 @@ def test_health_and_metrics(checkpoints: dict[str, Path]) -> None:
             health = client.health()
             assert health["status"] == "ok" and health["sessions"] == 1
             assert health["policy"] == "mlp" and health["task"] == "lift"
+            assert health["max_batch"] == 32
             metrics = client.metrics()
         assert metrics["requests"] == {"act": 7, "reset": 1}
+        assert metrics["batches"] == {"1": 7}  # a lone client's requests never wait for others
         assert metrics["sessions_opened"] == 1
         assert metrics["act_latency"]["count"] == 7
         assert metrics["act_latency"]["p99_ms"] >= metrics["act_latency"]["p50_ms"] > 0
@@ -193,6 +212,7 @@ def test_health_and_metrics(checkpoints: dict[str, Path]) -> None:
             text = response.read().decode()
         assert 'apprentice_serve_requests_total{type="act"} 7' in text
         assert 'apprentice_serve_act_seconds_bucket{le="+Inf"} 7' in text
+        assert 'apprentice_serve_batches_total{size="1"} 7' in text
     finally:
         server.stop_background()
 
@@ -308,13 +328,13 @@ def test_control_loop_applies_the_in_process_policy_actions(checkpoints: dict[st
 def test_late_replies_fall_back_to_the_shield_watchdog(
     checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = Session.act
+    original = Inference.run
 
-    def slow_act(self: Session, obs: dict[str, np.ndarray]) -> np.ndarray:
+    def slow_run(self: Inference, batch: Sequence[ActRequest]) -> None:
         time.sleep(0.2)  # four control periods at 20 Hz: every reply misses its deadline
-        return original(self, obs)
+        original(self, batch)
 
-    monkeypatch.setattr(Session, "act", slow_act)
+    monkeypatch.setattr(Inference, "run", slow_run)
     server, url = start(checkpoints["mlp"])
     try:
         shield = Shield(robot_config("sim_gripper"), 7)  # watchdog: 0.1 s
@@ -367,26 +387,6 @@ def test_server_side_shield_filters_every_action(checkpoints: dict[str, Path]) -
         assert metrics["shield"] == {k: n for k, n in shield.counts.items() if n}
     finally:
         server.stop_background()
-
-
-def test_serve_benchmark_smoke(tmp_path: Path) -> None:
-    """benchmarks/bench_serve.py in small (the full run is outside CI:
-    benchmarks/results/deploy-and-serve.md)."""
-    out = tmp_path / "serve.json"
-    bench = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_serve.py"
-    r = subprocess.run(
-        [sys.executable, str(bench), "--quick", "--policies", "rnn", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    entry = json.loads(out.read_text())["policies"]["rnn"]
-    assert entry["latency"]["requests"] == 100 and entry["server_exit_code"] == 0
-    assert [t["clients"] for t in entry["throughput"]] == [2, 2]
-    assert all(t["actions"] > 0 for t in entry["throughput"])
-    assert "| rnn | 2 | 20 Hz |" in r.stdout
 
 
 def test_client_needs_no_torch() -> None:

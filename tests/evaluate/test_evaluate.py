@@ -1,6 +1,8 @@
 """Evaluation end to end on `lift`: a briefly trained policy, rolled out on held-out seeds."""
 
 import json
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -273,3 +275,55 @@ def test_an_in_process_chunk_runs_on_one_torch_thread_and_restores_the_count(
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def _untrained_pusht_checkpoint(path: Path) -> Path:
+    """A seeded, untrained MLP on Push-T: its episodes' coverage, and so their returns, are
+    floats that every action moves, so equal episodes are the same rollouts."""
+    import torch
+
+    from apprentice.envs.base import task_spec
+
+    task = make_task("pusht")
+    spec = task_spec(task)
+    torch.manual_seed(0)
+    config = policy_config_from_dict({"name": "mlp", "hidden_dims": [16]})
+    save_checkpoint(
+        path, config.build(spec, Normalizer.identity(spec).state_dict()), env_args=task.env_args
+    )
+    return path
+
+
+def test_ray_backend_gives_the_process_pools_results(tmp_path: Path) -> None:
+    """The same checkpoint and seeds on a local Ray instance and in a process pool: the same
+    results JSON apart from where it went and how long it took."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("gym_pusht")
+    ckpt = _untrained_pusht_checkpoint(tmp_path / "pusht.pt")
+    cfg = EvalConfig(checkpoint=str(ckpt), episodes=4, workers=2, envs_per_worker=2)
+    with make_pool(2) as pool:
+        pooled = evaluate(replace(cfg, out=str(tmp_path / "pool.json")), pool=pool)
+    try:
+        on_ray = evaluate(replace(cfg, backend="ray", out=str(tmp_path / "ray.json")))
+    finally:
+        ray.shutdown()
+    assert any(r > 0 for r in pooled["per_episode_return"])  # a case that can differ
+    timings = {"wall_seconds", "env_steps_per_second", "results_path"}
+    assert {k: v for k, v in on_ray.items() if k not in timings} == {
+        k: v for k, v in pooled.items() if k not in timings
+    }
+    assert on_ray["workers_used"] == 2
+
+
+def test_ray_backend_without_ray_is_one_line(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from apprentice.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    out = run_dir / "never.json"
+    argv = ["eval", str(run_dir), "--backend", "ray", "--episodes", "1", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--backend ray needs Ray: pip install" in err
+    assert not out.exists()

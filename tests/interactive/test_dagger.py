@@ -215,3 +215,17 @@ def test_bad_config_values_are_named() -> None:
     with pytest.raises(ApprenticeError, match="max_rollouts must be >= 0"):
         DaggerConfig(task="lift", out="x", max_rollouts=-1)
     assert np.isclose(DaggerConfig(task="lift", out="x").beta_decay, 0.5)
+
+
+def test_wandb_gets_the_config_and_each_rounds_scores(tmp_path: Path, wandb_offline: Any) -> None:
+    from apprentice.tracking import STEP
+
+    result = run_dagger(tiny_lift(tmp_path / "run", wandb="proj"))
+    (run,) = wandb_offline.read_offline_runs(result.run_dir)
+    assert run.project == "proj" and run.job_type == "dagger"
+    assert run.config["method"] == "dagger" and run.config["train"]["epochs"] == 1
+    assert [row[STEP] for row in run.history] == [h["round"] for h in result.history] == [0, 1]
+    for row, h in zip(run.history, result.history, strict=True):
+        for key in ("success_rate", "mean_return", "labels", "round_labels", "beta"):
+            assert row[f"round/{key}"] == h[key]
+    assert not (result.run_dir / "round_1" / "wandb").exists()  # one W&B run, not one a round

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -164,3 +165,28 @@ def test_state_only_demos_are_refused(noisy_pd_demos: Path, tmp_path: Path) -> N
         run_bc_rl(cfg)
     with pytest.raises(ApprenticeError, match="lambda1"):
         BCRLConfig(lambda1=0.0)
+
+
+def test_bc_rl_logs_each_evaluation_to_wandb(
+    noisy_pd_demos: Path, tmp_path: Path, wandb_offline: Any
+) -> None:
+    from apprentice.tracking import STEP
+
+    cfg = IRLConfig(
+        algo="bc-rl",
+        task=PENDULUM,
+        demos=str(noisy_pd_demos),
+        out=str(tmp_path / "run"),
+        env_steps=128,
+        eval_episodes=1,
+        algo_args=("bc_steps=20", "n_steps=64", "batch_size=32", "n_epochs=1", "threads=1"),
+        wandb="proj",
+    )
+    r = run_bc_rl(cfg)
+    (run,) = wandb_offline.read_offline_runs(r.run_dir)
+    assert run.project == "proj" and run.job_type == "irl-bc-rl"
+    assert run.config["irl"]["algo"] == "bc-rl" and "wandb" not in run.config["irl"]
+    assert [row[STEP] for row in run.history] == [h["env_steps"] for h in r.history] == [0, 64, 128]
+    for row, h in zip(run.history, r.history, strict=True):
+        for key in ("mean_return", "normalized_return", "bc_weight", "demo_mse"):
+            assert row[f"epoch/{key}"] == h[key]  # TensorBoard's names

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -250,3 +252,24 @@ def test_linear_apprenticeship_runs_and_resumes(tmp_path: Path) -> None:
     # Rerunning the finished run resumes it: nothing left to do, the same history.
     again = run_tabular(cfg)
     assert again.history == first.history
+
+
+def test_maxent_logs_its_history_to_wandb(tmp_path: Path, wandb_offline: Any) -> None:
+    from apprentice.tracking import STEP
+
+    cfg = IRLConfig(
+        algo="maxent",
+        task="gridworld/5x5",
+        out=str(tmp_path / "run"),
+        algo_args=("max_iters=3", "num_demos=5"),
+        wandb="proj",
+    )
+    result = run_tabular(cfg)
+    (run,) = wandb_offline.read_offline_runs(result.run_dir)
+    assert run.job_type == "irl-maxent" and run.config["algo"] == "maxent"
+    assert [row[STEP] for row in run.history] == [h["iteration"] for h in result.history]
+    for row, h in zip(run.history, result.history, strict=True):
+        assert row["iteration/distance"] == h["distance"]
+        assert row["iteration/mean_return"] == h["mean_return"]
+    # A rerun under another project is the same run: its config is free in that.
+    assert run_tabular(dataclasses.replace(cfg, wandb=None)).history == result.history

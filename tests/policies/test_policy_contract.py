@@ -24,7 +24,7 @@ from apprentice.policies import (
     policy_names,
     save_checkpoint,
 )
-from apprentice.policies.base import config_field_docs
+from apprentice.policies.base import config_field_docs, split_run_state, stack_run_states
 
 # Every registered name runs at its tiny size (`PolicyConfig.tiny`), then variants on top.
 VARIANTS = [(name, {}) for name in policy_names()] + [
@@ -173,6 +173,59 @@ def test_reset_of_one_row_restarts_only_that_row(trained: Any, data: Any) -> Non
         for t in range(3, 6)
     ]
     np.testing.assert_allclose(np.stack(out)[:, 1], fresh[1][:3], atol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "overrides"), VARIANTS, ids=IDS)
+def test_streams_taking_turns_in_batches_act_as_each_stream_alone(
+    name: str, overrides: dict[str, Any], data: Any
+) -> None:
+    """Streams that take turns in `act_batch` calls, each carrying its own row of the run
+    state between them (`stack_run_states`, `split_run_state`), act as each stream alone,
+    resets at different steps included: how the policy server batches its sessions."""
+    policy, _ = _build(name, overrides, data)
+    assert policy.batching_refusal() is None
+    steps, resets = 8, {1: 3, 2: 5}  # stream -> the step before which it resets
+    streams = [_obs_stream(data[0], steps, start=s) for s in (0, 30, 60, 90)]
+    alone = []
+    for i, stream in enumerate(streams):
+        policy.reset()
+        actions = []
+        for t, obs in enumerate(stream):
+            if resets.get(i) == t:
+                policy.reset()
+            actions.append(policy.act(obs))
+        alone.append(np.stack(actions))  # (T, A)
+    rng = np.random.default_rng(0)
+    done, states = [0] * len(streams), [{} for _ in streams]
+    turns: list[list[np.ndarray]] = [[] for _ in streams]
+    while min(done) < steps:
+        group = [i for i in range(len(streams)) if done[i] < steps and rng.random() < 0.6]
+        group = group or [done.index(min(done))]
+        for i in group:
+            if resets.get(i) == done[i]:
+                states[i] = {}
+        policy.load_run_state(stack_run_states([states[i] for i in group]))
+        obs = {k: np.stack([streams[i][done[i]][k] for i in group]) for k in streams[0][0]}
+        actions = policy.act_batch(obs)  # (len(group), A)
+        rows = split_run_state(policy.run_state(), len(group))
+        for i, state, action in zip(group, rows, actions, strict=True):
+            states[i] = state
+            turns[i].append(action)
+            done[i] += 1
+    # Float tolerance, not bit equality: a product over several rows runs other CPU kernels.
+    for i in range(len(streams)):
+        np.testing.assert_allclose(np.stack(turns[i]), alone[i], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gmm", "rnn", "transformer"])
+def test_a_sampling_gmm_head_refuses_batching(name: str, data: Any) -> None:
+    """A mixture head that samples draws all rows from one generator: its rows are not
+    separate streams, and it says so; the most likely mode's mean is per row."""
+    head = {} if name == "gmm" else {"head": "gmm"}
+    policy, _ = _build(name, {**head, "deterministic_act": False}, data)
+    refusal = policy.batching_refusal()
+    assert refusal is not None and "deterministic_act=false" in refusal
+    assert _build(name, head, data)[0].batching_refusal() is None
 
 
 def test_padded_steps_do_not_change_the_loss(trained: Any, data: Any) -> None:

@@ -1,6 +1,8 @@
-"""Learning algorithms on one shared trainer (BC now; DAgger, GAIL, IRL reuse it)."""
+"""Learning algorithms on one shared trainer (BC now; DAgger, GAIL, IRL reuse it), in one
+process or across torchrun's (`join_processes`)."""
 
 from apprentice.algos.bc import batch_to_tensors, bc_validation_loss
+from apprentice.algos.launch import join_processes
 from apprentice.algos.trainer import (
     Evaluate,
     TrainConfig,
@@ -17,6 +19,7 @@ __all__ = [
     "Trainer",
     "batch_to_tensors",
     "bc_validation_loss",
+    "join_processes",
     "load_train_config",
     "train",
 ]

@@ -24,7 +24,17 @@ _C = TypeVar("_C")
 # Fields that do not change what is learned: a resume may differ in them (epochs too, but
 # under a cosine schedule: `TrainConfig.resume_free_fields`).
 RESUME_FREE_FIELDS = frozenset(
-    {"resume", "overwrite", "progress", "threads", "epochs", "eval_episodes", "device"}
+    {
+        "resume",
+        "overwrite",
+        "progress",
+        "threads",
+        "epochs",
+        "eval_episodes",
+        "device",
+        "wandb",
+        "dist_timeout",
+    }
 )
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -66,7 +76,8 @@ class TrainConfig:
     steps_per_epoch: int | None = 100
     """Gradient steps per epoch (robomimic: 100); None = one pass over the training windows."""
     batch_size: int = 100
-    """Windows per gradient step (robomimic: 100)."""
+    """Windows per gradient step (robomimic: 100); under torchrun, per process: a step's
+    global batch is batch_size x processes."""
     lr: float = 1e-4
     """Adam learning rate (robomimic: 1e-4)."""
     weight_decay: float = 0.0
@@ -103,7 +114,8 @@ class TrainConfig:
     save_every: int = 0
     """Also keep the weights every this many epochs as epoch_<N>.pt (learning curves); 0 = no."""
     threads: int | None = None
-    """torch CPU threads (>= 1); None = one per core. Use 1 when other jobs share the cores."""
+    """torch CPU threads (>= 1); None = one per core (under torchrun, OMP_NUM_THREADS: torchrun
+    sets 1). Use 1 when other jobs share the cores."""
     precision: str = "fp32"
     """Forward-pass precision: fp32, or bf16 (autocast: about 1.5x faster on CPUs with
     AVX-512 bf16 units)."""
@@ -111,8 +123,15 @@ class TrainConfig:
     """Where the weights train: "cpu", "cuda", "cuda:N", or "auto" (CUDA when torch has it).
     Checkpoints are written with CPU tensors and rollouts run on a CPU copy, so a run trained
     on a GPU evaluates, exports and resumes anywhere."""
+    dist_timeout: float = 300.0
+    """Under torchrun: seconds a process waits for the others to join and at each exchange
+    of a training step before the run stops with one line (resume it with the same
+    command); rank 0's validation, rollouts and checkpoints are waited for without it."""
     log_every: int = 50
     """Log the step loss to TensorBoard every this many steps."""
+    wandb: str | None = None
+    """Also log the config and each epoch's scalars to this Weights & Biases project (offline
+    under out/wandb/ without W&B credentials or network); None = TensorBoard only."""
     progress: bool = True
     """Show a progress bar per epoch."""
     resume: bool = True
@@ -144,6 +163,7 @@ class TrainConfig:
                 f"unknown lr_schedule {self.lr_schedule!r}; known: {', '.join(LR_SCHEDULES)}",
             ),
             (self.warmup_steps >= 0, f"warmup_steps must be >= 0, not {self.warmup_steps}"),
+            (self.dist_timeout > 0, f"dist_timeout must be > 0, not {self.dist_timeout}"),
             (
                 self.ema_decay is None or 0.0 < self.ema_decay < 1.0,
                 f"ema_decay must be in (0, 1) or None, not {self.ema_decay}",

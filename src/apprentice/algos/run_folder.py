@@ -12,12 +12,13 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from apprentice.errors import ApprenticeError
 from apprentice.files import write_text_atomic
+from apprentice.tracking import remove_tracking, scalars, start_tracker
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -32,7 +33,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt", "final.pt")
-"""Files a run owns (and `overwrite` deletes, with tb/)."""
+"""Files a run owns (and `overwrite` deletes, with tb/ and its W&B files)."""
 
 STAGE_FOLDERS = ("encoders",)
 """Folders a recipe's stages write into the run folder before the run starts (its pretrained
@@ -40,9 +41,21 @@ encoders): a folder holding only these is a run about to start, not a foreign fo
 
 
 class RunLog:
-    """metrics.jsonl + TensorBoard; on resume, drops records of epochs past the checkpoint."""
+    """metrics.jsonl + TensorBoard (+ W&B with `wandb`, see `apprentice.tracking`); on resume,
+    drops records of epochs past the checkpoint."""
 
-    def __init__(self, run_dir: Path, *, resume_epoch: int, global_step: int) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        resume_epoch: int,
+        global_step: int,
+        wandb: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        job_type: str = "train",
+    ) -> None:
+        """`wandb` names the W&B project the epochs also go to, with `config` (the run's) and
+        `job_type` (the command: train, irl-gail, ...)."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.path = run_dir / "metrics.jsonl"
@@ -60,6 +73,9 @@ class RunLog:
         self.tb = SummaryWriter(
             str(run_dir / "tb"), purge_step=global_step + 1 if resume_epoch > 0 else None
         )
+        self.tracker = start_tracker(
+            wandb, run_dir, config or {}, resume=resume_epoch > 0, job_type=job_type
+        )
 
     def _rewrite(self) -> None:
         write_jsonl(self.path, self.records)
@@ -70,13 +86,37 @@ class RunLog:
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        for key, value in record.items():
-            if isinstance(value, int | float) and key != "epoch":
-                self.tb.add_scalar(f"epoch/{key}", value, global_step)
+        values = scalars(record, "epoch/", skip=("epoch",))
+        for tag, value in values.items():
+            self.tb.add_scalar(tag, value, global_step)
         self.tb.flush()
+        self.tracker.log(values, global_step)
 
     def close(self) -> None:
         self.tb.close()
+        self.tracker.finish()
+
+
+class _NoWriter:
+    """A TensorBoard writer that writes nothing."""
+
+    def add_scalar(self, tag: str, value: float, global_step: int) -> None:
+        pass
+
+
+class SilentLog:
+    """The log of a training process that does not write the run's (under torchrun, every
+    rank but 0, whose `RunLog` does): it keeps and writes nothing."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.tb = _NoWriter()
+
+    def epoch(self, record: dict[str, Any], global_step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def prepare_run_dir(
@@ -99,6 +139,7 @@ def prepare_run_dir(
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
         shutil.rmtree(run_dir / "tb", ignore_errors=True)
+        remove_tracking(run_dir)
     if run_dir.exists() and any(p.name not in STAGE_FOLDERS for p in run_dir.iterdir()):
         if not config_path.exists():
             raise ApprenticeError(

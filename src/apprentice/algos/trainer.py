@@ -6,6 +6,8 @@ A run folder holds:
     metrics.jsonl     one record per epoch: epoch, train_loss, valid_loss, success_rate, lr
                       (with a schedule), ...
     tb/               TensorBoard events
+    wandb/            with `wandb` (--wandb): the W&B run's files, its id in wandb_id.txt
+                      (`apprentice.tracking`)
     last.pt           after every epoch: policy + optimizer + RNG state (resume point)
     best.pt           best success rate (when evaluating) or best validation loss
     final.pt          after the last epoch
@@ -21,25 +23,34 @@ weights for the resume. A policy averaging its own weights (diffusion's `ema`) i
 the trainer's EMA rather than averaged twice: its average lives in its own checkpointed
 buffers, where eval mode already uses it. Both levers' states are in last.pt, so a resumed
 run goes on bit for bit.
+
+Under torchrun (`torchrun --nproc_per_node=N -m apprentice train ...`), `train` joins the
+processes and the trainer calls the hooks of `algos/distributed.py` at a few points: the
+step goes through DistributedDataParallel, each process samples its own windows, and rank 0
+alone logs, validates, rolls out and writes the run folder while the others wait for it.
+`batch_size` is each process's; the global batch is batch_size x processes.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from apprentice.algos.bc import batch_to_tensors, bc_validation_loss
 from apprentice.algos.config import TrainConfig, load_train_config, resolve_device
+from apprentice.algos.distributed import Processes
+from apprentice.algos.launch import join_processes
 from apprentice.algos.optim import make_lr_scheduler, make_optimizer
-from apprentice.algos.run_folder import RunLog, prepare_run_dir
+from apprentice.algos.run_folder import RunLog, SilentLog, prepare_run_dir
 from apprentice.algos.training_data import (
     TrainData,
     cache_camera_features,
@@ -51,6 +62,7 @@ from apprentice.errors import ApprenticeError
 from apprentice.policies.averaging import PolicyAverage
 from apprentice.policies.base import Policy
 from apprentice.policies.checkpoint import load_checkpoint, save_checkpoint
+from apprentice.tracking import check_tracking
 
 Evaluate = Callable[[Policy, int], dict[str, float]]
 """Rollout callback: (policy, number of episodes) -> metrics with at least "success_rate"."""
@@ -83,11 +95,13 @@ def _rollout_copy(policy: Policy, device: torch.device) -> Policy:
 
 
 def _epoch_batches(
-    sampler: Any, steps: int | None
-) -> tuple[Iterator[dict[str, np.ndarray]], int | None]:
-    """Batches of one epoch and their count if known."""
+    sampler: Any, steps: int | None, pass_steps: int
+) -> tuple[Iterator[dict[str, np.ndarray]], int]:
+    """Batches of one epoch and their count: `steps` sampled batches, or (None) the first
+    `pass_steps` batches of a shuffled pass over the windows (all of them in one process;
+    under torchrun each process's share of one pass)."""
     if steps is None:
-        return iter(sampler.epoch()), None
+        return itertools.islice(sampler.epoch(), pass_steps), pass_steps
     return (sampler.sample() for _ in range(steps)), steps
 
 
@@ -111,10 +125,24 @@ class Trainer:
     run_dir: Path
     rng: np.random.Generator
     sampler: Any  # WindowSampler over the training demos
-    log: RunLog
+    pass_steps: int
+    """Steps of an epoch without steps_per_epoch: one pass over the training windows."""
+    train_module: nn.Module
+    """What a step calls: the policy, or DistributedDataParallel around it."""
+    log: RunLog | SilentLog
 
-    def __init__(self, config: TrainConfig, *, evaluate: Evaluate | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        evaluate: Evaluate | None = None,
+        processes: Processes | None = None,
+    ) -> None:
         self.config = config
+        self.processes = processes or Processes()
+        """The processes training the run: this one alone, or torchrun's (`train` joins them)."""
+        self.process_generators: list[dict[str, Any]] | None = None
+        """Under torchrun, on rank 0: every process's generators at the last epoch's end."""
         self.rollouts = evaluate
         self.evaluating = evaluate is not None and config.eval_every > 0
         self.device = torch.device("cpu")
@@ -135,30 +163,40 @@ class Trainer:
         config: TrainConfig | None = None,
         *,
         optimizer: torch.optim.Optimizer | None = None,
+        processes: Processes | None = None,
     ) -> Trainer:
         """A trainer whose `step` trains `policy` (moved to `config.device`) with
         `optimizer`, or with the optimizer a run makes from `config`, and `config`'s
-        learning-rate schedule (over epochs of steps_per_epoch steps) and EMA."""
-        trainer = cls(config or TrainConfig())
+        learning-rate schedule (over epochs of steps_per_epoch steps) and EMA; with
+        `processes` (`join_processes`), as one of them (rank 0's weights, DDP)."""
+        trainer = cls(config or TrainConfig(), processes=processes)
         config = trainer.config
-        trainer.device = resolve_device(config.device)
+        trainer.device = trainer.processes.training_device(resolve_device(config.device))
         trainer.policy = policy.to(trainer.device)
+        trainer.processes.broadcast_weights(trainer.policy)
         trainer.optimizer = (
             make_optimizer(trainer.policy, config) if optimizer is None else optimizer
         )
         trainer._make_levers(config.steps_per_epoch)
+        trainer.processes.as_replica(trainer.policy, config.seed)
+        trainer.train_module = trainer.processes.wrap(trainer.policy)
         return trainer
 
     def fit(self) -> TrainResult:
         """Set up, train the remaining epochs, write final.pt; see the module docstring."""
-        self.setup()
-        config = self.config
-        try:
-            for epoch in range(self.start_epoch + 1, config.epochs + 1):
-                self.run_epoch(epoch)
-            self.save_checkpoint("final.pt", epoch=max(config.epochs, self.start_epoch))
-        finally:
-            self.log.close()
+        processes = self.processes
+        with processes.collectives():  # a process lost: one line, not a native trace
+            self.setup()
+            config = self.config
+            try:
+                for epoch in range(self.start_epoch + 1, config.epochs + 1):
+                    self.run_epoch(epoch)
+                    processes.wait_for_main()  # rank 0 validates, rolls out, writes
+                if processes.is_main:
+                    self.save_checkpoint("final.pt", epoch=max(config.epochs, self.start_epoch))
+                processes.wait_for_main()
+            finally:
+                self.log.close()
         best_path = self.run_dir / "best.pt"
         best = self.best_metric
         return TrainResult(
@@ -183,46 +221,70 @@ class Trainer:
         config = self.config
         if not config.dataset:
             raise ApprenticeError("train config: dataset path is empty")
+        processes = self.processes
+        if not processes.is_main:  # rank 0 alone shows progress and logs
+            self.config = config = replace(config, progress=False, log_every=0)
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         # Before the run folder exists: a policy asking for cameras the file lacks, or a GPU
         # this machine lacks, leaves none.
         keys_to_load(config)
         resolve_device(config.device)
-        self.run_dir, last_path = prepare_run_dir(
-            Path(config.out),
-            config.to_dict(),
-            resume=config.resume,
-            overwrite=config.overwrite,
-            free_fields=config.resume_free_fields(),
-            canonical=lambda found: TrainConfig.from_dict(found).to_dict(),
+        check_tracking(config.wandb)
+        self.run_dir, last_path = processes.on_main(
+            lambda: prepare_run_dir(
+                Path(config.out),
+                config.to_dict(),
+                resume=config.resume,
+                overwrite=config.overwrite,
+                free_fields=config.resume_free_fields(),
+                canonical=lambda found: TrainConfig.from_dict(found).to_dict(),
+            )
         )
         self.data = load_train_data(config)
+        processes.check_same(
+            "the training data (demos, steps, normalizer statistics)",
+            self.data.identity(),
+            f"every process must read the same dataset ({config.dataset})",
+        )
         check_horizon(config.policy, self.data.train)  # a chunk longer than a demo: one error
-        self.device = resolve_device(config.device)
+        self.device = processes.training_device(resolve_device(config.device))
         torch.manual_seed(config.seed)
         # On its device before the optimizer exists; the loads below copy CPU tensors into it
         # (and Adam's load_state_dict moves a resumed run's moments to the parameters' device).
         self.policy = config.policy.build(self.data.train.spec, self.data.normalizer_state)
         self.policy = self.policy.to(self.device)
         self.optimizer = make_optimizer(self.policy, config)
-        self.rng = np.random.default_rng(config.seed)
+        self.rng = processes.sampler_rng(config.seed)
         if last_path is None and config.init_checkpoint:
             self._warm_start(config.init_checkpoint)
         elif last_path is None:
             self.policy.load_pretrained_encoders()  # pretrained_path, encoder_checkpoint
         elif self.policy.cached_cameras:  # the frozen encoders' weights, to cache with
             self.policy.load_state_dict(load_checkpoint(last_path)["state_dict"])
+        processes.broadcast_weights(self.policy)  # every process starts from rank 0's
         # Frozen encoders are what they will stay: their features are computed once, here.
         self.data = cache_camera_features(self.data, self.policy, self.device)
         self.sampler = WindowSampler.for_policy(
             self.data.train, config.policy, batch_size=config.batch_size, rng=self.rng
         )
+        self.pass_steps = processes.pass_steps(self.sampler.num_anchors, config.batch_size)
         # After the starting weights, which the EMA starts from (a resume loads its own).
-        self._make_levers(config.steps_per_epoch or len(self.sampler))
+        self._make_levers(config.steps_per_epoch or self.pass_steps)
+        processes.as_replica(self.policy, config.seed)
         if last_path is not None:
             self._resume(last_path)
-        self.log = RunLog(self.run_dir, resume_epoch=self.start_epoch, global_step=self.global_step)
+        self.train_module = processes.wrap(self.policy)
+        if not processes.is_main:
+            self.log = SilentLog()
+            return
+        self.log = RunLog(
+            self.run_dir,
+            resume_epoch=self.start_epoch,
+            global_step=self.global_step,
+            wandb=config.wandb,
+            config=config.to_dict(),
+        )
 
     def _make_levers(self, steps_per_epoch: int | None) -> None:
         """The learning-rate schedule on the optimizer and the EMA of the policy, as the
@@ -272,8 +334,9 @@ class Trainer:
         self.optimizer.load_state_dict(extra["optimizer"])
         if self.lr_scheduler is not None:
             self.lr_scheduler.load_state_dict(extra["lr_scheduler"])
-        self.rng.bit_generator.state = extra["numpy_rng"]
-        torch.set_rng_state(extra["torch_rng"])
+        numpy_state, torch_state = self.processes.own_generators(extra, self.config.seed)
+        self.rng.bit_generator.state = numpy_state
+        torch.set_rng_state(torch_state)
         self.start_epoch, self.global_step = int(extra["epoch"]), int(extra["global_step"])
         best = extra["best_metric"]
         if best is not None:  # a float in a last.pt from before the reward broke ties
@@ -283,14 +346,18 @@ class Trainer:
     # ---- one epoch, one step ----------------------------------------------------------------
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
-        """Train one epoch, validate, evaluate, log its record, write its checkpoints."""
+        """Train one epoch, validate, evaluate, log its record, write its checkpoints (under
+        torchrun, rank 0 alone does all but the training; the others return its loss)."""
         t0 = time.perf_counter()
         losses = self._train_steps(epoch)
         train_time = time.perf_counter() - t0
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": float(np.mean(losses)) if losses else None,
-        }
+        # The mean over every process's steps, and their generators for last.pt, on rank 0.
+        train_loss, self.process_generators = self.processes.gather_epoch(
+            losses, self._generators()
+        )
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
+        if not self.processes.is_main:
+            return record
         record["valid_loss"] = self.validate()
         if self.lr_scheduler is not None:
             record["lr"] = self.lr_scheduler.get_last_lr()[0]  # the next step's
@@ -310,7 +377,7 @@ class Trainer:
         """The epoch's gradient steps; their losses, read back and checked finite."""
         config = self.config
         self.policy.train()
-        batches, total = _epoch_batches(self.sampler, config.steps_per_epoch)
+        batches, total = _epoch_batches(self.sampler, config.steps_per_epoch, self.pass_steps)
         readback = _Readback(epoch, every=readback_every(self.device))
         losses = readback.values  # filled as the losses are read back
         for batch in _progress(batches, total, epoch, config):
@@ -345,7 +412,7 @@ class Trainer:
         """
         bf16 = self.config.precision == "bf16"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss, info = self.policy(batch_to_tensors(batch, self.device))
+            loss, info = self.train_module(batch_to_tensors(batch, self.device))
         # set_to_none skips a memset per parameter; the next backward writes fresh grads.
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -424,11 +491,13 @@ class Trainer:
             "epoch": epoch,
             "global_step": self.global_step,
             "optimizer": self.optimizer.state_dict(),
-            "numpy_rng": self.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
+            **self._generators(),
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
         }
+        if self.process_generators is not None:  # every torchrun process's, by rank
+            # Rank 0's as they are now, after the rollouts' draws, as in its own fields.
+            extra["process_generators"] = [self._generators(), *self.process_generators[1:]]
         if self.lr_scheduler is not None:
             extra["lr_scheduler"] = self.lr_scheduler.state_dict()
         if self.ema is not None:
@@ -440,10 +509,24 @@ class Trainer:
             self.run_dir / "last.pt", self.acting_policy, env_args=self.data.env_args, extra=extra
         )
 
+    def _generators(self) -> dict[str, Any]:
+        """The states of this process's generators: the sampler's and torch's."""
+        return {"numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
 
-def train(config: TrainConfig, *, evaluate: Evaluate | None = None) -> TrainResult:
-    """Train `config.policy` with BC on `config.dataset`; see the module docstring."""
-    return Trainer(config, evaluate=evaluate).fit()
+
+def train(
+    config: TrainConfig,
+    *,
+    evaluate: Evaluate | None = None,
+    processes: Processes | None = None,
+) -> TrainResult:
+    """Train `config.policy` with BC on `config.dataset`; see the module docstring. Under
+    torchrun, across its processes: `processes` already joined (`join_processes`), or joined
+    here for the run."""
+    if processes is not None:
+        return Trainer(config, evaluate=evaluate, processes=processes).fit()
+    with join_processes(config) as joined:
+        return Trainer(config, evaluate=evaluate, processes=joined).fit()
 
 
 def readback_every(device: torch.device) -> int:

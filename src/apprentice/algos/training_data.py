@@ -25,6 +25,16 @@ class TrainData:
     normalizer_state: dict[str, Any]
     env_args: dict[str, Any]
 
+    def identity(self) -> dict[str, Any]:
+        """What tells this data from other data, JSON-able: each split's demos and steps,
+        and the normalizer's statistics (processes training one run must agree on it)."""
+        valid = self.valid
+        return {
+            "train": [self.train.demo_names, self.train.num_steps],
+            "valid": None if valid is None else [valid.demo_names, valid.num_steps],
+            "normalizer": self.normalizer_state,
+        }
+
 
 def demo_split(config: TrainConfig) -> tuple[list[str] | None, list[str] | None, str | None]:
     """(train demos, valid demos, mask to load train with) per the dataset's filters or a split."""

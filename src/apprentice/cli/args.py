@@ -3,7 +3,8 @@
 One scheme for every command:
 
 - a scalar field `lr` is `--lr`; a bool `progress` is `--progress/--no-progress`; a tuple
-  field takes several values (`--task-args a=1 b=2`);
+  field takes several values (`--task-args a=1 b=2`), numbers where its items are numbers
+  (`--demos 50 200`);
 - a nested dataclass field `train: TrainConfig` gives its fields under its name, in their
   own help group: `--train.lr`, `--train.steps-per-epoch`. The nested defaults shown are the
   command's (the field's default instance), not the nested class's. Fields the command sets
@@ -21,7 +22,12 @@ import dataclasses
 from typing import Any, get_origin, get_type_hints
 
 from apprentice.errors import ApprenticeError
-from apprentice.overrides import field_default, parse_overrides, strip_optional
+from apprentice.overrides import (
+    field_default,
+    parse_overrides,
+    strip_optional,
+    tuple_item_type,
+)
 from apprentice.policies.base import (
     PolicyConfig,
     config_field_docs,
@@ -150,7 +156,8 @@ def add_dataclass_args(
         elif tp in (int, float, str):
             kwargs["type"] = tp
         elif get_origin(tp) is tuple:
-            kwargs["type"] = str
+            item = tuple_item_type(tp)
+            kwargs["type"] = item if item in (int, float) else str
             kwargs["nargs"] = "*"
         else:
             continue  # a field of another type has no flag: Python callers set it

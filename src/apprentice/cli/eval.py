@@ -8,6 +8,7 @@ from pathlib import Path
 from apprentice.cli.args import dataclass_from_args
 from apprentice.cli.command import Command
 from apprentice.console import print_table
+from apprentice.envs.pool import BACKENDS
 from apprentice.evaluate.run import EvalConfig, evaluate
 from apprentice.files import check_writable
 
@@ -53,5 +54,5 @@ def command() -> Command:
         "evaluate a policy on held-out initial states",
         EvalConfig,
         run,
-        {"positional": ("checkpoint",)},
+        {"positional": ("checkpoint",), "choices": {"backend": list(BACKENDS)}},
     )

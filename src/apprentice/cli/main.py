@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from apprentice.cli.args import add_dataclass_args
 from apprentice.cli.command import Command
-from apprentice.errors import ApprenticeError
+from apprentice.errors import ApprenticeError, ReportedError
 
 COMMAND_MODULES = (
     "quickstart",
@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "train",
     "recipes",
     "eval",
+    "sweep",
     "export",
     "serve",
     "inspect",
@@ -74,6 +75,22 @@ def given_flags(argv: Sequence[str] | None) -> frozenset[str]:
     return frozenset(vars(parser.parse_args(argv)))
 
 
+TORCHRUN_COMMANDS = ("train",)
+"""Commands that run as one run across the processes torchrun starts (`algos/launch.py`);
+under torchrun the others stop with one line rather than run once per process."""
+
+
+def _check_launch(command: str) -> None:
+    from apprentice.algos.launch import Launch
+
+    launch = Launch.from_environ()
+    if launch is not None and command not in TORCHRUN_COMMANDS:
+        raise ApprenticeError(
+            f"only `apprentice train` runs under torchrun (WORLD_SIZE={launch.world_size}); "
+            f"run `apprentice {command}` as one process"
+        )
+
+
 def _prog(command: str | None) -> str:
     return f"apprentice {command}" if command else "apprentice"
 
@@ -84,9 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Building the parser imports every command's library: a Ctrl-C there is caught too.
         ns = build_parser().parse_args(argv)
         command = ns.command
-        if getattr(ns, "recipe", ""):
+        _check_launch(command)
+        if getattr(ns, "recipe", "") or getattr(ns, "spec", ""):  # a base the flags override
             ns.given = given_flags(argv)
         ns.fn(ns)
+    except ReportedError:  # another process of the run (torchrun's rank 0) printed it
+        return 2
     except ApprenticeError as e:
         print(f"{_prog(command)}: error: {e}", file=sys.stderr)
         return 2

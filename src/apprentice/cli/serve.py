@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 
 from apprentice.cli.args import dataclass_from_args
 from apprentice.cli.command import Command
@@ -22,6 +23,8 @@ def run(ns: argparse.Namespace) -> None:
             "SIGTERM or Ctrl-C stops it",
             flush=True,
         )
+        if not server.inference.refused:  # a refusal is logged as a warning already
+            print(server.inference.description, flush=True)
 
     server.run(ready)
     m = server.metrics
@@ -30,10 +33,16 @@ def run(ns: argparse.Namespace) -> None:
         [
             ("sessions", m.sessions_opened),
             ("act requests", m.requests["act"]),
+            ("act requests per batch (mean)", _mean_batch(m.batches)),
             ("error replies", sum(m.errors.values())),
             ("refused connections and frames", sum(m.rejected.values())),
         ],
     )
+
+
+def _mean_batch(batches: Counter[int]) -> str:
+    runs = sum(batches.values())
+    return f"{sum(size * n for size, n in batches.items()) / runs:.2f}" if runs else "-"
 
 
 def command() -> Command:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apprentice.algos.config import TrainConfig
+from apprentice.algos.launch import main_process
 from apprentice.cli.args import dataclass_from_args
 from apprentice.cli.command import Command
 from apprentice.console import print_table
@@ -16,6 +17,7 @@ from apprentice.errors import ApprenticeError
 from apprentice.files import check_writable
 from apprentice.pipelines.train import run_train
 from apprentice.recipes import check_dataset, get_recipe, recipe_names
+from apprentice.tracking import check_tracking
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,14 @@ def _fields(config: TrainConfig) -> dict[str, Any]:
 def run(ns: argparse.Namespace) -> None:
     cfg, recipe = train_config(ns)
     check_writable(cfg.out, folder=True)
+    check_tracking(cfg.wandb)  # before a recipe's stages
+    stages = None
     if recipe:
         check_dataset(get_recipe(recipe), cfg.dataset, cfg.policy)
-        cfg = get_recipe(recipe).run_stages(cfg)
-    result = run_train(cfg)
+        stages = get_recipe(recipe).run_stages
+    result = run_train(cfg, stages=stages)
+    if not main_process():  # under torchrun, rank 0 alone prints
+        return
     title = f"trained {cfg.policy.name} on {cfg.dataset}" + (
         f" (recipe {recipe})" if recipe else ""
     )

@@ -24,6 +24,7 @@ the server turns into an error reply instead of a crash.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -45,6 +46,7 @@ ERROR_KINDS = (
 OBS_DTYPES = ("<f4", "<f8")
 # Camera images travel as uint8 (H, W, C), a quarter of float32's bytes, and stay uint8.
 IMAGE_DTYPES = ("|u1",)
+_ARRAY_KEYS = frozenset({"dtype", "shape", "data"})
 
 
 class ProtocolError(Exception):
@@ -95,7 +97,7 @@ def decode_array(
 ) -> np.ndarray:
     """The array an ARRAY holds, checked against `shape` (None = any) and `dtypes`: float32
     (finite) when `as_float`, else its own dtype (camera images stay uint8)."""
-    if not isinstance(value, dict) or set(value) != {"dtype", "shape", "data"}:
+    if not isinstance(value, dict) or value.keys() != _ARRAY_KEYS:
         raise ProtocolError(
             "invalid_obs", f"{name} must be a map with keys dtype, shape, data (an encoded array)"
         )
@@ -115,7 +117,7 @@ def decode_array(
     if not isinstance(data, bytes):
         raise ProtocolError("invalid_obs", f"{name}: data must be bytes (msgpack bin)")
     np_dtype = np.dtype(dtype)
-    expected = int(np.prod(got_shape, dtype=np.int64)) * np_dtype.itemsize
+    expected = math.prod(got_shape) * np_dtype.itemsize
     if len(data) != expected:
         raise ProtocolError(
             "invalid_obs", f"{name} has {len(data)} data bytes, shape and dtype need {expected}"
@@ -124,7 +126,7 @@ def decode_array(
     if not as_float:
         return array.copy()  # writable, independent of the frame's buffer
     array = array.astype(np.float32)
-    if not np.all(np.isfinite(array)):
+    if not np.isfinite(array).all():
         raise ProtocolError("invalid_obs", f"{name} contains NaN or inf")
     return array
 
@@ -138,21 +140,8 @@ def decode_obs(
     float32}, and for `image_keys` {key: (H, W, C) uint8}."""
     if not isinstance(value, dict):
         raise ProtocolError("invalid_obs", "obs must be a map of key -> encoded array")
-    missing = sorted(set(obs_shapes) - set(value))
-    if missing:
-        raise ProtocolError(
-            "invalid_obs",
-            f"obs lacks key(s) {', '.join(missing)}; the policy reads {', '.join(obs_shapes)}",
-        )
-    extra = sorted(str(k) for k in set(value) - set(obs_shapes))
-    if extra:
-        # Unread keys are refused rather than ignored: they cost bandwidth and usually mean
-        # the client talks to the wrong policy.
-        raise ProtocolError(
-            "invalid_obs",
-            f"obs has unexpected key(s) {', '.join(extra)}; the policy reads "
-            f"{', '.join(obs_shapes)}",
-        )
+    if value.keys() != obs_shapes.keys():
+        _refuse_keys(value, obs_shapes)
     return {
         key: decode_array(
             value[key],
@@ -163,6 +152,23 @@ def decode_obs(
         )
         for key, shape in obs_shapes.items()
     }
+
+
+def _refuse_keys(value: Mapping[Any, Any], obs_shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """Raise the `ProtocolError` naming the keys an observation lacks or should not have."""
+    missing = sorted(set(obs_shapes) - set(value))
+    if missing:
+        raise ProtocolError(
+            "invalid_obs",
+            f"obs lacks key(s) {', '.join(missing)}; the policy reads {', '.join(obs_shapes)}",
+        )
+    extra = sorted(str(k) for k in set(value) - set(obs_shapes))
+    # Unread keys are refused rather than ignored: they cost bandwidth and usually mean the
+    # client talks to the wrong policy.
+    raise ProtocolError(
+        "invalid_obs",
+        f"obs has unexpected key(s) {', '.join(extra)}; the policy reads {', '.join(obs_shapes)}",
+    )
 
 
 def request_id(message: Mapping[str, Any]) -> int | None:

@@ -4,13 +4,16 @@ A robot (or a simulator standing in for one) connects, receives a hello with the
 spec, then sends one observation per control step and gets one action back (see
 `protocol.py` for the messages). The design follows from what a control loop needs:
 
-- **One session per connection.** Each connection gets its own copy of the policy that shares
-  the weights but not the run-time state, so recurrent and chunking policies keep per-robot
-  memory; a reset message starts a new episode; a dropped connection frees the session.
-- **One inference thread with a bounded queue.** Requests from all sessions are serialized on
-  a single worker thread (torch work does not interleave, latency stays predictable); when
-  `queue_size` requests are waiting, further ones get a "busy" reply at once instead of
-  growing a backlog whose actions would arrive too late to use.
+- **One session per connection.** Each connection keeps its own run-time state (an RNN's
+  hidden state, a chunk queue, a frame history), so recurrent and chunking policies keep
+  per-robot memory; a reset message starts a new episode; a dropped connection frees the
+  session.
+- **One inference thread with a bounded queue, batching what waits.** Requests from all
+  sessions run on a single worker thread (torch work does not interleave, latency stays
+  predictable). The requests that wait when it frees up run as one `act_batch` call, each
+  session its own row of the policy's state (`batching.py`: no timer, so a lone client
+  waits for nobody). When `queue_size` requests are waiting, further ones get a "busy"
+  reply at once instead of growing a backlog whose actions would arrive too late to use.
 - **Bad input is answered, never fatal.** Malformed frames, wrong keys, shapes, dtypes or NaN
   get an error reply and are counted; the session goes on. Frames over `max_message_bytes`
   close that session (WebSocket code 1009) before they are read into memory.
@@ -26,14 +29,13 @@ spec, then sends one observation per control step and gets one action back (see
 from __future__ import annotations
 
 import asyncio
-import copy
+import bisect
 import hmac
 import ipaddress
 import itertools
 import json
 import logging
 import os
-import secrets
 import threading
 import time
 from collections import Counter, deque
@@ -52,6 +54,7 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 import apprentice
+from apprentice.deploy.batching import ActQueue, Inference, Session
 from apprentice.deploy.protocol import (
     PROTOCOL_VERSION,
     ProtocolError,
@@ -62,10 +65,9 @@ from apprentice.deploy.protocol import (
     request_id,
     unpack,
 )
-from apprentice.deploy.shield import Shield, ShieldConfig, robot_config
+from apprentice.deploy.shield import ShieldConfig, robot_config
 from apprentice.errors import ApprenticeError
 from apprentice.loop_thread import listen_error, run_in_thread
-from apprentice.policies.base import Policy
 from apprentice.policies.checkpoint import load_policy
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,10 @@ class ServeConfig:
     or the name of a shipped robot config (e.g. sim_gripper)."""
     threads: int = 1
     """torch threads of the inference thread (1 keeps latency steady on a shared CPU)."""
+    max_batch: int = 32
+    """Most act requests (of different sessions) run as one act_batch call: those waiting
+    when the inference thread frees up; 1 = one at a time, each session with its own policy
+    copy (also what a policy gets whose act_batch rows are not separate sessions)."""
 
 
 class ServerMetrics:
@@ -121,13 +127,14 @@ class ServerMetrics:
         self.errors: Counter[str] = Counter()  # error replies by kind
         self.rejected: Counter[str] = Counter()  # connections/frames refused, by reason
         self.shield: Counter[str] = Counter()  # shield interventions of closed sessions
+        self.batches: Counter[int] = Counter()  # act_batch calls (or single acts) by size
         self.bucket_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         # The most recent act latencies, for quantiles that follow the current load.
         self.recent: deque[float] = deque(maxlen=10_000)
 
     def observe_act(self, seconds: float) -> None:
-        self.bucket_counts[int(np.searchsorted(LATENCY_BUCKETS, seconds))] += 1
+        self.bucket_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.latency_sum += seconds
         self.recent.append(seconds)
 
@@ -146,6 +153,7 @@ class ServerMetrics:
             "errors": dict(self.errors),
             "rejected": dict(self.rejected),
             "shield": dict(self.shield + shield_live),
+            "batches": {str(size): n for size, n in sorted(self.batches.items())},
             "act_latency": {
                 **q,
                 "count": sum(self.bucket_counts),
@@ -163,12 +171,13 @@ class ServerMetrics:
             f"# TYPE {p}_sessions_opened_total counter",
             f"{p}_sessions_opened_total {self.sessions_opened}",
         ]
-        labelled = {
+        labelled: dict[str, tuple[str, Counter[Any]]] = {
             "sessions_closed_total": ("reason", self.sessions_closed),
             "requests_total": ("type", self.requests),
             "errors_total": ("kind", self.errors),
             "rejected_total": ("reason", self.rejected),
             "shield_total": ("event", self.shield + shield_live),
+            "batches_total": ("size", self.batches),
         }
         for name, (label, counts) in labelled.items():
             lines.append(f"# TYPE {p}_{name} counter")
@@ -182,35 +191,11 @@ class ServerMetrics:
         return "\n".join(lines) + "\n"
 
 
-class Session:
-    """One connection's policy state: a policy copy sharing the served weights, and a shield."""
-
-    def __init__(self, policy: Policy, shield: Shield | None) -> None:
-        self.id = secrets.token_hex(8)
-        self.policy = policy
-        self.shield = shield
-        self.steps = 0
-
-    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """The (shielded) action (A,) float32; runs on the inference thread."""
-        action = self.policy.act(obs)
-        if self.shield is not None:
-            action = np.asarray(self.shield.filter(action, obs), dtype=np.float32)
-        self.steps += 1
-        return action
-
-    def reset(self) -> None:
-        self.policy.reset()
-        if self.shield is not None:
-            self.shield.reset()
-        self.steps = 0
-
-
 class PolicyServer:
     """The server of one checkpoint; `run()` for a process, `start_background()` for tests."""
 
     def __init__(self, cfg: ServeConfig) -> None:
-        for name in ("max_message_bytes", "queue_size", "max_sessions", "threads"):
+        for name in ("max_message_bytes", "queue_size", "max_sessions", "threads", "max_batch"):
             if getattr(cfg, name) < 1:
                 raise ApprenticeError(f"--{name.replace('_', '-')} must be >= 1")
         if not 0 <= cfg.port < 65536:
@@ -236,11 +221,13 @@ class PolicyServer:
         for key in self.image_keys:
             self.obs_shapes[key] = tuple(int(d) for d in self.policy.spec.obs_shapes[key])
         self._shield_config = load_shield_config(cfg.shield) if cfg.shield else None
+        self.inference = Inference(self.policy, self._shield_config, cfg.max_batch)
         self.metrics = ServerMetrics()
         self.sessions: dict[str, Session] = {}
         self.port: int | None = None
         self._server: Server | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._acts: ActQueue | None = None
         self._queued = 0  # act requests submitted to the inference thread, not yet done
         self._inflight = 0  # requests received and not yet answered
         self._draining = False
@@ -257,6 +244,7 @@ class PolicyServer:
             initializer=torch.set_num_threads,
             initargs=(self.cfg.threads,),
         )
+        self._acts = ActQueue(self.inference, self._executor, self.metrics.batches)
         try:
             self._server = await serve(
                 self._handle,
@@ -273,6 +261,9 @@ class PolicyServer:
             self._executor.shutdown(wait=False)
             raise listen_error(exc, self.cfg.host, self.cfg.port) from None
         self.port = int(self._server.sockets[0].getsockname()[1])
+        # WARNING when the policy refuses batching: throughput is then one act per request.
+        level = logging.WARNING if self.inference.refused else logging.INFO
+        log.log(level, "%s", self.inference.description)
         if self.open_to_network:
             # WARNING so that it shows without any logging set up: the person must act on it.
             log.warning(
@@ -375,35 +366,15 @@ class PolicyServer:
             "task": str(self.policy.env_args.get("env_name", "")),
             "sessions": len(self.sessions),
             "queued": self._queued,
+            "max_batch": self.inference.max_batch,
             "uptime_s": time.time() - self.metrics.started,
             "version": apprentice.__version__,
         }
 
     # ---- sessions ------------------------------------------------------------------------------
 
-    def _new_session(self) -> Session:
-        # deepcopy with the parameters and buffers pre-seeded in the memo: the copy shares the
-        # weights (no memory per session) but owns its run-time state.
-        memo: dict[int, Any] = {
-            id(t): t for t in itertools.chain(self.policy.parameters(), self.policy.buffers())
-        }
-        # Sampling generators get fresh copies made by hand: copy.deepcopy of a
-        # torch.Generator leaks ~5 KB of native memory in torch 2.13 (+15 MB over 3000
-        # copies, measured), which the soak showed as RSS growing with every session.
-        for module in self.policy.modules():
-            for value in vars(module).values():
-                if isinstance(value, torch.Generator):
-                    fresh = torch.Generator(device=value.device)
-                    memo[id(value)] = fresh.set_state(value.get_state())
-        policy = copy.deepcopy(self.policy, memo=memo)
-        policy.reset()
-        shield = None
-        if self._shield_config is not None:
-            shield = Shield(self._shield_config, self.policy.action_dim)
-        return Session(policy, shield)
-
     async def _handle(self, ws: ServerConnection) -> None:
-        session = self._new_session()
+        session = self.inference.new_session()
         self.sessions[session.id] = session
         self.metrics.sessions_open += 1
         self.metrics.sessions_opened += 1
@@ -474,10 +445,10 @@ class PolicyServer:
                 raise ProtocolError(
                     "busy", f"inference queue is full ({self.cfg.queue_size} requests); retry"
                 )
+            assert self._acts is not None  # started
             self._queued += 1
             try:
-                loop = asyncio.get_running_loop()
-                action = await loop.run_in_executor(self._executor, session.act, obs)
+                action = await self._acts.act(session, obs)
             finally:
                 self._queued -= 1
             elapsed = time.perf_counter() - start

@@ -7,7 +7,9 @@ Workers are forked from a fork server that has imported torch, mujoco and the ta
 (`PRELOAD`), so a worker starts in milliseconds instead of paying those imports (seconds)
 itself, as a spawned one does. The fork server is a fresh single-threaded process: no torch
 thread pool and no GL context of the parent is copied into a worker, which is what makes a
-plain fork unsafe. Where there is no fork server (Windows), workers are spawned."""
+plain fork unsafe. Where there is no fork server (Windows), workers are spawned.
+
+`make_pool(workers, "ray")` runs the same calls as Ray tasks (`apprentice.envs.ray_pool`)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from apprentice.envs.base import Task, make_task
+from apprentice.errors import ApprenticeError
 from apprentice.interrupts import sigint_deferred
 
 
@@ -122,7 +125,18 @@ def _start_forkserver_deaf_to_sigint() -> None:
         signal.signal(signal.SIGINT, previous)
 
 
-def make_pool(workers: int) -> Executor:
+BACKENDS = ("process", "ray")
+"""Where a pool's workers run: processes of this machine, or Ray tasks (`envs.ray_pool`)."""
+
+
+def make_pool(workers: int, backend: str = "process") -> Executor:
     """A pool of `workers` processes forked from the preloaded fork server (see the module
-    docstring); safe with torch and MuJoCo renderers."""
+    docstring), safe with torch and MuJoCo renderers; or, with backend "ray", the same
+    calls as Ray tasks (`apprentice.envs.ray_pool.RayPool`)."""
+    if backend == "ray":
+        from apprentice.envs.ray_pool import RayPool
+
+        return RayPool(workers)
+    if backend != "process":
+        raise ApprenticeError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     return _Pool(max_workers=workers, mp_context=pool_context(), initializer=_init_worker)

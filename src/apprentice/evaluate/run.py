@@ -20,7 +20,8 @@ import numpy as np
 
 from apprentice.data.spec import ObsActSpec
 from apprentice.envs.base import make_task, task_spec
-from apprentice.envs.pool import make_pool, worker_task
+from apprentice.envs.pool import BACKENDS, make_pool, worker_task
+from apprentice.envs.ray_pool import import_ray
 from apprentice.envs.seeds import TRAINER_SEED_OFFSET, held_out_seeds
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.metrics import success_rate
@@ -146,7 +147,12 @@ class EvalConfig:
     episodes: int = 50
     """Number of rollouts, each from its own held-out seed."""
     workers: int = 2
-    """Processes running rollouts."""
+    """Processes running rollouts (with --backend ray: the CPUs of a local Ray instance; a
+    cluster spreads the episodes' chunks over the CPUs it has)."""
+    backend: str = "process"
+    """Where rollouts run: process (this machine's processes), or ray (Ray tasks on the
+    cluster at RAY_ADDRESS, else on a local instance started for the call). The same seeds
+    give the same episodes on either."""
     seed_offset: int = 0
     """Offset into the held-out seed range (to draw a different set of initial states)."""
     videos: int = 0
@@ -168,6 +174,10 @@ class EvalConfig:
         for name, value, low in checks:
             if value < low:
                 raise ApprenticeError(f"{name} must be >= {low}, got {value}")
+        if self.backend not in BACKENDS:
+            raise ApprenticeError(
+                f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}"
+            )
 
 
 def results_name(task: str, task_args: dict[str, Any], policy_args: dict[str, Any]) -> str:
@@ -193,8 +203,11 @@ def evaluate(
     pool is started for the rest only where `pool_pays` (few episodes per worker finish
     sooner in this process than a pool starts). `pool` (from `make_pool`) lets several
     evaluations share worker processes that are already started: all chunks go to it.
-    Every chunk gives the same episodes wherever it runs.
+    With backend "ray" every chunk goes to Ray. Every chunk gives the same episodes wherever
+    it runs.
     """
+    if cfg.backend == "ray":
+        import_ray()  # missing: one error before any work
     ckpt_path = resolve_checkpoint(cfg.checkpoint)
     ckpt = load_checkpoint(ckpt_path)
     task_name = cfg.task or ckpt["env_args"]["env_name"]
@@ -252,8 +265,9 @@ def evaluate(
         part = _rollout_chunk(str(ckpt_path), settings, task_name, kw_items, chunks[i], videos[i])
         finished(i, part)
 
-    pooled = cfg.workers > 1 and len(todo) > 1
-    if pooled and pool is None:
+    remote = cfg.backend == "ray" and bool(todo)
+    pooled = remote or (cfg.workers > 1 and len(todo) > 1)
+    if pooled and pool is None and not remote:
         # Time one chunk here (policy loaded and envs built first) and start a pool for the
         # rest only where it pays for its start-up.
         _worker_policy(str(ckpt_path), ckpt_path.stat().st_mtime_ns, settings)
@@ -274,11 +288,11 @@ def evaluate(
                 part = part[len(chunks[i]) :]
     else:
         with contextlib.ExitStack() as stack:
-            executor = pool or stack.enter_context(make_pool(cfg.workers))
+            executor = pool or stack.enter_context(make_pool(cfg.workers, cfg.backend))
             futures = {
                 executor.submit(
                     _rollout_chunk,
-                    str(ckpt_path),
+                    str(ckpt_path.resolve()),  # a Ray worker may run in another folder
                     settings,
                     task_name,
                     kw_items,

@@ -6,16 +6,14 @@ depend on the backend or the number of workers.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol
 
-from apprentice.envs.pool import make_pool
+from apprentice.envs.pool import BACKENDS, make_pool
+from apprentice.envs.ray_pool import start_ray
 from apprentice.errors import ApprenticeError
 from apprentice.generate.attempt import Attempt, AttemptJob, run_job
-
-BACKENDS = ("process", "ray")
 
 
 class Handle(Protocol):
@@ -103,23 +101,9 @@ class RayBackend:
     """
 
     def __init__(self, workers: int) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise ApprenticeError(
-                "--backend ray needs Ray: pip install -e '.[ray]' (or pip install ray)"
-            ) from None
         self.workers = workers
-        self._ray = ray
-        self._started = not ray.is_initialized()
-        if self._started:
-            address = os.environ.get("RAY_ADDRESS")
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-            if address:
-                ray.init(address=address, **kwargs)
-            else:
-                ray.init(num_cpus=workers, **kwargs)
-        self._remote = ray.remote(num_cpus=1)(run_job)
+        self._ray, self._started = start_ray(workers)
+        self._remote = self._ray.remote(num_cpus=1)(run_job)
 
     def submit(self, job: AttemptJob) -> Handle:
         return _RayHandle(self._ray, self._remote.remote(job))

@@ -15,6 +15,7 @@ A run folder holds
                        round (0 = the initial demos), rollout, beta
     round_<i>/         the trainer's run for round i (final.pt is the learner after round i)
     state.json         rounds done and the per-round history (labels, success, return)
+    wandb/             with --wandb: the W&B run (a row per round), its id in wandb_id.txt
 
 A run killed at any point resumes where it stopped: the store is append-only and journaled
 (a killed append is rolled back), the episodes of the round in flight that reached the file
@@ -52,6 +53,13 @@ from apprentice.overrides import parse_overrides
 from apprentice.policies.base import Policy, policy_config_from_dict
 from apprentice.policies.checkpoint import load_policy
 from apprentice.policies.mlp import MLPConfig
+from apprentice.tracking import (
+    Tracker,
+    check_tracking,
+    remove_tracking,
+    scalars,
+    start_tracker,
+)
 
 METHODS = ("dagger", "hg-dagger", "dart", "bc")
 SCHEDULES = ("linear", "exponential")
@@ -67,10 +75,11 @@ _RESUME_FREE = frozenset(
         "host",
         "port",
         "takeover_on_motion",
+        "wandb",
     }
 )
 # Settings of each round's training that the run itself sets (no flags).
-_TRAIN_SET_BY_DAGGER = (*ROUND_SET_FIELDS, "train_mask", "valid_mask")
+_TRAIN_SET_BY_DAGGER = (*ROUND_SET_FIELDS, "train_mask", "valid_mask", "wandb")
 
 
 def round_training(**changes: Any) -> TrainConfig:
@@ -146,6 +155,9 @@ class DaggerConfig:
     or return on gymnasium tasks; the later round on ties). 0 = the last round's learner."""
     seed: int = 0
     """Seed of collection seeds, the mixture's coin flips, noise and training."""
+    wandb: str | None = None
+    """Also log the config and each round's scores to this Weights & Biases project (offline
+    under out/wandb/ without W&B credentials or network); None = no W&B."""
     overwrite: bool = False
     """Delete a previous run in the folder (its config, demos, rounds, state) first."""
 
@@ -260,6 +272,7 @@ class _Run:
                 (self.dir / name).unlink(missing_ok=True)
             for sub in self.dir.glob("round_*"):
                 shutil.rmtree(sub)
+            remove_tracking(self.dir)
         if config_path.exists():
             # A field the stored config lacks (written before the field existed) had its default.
             defaults = _flat(config_dict(DaggerConfig(task=self.cfg.task, out=self.cfg.out)))
@@ -466,6 +479,7 @@ class _Run:
 
 def run_dagger(cfg: DaggerConfig) -> DaggerResult:
     """Run (or resume) the rounds of `cfg`; returns the per-round history."""
+    check_tracking(cfg.wandb)
     run = _Run(cfg)
     try:
         return _run_rounds(run, cfg)
@@ -477,8 +491,24 @@ def run_dagger(cfg: DaggerConfig) -> DaggerResult:
 def _run_rounds(run: _Run, cfg: DaggerConfig) -> DaggerResult:
     state = run.prepare()
     resumed_from = int(state["rounds_done"])
+    tracker = start_tracker(
+        cfg.wandb, run.dir, config_dict(cfg), resume=resumed_from >= 0, job_type="dagger"
+    )
+    try:
+        _rounds(run, cfg, state, tracker)
+    finally:
+        tracker.finish()
+    history = list(state["history"])
+    chosen = history[-1].get("selected_round", history[-1]["round"]) if history else 0
+    policy = run.round_dir(int(chosen)) / "final.pt"
+    return DaggerResult(run.dir, run.demos, history, resumed_from, policy)
+
+
+def _rounds(run: _Run, cfg: DaggerConfig, state: dict[str, Any], tracker: Tracker) -> None:
+    """The rounds `state` has not done: each collects, trains, evaluates, saves `state` and
+    logs its numbers to `tracker` (as round/<key>, at step = the round)."""
     total_labels = sum(int(h["round_labels"]) for h in state["history"])
-    for round_index in range(resumed_from + 1, cfg.rounds + 1):
+    for round_index in range(int(state["rounds_done"]) + 1, cfg.rounds + 1):
         if round_index == 0 and cfg.dataset:
             if run.round_stats(0)[0] == 0:
                 run.import_dataset(cfg.dataset)
@@ -510,10 +540,7 @@ def _run_rounds(run: _Run, cfg: DaggerConfig) -> DaggerResult:
         state["history"].append(entry)
         state["rounds_done"] = round_index
         run.save_state(state)
-    history = list(state["history"])
-    chosen = history[-1].get("selected_round", history[-1]["round"]) if history else 0
-    policy = run.round_dir(int(chosen)) / "final.pt"
-    return DaggerResult(run.dir, run.demos, history, resumed_from, policy)
+        tracker.log(scalars(entry, "round/", skip=("round",)), round_index)
 
 
 _SCORES = ("success_rate", "ci_low", "ci_high", "mean_return", "normalized_return")

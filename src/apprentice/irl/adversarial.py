@@ -545,7 +545,7 @@ def run_adversarial(cfg: IRLConfig) -> IRLResult:
         for name in _RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
     config = {"irl": asdict(cfg), "adversarial": asdict(acfg)}
-    free = {"resume", "overwrite", "eval_episodes", "env_steps"}
+    free = {"resume", "overwrite", "eval_episodes", "env_steps", "wandb"}
     config["irl"] = {k: v for k, v in config["irl"].items() if k not in free}
     prepare_run_dir(run_dir, config, resume=cfg.resume, overwrite=cfg.overwrite)
     state_path = run_dir / "state.json"
@@ -567,7 +567,14 @@ def run_adversarial(cfg: IRLConfig) -> IRLResult:
         # The clone alone, at 0 environment steps: where the adversarial rounds start from.
         state["history"].append({"round": 0, "env_steps": 0, "wall_s": state["wall_s"]})
         state["history"][-1].update(run.evaluate())
-    log = RunLog(run_dir, resume_epoch=state["rounds_done"], global_step=run.model.num_timesteps)
+    log = RunLog(
+        run_dir,
+        resume_epoch=state["rounds_done"],
+        global_step=run.model.num_timesteps,
+        wandb=cfg.wandb,
+        config=config,
+        job_type=f"irl-{cfg.algo}",
+    )
     monitor = DivergenceMonitor(acfg.divergence_rounds, int(state["pinned"]))
     rounds = math.ceil(cfg.env_steps / acfg.rollout_steps)
     if not state["next_eval"]:

@@ -247,7 +247,7 @@ def run_bco(cfg: IRLConfig) -> IRLResult:
             shutil.rmtree(sub) if sub.is_dir() else sub.unlink()
     bco = {k: v for k, v in asdict(bcfg).items() if k != "train"}
     config = {"irl": asdict(cfg), "bco": {**bco, "train": bcfg.train.to_dict()}}
-    for free in ("resume", "overwrite", "eval_episodes"):
+    for free in ("resume", "overwrite", "eval_episodes", "wandb"):
         config["irl"].pop(free)
     prepare_run_dir(run_dir, config, resume=cfg.resume, overwrite=cfg.overwrite)
     state_path = run_dir / "state.json"
@@ -262,7 +262,14 @@ def run_bco(cfg: IRLConfig) -> IRLResult:
         part = Transitions.load(run_dir / f"exploration_{r}.npz")
         data = part if data is None else data + part
     model = InverseDynamicsModel.load(run_dir / "idm.pt")[0] if done >= 0 else None
-    log = RunLog(run_dir, resume_epoch=done + 1, global_step=int(state["env_steps"]))
+    log = RunLog(
+        run_dir,
+        resume_epoch=done + 1,
+        global_step=int(state["env_steps"]),
+        wandb=cfg.wandb,
+        config=config,
+        job_type="irl-bco",
+    )
     try:
         for r in range(done + 1, len(budget)):
             t0 = time.perf_counter()

@@ -44,6 +44,9 @@ class IRLConfig:
     """Evaluate every this many environment steps (learning curves); 0 = only at the end."""
     algo_args: tuple[str, ...] = ()
     """key=value overrides of the algorithm's own config (see its docs)."""
+    wandb: str | None = None
+    """Also log the config and each round's (or iteration's) scalars to this Weights & Biases
+    project (offline under out/wandb/ without W&B credentials or network); None = no W&B."""
     resume: bool = True
     """Continue a run found in out with the same config."""
     overwrite: bool = False

@@ -263,7 +263,7 @@ def run_bc_rl(cfg: IRLConfig) -> IRLResult:
         for name in ("state.json", "policy.zip", "normalizer.json"):
             (run_dir / name).unlink(missing_ok=True)
     config = {"irl": asdict(cfg), "bc_rl": asdict(hcfg)}
-    for free in ("resume", "overwrite", "eval_episodes", "env_steps"):
+    for free in ("resume", "overwrite", "eval_episodes", "env_steps", "wandb"):
         config["irl"].pop(free)
     prepare_run_dir(run_dir, config, resume=cfg.resume, overwrite=cfg.overwrite)
     write_json(run_dir / "normalizer.json", {"mean": mean.tolist(), "std": std.tolist()})
@@ -312,7 +312,14 @@ def run_bc_rl(cfg: IRLConfig) -> IRLResult:
         model.save(run_dir / "policy.zip")
         write_json(state_path, state)
 
-    log = RunLog(run_dir, resume_epoch=len(state["history"]), global_step=model.num_timesteps)
+    log = RunLog(
+        run_dir,
+        resume_epoch=len(state["history"]),
+        global_step=model.num_timesteps,
+        wandb=cfg.wandb,
+        config=config,
+        job_type="irl-bc-rl",
+    )
     try:
         if not state["history"]:
             t0 = time.perf_counter()

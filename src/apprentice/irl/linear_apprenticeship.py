@@ -44,7 +44,8 @@ from apprentice.data.source import open_source
 from apprentice.errors import ApprenticeError
 from apprentice.irl.common import IRLConfig, IRLResult
 from apprentice.irl.envs import IRLEnv, evaluate_policy, expert_reference, make_irl_env
-from apprentice.irl.tabular import clear_run_files, parse_algo_config
+from apprentice.irl.tabular import RESUME_FREE, clear_run_files, parse_algo_config
+from apprentice.tracking import log_rows
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,9 @@ def run_linear_apprenticeship(cfg: IRLConfig) -> IRLResult:
         clear_run_files(Path(cfg.out), OUTPUTS)
         for old in (Path(cfg.out) / "policies").glob("iter_*.zip"):
             old.unlink()
-    run_dir, _ = prepare_run_dir(Path(cfg.out), record, resume=cfg.resume, overwrite=cfg.overwrite)
+    run_dir, _ = prepare_run_dir(
+        Path(cfg.out), record, resume=cfg.resume, overwrite=cfg.overwrite, free_fields=RESUME_FREE
+    )
     (run_dir / "policies").mkdir(exist_ok=True)
     eval_env = make_irl_env(cfg.task, cfg.seed + 1, keys_arg or None)
     mc_env = make_irl_env(cfg.task, cfg.seed + 2, keys_arg or None)
@@ -328,6 +331,9 @@ def run_linear_apprenticeship(cfg: IRLConfig) -> IRLResult:
     )
     write_jsonl(run_dir / "history.jsonl", history)
     write_json(run_dir / "summary.json", final)
+    log_rows(
+        cfg.wandb, run_dir, record, history, step_key="iteration", job_type="irl-apprenticeship"
+    )
     _plot(run_dir / "report.png", cfg.task, history)
     for e in (env, eval_env, mc_env):
         e.close()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from apprentice.errors import ApprenticeError
 from apprentice.irl.common import ALGOS, IRLConfig, IRLResult
+from apprentice.tracking import check_tracking
 
 RUNNERS: dict[str, tuple[str, str]] = {
     "apprenticeship": ("apprentice.irl.tabular", "run_tabular"),
@@ -51,6 +52,7 @@ def run_irl(cfg: IRLConfig) -> IRLResult:
     """Check `cfg` and run its algorithm (what the command and the benchmarks call)."""
     if not cfg.task:
         raise ApprenticeError("irl: --task is required")
+    check_tracking(cfg.wandb)
     # Each runner checks its own input (a discrete-only algorithm on a continuous task, demos
     # without a field it needs), where the knowledge of what it needs lives.
     return resolve_runner(cfg.algo)(cfg)

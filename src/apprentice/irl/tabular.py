@@ -59,6 +59,7 @@ from apprentice.irl.gridworld import (
     value_iteration,
 )
 from apprentice.overrides import parse_overrides
+from apprentice.tracking import log_rows
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +334,9 @@ def run_tabular(cfg: IRLConfig) -> IRLResult:
     record = {**dataclasses.asdict(cfg), "algo_config": dataclasses.asdict(algo_cfg)}
     if cfg.overwrite:
         clear_run_files(Path(cfg.out), RUN_OUTPUTS)
-    run_dir, _ = prepare_run_dir(Path(cfg.out), record, resume=cfg.resume, overwrite=cfg.overwrite)
+    run_dir, _ = prepare_run_dir(
+        Path(cfg.out), record, resume=cfg.resume, overwrite=cfg.overwrite, free_fields=RESUME_FREE
+    )
     # A rerun recomputes: the exact solvers take seconds and the same seed gives the same run.
     expert = optimal_policy(mdp)
     if algo_cfg.exact_expert:
@@ -425,6 +428,7 @@ def run_tabular(cfg: IRLConfig) -> IRLResult:
     )
     write_jsonl(run_dir / "history.jsonl", history)
     write_json(run_dir / "summary.json", final)
+    log_rows(cfg.wandb, run_dir, record, history, step_key="iteration", job_type=f"irl-{cfg.algo}")
     _plot_report(run_dir / "report.png", mdp, cfg.algo, curve, reward)
     log.info("%s on %s: %s", cfg.algo, cfg.task, json.dumps(final))
     return IRLResult(run_dir=run_dir, history=history, final=final)
@@ -441,6 +445,8 @@ RUN_OUTPUTS = (
     "demos.hdf5",
 )
 """What a tabular run writes besides config.json (`overwrite` deletes them)."""
+RESUME_FREE = frozenset({"wandb"})
+"""Config fields a rerun of the run may change: they change no result."""
 
 
 def clear_run_files(run_dir: Path, names: tuple[str, ...]) -> None:

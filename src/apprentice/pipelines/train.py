@@ -1,11 +1,16 @@
-"""`apprentice train`: BC on a dataset, with rollout evaluation on the dataset's task."""
+"""`apprentice train`: BC on a dataset, with rollout evaluation on the dataset's task, in one
+process or across torchrun's (`algos/launch.py`, `algos/distributed.py`)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from apprentice.algos.config import TrainConfig
+from apprentice.algos.distributed import Processes
+from apprentice.algos.launch import join_processes
 from apprentice.algos.trainer import train
 from apprentice.algos.training_data import keys_to_load
 from apprentice.data.source import open_source
@@ -15,9 +20,23 @@ from apprentice.errors import ApprenticeError
 from apprentice.evaluate.run import rollout_callback
 
 
-def run_train(config: TrainConfig) -> dict[str, Any]:
+def run_train(
+    config: TrainConfig, *, stages: Callable[[TrainConfig], TrainConfig] | None = None
+) -> dict[str, Any]:
     """Train `config` with rollouts on the dataset's task every `config.eval_every` epochs
-    (where the task is available here); returns the summary rows the command prints."""
+    (where the task is available here), after `stages` (a recipe's: they return the config
+    with their outputs in place); returns the summary rows the command prints.
+
+    Under torchrun, across its processes: rank 0 alone runs the stages and the rollouts (and
+    its rows are the ones to print)."""
+    with join_processes(config) as processes:
+        if stages is not None:
+            with processes.collectives():
+                config = processes.on_main(functools.partial(stages, config))
+        return _train_on_task(config, processes)
+
+
+def _train_on_task(config: TrainConfig, processes: Processes) -> dict[str, Any]:
     policy = config.policy
     # The dataset's checks (actions, the policy's keys and cameras) before anything is built;
     # train() runs the same ones again before its run folder exists.
@@ -58,7 +77,11 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
         )
         probe.close()
         evaluate = rollout_callback(str(task), config.eval_episodes, task_kwargs=task_kwargs)
-    r = train(config if evaluate else replace(config, eval_every=0), evaluate=evaluate)
+    r = train(
+        config if evaluate else replace(config, eval_every=0),
+        evaluate=evaluate,
+        processes=processes,
+    )
     rows: dict[str, Any] = {
         "run folder": str(r.run_dir),
         "epochs": r.epochs_done,

@@ -38,7 +38,13 @@ from torch import Tensor, nn
 
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
-from apprentice.policies.base import Policy, PolicyConfig, masked_mean, register_policy
+from apprentice.policies.base import (
+    Policy,
+    PolicyConfig,
+    RunState,
+    masked_mean,
+    register_policy,
+)
 from apprentice.policies.chunking import ActionQueue, TemporalEnsembler
 
 
@@ -224,6 +230,13 @@ class ACTPolicy(Policy):
     def _reset_rows(self, rows: Tensor | None) -> None:
         self._ensembler.reset(rows)
         self._queue.reset(rows)
+
+    def _row_state(self) -> RunState:
+        return {**self._ensembler.row_state(), **self._queue.row_state()}
+
+    def _load_row_state(self, state: RunState) -> None:
+        self._ensembler.load_row_state(state)
+        self._queue.load_row_state(state)
 
 
 register_policy("act")(ACTConfig)

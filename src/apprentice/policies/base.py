@@ -24,7 +24,7 @@ import ast
 import inspect
 import itertools
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Self, TypeVar, get_type_hints
 
@@ -306,6 +306,39 @@ def masked_mean(per_step: Tensor, mask: Tensor) -> Tensor:
     return (per_step * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+RunState = dict[str, Tensor]
+"""What `act_batch`'s rows carry from one call to the next (`Policy.run_state`): named
+tensors, each (B, ...) with row i the state of stream i; {} is the state after `reset()`."""
+
+
+def stack_run_states(states: Sequence[RunState]) -> RunState:
+    """The run state of one `act_batch` call over several streams, row i from `states[i]`
+    (each one row; {} is a stream after its reset, which the call starts afresh, as
+    `Policy.reset(rows)` does). New tensors: the policy may change them in place."""
+    if len(states) == 1:
+        return {k: v.clone() for k, v in states[0].items()}
+    template = next((s for s in states if s), None)
+    if template is None:
+        return {}
+    rows = list(states)
+    if not all(rows):
+        fresh = {k: torch.zeros_like(v[:1]) for k, v in template.items()}
+        fresh["fresh"] = torch.ones(1, dtype=torch.bool)
+        rows = [s or fresh for s in rows]
+    if any(r.keys() != template.keys() for r in rows):
+        keys = sorted({", ".join(sorted(r)) for r in rows})
+        raise ValueError(f"run states of one batch hold different entries: {keys}")
+    return {k: torch.cat([r[k] for r in rows]) for k in template}
+
+
+def split_run_state(state: RunState, rows: int) -> list[RunState]:
+    """The one-row run state of each of `rows` streams in `state`: views of its tensors,
+    which the policy no longer changes once it has loaded another state."""
+    if not state:
+        return [{} for _ in range(rows)]
+    return [{k: v[i : i + 1] for k, v in state.items()} for i in range(rows)]
+
+
 def _obs_stats(normalizer_state: dict[str, Any], key: str, dim: int) -> tuple[Tensor, Tensor]:
     """(mean, std), each (D,), of the data layer's normalization of `key`; {} = identity."""
     if not normalizer_state:
@@ -355,8 +388,10 @@ def _check_obs_key(spec: ObsActSpec, key: str, *, image: bool, policy: str) -> N
 class Policy(nn.Module):
     """A policy: `forward` (the loss) for training, `act`/`act_batch` + `reset` at run time.
 
-    Subclasses implement `forward` and `_act_step`; recurrent ones also `_reset_rows`. They see
-    per-frame features F (`obs_dim`), whatever mix of low-dim keys and cameras makes them.
+    Subclasses implement `forward` and `_act_step`; recurrent ones also `_reset_rows`, and
+    `_row_state`/`_load_row_state` to hand their per-row state to `run_state` (which lets a
+    server batch its sessions). They see per-frame features F (`obs_dim`), whatever mix of
+    low-dim keys and cameras makes them.
     """
 
     obs_mean: Tensor
@@ -538,6 +573,11 @@ class Policy(nn.Module):
     def after_optimizer_step(self) -> None:
         """Hook run after every optimizer step (e.g. to update EMA weights); default none."""
 
+    def as_replica(self, rank: int) -> None:
+        """Train as data-parallel replica `rank` (a torchrun process, `algos/distributed.py`):
+        what the policy draws for itself in training must differ between replicas, as their
+        batches do. Default none: the trainer seeds torch's generator per replica."""
+
     def obs_windows(self, batch: dict[str, Tensor]) -> Tensor:
         """Frame-stacked per-frame features (B, T, frame_stack * F) of a sampler batch.
 
@@ -645,6 +685,48 @@ class Policy(nn.Module):
 
     def _reset_rows(self, rows: Tensor | None) -> None:
         """Hook for recurrent state; `None` drops all of it."""
+
+    def run_state(self) -> RunState:
+        """The state each row carries to the next `act_batch` call, every tensor (B, ...):
+        the frame history, which rows are fresh, and the kind's own (`_row_state`: an RNN's
+        hidden state, a chunk queue). {} after `reset()`, before the first act.
+
+        The tensors are the policy's own, not copies: the next act changes them in place
+        unless `load_run_state` (or a reset) has replaced them first.
+        """
+        if self._history is None or self._fresh is None:
+            return {}
+        return {"history": self._history, "fresh": self._fresh, **self._row_state()}
+
+    def load_run_state(self, state: RunState) -> None:
+        """Continue the rows of `state` (`run_state`'s, or `stack_run_states`' of several
+        streams): the next `act_batch` must have as many rows. The policy takes the tensors
+        over and changes them in place; {} is a reset."""
+        if not state:
+            self.reset()
+            return
+        self._history, self._fresh = state["history"], state["fresh"]
+        self._load_row_state(state)
+
+    def batching_refusal(self) -> str | None:
+        """Why the rows of one `act_batch` call cannot stand for separate streams that act
+        alone (a server's sessions), or None when they can: then row i acts as its own `act`
+        stream would, and `run_state` holds all of its state.
+
+        A kind that keeps state of its own (it overrides `_reset_rows`) must hand it over in
+        `_row_state`, or say here why its rows are not independent.
+        """
+        kind = type(self)
+        if kind._reset_rows is not Policy._reset_rows and kind._row_state is Policy._row_state:
+            return f"{kind.__name__} keeps run-time state that run_state does not hold"
+        return None
+
+    def _row_state(self) -> RunState:
+        """Hook: the kind's own state of every row, each tensor (B, ...); {} for none."""
+        return {}
+
+    def _load_row_state(self, state: RunState) -> None:
+        """Hook: take back what `_row_state` gave (`state` holds the base's entries too)."""
 
     # ---- export ------------------------------------------------------------------------------
 

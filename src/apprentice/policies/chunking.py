@@ -11,14 +11,15 @@ per control step, each kept per row of a batch (row i of `act_batch` is its own 
   2023, Sec. 3.3), which smooths the switch between chunks.
 
 Both treat a `fresh` row (a new episode, see `Policy.reset`) as empty, so a reset of one row
-never touches the others. `check_horizon` refuses a chunk longer than the median demo.
+never touches the others, and hand their per-row state over (`row_state`, `load_row_state`)
+for `Policy.run_state`. `check_horizon` refuses a chunk longer than the median demo.
 
 Shape legend: B batch, n rows planned now, Tp predicted steps, Ta executed steps, k chunk, A action.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -54,6 +55,17 @@ class ActionQueue:
             self._next = None
             return
         self._next[rows] = self.execute_horizon
+
+    def row_state(self) -> dict[str, Tensor]:
+        """The queue of every row, batch first (see `Policy.run_state`); {} before a plan."""
+        if self._actions is None or self._next is None:
+            return {}
+        return {"queue_actions": self._actions, "queue_next": self._next}  # (B, Ta, A), (B,)
+
+    def load_row_state(self, state: Mapping[str, Tensor]) -> None:
+        """Take over the queues `row_state` gave (stacked, perhaps); none there: empty."""
+        self._actions = state.get("queue_actions")
+        self._next = state.get("queue_next")
 
     def due(self, batch: int, fresh: Tensor) -> Tensor:
         """Rows (B,) bool that must plan before this step: fresh rows and spent queues."""
@@ -122,6 +134,18 @@ class TemporalEnsembler:
             self._valid = None
             return
         self._valid[rows] = False
+
+    def row_state(self) -> dict[str, Tensor]:
+        """The chunks of every row, batch first (see `Policy.run_state`); {} before a step."""
+        if self._chunks is None or self._valid is None:
+            return {}
+        # (B, k, k, A) and (B, k): the chunks issued j steps ago, and which rows have one.
+        return {"ensemble_chunks": self._chunks, "ensemble_valid": self._valid}
+
+    def load_row_state(self, state: Mapping[str, Tensor]) -> None:
+        """Take over the chunks `row_state` gave (stacked, perhaps); none there: empty."""
+        self._chunks = state.get("ensemble_chunks")
+        self._valid = state.get("ensemble_valid")
 
     def step(self, chunk: Tensor, fresh: Tensor) -> Tensor:
         """Add this step's chunk (B, k, A) (fresh (B,) rows forget theirs) -> actions (B, A)."""

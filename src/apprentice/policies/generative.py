@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
 from apprentice.policies.averaging import ema_decay, ema_update
-from apprentice.policies.base import Policy, PolicyConfig
+from apprentice.policies.base import Policy, PolicyConfig, RunState
 from apprentice.policies.chunking import ActionQueue
 from apprentice.policies.denoisers import ConditionalUnet1D, MlpDenoiser, TransformerDenoiser
 from apprentice.policies.encoders import VisualCore
@@ -265,6 +265,8 @@ class GenerativeChunkPolicy(Policy):
         """optimizer_steps > 0 as a Python bool: `averaging` reads it, because a graph being
         exported (torch.export) cannot branch on a buffer's value."""
         self.register_load_state_dict_post_hook(_mirror_step_count)
+        self.replica = 0
+        """The data-parallel replica this copy trains as (`as_replica`): its noise's too."""
         self._queue = ActionQueue(config.action_horizon)
         self._plans: Tensor | None = None  # (B,) int64: plans made per row since its reset
 
@@ -307,8 +309,13 @@ class GenerativeChunkPolicy(Policy):
 
     def training_generator(self) -> torch.Generator:
         """The CPU generator of this optimizer step's training noise, seeded by
-        (noise_seed, optimizer_steps); draw on it, then move: the same noise on any device."""
-        return seeded_generator(int(self.noise_seed), int(self.optimizer_steps))
+        (noise_seed, optimizer_steps) and, for a replica other than 0, its rank; draw on it,
+        then move: the same noise on any device."""
+        replica = (self.replica,) if self.replica else ()
+        return seeded_generator(int(self.noise_seed), int(self.optimizer_steps), *replica)
+
+    def as_replica(self, rank: int) -> None:
+        self.replica = rank
 
     @torch.no_grad()
     def after_optimizer_step(self) -> None:
@@ -347,3 +354,11 @@ class GenerativeChunkPolicy(Policy):
         if rows is None:
             self._queue.reset(None)
             self._plans = None
+
+    def _row_state(self) -> RunState:
+        plans = {} if self._plans is None else {"plans": self._plans}  # (B,)
+        return {**self._queue.row_state(), **plans}
+
+    def _load_row_state(self, state: RunState) -> None:
+        self._queue.load_row_state(state)
+        self._plans = state.get("plans")

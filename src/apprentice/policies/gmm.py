@@ -134,6 +134,18 @@ def head_act(
     return linear(feat).tanh()
 
 
+def sampling_refusal(options: GMMHeadOptions, gmm: GMMHead | None, policy: str) -> str | None:
+    """Why a policy whose head is `gmm` cannot batch separate streams (`Policy.batching_refusal`),
+    or None: a mixture head that samples draws every row from one generator, so a row's
+    draws depend on the rows beside it; the most likely mode's mean depends on its row alone."""
+    if gmm is None or options.deterministic_act:
+        return None
+    return (
+        f"the {policy} policy samples its gmm head (deterministic_act=false) from one "
+        "generator that all rows share"
+    )
+
+
 def check_gmm(num_modes: int, min_std: float, policy: str) -> None:
     if num_modes < 1:
         raise ApprenticeError(f"{policy} policy: num_modes must be >= 1, got {num_modes}")
@@ -243,6 +255,9 @@ class GMMPolicy(Policy):
     def _reset_rows(self, rows: Tensor | None) -> None:
         if rows is None:
             self._generator.manual_seed(self.config.sample_seed)
+
+    def batching_refusal(self) -> str | None:
+        return sampling_refusal(self.config, self.head, self.config.name)
 
     def export_step(
         self, x: Tensor, step: Tensor | None, state: dict[str, Tensor]

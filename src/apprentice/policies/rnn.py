@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from apprentice.data.spec import ObsActSpec
 from apprentice.errors import ApprenticeError
-from apprentice.policies.base import Policy, PolicyConfig, register_policy
+from apprentice.policies.base import Policy, PolicyConfig, RunState, register_policy
 from apprentice.policies.gmm import (
     GMMHeadOptions,
     check_gmm,
@@ -27,6 +27,7 @@ from apprentice.policies.gmm import (
     head_act,
     head_loss,
     make_action_head,
+    sampling_refusal,
 )
 
 
@@ -116,6 +117,24 @@ class RNNPolicy(Policy):
             self._state = None
             self._counter = None
             self._generator.manual_seed(self.config.sample_seed)
+
+    def _row_state(self) -> RunState:
+        if self._state is None or self._counter is None:
+            return {}
+        h, c = self._state  # (L, B, H) each
+        # Batch first, as every run-state tensor: (B, L, H), (B, L, H), (B,).
+        return {"rnn_h": h.transpose(0, 1), "rnn_c": c.transpose(0, 1), "rnn_steps": self._counter}
+
+    def _load_row_state(self, state: RunState) -> None:
+        if "rnn_h" not in state:
+            self._state, self._counter = None, None
+            return
+        h, c = state["rnn_h"], state["rnn_c"]  # (B, L, H) each
+        self._state = (h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous())
+        self._counter = state["rnn_steps"]  # (B,)
+
+    def batching_refusal(self) -> str | None:
+        return sampling_refusal(self.config, self.gmm, self.config.name)
 
     def export_state(self) -> dict[str, tuple[int, ...]]:
         shape = (self.config.num_layers, 1, self.config.hidden_dim)  # (L, 1, H)

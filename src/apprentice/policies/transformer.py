@@ -39,6 +39,7 @@ from apprentice.policies.gmm import (
     head_act,
     head_loss,
     make_action_head,
+    sampling_refusal,
 )
 
 
@@ -212,6 +213,10 @@ class TransformerPolicy(Policy):
     def _reset_rows(self, rows: Tensor | None) -> None:
         if rows is None:
             self._generator.manual_seed(self.config.sample_seed)
+
+    def batching_refusal(self) -> str | None:
+        # Its run-time state is the base's frame history: only a sampling head is in the way.
+        return sampling_refusal(self.config, self.gmm, self.config.name)
 
     def export_step(
         self, x: Tensor, step: Tensor | None, state: dict[str, Tensor]
