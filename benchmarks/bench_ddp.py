@@ -27,13 +27,11 @@ Prints a markdown table and writes benchmarks/out/ddp.json.
 from __future__ import annotations
 
 import os
-import platform
 import queue
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,7 +47,7 @@ from apprentice.data.normalize import Normalizer
 from apprentice.envs.base import make_task, task_spec
 from apprentice.policies import MLPConfig, PolicyConfig
 from apprentice.recipes import get_recipe
-from harness import OUT, add_out, add_quick, markdown_table, parser, ratio, write_json
+from harness import OUT, add_out, add_quick, cpu_name, markdown_table, parser, ratio, write_json
 
 WORLD = 2
 """DDP processes, each on 1 thread; the threads arm has as many threads in one process."""
@@ -234,7 +232,7 @@ def main() -> None:
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.seconds = args.seconds or (0.3 if args.quick else 3.0)
     results: dict[str, Any] = {
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "world": WORLD,
@@ -252,16 +250,6 @@ def main() -> None:
     results["load_avg_end"] = os.getloadavg()
     write_json(args.out, results)
     print_table(results)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def print_table(results: dict[str, Any]) -> None:

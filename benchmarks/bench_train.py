@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import platform
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +31,16 @@ from apprentice.algos import TrainConfig, Trainer
 from apprentice.algos.bc import batch_to_tensors
 from apprentice.data.dataset import DemoDataset, WindowSampler
 from apprentice.policies import MLPConfig, Policy, PolicyConfig, RNNConfig
-from harness import OUT, add_out, add_quick, alternate, markdown_table, parser, write_json
+from harness import (
+    OUT,
+    add_out,
+    add_quick,
+    alternate,
+    cpu_name,
+    markdown_table,
+    parser,
+    write_json,
+)
 
 OBS = {"eef_pos": 3, "eef_quat": 4, "gripper_qpos": 2, "object": 14}  # D = 23
 ACTION_DIM = 7
@@ -153,7 +160,7 @@ def main() -> None:
     params = sum(i * o + o for i, o in itertools.pairwise(dims))
     flops_per_step = 6 * params * BATCH
     results: dict[str, Any] = {
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "load_avg_start": os.getloadavg(),
@@ -235,16 +242,6 @@ def main() -> None:
     results["load_avg_end"] = os.getloadavg()
     write_json(args.out, results)
     print_table(results)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def print_table(results: dict[str, Any]) -> None:
