@@ -20,7 +20,7 @@ import numpy as np
 from apprentice.data.episode import DatagenInfo, Episode
 from apprentice.data.journal import recover
 from apprentice.data.spec import ObsActSpec
-from apprentice.errors import ApprenticeError
+from apprentice.errors import ApprenticeError, fault
 
 DEMO_RE = re.compile(r"^demo_(\d+)$")
 _KNOWN_ATTRS = ("num_samples", "seed", "success", "source")
@@ -94,7 +94,7 @@ class DemoFile:
     # -- validation ---------------------------------------------------------------------------
 
     def _fail(self, where: str, what: str) -> ApprenticeError:
-        return ApprenticeError(f"{self.path}: {where}: {what}")
+        return fault(self.path, where, what)
 
     def _validate(self) -> None:
         f = self._h5

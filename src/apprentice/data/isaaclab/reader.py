@@ -29,10 +29,10 @@ from apprentice.data.isaaclab.layout import (
     quat_offset,
     quat_order,
 )
-from apprentice.data.isaaclab.validate import fault, validate
+from apprentice.data.isaaclab.validate import validate
 from apprentice.data.reader import attr_value, is_image
 from apprentice.data.spec import ObsActSpec
-from apprentice.errors import ApprenticeError
+from apprentice.errors import ApprenticeError, fault
 
 
 class IsaacLabSource:

@@ -29,12 +29,7 @@ from apprentice.data.isaaclab.layout import (
     state_layout,
 )
 from apprentice.data.reader import attr_value, sorted_demos
-from apprentice.errors import ApprenticeError
-
-
-def fault(path: Path, where: str, what: str) -> ApprenticeError:
-    """The error for what is wrong at `where` (e.g. data/demo_0/actions) in the file `path`."""
-    return ApprenticeError(f"{path}: {where}: {what}")
+from apprentice.errors import ApprenticeError, fault
 
 
 @dataclass(frozen=True)
@@ -245,4 +240,4 @@ class _Check:
         return eef if eef is not None else (names[0] if names else None)
 
 
-__all__ = ["Contents", "fault", "validate"]
+__all__ = ["Contents", "validate"]

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from apprentice.data.episode import DatagenInfo, Episode
 from apprentice.data.lerobot.layout import hwc
-from apprentice.data.lerobot.validate import EpisodeRef, fault, read_parquet, validate
+from apprentice.data.lerobot.validate import EpisodeRef, read_parquet, validate
 from apprentice.data.lerobot.video import (
     cached_frames,
     decode_images,
@@ -26,7 +26,7 @@ from apprentice.data.lerobot.video import (
     frame_cache_dir,
 )
 from apprentice.data.spec import ObsActSpec
-from apprentice.errors import ApprenticeError
+from apprentice.errors import ApprenticeError, fault
 
 
 class LeRobotSource:

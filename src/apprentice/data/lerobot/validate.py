@@ -32,12 +32,7 @@ from apprentice.data.lerobot.layout import (
     hwc,
     keys_from_names,
 )
-from apprentice.errors import ApprenticeError
-
-
-def fault(path: Path, where: str, what: str) -> ApprenticeError:
-    """The error for what is wrong at `where` (e.g. meta/info.json: fps) in the folder `path`."""
-    return ApprenticeError(f"{path}: {where}: {what}")
+from apprentice.errors import ApprenticeError, fault
 
 
 @dataclass(frozen=True)
