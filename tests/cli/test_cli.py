@@ -1,5 +1,6 @@
 """The command line: one clear line and a non-zero exit for user errors."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -173,3 +174,31 @@ def test_each_command_is_its_module_and_no_library_package_imports_the_cli() -> 
         # __main__.py is the command line too: `python -m apprentice` (as torchrun -m runs it).
         if py.relative_to(src).parts[0] not in ("cli", "__main__.py"):
             assert "apprentice.cli" not in py.read_text(), py
+
+
+def test_ctrl_c_through_code_run_from_a_string_still_exits_130(tmp_path: Path) -> None:
+    """A KeyboardInterrupt raised inside `exec(str)` (dataclasses do it while a module imports)
+    and handled by `main` still gives exit status 130, not death by SIGINT, under `python -m`
+    as under the console script."""
+    script = tmp_path / "interrupted.py"
+    script.write_text(
+        "import sys\n"
+        "from types import SimpleNamespace\n"
+        "from apprentice.cli import main as cli\n"
+        "def interrupted(ns):\n"
+        "    exec('raise KeyboardInterrupt')\n"
+        "class Parser:\n"
+        "    def parse_args(self, argv):\n"
+        "        return SimpleNamespace(command='collect', fn=interrupted)\n"
+        "cli.build_parser = Parser\n"
+        "sys.exit(cli.main([]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "interrupted"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert proc.returncode == 130, proc
+    assert proc.stderr == "apprentice collect: interrupted; rerun the same command to resume\n"

@@ -112,8 +112,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(f"{_prog(command)}: interrupted; rerun the same command to resume", file=sys.stderr)
+        _forget_unhandled_interrupt()
         return 130
     return 0
+
+
+def _forget_unhandled_interrupt() -> None:
+    """Keep exit status 130 after a Ctrl-C that was handled.
+
+    CPython notes a KeyboardInterrupt that leaves code run from a string (`exec(str)`, as
+    dataclasses and namedtuples do while a module is imported) as unhandled, even if an outer
+    `except` catches it, and at exit then kills the process with SIGINT instead of returning
+    its status (under `python -m`, which torchrun and the tests use). Running any string
+    resets that note."""
+    exec("pass")  # a constant; see the docstring
 
 
 if __name__ == "__main__":
