@@ -85,6 +85,7 @@ COMMANDS: dict[str, str] = {
     "generate": RUN,
     "annotate": RUN,
     "dagger": RUN,
+    "harden": RUN,
     "irl": RUN,
     "label-actions": RUN,
     "export": RUN,
@@ -163,7 +164,14 @@ KEY_VALUES: dict[str, dict[str, str | None]] = {
         "encoder_checkpoint": None,
         "freeze_encoder": None,
     },
-    "task-args": {"variant": None},
+    "task-args": {
+        "variant": None,
+        "light": None,
+        "camera": None,
+        "friction": None,
+        "latency": None,
+    },
+    "sweep": {"light": None, "camera": None},
     "camera-args": {"random_shift": None},
     "algo-args": {
         "eps": None,
@@ -192,6 +200,7 @@ APPEND: dict[str, dict[str, str]] = {
     "label-actions": {"idm-steps": "10", "exploration-steps": "200"},
     "export": {"check-samples": "20"},
     "eval": {"episodes": "1", "workers": "1"},
+    "harden": {"episodes": "1", "demos": "2", "epochs": "1", "workers": "1"},
     "sweep": {
         "demos": "2", "seeds": "0", "episodes": "1", "epochs": "1", "steps-per-epoch": "2",
         "batch-size": "4", "eval-every": "0", "workers": "1", "eval-envs": "1",

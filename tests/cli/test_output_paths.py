@@ -47,6 +47,7 @@ def _cases(demos: Path, blocked: Path) -> list[tuple[str, str, list[str]]]:
         ("export", "export_checkpoint", ["export", "ckpt.pt", "--out", str(b / "p.onnx")]),
         ("replay", "replay", ["replay", d, "--demo", "0", "--video", str(b / "v.mp4")]),
         ("teleop", "run_teleop", ["teleop", "--out", str(b / "t.hdf5")]),
+        ("harden", "harden", ["harden", "ckpt.pt", "--dataset", d, "--out", str(b)]),
     ]
 
 
@@ -64,6 +65,7 @@ COMMANDS = [
     "export",
     "replay",
     "teleop",
+    "harden",
 ]
 
 

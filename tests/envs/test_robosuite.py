@@ -377,3 +377,40 @@ def test_robomimic_builds_the_env_from_our_env_args(
         assert env.is_success()["task"] == task.is_success()
     finally:
         env.env.close()
+
+
+# --- perturbation axes ---------------------------------------------------------------------------
+
+
+def test_robosuite_tasks_name_the_axes_they_take_without_importing_robosuite() -> None:
+    from apprentice.envs.base import task_axes
+
+    assert task_axes("Lift") == rs.PERTURBATION_AXES
+    assert "object_scale" not in rs.PERTURBATION_AXES and "distractors" not in rs.PERTURBATION_AXES
+
+
+@needs_robosuite
+def test_robosuite_axes_change_the_model_replay_and_refuse_what_robosuite_cannot() -> None:
+    nominal = make_task("Lift")
+    task = make_task("Lift", light=1.0, object_mass=1.0, friction=1.0, latency=1.0)
+    nominal.reset(seed=3)
+    task.reset(seed=3)
+    m0, m1 = nominal._model, task._model  # type: ignore[attr-defined]
+    assert not np.array_equal(m0.light_dir, m1.light_dir)
+    assert not np.array_equal(m0.body_mass, m1.body_mass)
+    assert not np.array_equal(m0.geom_friction, m1.geom_friction)
+    np.testing.assert_array_equal(m0.cam_pos, m1.cam_pos)  # camera axis off: cameras nominal
+    args = task.env_args
+    assert args["env_kwargs"]["perturb"]["latency"] == 1.0
+    again = make_task_from_env_args(args)
+    again.reset(seed=3)
+    np.testing.assert_array_equal(again._model.body_mass, m1.body_mass)  # type: ignore[attr-defined]
+    actions = np.random.default_rng(0).uniform(-1, 1, (5, 7))
+    task.step(actions[0])
+    state = task.get_state()
+    first = [task.step(a)[0]["robot0_eef_pos"] for a in actions[1:]]
+    task.set_state(state)
+    second = [task.step(a)[0]["robot0_eef_pos"] for a in actions[1:]]
+    np.testing.assert_array_equal(np.array(first), np.array(second))
+    with pytest.raises(ApprenticeError, match="robosuite builds its objects"):
+        make_task("Lift", object_scale=0.5)

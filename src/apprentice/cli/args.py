@@ -4,7 +4,8 @@ One scheme for every command:
 
 - a scalar field `lr` is `--lr`; a bool `progress` is `--progress/--no-progress`; a tuple
   field takes several values (`--task-args a=1 b=2`), numbers where its items are numbers
-  (`--demos 50 200`);
+  (`--demos 50 200`); one whose metadata says "repeat" also gathers the values of a flag
+  given again (`--sweep light=0,1 --sweep camera=0,1`);
 - a nested dataclass field `train: TrainConfig` gives its fields under its name, in their
   own help group: `--train.lr`, `--train.steps-per-epoch`. The nested defaults shown are the
   command's (the field's default instance), not the nested class's. Fields the command sets
@@ -159,6 +160,8 @@ def add_dataclass_args(
             item = tuple_item_type(tp)
             kwargs["type"] = item if item in (int, float) else str
             kwargs["nargs"] = "*"
+            if f.metadata.get("repeat"):
+                kwargs["action"] = "extend"
         else:
             continue  # a field of another type has no flag: Python callers set it
         if choices and path in choices:
@@ -173,7 +176,8 @@ def add_dataclass_args(
             kwargs["required"] = not optional or path in required
             kwargs["help"] = _help(help_text)
         else:
-            kwargs["default"] = default
+            # argparse extends a copy of the default: a list, where a tuple has no extend.
+            kwargs["default"] = list(default) if kwargs.get("action") == "extend" else default
             kwargs["help"] = _help(help_text, None if tp is bool else default)
         target.add_argument(flag, dest=path, **kwargs)
 

@@ -1,4 +1,5 @@
-"""`apprentice eval`: a policy's success rate on held-out initial states."""
+"""`apprentice eval`: a policy's success rate on held-out initial states, or along the
+perturbation axes of its task (`--sweep light=0,0.5,1`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from apprentice.cli.args import dataclass_from_args
 from apprentice.cli.command import Command
 from apprentice.console import print_table
 from apprentice.envs.pool import BACKENDS
+from apprentice.evaluate.robustness import parse_sweep, sweep_policy
 from apprentice.evaluate.run import EvalConfig, evaluate
 from apprentice.files import check_writable
 
@@ -32,6 +34,9 @@ def check_output(out: str | None, checkpoint: str, what: str) -> None:
 
 def run(ns: argparse.Namespace) -> None:
     cfg = dataclass_from_args(EvalConfig, ns)
+    if cfg.sweep:
+        run_sweep(cfg)
+        return
     check_output(cfg.out, cfg.checkpoint, "results")
     s = evaluate(cfg)
     print_table(
@@ -48,10 +53,28 @@ def run(ns: argparse.Namespace) -> None:
     )
 
 
+def run_sweep(cfg: EvalConfig) -> None:
+    sweeps = parse_sweep(cfg.sweep)  # a malformed item is named before anything loads
+    check_output(cfg.out, cfg.checkpoint, "sweep")
+    s = sweep_policy(cfg, sweeps)
+    rows: list[tuple[str, object]] = [("checkpoint", s["checkpoint"])]
+    for axis, levels in s["axes"].items():
+        rows += [
+            (
+                f"{axis} {r['level']:g}",
+                f"{r['success_rate']:.1%} ({r['successes']}/{r['episodes']}), "
+                f"95% Wilson {r['ci_low']:.1%} - {r['ci_high']:.1%}",
+            )
+            for r in levels
+        ]
+    rows += [("sweep", s["results_path"]), ("report", s["report_path"])]
+    print_table(f"success along perturbation levels on {s['task']}", rows)
+
+
 def command() -> Command:
     return Command(
         "eval",
-        "evaluate a policy on held-out initial states",
+        "evaluate a policy on held-out initial states, or along perturbation axes (--sweep)",
         EvalConfig,
         run,
         {"positional": ("checkpoint",), "choices": {"backend": list(BACKENDS)}},

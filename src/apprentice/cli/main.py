@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "convert",
     "teleop",
     "dagger",
+    "harden",
     "irl",
     "label_actions",
 )

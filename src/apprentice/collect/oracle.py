@@ -18,9 +18,11 @@ from apprentice.data.reader import canonical_env_args
 from apprentice.data.store import DemoFile, DemoWriter, write_mask
 from apprentice.envs.base import make_task
 from apprentice.envs.gym_tasks import GymTask, PendulumPD, SB3Expert, builtin_expert
+from apprentice.envs.perturb import merge_task_args
 from apprentice.envs.pool import make_pool, worker_task
 from apprentice.envs.seeds import HELD_OUT_SEED_BASE
 from apprentice.errors import ApprenticeError
+from apprentice.overrides import parse_overrides
 from apprentice.splits import check_valid_fraction
 
 
@@ -61,6 +63,10 @@ class CollectConfig:
     (pauses, hesitations, tremor, dropped grasps, gripper chatter; labelled in demo attrs)."""
     overwrite: bool = False
     """Replace --out instead of resuming it (a file of another task is refused otherwise)."""
+    task_args: tuple[str, ...] = ()
+    """More task arguments, key=value: a perturbation axis at a level or a range each episode
+    draws from (light=0:1 camera=0:0.5 friction=0.5; see apprentice.envs.perturb), recorded
+    in the file's env_args."""
     expert: str = "oracle"
     """Who demonstrates: 'oracle' (the task's scripted oracle; for a gym/<id> task its
     built-in expert, gym/InvertedPendulum-v5's PD law) or a stable-baselines3 model .zip (a
@@ -149,6 +155,7 @@ def _task_kwargs(cfg: CollectConfig) -> tuple[tuple[str, Any], ...]:
     kwargs: dict[str, Any] = {"camera": cfg.camera}
     if cfg.variant is not None:
         kwargs["variant"] = cfg.variant
+    kwargs = merge_task_args(kwargs, parse_overrides(cfg.task_args, "--task-args"))
     return tuple(sorted(kwargs.items()))
 
 

@@ -168,11 +168,35 @@ def task_available(name: str) -> bool:
 
 
 def make_task(name: str, **kwargs: Any) -> Task:
-    """Build a registered task, e.g. `make_task("lift", camera=True)`."""
+    """Build a registered task, e.g. `make_task("lift", camera=True)`, or a perturbed one
+    (`make_task("lift", light=0.5)`; see `apprentice.envs.perturb`)."""
     _load_builtin_tasks()
     if name not in _REGISTRY:
         raise ApprenticeError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}")
+    if not task_axes(name):
+        from apprentice.envs.perturb import AXES
+
+        if not kwargs.get("perturb", True):
+            kwargs.pop("perturb")  # no levels: the nominal task
+        given = [
+            k
+            for k, v in kwargs.items()
+            if k == "perturb" or (k in AXES and not (k == "camera" and isinstance(v, bool)))
+        ]
+        if given:
+            with_axes = [n for n, e in _REGISTRY.items() if task_axes(n)]
+            raise ApprenticeError(
+                f"task {name!r} takes no perturbation axes (got {', '.join(given)}); the tasks "
+                f"that vary their scene, physics and actuation are {', '.join(sorted(with_axes))}"
+            )
     return _REGISTRY[name].factory(**kwargs)
+
+
+def task_axes(name: str) -> tuple[str, ...]:
+    """The perturbation axes task `name` takes (`apprentice.envs.perturb`); () if none."""
+    _load_builtin_tasks()
+    entry = _REGISTRY.get(name)
+    return tuple(getattr(entry.factory, "perturbation_axes", ())) if entry else ()
 
 
 def task_spec(task: Task) -> ObsActSpec:

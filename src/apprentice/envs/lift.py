@@ -26,19 +26,24 @@ class Lift(MujocoTask):
     """The cube's start xy: uniform in [-r, r]^2 around the table centre."""
     subtasks = (Subtask("cube", "grasp", (0, 5)), Subtask("cube", None))
 
+    @property
+    def cube_half(self) -> float:
+        """The cube's half-size this episode (CUBE_HALF unless object_scale is on)."""
+        return CUBE_HALF * self.object_scale("cube")
+
     def _place_objects(self, rng: np.random.Generator) -> None:
         xy = rng.uniform(-self.xy_range, self.xy_range, size=2)
         yaw = rng.uniform(-START_YAW_RANGE, START_YAW_RANGE)
-        self.set_object_pose("cube", np.array([xy[0], xy[1], CUBE_HALF]), yaw)
+        self.set_object_pose("cube", np.array([xy[0], xy[1], self.cube_half]), yaw)
 
     def cube_pos(self) -> np.ndarray:
         return np.asarray(self.data.xpos[self._object_bodies[0]], dtype=np.float64)
 
     def is_success(self) -> bool:
-        return bool(self.cube_pos()[2] > CUBE_HALF + LIFT_HEIGHT)
+        return bool(self.cube_pos()[2] > self.cube_half + LIFT_HEIGHT)
 
     def subtask_signals(self) -> dict[str, bool]:
-        return {"grasp": self.holds(self.cube_pos(), CUBE_HALF), "lift": self.is_success()}
+        return {"grasp": self.holds(self.cube_pos(), self.cube_half), "lift": self.is_success()}
 
     def oracle(self, rng: np.random.Generator) -> Oracle:
         return LiftOracle(self, rng)
@@ -53,10 +58,10 @@ class LiftOracle(ScriptedOracle):
         env = self.env
         cube = env.object_poses()["cube"]
         p = cube[:3, 3]
-        if self.phase == "carry" and not env.holds(p, CUBE_HALF):
+        if self.phase == "carry" and not env.holds(p, env.cube_half):
             self.goto("reach")
         action = self.pick(p, yaw_of(cube[:3, :3]), math.pi / 2)
         if action is not None:
             return action
-        goal = np.array([p[0], p[1], CUBE_HALF + LIFT_HEIGHT + self.hover / 2])
+        goal = np.array([p[0], p[1], env.cube_half + LIFT_HEIGHT + self.hover / 2])
         return self.servo(self.eef_target_for(p, goal), eef_yaw(env.eef_pose()[:3, :3]), 1.0)

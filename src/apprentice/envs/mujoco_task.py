@@ -25,6 +25,8 @@ import numpy as np
 
 from apprentice.envs.base import Oracle, Subtask
 from apprentice.envs.gl import rendering_hint
+from apprentice.envs.mujoco_perturb import SceneRandomizer, build_model
+from apprentice.envs.perturb import AXES, Actuation, Perturbations
 from apprentice.errors import ApprenticeError
 
 ASSETS = Path(__file__).parent / "assets"
@@ -123,15 +125,36 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
     """Variant name -> half-width (m) of the square the objects' start xy is drawn from."""
     n_substeps: ClassVar[int] = 10
     """Physics steps per env step: 10 x 5 ms = 50 ms = 1 / control_freq."""
+    perturbation_axes: ClassVar[tuple[str, ...]] = AXES
+    """The axes of `envs.perturb` this task takes."""
+    unsupported_axes_reason: ClassVar[str] = ""
+    """Why the axes missing from `perturbation_axes` are missing."""
 
     def __init__(
-        self, *, camera: bool = False, image_size: int = 84, variant: str = "D0", **unknown: Any
+        self,
+        *,
+        camera: Any = False,
+        image_size: int = 84,
+        variant: str = "D0",
+        perturb: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
-        if unknown:
+        axis_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in AXES}
+        if not isinstance(camera, bool):  # a level or a range: the camera axis
+            axis_kwargs["camera"], camera = camera, False
+        if kwargs:
             raise ApprenticeError(
-                f"task {self.name!r} got unknown arguments {sorted(unknown)}; "
-                "it accepts camera (bool), image_size (int) and variant (str)"
+                f"task {self.name!r} got unknown arguments {sorted(kwargs)}; it accepts camera "
+                "(bool), image_size (int), variant (str) and the perturbation axes "
+                f"{', '.join(self.perturbation_axes)} (a level in [0, 1] or a range LO:HI)"
             )
+        self.perturbations = Perturbations.build(
+            self.name,
+            self.perturbation_axes,
+            perturb,
+            axis_kwargs,
+            self.unsupported_axes_reason,
+        )
         if variant not in self.placement:
             raise ApprenticeError(
                 f"task {self.name!r} has no variant {variant!r}; "
@@ -140,8 +163,6 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.variant = variant
         self.xy_range = self.placement[variant]
         """Half-width (m) of the square the objects' start xy is drawn from."""
-        if not isinstance(camera, bool):
-            raise ApprenticeError(f"camera must be True or False, not {camera!r}")
         if (
             isinstance(image_size, bool)
             or not isinstance(image_size, int)
@@ -151,7 +172,7 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.metadata = {"render_modes": ["rgb_array"], "render_fps": self.control_freq}
         self.camera = camera
         self.image_size = image_size
-        self.model = mujoco.MjModel.from_xml_path(str(ASSETS / self.xml_file))
+        self.model = build_model(ASSETS / self.xml_file, self.perturbations)
         self.data = mujoco.MjData(self.model)
         m = self.model
         self._eef_site = m.site("eef").id
@@ -172,6 +193,11 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._state_size = mujoco.mj_stateSize(m, self._state_spec)
         self._steps = 0
         self._renderers: dict[int, mujoco.Renderer] = {}
+        self._scene = SceneRandomizer(m, self.perturbations, self._object_bodies, self.object_names)
+        self._actuation = Actuation(self.perturbations, hold=np.r_[np.zeros(6), -1.0])
+        self._state_size += self._actuation.state_size
+        self._perturb_stream = np.random.default_rng()
+        """Episode keys of the perturbation draws for resets without a seed."""
 
         box = gym.spaces.Box
         spaces: dict[str, gym.spaces.Space[Any]] = {
@@ -210,8 +236,25 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         self._reset_sim()
+        if self.perturbations:
+            if seed is not None:
+                self._perturb_stream = np.random.default_rng([seed, 1])
+            key = seed if seed is not None else int(self._perturb_stream.integers(2**62))
+            rngs = self.perturbations.rngs(key)
+            if self._scene.reset(rngs):
+                # Masses and sizes changed: refresh what the constraint solver derives from them
+                # (the inverse weights that scale contact softness).
+                mujoco.mj_setConst(self.model, self.data)
+                self._reset_sim()
+            self._actuation.reset(rngs)
         self._place_objects(self.np_random)
         mujoco.mj_forward(self.model, self.data)
+        if self.perturbations:
+            poses = self.object_poses()
+            self._scene.place_distractors(
+                rngs.get("distractors"), [p[:3, 3] for p in poses.values()]
+            )
+            mujoco.mj_forward(self.model, self.data)
         return self.get_observation(), {"success": self.is_success()}
 
     def step(
@@ -220,7 +263,8 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.shape != (7,) or not np.all(np.isfinite(a)):
             raise ApprenticeError(f"action must be 7 finite numbers, got {action!r}")
-        self._apply_action(np.clip(a, -1.0, 1.0))
+        a = np.clip(a, -1.0, 1.0)
+        self._apply_action(self._actuation(a) if self._actuation.active else a)
         mujoco.mj_step(self.model, self.data, self.n_substeps)
         # mj_step leaves body poses at the state before the last integration; recompute them
         # (kinematics only, cheap) so observations and signals describe the state now.
@@ -239,7 +283,9 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     def get_state(self) -> np.ndarray:
         state = np.empty(self._state_size + 1)
-        mujoco.mj_getState(self.model, self.data, state[:-1], self._state_spec)
+        n = self._state_size - self._actuation.state_size
+        mujoco.mj_getState(self.model, self.data, state[:n], self._state_spec)
+        state[n:-1] = self._actuation.state()
         state[-1] = self._steps
         return state
 
@@ -250,7 +296,9 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
                 f"state for task {self.name!r} must have {self._state_size + 1} values, "
                 f"got {s.shape[0]}; was it recorded with another task or mujoco version?"
             )
-        mujoco.mj_setState(self.model, self.data, np.ascontiguousarray(s[:-1]), self._state_spec)
+        n = self._state_size - self._actuation.state_size
+        mujoco.mj_setState(self.model, self.data, np.ascontiguousarray(s[:n]), self._state_spec)
+        self._actuation.set_state(s[n:-1])
         self._steps = int(s[-1])
         mujoco.mj_kinematics(self.model, self.data)
 
@@ -358,15 +406,18 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     @property
     def env_args(self) -> dict[str, Any]:
-        return {
-            "env_name": self.name,
-            "env_type": "apprentice",
-            "env_kwargs": {
-                "camera": self.camera,
-                "image_size": self.image_size,
-                "variant": self.variant,
-            },
+        kwargs: dict[str, Any] = {
+            "camera": self.camera,
+            "image_size": self.image_size,
+            "variant": self.variant,
         }
+        if self.perturbations:
+            kwargs["perturb"] = self.perturbations.to_json()
+        return {"env_name": self.name, "env_type": "apprentice", "env_kwargs": kwargs}
+
+    def object_scale(self, name: str) -> float:
+        """The size factor of object `name` this episode (1 unless object_scale is on)."""
+        return self._scene.scales[name]
 
     # --- helpers for subclasses --------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from apprentice.envs.mujoco_task import (
     wrap_angle,
     yaw_of,
 )
+from apprentice.envs.perturb import AXES
 from apprentice.envs.scripted_oracle import ScriptedOracle
 
 NUT_HALF_HEIGHT = 0.01
@@ -41,6 +42,8 @@ class PegInsert(MujocoTask):
     xml_file = "peg_insert.xml"
     object_names = ("nut",)
     fixture_names = ("peg",)
+    perturbation_axes = tuple(a for a in AXES if a != "object_scale")
+    unsupported_axes_reason = "its clearances (peg and hole) are tuned to the part's size"
     placement: ClassVar[dict[str, float]] = {"D0": 0.04, "D1": 0.07}
     """The nut starts in START_CENTRE + [-r, r]^2."""
     subtasks = (Subtask("nut", "grasp", (10, 20)), Subtask("peg", None))

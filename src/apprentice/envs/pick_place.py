@@ -9,6 +9,7 @@ import numpy as np
 
 from apprentice.envs.base import Oracle, Subtask, register_task
 from apprentice.envs.mujoco_task import START_YAW_RANGE, MujocoTask, eef_yaw, yaw_of
+from apprentice.envs.perturb import AXES
 from apprentice.envs.scripted_oracle import ScriptedOracle
 
 BLOCK_HALF = np.array([0.02, 0.02, 0.03])
@@ -28,6 +29,8 @@ class PickPlace(MujocoTask):
     xml_file = "pick_place.xml"
     object_names = ("block",)
     fixture_names = ("bin",)
+    perturbation_axes = tuple(a for a in AXES if a != "object_scale")
+    unsupported_axes_reason = "its clearances (bin walls) are tuned to the part's size"
     placement: ClassVar[dict[str, float]] = {"D0": 0.05, "D1": 0.09}
     """The block starts in START_CENTRE + [-r, r]^2, clear of the bin."""
     subtasks = (Subtask("block", "grasp", (10, 20)), Subtask("bin", None))

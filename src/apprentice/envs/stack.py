@@ -30,6 +30,15 @@ class Stack(MujocoTask):
     """Both cubes start in [-r, r]^2 around the table centre, at least MIN_GAP apart."""
     subtasks = (Subtask("cube_a", "grasp_a", (10, 20)), Subtask("cube_b", None))
 
+    @property
+    def half_a(self) -> float:
+        """Cube A's half-size this episode (HALF_A unless object_scale is on)."""
+        return HALF_A * self.object_scale("cube_a")
+
+    @property
+    def half_b(self) -> float:
+        return HALF_B * self.object_scale("cube_b")
+
     def _place_objects(self, rng: np.random.Generator) -> None:
         r = self.xy_range
         a = rng.uniform(-r, r, size=2)
@@ -38,8 +47,8 @@ class Stack(MujocoTask):
         while np.linalg.norm(a - b) < MIN_GAP:
             b = rng.uniform(-r, r, size=2)
         yaws = rng.uniform(-START_YAW_RANGE, START_YAW_RANGE, size=2)
-        self.set_object_pose("cube_a", np.array([a[0], a[1], HALF_A]), yaws[0])
-        self.set_object_pose("cube_b", np.array([b[0], b[1], HALF_B]), yaws[1])
+        self.set_object_pose("cube_a", np.array([a[0], a[1], self.half_a]), yaws[0])
+        self.set_object_pose("cube_b", np.array([b[0], b[1], self.half_b]), yaws[1])
 
     def _positions(self) -> tuple[np.ndarray, np.ndarray]:
         xpos = self.data.xpos
@@ -47,14 +56,17 @@ class Stack(MujocoTask):
 
     def a_on_b(self) -> bool:
         a, b = self._positions()
-        resting = abs(a[2] - b[2] - HALF_A - HALF_B) < 0.008
+        resting = abs(a[2] - b[2] - self.half_a - self.half_b) < 0.008
         return bool(resting and np.linalg.norm(a[:2] - b[:2]) < ALIGN_TOL)
 
     def is_success(self) -> bool:
-        return self.a_on_b() and not self.holds(self._positions()[0], HALF_A)
+        return self.a_on_b() and not self.holds(self._positions()[0], self.half_a)
 
     def subtask_signals(self) -> dict[str, bool]:
-        return {"grasp_a": self.holds(self._positions()[0], HALF_A), "a_on_b": self.a_on_b()}
+        return {
+            "grasp_a": self.holds(self._positions()[0], self.half_a),
+            "a_on_b": self.a_on_b(),
+        }
 
     def oracle(self, rng: np.random.Generator) -> Oracle:
         return StackOracle(self, rng)
@@ -73,7 +85,7 @@ class StackOracle(ScriptedOracle):
         poses = env.object_poses()
         a, b = poses["cube_a"][:3, 3], poses["cube_b"][:3, 3]
         yaw = eef_yaw(env.eef_pose()[:3, :3])
-        held = env.holds(a, HALF_A)
+        held = env.holds(a, env.half_a)
         if self.phase in ("carry", "place") and not held:
             self.goto("reach")
         if self.phase == "release":
@@ -90,7 +102,7 @@ class StackOracle(ScriptedOracle):
         action = self.pick(a, yaw_of(poses["cube_a"][:3, :3]), math.pi / 2)
         if action is not None:
             return action
-        on_top = b + np.array([0.0, 0.0, HALF_A + HALF_B + 0.002])
+        on_top = b + np.array([0.0, 0.0, env.half_a + env.half_b + 0.002])
         above = on_top + np.array([0.0, 0.0, self.clearance])
         if self.phase == "carry":
             # Rise before travelling: sweeping A low across the table could knock B over.

@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, as_completed
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 
 from apprentice.data.spec import ObsActSpec
 from apprentice.envs.base import make_task, task_spec
+from apprentice.envs.perturb import merge_task_args
 from apprentice.envs.pool import BACKENDS, make_pool, worker_task
 from apprentice.envs.ray_pool import import_ray
 from apprentice.envs.seeds import TRAINER_SEED_OFFSET, held_out_seeds
@@ -139,7 +140,8 @@ class EvalConfig:
     task: str | None = None
     """Task to evaluate on (default: the task the policy was trained for)."""
     task_args: tuple[str, ...] = ()
-    """Task arguments key=value over the training data's (e.g. variant=D1: a wider placement)."""
+    """Task arguments key=value over the training data's (e.g. variant=D1: a wider placement;
+    light=0.5 or perturb={"light":0.5} for the perturbation axes, see envs/perturb.py)."""
     policy_args: tuple[str, ...] = ()
     """Run-time settings of the policy, key=value over its checkpoint's config, no retraining
     (e.g. temporal_ensemble=false execute_horizon=8 for ACT, inference_steps=4 for diffusion);
@@ -161,7 +163,12 @@ class EvalConfig:
     """Envs stepped in lockstep inside a worker (policy calls batched across them)."""
     out: str | None = None
     """Results JSON (default: eval_<task>.json next to the checkpoint, eval_<task>_<k>=<v>.json
-    with --task-args or --policy-args)."""
+    with --task-args or --policy-args); with --sweep the sweep's JSON (default:
+    sweep_<task>.json), each level's results beside it."""
+    sweep: tuple[str, ...] = field(default=(), metadata={"repeat": True})
+    """Success along perturbation axes, AXIS=LEVELS each (--sweep light=0,0.5,1 --sweep
+    camera=0,1): one evaluation per level with every other axis nominal, the curves in
+    report.html beside the sweep's JSON."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -180,15 +187,42 @@ class EvalConfig:
             )
 
 
-def results_name(task: str, task_args: dict[str, Any], policy_args: dict[str, Any]) -> str:
+def results_name(
+    task: str, task_args: dict[str, Any], policy_args: dict[str, Any], prefix: str = "eval"
+) -> str:
     """The default results file of an evaluation: eval_<task>.json, with the task arguments,
     then the policy's run-time settings, in the name (eval_lift_variant=D1.json,
-    eval_pusht_inference_steps=4.json) so that evaluations of one checkpoint under different
-    arguments keep their own file (and resume journal)."""
+    eval_pusht_inference_steps=4.json, eval_lift_perturb=light=0.5.json) so that evaluations
+    of one checkpoint under different arguments keep their own file (and resume journal)."""
     parts = [task.replace("/", "-")]
-    parts += [f"{k}={v}" for args in (task_args, policy_args) for k, v in sorted(args.items())]
+    parts += [
+        f"{k}={_name_value(v)}"
+        for args in (task_args, policy_args)
+        for k, v in sorted(args.items())
+    ]
     name = "_".join(parts)
-    return "eval_" + "".join(c if c.isalnum() or c in "=-_.," else "-" for c in name) + ".json"
+    return f"{prefix}_" + "".join(c if c.isalnum() or c in "=-_.," else "-" for c in name) + ".json"
+
+
+def _name_value(value: Any) -> str:
+    """An argument's value as a file name has it: a list as a-b, a dict as k=v,k=v (sorted),
+    an empty one as none."""
+    if isinstance(value, dict):
+        items = [f"{k}={_name_value(v)}" for k, v in sorted(value.items())]
+        return ",".join(items) or "none"
+    if isinstance(value, list):
+        return "-".join(_name_value(v) for v in value) or "none"
+    return str(value)
+
+
+def task_kwargs(env_args: dict[str, Any], task_args: dict[str, Any]) -> dict[str, Any]:
+    """The task's keyword arguments for an evaluation: a checkpoint's env_kwargs under parsed
+    --task-args, the perturbation axes merged as `envs.perturb.merge_task_args` does."""
+    kwargs = dict(env_args.get("env_kwargs", {}))
+    if "camera" in kwargs:
+        # A robosuite task's env_kwargs have no "camera": it follows their use_camera_obs.
+        kwargs["camera"] = bool(kwargs["camera"])
+    return merge_task_args(kwargs, task_args)
 
 
 def evaluate(
@@ -206,18 +240,18 @@ def evaluate(
     With backend "ray" every chunk goes to Ray. Every chunk gives the same episodes wherever
     it runs.
     """
+    if cfg.sweep:
+        raise ApprenticeError(
+            "EvalConfig.sweep is run by apprentice.evaluate.robustness.sweep_policy, not evaluate"
+        )
     if cfg.backend == "ray":
         import_ray()  # missing: one error before any work
     ckpt_path = resolve_checkpoint(cfg.checkpoint)
     ckpt = load_checkpoint(ckpt_path)
     task_name = cfg.task or ckpt["env_args"]["env_name"]
     check_task(ckpt["env_args"], task_name, checkpoint=str(ckpt_path))
-    kwargs = dict(ckpt["env_args"].get("env_kwargs", {}))
-    if "camera" in kwargs:
-        # A robosuite task's env_kwargs have no "camera": it follows their use_camera_obs.
-        kwargs["camera"] = bool(kwargs["camera"])
     task_args = parse_overrides(cfg.task_args, "task argument")
-    kwargs.update(task_args)
+    kwargs = task_kwargs(ckpt["env_args"], task_args)
     policy_args = parse_overrides(cfg.policy_args, "policy argument")
     # Refused here, before any rollout: a setting unknown or fixed by training.
     with_run_time_settings(policy_config_from_dict(ckpt["policy_config"]), policy_args)
@@ -227,6 +261,7 @@ def evaluate(
     policy_spec(ckpt).check_compatible(
         task_spec(probe), what=f"checkpoint {ckpt_path}", against=f"task {task_name!r}"
     )
+    perturb = probe.env_args.get("env_kwargs", {}).get("perturb", {})
     probe.close()
     seeds = held_out_seeds(cfg.episodes, cfg.seed_offset)
     chunk = max(1, min(cfg.envs_per_worker, -(-cfg.episodes // cfg.workers)))
@@ -308,6 +343,7 @@ def evaluate(
     summary = result.summary()
     summary["checkpoint"] = str(ckpt_path)
     summary["task_args"] = task_args
+    summary["perturb"] = perturb  # the levels the task was built with, by axis
     summary["policy_args"] = policy_args
     summary["resumed_episodes"] = sum(len(chunks[i]) for i in done)
     summary["workers_used"] = cfg.workers if pooled else 1

@@ -22,6 +22,7 @@ from apprentice.data.reader import DemoFile
 from apprentice.data.source import open_source
 from apprentice.data.store import DemoWriter, split_train_valid
 from apprentice.envs.base import Subtask, make_task
+from apprentice.envs.perturb import merge_task_args
 from apprentice.errors import ApprenticeError
 from apprentice.generate.attempt import (
     SELECTIONS,
@@ -138,8 +139,9 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
     started = time.perf_counter()
     with open_source(cfg.source) as f:
         src_args = f.env_args
-    kwargs = dict(src_args.get("env_kwargs", {}))
-    kwargs.update(parse_overrides(cfg.task_args, "task argument"))
+    kwargs = merge_task_args(
+        src_args.get("env_kwargs", {}), parse_overrides(cfg.task_args, "task argument")
+    )
     task_name = str(src_args.get("env_name"))
     if cfg.task is not None and cfg.task != task_name:
         raise ApprenticeError(

@@ -40,6 +40,7 @@ from apprentice.data.spec import ObsActSpec
 from apprentice.data.store import DemoWriter
 from apprentice.envs.base import Task, make_task, task_spec
 from apprentice.envs.gym_tasks import SB3Expert
+from apprentice.envs.perturb import merge_task_args
 from apprentice.envs.seeds import VALIDATION_SEED_OFFSET, dagger_seed, held_out_seeds
 from apprentice.errors import ApprenticeError
 from apprentice.evaluate.metrics import success_rate
@@ -110,6 +111,9 @@ class DaggerConfig:
     """With --device browser: TCP port of the page (0 = any free port)."""
     takeover_on_motion: bool = False
     """HG-DAgger with --expert teleop: any motion input takes over, not only start/toggle."""
+    task_args: tuple[str, ...] = ()
+    """Task arguments key=value: a perturbation axis at a level or a range (light=0:1; see
+    apprentice.envs.perturb), for the expert's and the learner's episodes alike."""
     method: str = "dagger"
     """dagger, hg-dagger (gated takeovers), dart (noisy expert demos) or bc (expert demos)."""
     dataset: str | None = None
@@ -249,7 +253,8 @@ class _Run:
         self.dir = Path(cfg.out)
         self.demos = self.dir / "demos.hdf5"
         self.state_path = self.dir / "state.json"
-        self.task = make_task(cfg.task)
+        self.task_kwargs = merge_task_args({}, parse_overrides(cfg.task_args, "--task-args"))
+        self.task = make_task(cfg.task, **self.task_kwargs)
         self.rng_root = np.random.SeedSequence([cfg.seed, 7])
         # Fail before any work if the expert cannot label this task.
         self.expert: Expert = make_expert(
@@ -458,7 +463,9 @@ class _Run:
     def score(self, round_index: int, seeds: list[int]) -> dict[str, Any]:
         tasks = self._eval_tasks or []
         if len(tasks) < len(seeds):
-            tasks += [make_task(self.cfg.task) for _ in range(len(seeds) - len(tasks))]
+            tasks += [
+                make_task(self.cfg.task, **self.task_kwargs) for _ in range(len(seeds) - len(tasks))
+            ]
             self._eval_tasks = tasks
         results = rollout_batch(self.learner(round_index), tasks[: len(seeds)], seeds)
         sr = success_rate(sum(r.success for r in results), len(results))

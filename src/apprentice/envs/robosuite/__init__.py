@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from apprentice.envs.base import Task, register_task
+from apprentice.envs.perturb import AXES
 from apprentice.errors import ApprenticeError
 
 ROBOSUITE_TASKS: dict[str, str] = {
@@ -86,6 +87,11 @@ def require_robosuite() -> None:
     logging.getLogger("robosuite_logs").setLevel(logging.WARNING)
 
 
+PERTURBATION_AXES = tuple(a for a in AXES if a not in ("object_scale", "distractors"))
+"""The axes of `envs.perturb` a robosuite task takes: what can change in a loaded model."""
+UNSUPPORTED_AXES_REASON = "robosuite builds its objects when it loads the model, once per task here"
+
+
 def _lazy_factory(env_name: str) -> Callable[..., Task]:
     def make(**kwargs: Any) -> Task:
         require_robosuite()
@@ -94,6 +100,7 @@ def _lazy_factory(env_name: str) -> Callable[..., Task]:
         return TASK_CLASSES[env_name](**kwargs)
 
     make.__name__ = f"make_{env_name}"
+    make.perturbation_axes = PERTURBATION_AXES  # type: ignore[attr-defined]
     return make
 
 

@@ -32,7 +32,10 @@ import numpy as np
 import robosuite
 
 from apprentice.envs.base import Oracle, Subtask
+from apprentice.envs.mujoco_perturb import SceneRandomizer
 from apprentice.envs.mujoco_task import matrix_from_rotvec, rotvec_from_matrix
+from apprentice.envs.perturb import AXES, Actuation, Perturbations
+from apprentice.envs.robosuite import PERTURBATION_AXES, UNSUPPORTED_AXES_REASON
 from apprentice.errors import ApprenticeError
 
 MAX_DELTA_POS = 0.05
@@ -122,10 +125,27 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
     observation_space: gym.spaces.Dict  # type: ignore[assignment]
     action_space: gym.spaces.Box
     subtasks: tuple[Subtask, ...] = ()
+    perturbation_axes: ClassVar[tuple[str, ...]] = PERTURBATION_AXES
+    unsupported_axes_reason: ClassVar[str] = UNSUPPORTED_AXES_REASON
 
     def __init__(
-        self, *, camera: bool | None = None, image_size: int | None = None, **env_kwargs: Any
+        self,
+        *,
+        camera: Any = None,
+        image_size: int | None = None,
+        perturb: dict[str, Any] | None = None,
+        **env_kwargs: Any,
     ) -> None:
+        axis_kwargs = {k: env_kwargs.pop(k) for k in list(env_kwargs) if k in AXES}
+        if camera is not None and not isinstance(camera, bool):  # a level: the camera axis
+            axis_kwargs["camera"], camera = camera, None
+        self.perturbations = Perturbations.build(
+            self.env_name,
+            self.perturbation_axes,
+            perturb,
+            axis_kwargs,
+            self.unsupported_axes_reason,
+        )
         # Unless told, follow the env_kwargs (of a robomimic file, or of our own env_args).
         if camera is None:
             camera = bool(env_kwargs.get("use_camera_obs", False))
@@ -166,6 +186,15 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._steps = 0
         self.env.reset()
         self._bind()
+        objects = [o.root_body for o in self.env.model.mujoco_objects]
+        self._scene = SceneRandomizer(
+            self._model,
+            self.perturbations,
+            [self._model.body(name).id for name in objects],
+            objects,
+        )
+        self._actuation = Actuation(self.perturbations, hold=np.r_[np.zeros(6), -1.0])
+        self._perturb_stream = np.random.default_rng()
         box = gym.spaces.Box
         obs = self.get_observation()
         spaces: dict[str, gym.spaces.Space[Any]] = {
@@ -247,6 +276,16 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
+        if self.perturbations:
+            # Before robosuite's reset, which places the objects: mj_setConst (after new
+            # masses) works on the data, and the reset then starts it afresh.
+            if seed is not None:
+                self._perturb_stream = np.random.default_rng([seed, 1])
+            key = seed if seed is not None else int(self._perturb_stream.integers(2**62))
+            rngs = self.perturbations.rngs(key)
+            if self._scene.reset(rngs):
+                mujoco.mj_setConst(self._model, self._data)
+            self._actuation.reset(rngs)
         if seed is not None:
             # In place: the placement samplers and the robot hold this very generator.
             fresh = np.random.default_rng(seed).bit_generator.state
@@ -264,7 +303,8 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.shape != (7,) or not np.all(np.isfinite(a)):
             raise ApprenticeError(f"action must be 7 finite numbers, got {action!r}")
-        self.env.step(np.clip(a, -1.0, 1.0))
+        a = np.clip(a, -1.0, 1.0)
+        self.env.step(self._actuation(a) if self._actuation.active else a)
         # robosuite's "lite physics" leaves body poses and contacts at the state before the last
         # integration substep; recompute them (state unchanged: mj_forward does not touch the
         # warm start) so observations, success and signals describe the state now, the same
@@ -289,7 +329,11 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     @property
     def state_size(self) -> int:
-        return self._flat_size + self._extra_size + 2 + self._n_joints + 1
+        return self._flat_size + self._extra_size + 2 + self._n_joints + self._delay_size + 1
+
+    @property
+    def _delay_size(self) -> int:
+        return self._actuation.state_size
 
     def get_state(self) -> np.ndarray:
         flat = np.asarray(self.sim.get_state().flatten(), dtype=np.float64)
@@ -298,7 +342,8 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         # The Panda gripper's command ramps by 0.2 a step (shape (1,) until the first step).
         grip = np.broadcast_to(np.asarray(self._gripper.current_action, dtype=np.float64), (2,))
         posture = np.asarray(self._osc.initial_joint, dtype=np.float64)
-        return np.concatenate([flat, extra, grip, posture, [float(self._steps)]])
+        delay = self._actuation.state()
+        return np.concatenate([flat, extra, grip, posture, delay, [float(self._steps)]])
 
     def set_state(self, state: np.ndarray) -> None:
         """Restore a state of `get_state`, or robosuite's bare [time, qpos, qvel] (as in a
@@ -319,6 +364,8 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             self._gripper.current_action = s[i : i + 2].copy()
             i += 2
             self._osc.initial_joint = s[i : i + self._n_joints].copy()
+            i += self._n_joints
+            self._actuation.set_state(s[i : i + self._delay_size])
             self._steps = int(s[-1])
         self.sim.forward()
         self._refresh_controllers()
@@ -417,5 +464,6 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             "env_version": robosuite.__version__,
             "type": 1,  # robomimic's EnvType.ROBOSUITE_TYPE: the key robomimic reads
             "env_type": 1,
-            "env_kwargs": json.loads(json.dumps(self._kwargs)),
+            "env_kwargs": json.loads(json.dumps(self._kwargs))
+            | ({"perturb": self.perturbations.to_json()} if self.perturbations else {}),
         }
