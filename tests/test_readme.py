@@ -88,6 +88,7 @@ COMMANDS: dict[str, str] = {
     "harden": RUN,
     "irl": RUN,
     "label-actions": RUN,
+    "retarget": RUN,
     "export": RUN,
     "sweep": RUN,
     "serve": SERVE,
@@ -126,7 +127,7 @@ KEEP: set[str] = {
     "rl-algo", "format", "json", "video", "min-score", "train-mask", "valid-mask", "operator",
     "device", "noise", "shield", "host", "marks", "camera", "scores", "split", "strip",
     "stop-on-success", "backend", "demo", "recipe", "action-noise", "lr", "image-key",
-    "target-key", "to", "lossless", "wandb", "spec",
+    "target-key", "to", "lossless", "wandb", "spec", "make-tracks",
 }  # fmt: skip
 """Flags whose README value is used as it is (names, paths, switches, thresholds)."""
 
@@ -240,7 +241,7 @@ OPTIONAL: dict[str, str | None] = {
 }
 """A bracketed option -> None to also run the line with it, or why it is not run."""
 
-INPUT_FLAGS = {"dataset", "demos", "source", "expert", "marks", "idm", "spec"}
+INPUT_FLAGS = {"dataset", "demos", "source", "expert", "marks", "idm", "spec", "make-tracks"}
 OUTPUT_FLAGS = {"out", "json", "video", "failed-out"}
 PATH_SUFFIXES = (".hdf5", ".pt", ".zip", ".json", ".onnx", ".mp4", ".toml")
 

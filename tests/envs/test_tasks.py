@@ -8,18 +8,34 @@ import numpy as np
 import pytest
 
 from apprentice.envs import Oracle, Task, make_task, make_task_from_env_args, task_names
+from apprentice.envs.mujoco_task import MujocoTask
 from apprentice.errors import ApprenticeError
 
 # The built-in MuJoCo tasks; the robosuite ones (an optional extra) have
 # tests/envs/test_robosuite.py, Push-T (a planar gym-pusht env) tests/envs/test_pusht.py, and
 # the gym/<id> control tasks (no oracle, no end effector) tests/envs/test_gym_tasks.py.
 TASKS = task_names("builtin")
+ARM_TASKS = [name for name in TASKS if isinstance(make_task(name), MujocoTask)]
+"""The parallel-jaw tasks, which also take body="arm" (apprentice.envs.bodies)."""
+CASES = [*TASKS, *(f"{name}:arm" for name in ARM_TASKS)]
+"""Every task with its default body, and each parallel-jaw task on the 7-DoF arm."""
 ORACLE_SEEDS = tuple(range(10))
 
 
-def _random_actions(n: int, seed: int) -> np.ndarray:
+def _make(case: str) -> Task:
+    """The task of a case: "name" or "name:body"."""
+    name, _, body = case.partition(":")
+    return make_task(name, body=body) if body else make_task(name)
+
+
+def _random_actions(n: int, seed: int, dim: int) -> np.ndarray:
     # Beyond [-1, 1] on purpose: the env must clip.
-    return np.random.default_rng(seed).uniform(-1.5, 1.5, size=(n, 7)).astype(np.float32)
+    return np.random.default_rng(seed).uniform(-1.5, 1.5, size=(n, dim)).astype(np.float32)
+
+
+def _action_dim(env: object) -> int:
+    """7 for the parallel-jaw tasks, more for a hand: 6 wrist dims, then the fingers."""
+    return int(env.action_space.shape[0])  # type: ignore[attr-defined]
 
 
 def _rollout(env: object, actions: np.ndarray) -> list[dict[str, np.ndarray]]:
@@ -47,34 +63,38 @@ def test_bad_kwargs_raise(name: str) -> None:
         make_task(name, image_size=0)
 
 
-@pytest.mark.parametrize("name", TASKS)
-def test_spaces_and_observations(name: str) -> None:
-    env = make_task(name)
-    assert env.name == name
+@pytest.mark.parametrize("case", CASES)
+def test_spaces_and_observations(case: str) -> None:
+    env = _make(case)
+    dim = _action_dim(env)
+    assert env.name == case.partition(":")[0]
     assert env.control_freq == 20.0
-    assert env.action_space.shape == (7,)
+    assert env.action_space.shape == (dim,) and dim >= 7
     assert np.all(env.action_space.low == -1.0) and np.all(env.action_space.high == 1.0)
     obs, info = env.reset(seed=0)
     assert set(obs) == set(env.observation_space.spaces)
-    assert {"eef_pos", "eef_quat", "gripper_qpos", "object"} <= set(obs)
+    assert {"eef_pos", "eef_quat", "object"} <= set(obs)
+    assert {"gripper_qpos", "hand_qpos"} & set(obs), "the fingers' joint positions"
     for key, space in env.observation_space.spaces.items():
         assert obs[key].dtype == space.dtype == np.float32, key
         assert obs[key].shape == space.shape, key
     movable = set(env.object_poses()) - set(env.fixture_names)
     assert obs["object"].shape[0] == 10 * len(movable)
     assert info["success"] is False
-    obs, reward, terminated, truncated, info = env.step(np.full(7, 5.0))
+    obs, reward, terminated, truncated, info = env.step(np.full(dim, 5.0))
     assert env.observation_space.contains(obs)
     assert reward == 0.0 and terminated is False and truncated is False
     assert isinstance(info["success"], bool)
     # An out-of-range action acts as its clipped self.
     env.reset(seed=1)
-    clipped = _rollout(env, np.clip(_random_actions(5, 3), -1, 1))
+    clipped = _rollout(env, np.clip(_random_actions(5, 3, dim), -1, 1))
     env.reset(seed=1)
-    raw = _rollout(env, _random_actions(5, 3))
+    raw = _rollout(env, _random_actions(5, 3, dim))
     np.testing.assert_array_equal(clipped[-1]["eef_pos"], raw[-1]["eef_pos"])
-    with pytest.raises(ApprenticeError, match="7 finite"):
-        env.step(np.full(7, np.nan))
+    with pytest.raises(ApprenticeError, match=f"{dim} finite"):
+        env.step(np.full(dim, np.nan))
+    with pytest.raises(ApprenticeError, match=f"{dim} finite"):
+        env.step(np.zeros(dim + 1))
     assert set(env.subtask_signals()) and all(
         isinstance(v, bool) for v in env.subtask_signals().values()
     )
@@ -82,30 +102,30 @@ def test_spaces_and_observations(name: str) -> None:
     assert all(p.shape == (4, 4) for p in env.object_poses().values())
 
 
-@pytest.mark.parametrize("name", TASKS)
-def test_truncates_at_horizon(name: str) -> None:
-    env = make_task(name)
+@pytest.mark.parametrize("case", CASES)
+def test_truncates_at_horizon(case: str) -> None:
+    env = _make(case)
     env.reset(seed=0)
-    truncated = [env.step(np.zeros(7))[3] for _ in range(env.horizon)]
+    truncated = [env.step(np.zeros(_action_dim(env)))[3] for _ in range(env.horizon)]
     assert not any(truncated[:-1]) and truncated[-1]
 
 
-@pytest.mark.parametrize("name", TASKS)
-def test_seeded_reset_is_deterministic(name: str) -> None:
-    env = make_task(name)
+@pytest.mark.parametrize("case", CASES)
+def test_seeded_reset_is_deterministic(case: str) -> None:
+    env = _make(case)
     first, _ = env.reset(seed=7)
-    first_run = _rollout(env, _random_actions(10, 0))
+    first_run = _rollout(env, _random_actions(10, 0, _action_dim(env)))
     second, _ = env.reset(seed=7)
-    second_run = _rollout(env, _random_actions(10, 0))
+    second_run = _rollout(env, _random_actions(10, 0, _action_dim(env)))
     np.testing.assert_array_equal(first["object"], second["object"])
     np.testing.assert_array_equal(first_run[-1]["object"], second_run[-1]["object"])
     other, _ = env.reset(seed=8)
     assert not np.array_equal(first["object"], other["object"])
 
 
-@pytest.mark.parametrize("name", TASKS)
-def test_set_state_replays_exactly(name: str) -> None:
-    env = make_task(name)
+@pytest.mark.parametrize("case", CASES)
+def test_set_state_replays_exactly(case: str) -> None:
+    env = _make(case)
     obs, _ = env.reset(seed=3)
     oracle = env.oracle(np.random.default_rng(0))
     oracle.reset()
@@ -128,44 +148,49 @@ def test_set_state_replays_exactly(name: str) -> None:
         env.set_state(np.zeros(3))
 
 
-@pytest.mark.parametrize("name", TASKS)
-def test_action_and_target_pose_round_trip(name: str) -> None:
-    env = make_task(name)
+@pytest.mark.parametrize("case", CASES)
+def test_action_and_target_pose_round_trip(case: str) -> None:
+    env = _make(case)
+    dim = _action_dim(env)
     env.reset(seed=0)
-    _rollout(env, _random_actions(3, 1))
-    for action in np.random.default_rng(2).uniform(-1, 1, size=(20, 7)):
+    _rollout(env, _random_actions(3, 1, dim))
+    for action in np.random.default_rng(2).uniform(-1, 1, size=(20, dim)):
         pose = env.action_to_target_pose(action)
         np.testing.assert_allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-12)
-        back = env.target_pose_to_action(pose, float(action[6]))
-        np.testing.assert_allclose(back, action, atol=1e-9)
+        # The last action dim is the gripper level that recording keeps and generation
+        # replays; a hand's other finger dims follow from it by the hand's grasp synergy.
+        back = env.target_pose_to_action(pose, float(action[-1]))
+        np.testing.assert_allclose(back[:6], action[:6], atol=1e-9)
+        assert back[-1] == pytest.approx(action[-1], abs=1e-12)
     far = env.eef_pose()
     far[:3, 3] += 1.0
     assert np.all(env.target_pose_to_action(far, 3.0) <= 1.0)
 
 
-@pytest.mark.parametrize("name", TASKS)
-def test_controller_tracks_the_commanded_delta(name: str) -> None:
+@pytest.mark.parametrize("case", CASES)
+def test_controller_tracks_the_commanded_delta(case: str) -> None:
     # The gripper moves through physics, so it should cover most of the commanded 5 cm per
     # step along x and 0.5 rad per step in yaw, without overshooting wildly.
-    env = make_task(name)
+    env = _make(case)
     env.reset(seed=0)
     start = env.eef_pose()
+    opened = env.target_pose_to_action(start, -1.0)  # no motion, the gripper or hand open
     for _ in range(4):
-        env.step(np.array([1.0, 0, 0, 0, 0, 0, -1.0]))
+        env.step(np.r_[1.0, 0, 0, 0, 0, 0, opened[6:]])
     moved = env.eef_pose()[:3, 3] - start[:3, 3]
     assert 0.15 < moved[0] < 0.22 and abs(moved[1]) < 0.005 and abs(moved[2]) < 0.005
     start = env.eef_pose()
     for _ in range(2):
-        env.step(np.array([0, 0, 0, 0, 0, 1.0, -1.0]))
+        env.step(np.r_[0, 0, 0, 0, 0, 1.0, opened[6:]])
     turn = env.eef_pose()[:3, :3] @ start[:3, :3].T
     assert 0.7 < np.arctan2(turn[1, 0], turn[0, 0]) < 1.1
 
 
-@pytest.mark.parametrize("name", TASKS)
-def test_env_args_rebuild_the_task(name: str) -> None:
-    env = make_task(name)
+@pytest.mark.parametrize("case", CASES)
+def test_env_args_rebuild_the_task(case: str) -> None:
+    env = _make(case)
     args = env.env_args
-    assert args["env_name"] == name and args["env_type"] == "apprentice"
+    assert args["env_name"] == case.partition(":")[0] and args["env_type"] == "apprentice"
     rebuilt = make_task_from_env_args(args)
     assert rebuilt.env_args == args
     a, _ = env.reset(seed=5)
@@ -173,9 +198,9 @@ def test_env_args_rebuild_the_task(name: str) -> None:
     np.testing.assert_array_equal(a["object"], b["object"])
 
 
-@pytest.mark.parametrize("name", TASKS)
-def test_oracle_succeeds(name: str) -> None:
-    env = make_task(name)
+@pytest.mark.parametrize("case", CASES)
+def test_oracle_succeeds(case: str) -> None:
+    env = _make(case)
     successes = 0
     for seed in ORACLE_SEEDS:
         obs, _ = env.reset(seed=seed)
@@ -184,7 +209,7 @@ def test_oracle_succeeds(name: str) -> None:
         seen = {k: False for k in env.subtask_signals()}
         for _ in range(env.horizon):
             action = oracle.act(obs)
-            assert action.shape == (7,) and np.all(np.abs(action) <= 1.0)
+            assert action.shape == env.action_space.shape and np.all(np.abs(action) <= 1.0)
             obs, reward, _, _, info = env.step(action)
             seen = {k: seen[k] or v for k, v in env.subtask_signals().items()}
             if info["success"]:
@@ -213,9 +238,9 @@ def test_camera_observations() -> None:
     env.close()
 
 
-@pytest.mark.parametrize("name", TASKS)
-def test_subtasks_name_real_objects_and_signals(name: str) -> None:
-    env = make_task(name)
+@pytest.mark.parametrize("case", CASES)
+def test_subtasks_name_real_objects_and_signals(case: str) -> None:
+    env = _make(case)
     env.reset(seed=0)
     assert env.subtasks, "every built-in task can be generated from"
     assert env.subtasks[-1].term_signal is None

@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "harden",
     "irl",
     "label_actions",
+    "retarget",
 )
 """Modules of `apprentice.cli`, one per command, in the order `apprentice --help` lists them."""
 

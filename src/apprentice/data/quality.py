@@ -49,7 +49,7 @@ from apprentice.errors import ApprenticeError
 CRITERIA = ("idle", "jerk", "path", "chatter", "grasps", "outlier")
 """The criteria the combined score weighs, in the order of `QualityConfig.weights`."""
 _EEF_KEYS = ("eef_pos", "robot0_eef_pos")
-_FINGER_KEYS = ("gripper_qpos", "robot0_gripper_qpos")
+_FINGER_KEYS = ("gripper_qpos", "robot0_gripper_qpos", "hand_qpos")
 
 
 @dataclass(frozen=True)

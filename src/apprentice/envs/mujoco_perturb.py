@@ -17,6 +17,7 @@ import mujoco
 import numpy as np
 
 from apprentice.envs.perturb import Perturbations, random_unit, rotate, signed
+from apprentice.errors import ApprenticeError
 
 N_DISTRACTORS = 4
 """Distractors at level 1."""
@@ -41,12 +42,23 @@ _SPARE_TEXTURES = (
 )
 
 
-def build_model(xml_path: Path, perturbations: Perturbations) -> mujoco.MjModel:
-    """The task's model, with spare table materials (colors) and hidden distractor bodies
-    (distractors) added when those axes are on."""
-    if "colors" not in perturbations.levels and "distractors" not in perturbations.levels:
+SCENE = "scene.xml"
+"""The scene file a task's MJCF includes (the floating gripper's)."""
+
+
+def build_model(xml_path: Path, perturbations: Perturbations, scene: str = SCENE) -> mujoco.MjModel:
+    """The task's model, with its `<include file="scene.xml"/>` swapped for `scene` (another
+    body's scene, in the same folder), and spare table materials (colors) and hidden
+    distractor bodies (distractors) added when those axes are on."""
+    extras = "colors" in perturbations.levels or "distractors" in perturbations.levels
+    if scene == SCENE and not extras:
         return mujoco.MjModel.from_xml_path(str(xml_path))
     text = xml_path.read_text()
+    if scene != SCENE:
+        include = f'<include file="{SCENE}"/>'
+        if include not in text:
+            raise ApprenticeError(f"{xml_path} has no {include} to swap for {scene}")
+        text = text.replace(include, f'<include file="{scene}"/>')
     extra_assets, extra_bodies = [], []
     if "colors" in perturbations.levels:
         for i, texture in enumerate(_SPARE_TEXTURES):

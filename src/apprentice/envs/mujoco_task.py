@@ -1,10 +1,12 @@
 """The shared base of apprentice's built-in MuJoCo tasks.
 
-A floating parallel-jaw gripper (slide x, y, z and hinge x, y, z joints, each driven by a
-position servo, with gravity compensation) moves through physics; it is never teleported.
-An action (7,) in [-1, 1] is a robosuite-OSC-style delta: position (x 0.05 m), axis-angle
-rotation in the world frame (x 0.5 rad) and the gripper (-1 open, +1 close). The controller
-is stateless: the target pose is the current eef pose composed with the scaled delta.
+A parallel-jaw gripper moves through physics; it is never teleported. What carries it is the
+task's body (`envs.bodies`): by default the gripper floats on six servoed joints; with
+`body="arm"` it sits at the flange of a 7-DoF arm. An action (7,) in [-1, 1] is a
+robosuite-OSC-style delta: position (x 0.05 m), axis-angle rotation in the world frame
+(x 0.5 rad) and the gripper (-1 open, +1 close), whatever the body. The controller is
+stateless: the target pose is the current eef pose composed with the scaled delta, and the
+body turns it into servo targets.
 
 A task subclass names its MJCF file and objects, draws the objects' start poses, and defines
 success, subtask signals, its subtasks for generation and its oracle. Each task comes in
@@ -24,6 +26,7 @@ import mujoco
 import numpy as np
 
 from apprentice.envs.base import Oracle, Subtask
+from apprentice.envs.bodies import BODIES, EEF_IN_BODY, FINGER_CLOSED, FINGER_OPEN, body_class
 from apprentice.envs.gl import rendering_hint
 from apprentice.envs.mujoco_perturb import SceneRandomizer, build_model
 from apprentice.envs.perturb import AXES, Actuation, Perturbations
@@ -39,14 +42,6 @@ MAX_DELTA_POS = 0.05
 """Metres per step at |action| = 1, as robosuite's OSC controller."""
 MAX_DELTA_ROT = 0.5
 """Radians per step at |action| = 1."""
-FINGER_OPEN = 0.04
-"""Finger target (m from the grasp centre) for gripper = -1."""
-FINGER_CLOSED = -0.02
-"""Finger target for gripper = +1; past the joint limit so the squeeze never fades."""
-
-# The eef frame is the gripper body's frame turned half a turn about x, so its z axis points
-# along the approach direction (down) as in robosuite. diag(1, -1, -1) is its own inverse.
-EEF_IN_BODY = np.diag([1.0, -1.0, -1.0])
 
 CAMERAS = ("agentview", "eye_in_hand")
 GRASP_MIN_Z = 0.015
@@ -97,14 +92,6 @@ def rotvec_from_matrix(mat: np.ndarray) -> np.ndarray:
     return rotvec
 
 
-def _euler_xyz(rot: np.ndarray) -> tuple[float, float, float]:
-    """Angles (a, b, c) with rot = Rx(a) Ry(b) Rz(c), the order of the gripper's hinges."""
-    b = math.asin(max(-1.0, min(1.0, float(rot[0, 2]))))
-    a = math.atan2(-float(rot[1, 2]), float(rot[2, 2]))
-    c = math.atan2(-float(rot[0, 1]), float(rot[0, 0]))
-    return a, b, c
-
-
 class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
     """A built-in manipulation task: see the module docstring for the gripper and actions."""
 
@@ -136,6 +123,7 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         camera: Any = False,
         image_size: int = 84,
         variant: str = "D0",
+        body: str = "gripper",
         perturb: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -146,7 +134,8 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             raise ApprenticeError(
                 f"task {self.name!r} got unknown arguments {sorted(kwargs)}; it accepts camera "
                 "(bool), image_size (int), variant (str) and the perturbation axes "
-                f"{', '.join(self.perturbation_axes)} (a level in [0, 1] or a range LO:HI)"
+                f"{', '.join(self.perturbation_axes)} (a level in [0, 1] or a range LO:HI), "
+                f"and body ({' or '.join(BODIES)})"
             )
         self.perturbations = Perturbations.build(
             self.name,
@@ -172,18 +161,18 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.metadata = {"render_modes": ["rgb_array"], "render_fps": self.control_freq}
         self.camera = camera
         self.image_size = image_size
-        self.model = build_model(ASSETS / self.xml_file, self.perturbations)
+        body_type = body_class(body, self.name)
+        self.model = build_model(ASSETS / self.xml_file, self.perturbations, body_type.scene)
         self.data = mujoco.MjData(self.model)
         m = self.model
+        self.body = body_type(m)
+        """What carries the gripper (`envs.bodies`)."""
         self._eef_site = m.site("eef").id
         self._gripper_body = m.body("gripper").id
-        self._home = m.body_pos[self._gripper_body].copy()
-        self._arm_qpos = np.array(
-            [m.jnt_qposadr[m.joint(f"gripper_{j}").id] for j in ("x", "y", "z", "rx", "ry", "rz")]
-        )
         self._finger_qpos = np.array(
             [m.jnt_qposadr[m.joint(f).id] for f in ("finger_l", "finger_r")]
         )
+        self._finger_ctrl = np.array([m.actuator(f).id for f in ("finger_l", "finger_r")])
         self._object_bodies = np.array([m.body(n).id for n in self.object_names], dtype=int)
         self._fixture_bodies = np.array([m.body(n).id for n in self.fixture_names], dtype=int)
         self._object_qpos = {
@@ -205,6 +194,7 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             "eef_quat": box(-1.0, 1.0, (4,), np.float32),
             "gripper_qpos": box(-np.inf, np.inf, (2,), np.float32),
             "object": box(-np.inf, np.inf, (10 * len(self.object_names),), np.float32),
+            **self.body.observation_spaces(),
         }
         if camera:
             shape = (image_size, image_size, 3)
@@ -345,19 +335,10 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return np.clip(action, -1.0, 1.0)
 
     def _apply_action(self, action: np.ndarray) -> None:
-        """Turn a clipped action (7,) into servo targets for the gripper's joints."""
-        target = self.action_to_target_pose(action)
-        ctrl = self.data.ctrl
-        ctrl[0:3] = target[:3, 3] - self._home
-        a, b, c = _euler_xyz(target[:3, :3] @ EEF_IN_BODY)
-        # The yaw hinge is unlimited: pick the turn of the target angle nearest the current one
-        # so the servo never spins the gripper the long way round.
-        qpos = self.data.qpos
-        a += 2.0 * math.pi * round((qpos[self._arm_qpos[3]] - a) / (2.0 * math.pi))
-        c += 2.0 * math.pi * round((qpos[self._arm_qpos[5]] - c) / (2.0 * math.pi))
-        ctrl[3:6] = (a, b, c)
-        g = float(action[6])
-        ctrl[6:8] = FINGER_OPEN + (FINGER_CLOSED - FINGER_OPEN) * (g + 1.0) / 2.0
+        """Turn a clipped action (7,) into servo targets for the body's and fingers' joints."""
+        self.body.actuate(self.data, self.action_to_target_pose(action))
+        closed = (float(action[6]) + 1.0) / 2.0
+        self.data.ctrl[self._finger_ctrl] = FINGER_OPEN + (FINGER_CLOSED - FINGER_OPEN) * closed
 
     # --- observations ------------------------------------------------------------------------
 
@@ -376,6 +357,7 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             "eef_quat": eef_quat.astype(np.float32),
             "gripper_qpos": d.qpos[self._finger_qpos].astype(np.float32),
             "object": objects.astype(np.float32),
+            **self.body.observe(d),
         }
         if self.camera:
             obs["agentview_image"] = self.render_frame("agentview", self.image_size)
@@ -411,6 +393,8 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             "image_size": self.image_size,
             "variant": self.variant,
         }
+        if self.body.name != "gripper":  # the default body leaves env_args as they were
+            kwargs["body"] = self.body.name
         if self.perturbations:
             kwargs["perturb"] = self.perturbations.to_json()
         return {"env_name": self.name, "env_type": "apprentice", "env_kwargs": kwargs}
@@ -423,9 +407,9 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     def _reset_sim(self) -> None:
         mujoco.mj_resetData(self.model, self.data)
+        self.body.reset(self.data)
         self.data.qpos[self._finger_qpos] = FINGER_OPEN
-        self.data.ctrl[:] = 0.0
-        self.data.ctrl[6:8] = FINGER_OPEN
+        self.data.ctrl[self._finger_ctrl] = FINGER_OPEN
         self._steps = 0
 
     def set_object_pose(self, name: str, pos: np.ndarray, yaw: float) -> None:
@@ -447,7 +431,7 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         body = self._gripper_body
         local = d.xmat[body].reshape(3, 3).T @ (point - d.xpos[body])
         fingers = d.qpos[self._finger_qpos]
-        closing = bool(d.ctrl[6] < 0.5 * FINGER_OPEN)
+        closing = bool(d.ctrl[self._finger_ctrl[0]] < 0.5 * FINGER_OPEN)
         return (
             closing
             and abs(local[0]) < 0.02

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
-from apprentice.envs.base import make_task, task_names
+from apprentice.envs.base import make_task, task_axes, task_names
 from apprentice.envs.perturb import Perturbations, merge_task_args, parse_level
 from apprentice.envs.pool import make_pool
 from apprentice.envs.ray_pool import import_ray
@@ -189,7 +189,7 @@ def _check_axes(
     if not supported:
         raise ApprenticeError(
             f"task {task!r} has no perturbation axes to sweep (--sweep {next(iter(sweeps))}); "
-            f"the tasks that have them are {', '.join(task_names('builtin'))}"
+            f"the tasks that have them are {', '.join(n for n in task_names() if task_axes(n))}"
         )
     # The task's own check, at the level where every axis is on: one message for the fault.
     reason = getattr(kind, "unsupported_axes_reason", "")
