@@ -150,11 +150,12 @@ class SceneRandomizer:
                 m.body_mass[body] *= factor
                 m.body_inertia[body] *= factor
         if "friction" in rngs:
+            # MuJoCo gives a contact the larger friction of its two geoms: lowering the objects'
+            # alone would leave every contact with the pads (1.5) or the table (1) unchanged.
+            # One factor on every geom scales every contact by it.
             rng = rngs["friction"]
             level = self.p.draw("friction", rng)
-            for body in self.object_bodies:
-                geoms = self.object_geoms[m.geom_bodyid[self.object_geoms] == body]
-                m.geom_friction[geoms, 0] *= 4.0 ** (signed(rng) * level)
+            m.geom_friction[:, 0] *= 4.0 ** (signed(rng) * level)
         return bool({"object_scale", "object_mass"} & set(rngs))
 
     def _light(self, rng: np.random.Generator) -> None:

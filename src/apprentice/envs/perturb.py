@@ -17,7 +17,7 @@ what that axis names and nothing else.
 | camera        | every camera moved 5 L cm (the wrist one 1 L cm) and turned 8 L degrees   |
 | object_scale  | the objects' size x (1 +- 0.25 L) (mass and inertia follow)                |
 | object_mass   | the objects' mass x 5^(+-L)                                                |
-| friction      | the objects' sliding friction x 4^(+-L)                                    |
+| friction      | the sliding friction of every contact x 4^(+-L)                            |
 | action_noise  | Gaussian noise of std 0.2 L on each executed motion action (not recorded)  |
 | latency       | each action takes effect round(3 L) steps late (150 ms at L = 1)           |
 | distractors   | round(4 L) extra fixed objects on the table, away from the task's objects  |
