@@ -46,7 +46,8 @@ def oracle_success(name: str, episodes: int, kwargs: dict[str, Any]) -> tuple[in
 
 def env_steps_per_s(name: str, steps: int, kwargs: dict[str, Any]) -> float:
     env = make_task(name, **kwargs)
-    actions = np.random.default_rng(0).uniform(-1, 1, size=(steps, 7)).astype(np.float32)
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(steps, env.action_space.shape[0]))
+    actions = actions.astype(np.float32)
     env.reset(seed=0)
     start = time.perf_counter()
     for t in range(steps):
@@ -62,7 +63,7 @@ def mj_steps_per_s(name: str, env_steps: int, kwargs: dict[str, Any]) -> tuple[f
     env = make_task(name, **kwargs)
     model, data = env.model, env.data  # type: ignore[attr-defined]
     n_substeps: int = env.n_substeps  # type: ignore[attr-defined]
-    actions = np.random.default_rng(0).uniform(-1, 1, size=(env_steps, 7))
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(env_steps, env.action_space.shape[0]))
     env.reset(seed=0)
     elapsed = 0.0
     for t in range(env_steps):

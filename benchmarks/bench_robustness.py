@@ -166,10 +166,11 @@ def quality(
         arm_results = []
         for seed in seeds:
             run = folder / arm / f"s{seed}"
-            _apprentice(
-                "train", "--recipe", recipe, "--dataset", str(demos), "--out", str(run),
-                "--seed", str(seed),
-            )  # fmt: skip
+            if not (run / "final.pt").exists():  # a finished run is kept, and its sweep
+                _apprentice(
+                    "train", "--recipe", recipe, "--dataset", str(demos), "--out", str(run),
+                    "--seed", str(seed),
+                )  # fmt: skip
             # final.pt, as the recipes' measured numbers score it.
             sweep = _sweep(run / "final.pt", run / "sweep.json", axes, episodes, workers)
             arm_results.append(sweep)

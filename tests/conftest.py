@@ -38,6 +38,19 @@ def synthetic() -> Any:
     return _synthetic_module()
 
 
+@pytest.fixture
+def fake_two_arm() -> Iterator[Any]:
+    """The module of `FakeTwoArm` (tests/two_arm_fake.py), a kinematic 14-D two-arm task,
+    registered by its name ("test_two_arm") for the test."""
+    from apprentice.envs import base
+
+    module = _helper_module("apprentice_test_two_arm_fake", _FAKE.parents[1] / "two_arm_fake.py")
+    base.task_names()  # the built-in tasks first, so that they are not loaded over it
+    base.register_task(module.NAME, "a kinematic two-arm task for tests")(module.FakeTwoArm)
+    yield module
+    base._REGISTRY.pop(module.NAME, None)
+
+
 @pytest.fixture(scope="session")
 def demo_file(tmp_path_factory: pytest.TempPathFactory, synthetic: Any) -> Path:
     path = tmp_path_factory.mktemp("demos") / "demos.hdf5"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from apprentice.envs import Oracle, Task, make_task, make_task_from_env_args, task_names
+from apprentice.envs.arms import ArmSubtask, MultiArmTask
 from apprentice.envs.mujoco_task import MujocoTask
 from apprentice.errors import ApprenticeError
 
@@ -34,8 +35,17 @@ def _random_actions(n: int, seed: int, dim: int) -> np.ndarray:
 
 
 def _action_dim(env: object) -> int:
-    """7 for the parallel-jaw tasks, more for a hand: 6 wrist dims, then the fingers."""
+    """7 for the parallel-jaw tasks, more for a hand: 6 wrist dims, then the fingers; 7 per
+    arm for a task with several arms."""
     return int(env.action_space.shape[0])  # type: ignore[attr-defined]
+
+
+def _arm_prefixes(env: object) -> list[str]:
+    """The observation-key prefix of each arm: "" for a single-arm task, "robot0_", ... for
+    a task with several arms (apprentice.envs.arms)."""
+    if isinstance(env, MultiArmTask):
+        return [f"{name}_" for name in env.arm_names]
+    return [""]
 
 
 def _rollout(env: object, actions: np.ndarray) -> list[dict[str, np.ndarray]]:
@@ -73,13 +83,18 @@ def test_spaces_and_observations(case: str) -> None:
     assert np.all(env.action_space.low == -1.0) and np.all(env.action_space.high == 1.0)
     obs, info = env.reset(seed=0)
     assert set(obs) == set(env.observation_space.spaces)
-    assert {"eef_pos", "eef_quat", "object"} <= set(obs)
-    assert {"gripper_qpos", "hand_qpos"} & set(obs), "the fingers' joint positions"
+    assert "object" in obs
+    prefixes = _arm_prefixes(env)
+    for arm in prefixes:
+        assert {f"{arm}eef_pos", f"{arm}eef_quat"} <= set(obs)
+        fingers = {f"{arm}gripper_qpos", f"{arm}hand_qpos"}
+        assert fingers & set(obs), "the fingers' joint positions"
     for key, space in env.observation_space.spaces.items():
         assert obs[key].dtype == space.dtype == np.float32, key
         assert obs[key].shape == space.shape, key
     movable = set(env.object_poses()) - set(env.fixture_names)
-    assert obs["object"].shape[0] == 10 * len(movable)
+    # Per object: pos (3), quat (4), and its position relative to each arm's eef (3 each).
+    assert obs["object"].shape[0] == (7 + 3 * len(prefixes)) * len(movable)
     assert info["success"] is False
     obs, reward, terminated, truncated, info = env.step(np.full(dim, 5.0))
     assert env.observation_space.contains(obs)
@@ -90,7 +105,8 @@ def test_spaces_and_observations(case: str) -> None:
     clipped = _rollout(env, np.clip(_random_actions(5, 3, dim), -1, 1))
     env.reset(seed=1)
     raw = _rollout(env, _random_actions(5, 3, dim))
-    np.testing.assert_array_equal(clipped[-1]["eef_pos"], raw[-1]["eef_pos"])
+    for arm in prefixes:
+        np.testing.assert_array_equal(clipped[-1][f"{arm}eef_pos"], raw[-1][f"{arm}eef_pos"])
     with pytest.raises(ApprenticeError, match=f"{dim} finite"):
         env.step(np.full(dim, np.nan))
     with pytest.raises(ApprenticeError, match=f"{dim} finite"):
@@ -154,6 +170,9 @@ def test_action_and_target_pose_round_trip(case: str) -> None:
     dim = _action_dim(env)
     env.reset(seed=0)
     _rollout(env, _random_actions(3, 1, dim))
+    if isinstance(env, MultiArmTask):
+        _check_arms_round_trip(env)
+        return
     for action in np.random.default_rng(2).uniform(-1, 1, size=(20, dim)):
         pose = env.action_to_target_pose(action)
         np.testing.assert_allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-12)
@@ -162,6 +181,27 @@ def test_action_and_target_pose_round_trip(case: str) -> None:
         back = env.target_pose_to_action(pose, float(action[-1]))
         np.testing.assert_allclose(back[:6], action[:6], atol=1e-9)
         assert back[-1] == pytest.approx(action[-1], abs=1e-12)
+    far = env.eef_pose()
+    far[:3, 3] += 1.0
+    assert np.all(env.target_pose_to_action(far, 3.0) <= 1.0)
+
+
+def _check_arms_round_trip(env: MultiArmTask) -> None:
+    """Each arm's share of an action maps to its target pose and back; the single-arm form
+    drives arm 0 (or the arm named) and leaves the others where they are."""
+    dim = _action_dim(env)
+    assert len(env.arm_actions) == env.n_arms == len(env.eef_poses())
+    assert sum(sl.stop - sl.start for sl in env.arm_actions) == dim
+    for action in np.random.default_rng(2).uniform(-1, 1, size=(20, dim)):
+        poses = env.action_to_target_poses(action)
+        np.testing.assert_array_equal(poses[0], env.action_to_target_pose(action))
+        grippers = [float(action[sl][-1]) for sl in env.arm_actions]
+        np.testing.assert_allclose(env.target_poses_to_action(poses, grippers), action, atol=1e-9)
+        for arm, (pose, sl) in enumerate(zip(poses, env.arm_actions, strict=True)):
+            back = env.target_pose_to_action(pose, grippers[arm], arm=arm)
+            np.testing.assert_allclose(back[sl], action[sl], atol=1e-9)
+            others = np.delete(back, np.r_[sl])
+            assert np.allclose(others.reshape(env.n_arms - 1, -1)[:, :6], 0.0, atol=1e-12)
     far = env.eef_pose()
     far[:3, 3] += 1.0
     assert np.all(env.target_pose_to_action(far, 3.0) <= 1.0)
@@ -243,11 +283,31 @@ def test_subtasks_name_real_objects_and_signals(case: str) -> None:
     env = _make(case)
     env.reset(seed=0)
     assert env.subtasks, "every built-in task can be generated from"
-    assert env.subtasks[-1].term_signal is None
     for sub in env.subtasks:
         assert sub.object is None or sub.object in env.object_poses()
-    for sub in env.subtasks[:-1]:
-        assert sub.term_signal in env.subtask_signals()
+        assert sub.held is None or sub.held in env.object_poses()
+    # A task with several arms lists each arm's stages, arm after arm (apprentice.envs.arms).
+    n_arms = env.n_arms if isinstance(env, MultiArmTask) else 1
+    for arm in range(n_arms):
+        stages = [s for s in env.subtasks if getattr(s, "arm", 0) == arm]
+        assert stages, f"arm {arm} has no subtasks"
+        assert stages[-1].term_signal is None
+        for sub in stages[:-1]:
+            assert sub.term_signal in env.subtask_signals()
+    if n_arms > 1:
+        arm_stages = [s for s in env.subtasks if isinstance(s, ArmSubtask)]
+        assert len(arm_stages) == len(env.subtasks)
+        arms = [s.arm for s in arm_stages]
+        assert arms == sorted(arms), "each arm's stages together, in arm order"
+        # A coordination group has one stage per arm, all ending on the same signal.
+        groups: dict[str, list[ArmSubtask]] = {}
+        for sub in arm_stages:
+            if sub.sync is not None:
+                groups.setdefault(sub.sync, []).append(sub)
+        assert groups, "the arms coordinate somewhere"
+        for members in groups.values():
+            assert sorted(m.arm for m in members) == list(range(n_arms))
+            assert len({m.term_signal for m in members}) == 1
 
 
 @pytest.mark.parametrize("name", TASKS)

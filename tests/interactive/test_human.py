@@ -13,6 +13,7 @@ import pytest
 from apprentice.cli.main import main
 from apprentice.data.reader import DemoFile
 from apprentice.envs.base import Task, make_task
+from apprentice.envs.hand_grasp import grasp_synergy
 from apprentice.envs.mujoco_task import MujocoTask
 from apprentice.errors import ApprenticeError
 from apprentice.interactive.dagger import DaggerConfig, round_training, run_dagger
@@ -21,7 +22,7 @@ from apprentice.interactive.experts import OracleExpert, make_expert
 from apprentice.interactive.human import HumanGate, TeleopExpert, TeleopStopped
 from apprentice.policies.base import Policy
 from apprentice.policies.mlp import MLPConfig
-from apprentice.teleop.devices import DeviceCommand, TeleopStatus
+from apprentice.teleop.devices import ArmCommand, DeviceCommand, TeleopStatus
 from apprentice.teleop.session import SessionOptions, command_to_action, view_rotation
 
 AS_IS = SessionOptions(view_yaw=0.0, pos_scale=1.0, rot_scale=1.0)
@@ -79,7 +80,7 @@ class ReplayHuman:
         if self.motion_steps is not None and t not in self.motion_steps:
             action[:6] = 0.0
         pressed = frozenset({self.buttons[t]} if t in self.buttons else set())
-        cmd = DeviceCommand(action[:3].copy(), action[3:6].copy(), float(action[6]), pressed)
+        cmd = DeviceCommand(action[:3].copy(), action[3:6].copy(), float(action[-1]), pressed)
         self.sent[t] = cmd
         return cmd
 
@@ -102,11 +103,14 @@ class StillLearner:
 
     obs_keys: ClassVar[list[str]] = ["robot0_eef_pos"]
 
+    def __init__(self, still: np.ndarray | None = None) -> None:
+        self.still = np.array([0, 0, 0, 0, 0, 0, -1]) if still is None else still
+
     def reset(self) -> None:
         pass
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        return np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float32)
+        return self.still.astype(np.float32)
 
 
 def fake_timed_expert(task: Task, device: ReplayHuman, time: Any) -> TeleopExpert:
@@ -127,14 +131,16 @@ def executed_actions(task: Task, monkeypatch: pytest.MonkeyPatch) -> list[np.nda
     return seen
 
 
-def hg_episode(task: Task, expert: TeleopExpert, gate: HumanGate) -> Any:
+def hg_episode(
+    task: Task, expert: TeleopExpert, gate: HumanGate, learner: StillLearner | None = None
+) -> Any:
     return run_episode(
         task,
         expert,
         seed=3,
         mode="hg",
         rng=np.random.default_rng(0),
-        learner=cast(Policy, StillLearner()),
+        learner=cast(Policy, learner or StillLearner()),
         gate=gate,
         max_labels=None,
         steps_after_success=-1,
@@ -300,9 +306,73 @@ def test_the_browser_expert_serves_its_page_and_closes(caplog: pytest.LogCapture
         expert.close()
 
 
-def test_a_task_without_7d_end_effector_actions_is_refused() -> None:
+def test_a_task_without_end_effector_actions_is_refused() -> None:
     from apprentice.envs import gym_tasks  # noqa: F401  (registers gym/<id>)
 
     task = make_task("gym/InvertedPendulum-v5")
-    with pytest.raises(ApprenticeError, match=r"drives 7-D end-effector actions.*1-D"):
+    with pytest.raises(ApprenticeError, match=r"--expert teleop: task 'gym/Inv.*1-D actions, not"):
         TeleopExpert(task, ReplayHuman(make_task("lift")))
+
+
+def test_a_person_labels_hand_grasp_through_the_grasp_aperture(fake_time: Any) -> None:
+    """The same 6-DoF and grasp-aperture command labels a 20-finger hand: the person, driving
+    from the first step as the oracle does, grasps and lifts with the synergy's fingers."""
+    task = make_task("hand_grasp")
+    device = ReplayHuman(task, buttons={0: "start"})
+    expert = fake_timed_expert(task, device, fake_time)
+    assert expert.noise_free_dims == tuple(range(6, 26))  # DART leaves the fingers alone
+    task.reset(seed=3)
+    open_hand = task.target_pose_to_action(task.eef_pose(), -1.0) * (np.arange(26) >= 6)
+    record = hg_episode(task, expert, HumanGate(expert), StillLearner(open_hand))
+    assert record.success and record.interventions == 1 and record.learner_steps == 0
+    (segment,) = record.segments
+    assert segment.actions.shape == (record.steps, 26)
+    for action in segment.actions:
+        np.testing.assert_allclose(action[6:], grasp_synergy(float(action[-1])), atol=1e-6)
+
+
+class TwoArmHuman:
+    """Both arms driven as the fake two-arm task's oracle drives them, one command per arm;
+    only arm 1 moves on `arm1_only` steps (arm 0 held still)."""
+
+    name = "scripted"
+    connected = True
+
+    def __init__(self, task: Any, arm1_only: set[int]) -> None:
+        self.task = task
+        self.oracle = task.oracle(np.random.default_rng(0))
+        self.arm1_only = arm1_only
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def drive_arms(self, arms: tuple[str, ...]) -> None:
+        assert arms == ("robot0", "robot1")
+
+    def poll(self) -> DeviceCommand:
+        a = self.oracle.act(self.task.get_observation())
+        if self.task.steps in self.arm1_only:
+            a[:6] = 0.0
+        arms = tuple(ArmCommand(a[i : i + 3], a[i + 3 : i + 6], float(a[i + 6])) for i in (0, 7))
+        return DeviceCommand(arms[0].delta_pos, arms[0].delta_rot, arms[0].gripper, arms=arms)
+
+
+def test_a_person_labels_both_arms_and_motion_of_either_takes_over(
+    fake_time: Any, fake_two_arm: Any
+) -> None:
+    task = make_task("test_two_arm")
+    device = TwoArmHuman(task, arm1_only=set(range(3)))
+    expert = fake_timed_expert(task, cast(Any, device), fake_time)
+    assert expert.noise_free_dims == (6, 13)
+    gate = HumanGate(expert, takeover_on_motion=True, release_steps=100)
+    still = np.array([0, 0, 0, 0, 0, 0, -1] * 2)
+    record = hg_episode(task, expert, gate, StillLearner(still))
+    # Arm 1's motion alone takes over at step 0; the person then drives both to success.
+    assert record.interventions == 1 and record.learner_steps == 0 and record.success
+    (segment,) = record.segments
+    assert segment.actions.shape == (record.steps, 14)
+    np.testing.assert_array_equal(segment.actions[:3, :6], 0.0)  # arm 0 held still
+    assert np.all(np.abs(segment.actions[:3, 7:10]).max(axis=1) > 0.05)  # arm 1 moved

@@ -9,7 +9,13 @@ from apprentice.cli.args import dataclass_from_args
 from apprentice.cli.command import Command
 from apprentice.console import console, print_table
 from apprentice.files import check_writable
-from apprentice.teleop.devices import BUTTON_KEYS, DEVICE_NAMES, Device, TeleopStatus
+from apprentice.teleop.devices import (
+    BUTTON_KEYS,
+    DEVICE_NAMES,
+    FOCUS_KEY,
+    Device,
+    TeleopStatus,
+)
 from apprentice.teleop.run import TeleopConfig, run_teleop
 
 
@@ -22,7 +28,10 @@ def run(ns: argparse.Namespace) -> None:
         if url is not None:
             console.print(f"open [bold]{url}[/bold] in a browser to teleoperate {cfg.task}")
         keys = ", ".join(f"{k!s}={v}" for k, v in BUTTON_KEYS.items())
-        console.print(f"keys: w/s a/d r/f move, i/k j/l u/o rotate, space gripper; {keys}")
+        console.print(
+            f"keys: w/s a/d r/f move, i/k j/l u/o rotate, space gripper, {FOCUS_KEY} switches "
+            f"the arm (two-arm tasks); {keys}"
+        )
 
     def status(s: TeleopStatus) -> None:
         console.print(f"[{s.state}] {s.message}  (kept {s.kept}, discarded {s.discarded})")

@@ -7,12 +7,17 @@ oracle and injects those defects at configurable per-episode rates, so that cura
 in its attrs what was injected (`injected`, `noisy`), and a clean episode is exactly the
 oracle's (the defects draw from their own random stream).
 
-    pause         the hand stops (zero motion, gripper held) for `pause_steps` steps
+    pause         the hand stops (zero motion, grasp held) for `pause_steps` steps
     hesitation    stop-and-go: a few cycles of 2-3 steps still, 2-3 steps moving
     jitter        tremor: Gaussian noise of std `jitter_std` on the motion for a while
     failed_grasp  the hand opens a few steps after its first grasp and drops the object;
                   the oracle, which replans from the state, reaches and grasps again
-    chatter       the gripper command flips to closed for 1-2 steps, 2-3 times, in free space
+    chatter       the grasp command flips to closed for 1-2 steps, 2-3 times, in free space
+
+The defects act on the task's action arm by arm (`teleop.arms`): motion is each arm's delta
+pose, and a grasp is a level (-1 open ... +1 closed) that the task maps to its grasp dims, so
+a pause holds a hand's fingers where they are and a failed grasp opens all of them, on a
+gripper, hand_grasp's 20 finger targets or either arm of a two-arm task alike.
 
 `apprentice collect --task lift --noise human` records such demos with the defaults.
 """
@@ -27,6 +32,7 @@ from apprentice.collect.record import record_episode
 from apprentice.data.episode import Episode
 from apprentice.envs.base import Oracle, Task
 from apprentice.errors import ApprenticeError
+from apprentice.teleop.arms import arm_layout, hold_action
 
 DEFECTS = ("pause", "hesitation", "jitter", "failed_grasp", "chatter")
 
@@ -87,7 +93,9 @@ class _Plan:
     """Steps at which the hand is held still (pause, hesitation)."""
     jitter: set[int] = field(default_factory=set)
     chatter: set[int] = field(default_factory=set)
-    """Steps at which the gripper command is flipped to closed."""
+    """Steps at which the grasp command is flipped to closed."""
+    chatter_arm: int = 0
+    """The arm whose grasp chatters."""
     drop: bool = False
     drop_delay: int = 0
     drop_steps: int = 0
@@ -98,18 +106,24 @@ class HumanLikeOracle:
 
     It satisfies the `Oracle` protocol, so `record_episode` records it like any actor.
     While the hand is held still the wrapped oracle is not asked (its phase timers stop,
-    as a person's plan does); otherwise its action is taken and then altered.
+    as a person's plan does); otherwise its action is taken and then altered. `task` is the
+    task the oracle is bound to: its mapping turns held and changed grasp levels into
+    actions.
     """
 
-    def __init__(self, oracle: Oracle, noise: HumanNoise, rng: np.random.Generator) -> None:
+    def __init__(
+        self, task: Task, oracle: Oracle, noise: HumanNoise, rng: np.random.Generator
+    ) -> None:
+        self.task = task
+        self.layout = arm_layout(task)
         self.oracle = oracle
         self.noise = noise
         self.rng = rng
         self._plan = _Plan()
         self._t = 0
-        self._gripper = -1.0
-        self._dim = 7
+        self._levels = [-1.0] * len(self.layout.arms)  # each arm's grasp level, as held
         self._closed_at: int | None = None
+        self._closed_arm = 0
         self.still = False
         """Whether the last action held the hand still (no exploration noise goes on it)."""
 
@@ -117,7 +131,7 @@ class HumanLikeOracle:
         self.oracle.reset()
         self._plan = self._draw()
         self._t = 0
-        self._gripper = -1.0
+        self._levels = [-1.0] * len(self.layout.arms)
         self._closed_at = None
 
     def _window(self, steps: tuple[int, int]) -> range:
@@ -152,6 +166,8 @@ class HumanLikeOracle:
                 flip = int(rng.integers(1, 3))
                 plan.chatter.update(range(t, t + flip))
                 t += flip + int(rng.integers(1, 4))
+            if len(self.layout.arms) > 1:  # drawn only then: one arm's plans stay the same
+                plan.chatter_arm = int(rng.integers(len(self.layout.arms)))
         plan.injected = [name for name in DEFECTS if hits[name]]
         return plan
 
@@ -161,27 +177,38 @@ class HumanLikeOracle:
         return {"injected": ",".join(self._plan.injected), "noisy": bool(self._plan.injected)}
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        t, plan = self._t, self._plan
+        t, plan, layout = self._t, self._plan, self.layout
         self._t += 1
         self.still = t in plan.still
-        if self.still:
-            action = np.zeros(self._dim, dtype=np.float32)
-            action[-1] = self._gripper
-            return action
+        if self.still:  # the pose held, each grasp at its level
+            return hold_action(self.task, layout, self._levels).astype(np.float32)
         action = np.asarray(self.oracle.act(obs), dtype=np.float32).copy()
-        self._dim = len(action)
-        if action[-1] > 0 and self._closed_at is None:
-            self._closed_at = t
+        levels = layout.levels(action)
+        if self._closed_at is None:
+            closed = [arm for arm, level in enumerate(levels) if level > 0]
+            if closed:
+                self._closed_at, self._closed_arm = t, closed[0]
         if t in plan.jitter:
-            action[:-1] += self.noise.jitter_std * self.rng.standard_normal(len(action) - 1)
+            eef = list(layout.eef_dims)
+            action[eef] += self.noise.jitter_std * self.rng.standard_normal(len(eef))
         if plan.drop and self._closed_at is not None:
             since = t - self._closed_at
             if plan.drop_delay <= since < plan.drop_delay + plan.drop_steps:
-                action[-1] = -1.0
-        self._gripper = float(action[-1])
+                self._set_level(action, self._closed_arm, -1.0)
+        self._levels = layout.levels(action)
         if t in plan.chatter and self._closed_at is None:
-            action[-1] = 1.0  # a tap of the button; the held command stays open
+            # A tap of the button; the held command stays open.
+            self._set_level(action, plan.chatter_arm, 1.0)
         return np.clip(action, -1.0, 1.0)
+
+    def _set_level(self, action: np.ndarray, arm: int, level: float) -> None:
+        """Set arm `arm`'s grasp dims in `action` (A,) to the task's mapping of `level`."""
+        levels = self.layout.levels(action)
+        levels[arm] = level
+        grasp = hold_action(self.task, self.layout, levels)
+        block = self.layout.blocks[arm]
+        eef = self.layout.eef(arm)
+        action[eef.stop : block.stop] = grasp[eef.stop : block.stop]
 
 
 def collect_human_like(
@@ -198,7 +225,7 @@ def collect_human_like(
     The defects draw from the stream (seed, 2) and the optional Gaussian action noise from
     (seed, 1), as plain collection does, so the oracle's own draws are those of a clean run.
     """
-    human = HumanLikeOracle(oracle, noise, np.random.default_rng([seed, 2]))
+    human = HumanLikeOracle(task, oracle, noise, np.random.default_rng([seed, 2]))
     noise_rng = np.random.default_rng([seed, 1])
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:

@@ -68,6 +68,7 @@ from apprentice.deploy.protocol import (
 from apprentice.deploy.shield import ShieldConfig, robot_config
 from apprentice.errors import ApprenticeError
 from apprentice.loop_thread import listen_error, run_in_thread
+from apprentice.policies.base import Policy
 from apprentice.policies.checkpoint import load_policy
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,8 @@ class PolicyServer:
         for key in self.image_keys:
             self.obs_shapes[key] = tuple(int(d) for d in self.policy.spec.obs_shapes[key])
         self._shield_config = load_shield_config(cfg.shield) if cfg.shield else None
+        if self._shield_config is not None:
+            check_policy_fits_robot(self.policy, self._shield_config, cfg)
         self.inference = Inference(self.policy, self._shield_config, cfg.max_batch)
         self.metrics = ServerMetrics()
         self.sessions: dict[str, Session] = {}
@@ -504,6 +507,26 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_policy_fits_robot(policy: Policy, shield: ShieldConfig, cfg: ServeConfig) -> None:
+    """Refuse, before serving, a policy whose actions the robot of `--shield` cannot take:
+    another action size than the robot's, or limits that do not fit the policy's actions."""
+    task = policy.env_args.get("env_name")
+    acts = f"{policy.action_dim}-D actions" + (f" (task {task!r})" if task else "")
+    robot = shield.robot or cfg.shield
+    if shield.action_dim is not None and shield.action_dim != policy.action_dim:
+        raise ApprenticeError(
+            f"checkpoint {cfg.checkpoint} outputs {acts} and robot {robot} (--shield "
+            f"{cfg.shield}) takes {shield.action_dim}-D actions: serve a checkpoint trained for "
+            "that robot's task, or give the shield config of the robot this policy drives"
+        )
+    try:
+        shield.check_fits(policy.action_dim)
+    except ApprenticeError as exc:
+        raise ApprenticeError(
+            f"--shield {cfg.shield} does not fit checkpoint {cfg.checkpoint} ({acts}): {exc}"
+        ) from None
 
 
 def load_shield_config(name_or_path: str) -> ShieldConfig:

@@ -6,148 +6,48 @@ that do not depend on the policy, in this order (a later limit wins over an earl
 so the hard position limits come last):
 
 1. NaN guard: a non-finite action (or eef position) is replaced by the safe action.
-2. Clipping to [action_low, action_high].
-3. Acceleration: each motion dimension (all but the gripper) moves at most
+2. Joint guard: an observed joint position outside [joint_low, joint_high] stops the robot
+   (the safe action, every step until the joints are back inside): a protective stop.
+3. Clipping to [action_low, action_high].
+4. Acceleration: each motion dimension (all but the grasp dims) moves at most
    `max_acceleration` from the last action sent (the robot starts at rest: zeros).
-4. Velocity: the position part's norm is scaled down to at most `max_velocity`.
-5. Workspace: the eef position the action would reach (eef + scale * position part) is kept
+5. Velocity: each eef's position part's norm is scaled down to at most `max_velocity`.
+6. Workspace: the position each eef would reach (eef + scale * its position part) is kept
    inside [workspace_low, workspace_high]; an eef already outside may stay or move back in,
    never further out.
 
+A robot of several arms lists each arm's position dims in `position_indices` (3 per arm, in
+the order of its `eef_pos_key` list), its grasp dims (the grippers, or a hand's finger
+targets) in `gripper_index`, and may give one workspace for every eef or one per eef.
+`action_dim` names the robot's action size: a config whose limits do not fit it is refused
+when it is read, and `apprentice serve` refuses a checkpoint of another action size.
+
 A watchdog (`tick`) returns the safe action once no action has arrived for
-`watchdog_timeout_s`. The safe action holds still (zero motion) with the gripper as last
+`watchdog_timeout_s`. The safe action holds still (zero motion) with the grasp dims as last
 commanded, unless the robot's config names another. Every intervention is counted by kind
 and logged: at DEBUG per step, at WARNING the first time each kind occurs and then as a
-summary of the counts at most every `log_interval_s`.
+summary of the counts at most every `log_interval_s`. The limits are a `ShieldConfig`
+(`shield_config.py`: its fields, their checks, and the shipped robots).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
-from importlib import resources
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from apprentice.deploy.shield_config import ShieldConfig, robot_config
 from apprentice.errors import ApprenticeError
+
+__all__ = ["KINDS", "Shield", "ShieldConfig", "robot_config"]
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("nan", "clip", "acceleration", "velocity", "workspace", "watchdog")
+KINDS = ("nan", "joint", "clip", "acceleration", "velocity", "workspace", "watchdog")
 """Intervention kinds, in the order `filter` applies them (the watchdog acts in `tick`)."""
-
-
-@dataclass(frozen=True)
-class ShieldConfig:
-    """One robot's limits; every limit left as None is off."""
-
-    robot: str = ""
-    """Name of the robot (or simulator) these limits are for."""
-    action_low: list[float] | None = None
-    """Per-dimension lower bound of the action (clipping)."""
-    action_high: list[float] | None = None
-    """Per-dimension upper bound of the action (clipping)."""
-    workspace_low: list[float] | None = None
-    """Lowest eef position (x, y, z, metres) an action may lead to."""
-    workspace_high: list[float] | None = None
-    """Highest eef position (x, y, z, metres) an action may lead to."""
-    eef_pos_key: str = "eef_pos"
-    """Observation key of the eef position, needed by the workspace limit."""
-    position_indices: list[int] = field(default_factory=lambda: [0, 1, 2])
-    """Action dimensions of the translational delta (x, y, z)."""
-    position_scale: float = 0.05
-    """Metres the eef moves per unit of the position action in one step."""
-    gripper_index: int | None = None
-    """Action dimension of the gripper: exempt from the acceleration limit, kept by the
-    default safe action."""
-    max_velocity: float | None = None
-    """Largest norm of the position part of one action (action units per step)."""
-    max_acceleration: float | None = None
-    """Largest change of any motion dimension between consecutive actions (action units)."""
-    watchdog_timeout_s: float | None = None
-    """Seconds without a fresh action after which `tick` commands the safe action."""
-    safe_action: list[float] | None = None
-    """Action sent on NaN or watchdog expiry; None: zeros, the gripper as last commanded."""
-    log_interval_s: float = 5.0
-    """Least seconds between two WARNING summaries of the intervention counts."""
-
-    def __post_init__(self) -> None:
-        for name in ("action_low", "action_high", "workspace_low", "workspace_high", "safe_action"):
-            value = getattr(self, name)
-            if value is not None:
-                arr = _floats(value, name)
-                if not np.all(np.isfinite(arr)):
-                    raise ApprenticeError(f"shield config: {name} must be finite, got {value}")
-                object.__setattr__(self, name, arr.tolist())
-        object.__setattr__(self, "position_indices", [int(i) for i in self.position_indices])
-        _pair(self.action_low, self.action_high, "action")
-        _pair(self.workspace_low, self.workspace_high, "workspace")
-        if self.workspace_low is not None and len(self.workspace_low) != len(self.position_indices):
-            raise ApprenticeError(
-                f"shield config: workspace bounds have {len(self.workspace_low)} values, "
-                f"position_indices {len(self.position_indices)}"
-            )
-        for name in ("position_scale", "max_velocity", "max_acceleration", "watchdog_timeout_s"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, int | float) and value > 0):
-                raise ApprenticeError(f"shield config: {name} must be > 0, got {value!r}")
-        if self.log_interval_s < 0:
-            raise ApprenticeError(
-                f"shield config: log_interval_s must be >= 0, got {self.log_interval_s}"
-            )
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, source: str = "shield config") -> ShieldConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ApprenticeError(
-                f"{source}: unknown field(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        try:
-            return cls(**dict(d))
-        except TypeError as exc:
-            raise ApprenticeError(f"{source}: {exc}") from None
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> ShieldConfig:
-        """Read a robot's limits from TOML (.toml) or JSON (anything else)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ApprenticeError(f"shield config {path} does not exist (or is not a file)")
-        try:
-            if path.suffix == ".toml":
-                data: Any = tomllib.loads(path.read_text())
-            else:
-                data = json.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApprenticeError(f"shield config {path} does not parse ({exc})") from None
-        if not isinstance(data, dict):
-            raise ApprenticeError(f"shield config {path} must hold a table of fields")
-        return cls.from_dict(data, source=f"shield config {path}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def robot_config(name: str) -> ShieldConfig:
-    """A shield config shipped with apprentice (`deploy/robots/<name>.toml`)."""
-    robots = resources.files("apprentice.deploy") / "robots"
-    known = sorted(
-        p.name.removesuffix(".toml") for p in robots.iterdir() if p.name.endswith(".toml")
-    )
-    if name not in known:
-        raise ApprenticeError(f"no shipped shield config {name!r}; shipped: {', '.join(known)}")
-    with resources.as_file(robots / f"{name}.toml") as path:
-        return ShieldConfig.from_file(path)
 
 
 class Shield:
@@ -167,20 +67,7 @@ class Shield:
         self.action_dim = int(action_dim)
         self._clock = clock
         c = config
-        for name in ("action_low", "action_high", "safe_action"):
-            value = getattr(c, name)
-            if value is not None and len(value) != self.action_dim:
-                raise ApprenticeError(
-                    f"shield config {c.robot or '(unnamed robot)'}: {name} has "
-                    f"{len(value)} values, the policy acts in {self.action_dim} dimensions"
-                )
-        for name, index in [("position_indices", i) for i in c.position_indices] + [
-            ("gripper_index", c.gripper_index)
-        ]:
-            if index is not None and not 0 <= index < self.action_dim:
-                raise ApprenticeError(
-                    f"shield config: {name} {index} is outside the {self.action_dim}-D action"
-                )
+        c.check_fits(self.action_dim)
         self._low = np.asarray(c.action_low if c.action_low is not None else [-np.inf] * action_dim)
         self._high = np.asarray(
             c.action_high if c.action_high is not None else [np.inf] * action_dim
@@ -192,9 +79,20 @@ class Shield:
             raise ApprenticeError(
                 "shield config: safe_action lies outside [action_low, action_high]"
             )
-        self._pos = np.asarray(c.position_indices, dtype=np.int64)
+        eefs = len(c.eef_pos_keys)
+        # (eefs, dims per eef): each eef's position dims, one row per eef
+        self._pos = np.asarray(c.position_indices, dtype=np.int64).reshape(eefs, -1)
+        self._grasp = np.asarray(c.grasp_dims, dtype=np.int64)
         self._motion = np.array(
-            [i for i in range(self.action_dim) if i != c.gripper_index], dtype=np.int64
+            [i for i in range(self.action_dim) if i not in c.grasp_dims], dtype=np.int64
+        )
+        self._workspace = (
+            None
+            if c.workspace_low is None or c.workspace_high is None
+            else (
+                _per_row(c.workspace_low, self._pos.shape),
+                _per_row(c.workspace_high, self._pos.shape),
+            )
         )
         self._counts = dict.fromkeys(KINDS, 0)
         self._last_log = -math.inf
@@ -216,13 +114,12 @@ class Shield:
         return dict(self._counts)
 
     def safe_action(self) -> np.ndarray:
-        """The configured safe action, or zero motion with the gripper as last commanded."""
+        """The configured safe action, or zero motion with the grasp as last commanded."""
         if self.config.safe_action is not None:
             return np.asarray(self.config.safe_action, dtype=np.float32)
         action = np.zeros(self.action_dim, dtype=np.float32)
-        g = self.config.gripper_index
-        if g is not None and self._last_sent is not None:
-            action[g] = self._last_sent[g]
+        if self._last_sent is not None:
+            action[self._grasp] = self._last_sent[self._grasp]
         return action
 
     def filter(self, action: np.ndarray, obs: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
@@ -238,6 +135,10 @@ class Shield:
         eef = self._eef_pos(obs)
         if not np.all(np.isfinite(a)) or (eef is not None and not np.all(np.isfinite(eef))):
             self._intervene("nan", "non-finite action or eef position; sending the safe action")
+            return self._send(self.safe_action().astype(np.float64))
+        outside = self._joints_outside(obs)
+        if outside:
+            self._intervene("joint", f"{outside}; sending the safe action (a protective stop)")
             return self._send(self.safe_action().astype(np.float64))
 
         clipped = np.clip(a, self._low, self._high)
@@ -255,21 +156,22 @@ class Shield:
             a = limited
 
         if c.max_velocity is not None:
-            speed = float(np.linalg.norm(a[self._pos]))
-            if speed > c.max_velocity:
-                a[self._pos] *= c.max_velocity / speed
-                self._intervene("velocity", f"translation {speed:.3f} scaled to {c.max_velocity}")
+            for dims in self._pos:  # each eef's translation on its own
+                speed = float(np.linalg.norm(a[dims]))
+                if speed > c.max_velocity:
+                    a[dims] *= c.max_velocity / speed
+                    self._intervene(
+                        "velocity", f"translation {speed:.3f} scaled to {c.max_velocity}"
+                    )
 
-        if c.workspace_low is not None and c.workspace_high is not None:
+        if self._workspace is not None:
             if eef is None:
-                raise ApprenticeError(
-                    f"shield: the workspace limit needs observation key {c.eef_pos_key!r}"
-                )
-            target = eef + c.position_scale * a[self._pos]  # (3,) where this action leads
+                keys = " and ".join(repr(k) for k in c.eef_pos_keys)
+                raise ApprenticeError(f"shield: the workspace limit needs observation key {keys}")
+            low, high = self._workspace
+            target = eef + c.position_scale * a[self._pos]  # (eefs, 3) where this action leads
             # An eef already outside may hold or come back, never go further out.
-            lo = np.minimum(c.workspace_low, eef)
-            hi = np.maximum(c.workspace_high, eef)
-            inside = np.clip(target, lo, hi)
+            inside = np.clip(target, np.minimum(low, eef), np.maximum(high, eef))
             if not np.array_equal(inside, target):
                 a[self._pos] = (inside - eef) / c.position_scale
                 self._intervene("workspace", f"target {_fmt(target)} kept in the workspace")
@@ -295,15 +197,49 @@ class Shield:
         return self._send(self.safe_action().astype(np.float64))
 
     def _eef_pos(self, obs: Mapping[str, np.ndarray] | None) -> np.ndarray | None:
-        if obs is None or self.config.eef_pos_key not in obs:
+        """(eefs, 3) every eef's position, or None when the observation lacks one."""
+        keys = self.config.eef_pos_keys
+        if obs is None or not all(k in obs for k in keys):
             return None
-        eef = np.asarray(obs[self.config.eef_pos_key], dtype=np.float64).reshape(-1)
-        if eef.shape != (len(self._pos),):
+        rows = []
+        for key in keys:
+            eef = np.asarray(obs[key], dtype=np.float64).reshape(-1)
+            if eef.shape != (self._pos.shape[1],):
+                raise ApprenticeError(
+                    f"shield: observation {key!r} has shape {eef.shape}, "
+                    f"expected ({self._pos.shape[1]},)"
+                )
+            rows.append(eef)
+        return np.stack(rows)
+
+    def _joints_outside(self, obs: Mapping[str, np.ndarray] | None) -> str:
+        """What lies outside the joint bounds ('' if nothing, or no bounds or joints)."""
+        c = self.config
+        if c.joint_low is None or c.joint_high is None or obs is None:
+            return ""
+        keys = c.joint_pos_keys
+        if not all(k in obs for k in keys):
             raise ApprenticeError(
-                f"shield: observation {self.config.eef_pos_key!r} has shape {eef.shape}, "
-                f"expected ({len(self._pos)},)"
+                "shield: the joint guard needs observation key "
+                + " and ".join(repr(k) for k in keys)
             )
-        return eef
+        q = [np.asarray(obs[k], dtype=np.float64).reshape(-1) for k in keys]
+        total = sum(len(x) for x in q)
+        per_arm = len(c.joint_low) == total // len(keys) and len(keys) > 1
+        if len(c.joint_low) != total and not per_arm:
+            raise ApprenticeError(
+                f"shield: {' + '.join(f'{k!r} ({len(x)})' for k, x in zip(keys, q, strict=True))} "
+                f"hold {total} joint positions, joint bounds {len(c.joint_low)}"
+            )
+        joints = np.concatenate(q)
+        low = np.tile(c.joint_low, total // len(c.joint_low))
+        high = np.tile(c.joint_high, total // len(c.joint_high))
+        if not np.all(np.isfinite(joints)):
+            return "non-finite joint positions"
+        bad = np.flatnonzero((joints < low) | (joints > high))
+        if not len(bad):
+            return ""
+        return f"joints {bad.tolist()} at {_fmt(joints[bad])} outside their bounds"
 
     def _send(self, action: np.ndarray) -> np.ndarray:
         self._last_sent = action.copy()
@@ -324,30 +260,10 @@ class Shield:
         self._last_log = now
 
 
-def _floats(value: Any, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ApprenticeError(
-            f"shield config: {name} must be a list of numbers, got {value!r}"
-        ) from None
-    if arr.ndim != 1:
-        raise ApprenticeError(
-            f"shield config: {name} must be a flat list of numbers, got {value!r}"
-        )
-    return arr
-
-
-def _pair(low: list[float] | None, high: list[float] | None, what: str) -> None:
-    if (low is None) != (high is None):
-        raise ApprenticeError(f"shield config: give both {what}_low and {what}_high, or neither")
-    if low is not None and high is not None:
-        if len(low) != len(high):
-            raise ApprenticeError(
-                f"shield config: {what}_low has {len(low)} values, {what}_high {len(high)}"
-            )
-        if np.any(np.asarray(low) > np.asarray(high)):
-            raise ApprenticeError(f"shield config: {what}_low exceeds {what}_high somewhere")
+def _per_row(bounds: list[float], shape: tuple[int, ...]) -> np.ndarray:
+    """Bounds for every row (one row's worth) or each row's in turn, as an array of `shape`."""
+    arr = np.asarray(bounds, dtype=np.float64)
+    return np.broadcast_to(arr, shape) if arr.size == shape[1] else arr.reshape(shape)
 
 
 def _fmt(a: np.ndarray) -> str:

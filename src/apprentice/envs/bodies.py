@@ -118,8 +118,8 @@ IK_DAMPING = 0.05
 """Damping (m, rad) of the least-squares inverse kinematics: motion slows near singularities
 instead of blowing up."""
 NULLSPACE_GAIN = 0.2
-"""Share of the posture error (to ARM_HOME) the elbow is pulled back by each step, within the
-nullspace of the eef task."""
+"""Share of the posture error (to the home posture) the elbow is pulled back by each step,
+within the nullspace of the eef task."""
 IK_ITERATIONS = 2
 """Damped least-squares steps per control step: the second removes most of what the first
 leaves (its linearization error, a few mm across the motion over a 5 cm step, and the part
@@ -134,27 +134,33 @@ class Arm:
     Each env step, differential IK turns the target pose into joint targets: damped least
     squares on the eef site's Jacobian (Nakamura & Hanafusa 1986; Buss 2004, eq. 11) maps
     the 6-D pose error to a joint displacement, iterated IK_ITERATIONS times from the current
-    angles, with a pull to ARM_HOME in the Jacobian's nullspace that keeps the redundant
-    elbow near its home posture. The joints' position servos get the result, clipped inside
-    the joint limits, as their targets.
+    angles, with a pull to the home posture (ARM_HOME unless given) in the Jacobian's
+    nullspace that keeps the redundant elbow near it. The joints' position servos get the
+    result, clipped inside the joint limits, as their targets.
     """
 
     name: ClassVar[str] = "arm"
     scene: ClassVar[str] = "arm_scene.xml"
 
-    def __init__(self, model: mujoco.MjModel) -> None:
+    def __init__(
+        self, model: mujoco.MjModel, prefix: str = "", home: np.ndarray = ARM_HOME
+    ) -> None:
+        """Bind to the arm whose joints, servos and eef site are named `prefix` + their names
+        in arm_scene.xml (a scene with several arms prefixes each), starting at and pulled
+        towards the joint angles `home` (7,)."""
         self.model = model
-        joints = [model.joint(j).id for j in ARM_JOINTS]
+        self.home = np.array(home, dtype=np.float64)
+        joints = [model.joint(prefix + j).id for j in ARM_JOINTS]
         self._qpos = model.jnt_qposadr[joints].copy()
         self._dofs = model.jnt_dofadr[joints].copy()
-        self._ctrl = np.array([model.actuator(j).id for j in ARM_JOINTS])
+        self._ctrl = np.array([model.actuator(prefix + j).id for j in ARM_JOINTS])
         # The servos' filtered setpoints (activations, where the servos have a timeconst).
         actadr = model.actuator_actadr[self._ctrl]
         self._filtered = np.flatnonzero(actadr >= 0)
         self._act = actadr[self._filtered]
         self._low = model.jnt_range[joints, 0] + LIMIT_MARGIN
         self._high = model.jnt_range[joints, 1] - LIMIT_MARGIN
-        self._site = model.site("eef").id
+        self._site = model.site(prefix + "eef").id
         self._jac = np.zeros((6, model.nv))
         self._scratch = mujoco.MjData(model)
 
@@ -166,9 +172,9 @@ class Arm:
         }
 
     def reset(self, data: mujoco.MjData) -> None:
-        data.qpos[self._qpos] = ARM_HOME
-        data.ctrl[self._ctrl] = ARM_HOME
-        data.act[self._act] = ARM_HOME[self._filtered]
+        data.qpos[self._qpos] = self.home
+        data.ctrl[self._ctrl] = self.home
+        data.act[self._act] = self.home[self._filtered]
 
     def actuate(self, data: mujoco.MjData, target: np.ndarray) -> None:
         q = data.qpos[self._qpos]
@@ -189,7 +195,7 @@ class Arm:
                 # The posture pull, projected by I - J+ J onto the Jacobian's nullspace. The
                 # damped projector leaks a little of it into eef motion, which the next
                 # iteration takes back out.
-                pull = NULLSPACE_GAIN * (ARM_HOME - q)
+                pull = NULLSPACE_GAIN * (self.home - q)
                 mujoco.mju_cholSolve(y, gram, jac @ pull)
                 goal += pull - jac.T @ y
         data.ctrl[self._ctrl] = np.clip(goal, self._low, self._high)

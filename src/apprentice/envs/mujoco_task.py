@@ -181,7 +181,7 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._state_spec = mujoco.mjtState.mjSTATE_INTEGRATION
         self._state_size = mujoco.mj_stateSize(m, self._state_spec)
         self._steps = 0
-        self._renderers: dict[int, mujoco.Renderer] = {}
+        self._cameras = CameraRenderer(self.name, m, CAMERAS)
         self._scene = SceneRandomizer(m, self.perturbations, self._object_bodies, self.object_names)
         self._actuation = Actuation(self.perturbations, hold=np.r_[np.zeros(6), -1.0])
         self._state_size += self._actuation.state_size
@@ -265,9 +265,7 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return self.get_observation(), float(success), False, truncated, {"success": success}
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
+        self._cameras.close()
 
     # --- state -------------------------------------------------------------------------------
 
@@ -337,8 +335,7 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def _apply_action(self, action: np.ndarray) -> None:
         """Turn a clipped action (7,) into servo targets for the body's and fingers' joints."""
         self.body.actuate(self.data, self.action_to_target_pose(action))
-        closed = (float(action[6]) + 1.0) / 2.0
-        self.data.ctrl[self._finger_ctrl] = FINGER_OPEN + (FINGER_CLOSED - FINGER_OPEN) * closed
+        self.data.ctrl[self._finger_ctrl] = finger_target(float(action[6]))
 
     # --- observations ------------------------------------------------------------------------
 
@@ -365,23 +362,7 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return obs
 
     def render_frame(self, camera: str, size: int = 84) -> np.ndarray:
-        if camera not in CAMERAS:
-            raise ApprenticeError(f"unknown camera {camera!r}; cameras: {', '.join(CAMERAS)}")
-        if not 8 <= size <= 512:
-            raise ApprenticeError(f"frame size must be in [8, 512], not {size}")
-        renderer = self._renderers.get(size)
-        if renderer is None:
-            # Made on first use so low-dim envs never open a GL context.
-            try:
-                renderer = mujoco.Renderer(self.model, size, size)
-            except (mujoco.FatalError, RuntimeError, AttributeError, ImportError, OSError) as e:
-                raise ApprenticeError(
-                    f"task {self.name}: cannot render camera {camera!r}: {e} "
-                    f"{rendering_hint(os.environ)}"
-                ) from None
-            self._renderers[size] = renderer
-        renderer.update_scene(self.data, camera=camera)
-        return np.asarray(renderer.render(), dtype=np.uint8)
+        return self._cameras.render(self.data, camera, size)
 
     def render(self) -> np.ndarray:
         return self.render_frame("agentview", 256)
@@ -427,18 +408,73 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
         A geometric test, so it is a pure function of the simulator state (exact on replay).
         """
-        d = self.data
-        body = self._gripper_body
-        local = d.xmat[body].reshape(3, 3).T @ (point - d.xpos[body])
-        fingers = d.qpos[self._finger_qpos]
-        closing = bool(d.ctrl[self._finger_ctrl[0]] < 0.5 * FINGER_OPEN)
-        return (
-            closing
-            and abs(local[0]) < 0.02
-            and abs(local[1]) < 0.012
-            and -0.01 < local[2] < 0.03
-            # Soft contacts let the pads sink up to ~6 mm into a part while it is jerked about;
-            # fingers closed on nothing read about -4 mm, which the lower bound rejects.
-            and bool(np.all(fingers < half_width + 0.006))
-            and bool(np.all(fingers > min(half_width - 0.01, 0.0)))
+        return gripper_holds(
+            self.data, self._gripper_body, self._finger_qpos, self._finger_ctrl, point, half_width
         )
+
+
+class CameraRenderer:
+    """Images of a model's named cameras: one `mujoco.Renderer` per image size, each made on
+    first use so that low-dim envs never open a GL context."""
+
+    def __init__(self, task: str, model: mujoco.MjModel, cameras: tuple[str, ...]) -> None:
+        self.task = task
+        self.model = model
+        self.cameras = cameras
+        self._renderers: dict[int, mujoco.Renderer] = {}
+
+    def render(self, data: mujoco.MjData, camera: str, size: int) -> np.ndarray:
+        """An (size, size, 3) uint8 image of `data`'s state from `camera`."""
+        if camera not in self.cameras:
+            raise ApprenticeError(f"unknown camera {camera!r}; cameras: {', '.join(self.cameras)}")
+        if not 8 <= size <= 512:
+            raise ApprenticeError(f"frame size must be in [8, 512], not {size}")
+        renderer = self._renderers.get(size)
+        if renderer is None:
+            try:
+                renderer = mujoco.Renderer(self.model, size, size)
+            except (mujoco.FatalError, RuntimeError, AttributeError, ImportError, OSError) as e:
+                raise ApprenticeError(
+                    f"task {self.task}: cannot render camera {camera!r}: {e} "
+                    f"{rendering_hint(os.environ)}"
+                ) from None
+            self._renderers[size] = renderer
+        renderer.update_scene(data, camera=camera)
+        return np.asarray(renderer.render(), dtype=np.uint8)
+
+    def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
+
+
+def finger_target(gripper: float) -> float:
+    """The finger servos' target (m) for a gripper action in [-1 open, +1 closed]."""
+    closed = (gripper + 1.0) / 2.0
+    return FINGER_OPEN + (FINGER_CLOSED - FINGER_OPEN) * closed
+
+
+def gripper_holds(
+    data: mujoco.MjData,
+    gripper_body: int,
+    finger_qpos: np.ndarray,
+    finger_ctrl: np.ndarray,
+    point: np.ndarray,
+    half_width: float,
+) -> bool:
+    """Whether the gripper on body `gripper_body` (its finger joints' qpos addresses and
+    servos given) squeezes a part `half_width` thick whose centre is `point` (3,), closing."""
+    d = data
+    local = d.xmat[gripper_body].reshape(3, 3).T @ (point - d.xpos[gripper_body])
+    fingers = d.qpos[finger_qpos]
+    closing = bool(d.ctrl[finger_ctrl[0]] < 0.5 * FINGER_OPEN)
+    return bool(
+        closing
+        and abs(local[0]) < 0.02
+        and abs(local[1]) < 0.012
+        and -0.01 < local[2] < 0.03
+        # Soft contacts let the pads sink up to ~6 mm into a part while it is jerked about;
+        # fingers closed on nothing read about -4 mm, which the lower bound rejects.
+        and np.all(fingers < half_width + 0.006)
+        and np.all(fingers > min(half_width - 0.01, 0.0))
+    )

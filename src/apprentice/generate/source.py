@@ -83,6 +83,12 @@ def subtask_ends(signals: dict[str, np.ndarray], subtasks: Sequence[Subtask]) ->
 def check_subtasks(task: Task) -> tuple[Subtask, ...]:
     """The task's subtasks, or one clear error saying why it cannot be generated from."""
     subtasks = tuple(getattr(task, "subtasks", ()))
+    arms = int(getattr(task, "n_arms", 1))
+    if arms > 1:
+        raise ApprenticeError(
+            f"task {task.name!r} has {arms} arms; generate replays one arm's segments, and "
+            "per-arm segments with coordinated stages (DexMimicGen) are not built yet"
+        )
     if not subtasks:
         raise ApprenticeError(
             f"task {task.name!r} declares no subtasks, so there is nothing to generate from; "

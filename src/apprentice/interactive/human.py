@@ -1,8 +1,10 @@
 """A person as the interactive-imitation expert, through a teleoperation device.
 
 `TeleopExpert` is an `Expert` whose label is the person's device command of this instant,
-mapped to the task's action exactly as `apprentice teleop` maps it (`command_to_action`:
-operator frame -> world frame, scaled, clipped). `HumanGate` is HG-DAgger's gate with the
+mapped to the task's action exactly as `apprentice teleop` maps it (`CommandMapping`: each
+arm's motion from the operator frame to the world frame, scaled, clipped; its grasp aperture
+through the task's mapping), so it labels any task teleop drives: a gripper, hand_grasp's
+grasp synergy, both arms of a two-arm task. `HumanGate` is HG-DAgger's gate with the
 person's hand on it (Kelly et al., 2019): the learner drives until the person takes over,
 their commands then drive and are recorded as the labels, and they hand back when the robot
 is safe again; each takeover counts as an intervention, as `ActionGapGate` counts those of
@@ -51,12 +53,9 @@ from apprentice.teleop.devices import (
     make_device,
     start_device,
 )
-from apprentice.teleop.session import SessionOptions, command_to_action, view_rotation
+from apprentice.teleop.session import CommandMapping, SessionOptions
 
 log = logging.getLogger(__name__)
-
-TELEOP_ACTION_DIM = 7
-"""What `command_to_action` produces: 3 translation, 3 rotation deltas and the gripper."""
 
 
 class TeleopStopped(ApprenticeError):
@@ -65,9 +64,6 @@ class TeleopStopped(ApprenticeError):
 
 class TeleopExpert:
     """Labels with a person's device command (module docstring); bound to one task."""
-
-    noise_free_dims: tuple[int, ...] = (TELEOP_ACTION_DIM - 1,)
-    """The gripper: DART's noise must not open a hand the person keeps closed."""
 
     def __init__(
         self,
@@ -78,21 +74,21 @@ class TeleopExpert:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        dim = int(task.action_space.shape[0])
-        if dim != TELEOP_ACTION_DIM:
-            raise ApprenticeError(
-                f"--expert teleop drives {TELEOP_ACTION_DIM}-D end-effector actions; task "
-                f"{task.name!r} takes {dim}-D actions"
-            )
+        self.opts = opts = options or SessionOptions()
+        try:
+            self.mapping = CommandMapping(task, device, opts)
+        except ApprenticeError as exc:
+            raise ApprenticeError(f"--expert teleop: {exc}") from None
+        self.noise_free_dims: tuple[int, ...] = self.mapping.layout.grasp_dims
+        """The grippers (or a hand's fingers): DART's noise must not open a hand the person
+        keeps closed."""
         self.task = task
         self.device = device
         self.name = f"teleop:{device.name}"
-        self.opts = opts = options or SessionOptions()
         rate = opts.rate_hz if opts.rate_hz is not None else task.control_freq
         if not rate > 0:
             raise ApprenticeError(f"teleop rate must be positive, got {rate}")
         self.period = 1.0 / rate
-        self.view = view_rotation(opts.view_yaw)
         self.clock = clock
         self.sleep = sleep
         self.feedback = device if isinstance(device, Feedback) else None
@@ -140,7 +136,7 @@ class TeleopExpert:
 
     def reset(self) -> None:
         """A new episode: wait (up to `wait_s`) for the device, then start the clock."""
-        self.command = DeviceCommand.neutral(self.command.gripper)
+        self.command = self.command.stopped()
         self.human_drives = self.gated = False  # a gate's reset, next, sets gated
         self.steps = 0
         start = self.clock()
@@ -154,7 +150,7 @@ class TeleopExpert:
         self._next_tick = self.clock()
 
     def label(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """The person's command of this control tick as the task's action (7,) in [-1, 1]."""
+        """The person's command of this control tick as the task's action (A,) in [-1, 1]."""
         delay = self._next_tick - self.clock()
         if delay > 0:
             self.sleep(delay)
@@ -174,7 +170,7 @@ class TeleopExpert:
         self.command = cmd
         self.show()
         self.steps += 1
-        return command_to_action(cmd, self.view, self.opts.pos_scale, self.opts.rot_scale)
+        return self.mapping(cmd)
 
     def close(self) -> None:
         self.device.close()
@@ -232,7 +228,7 @@ class HumanGate:
         """Read the command `human.label` polled this step (the proposals are not used: the
         person judges by what they see)."""
         cmd = self.human.command
-        moving = bool(np.any(cmd.delta_pos) or np.any(cmd.delta_rot))
+        moving = cmd.moving
         was = self._driving
         if "toggle" in cmd.buttons:
             self._driving, self._by_motion = not was, False

@@ -13,6 +13,12 @@ Messages (page -> server, JSON text frames or msgpack binary frames):
      "buttons": [name, ...]}
     {"type": "ping", "t": ms}                    -> {"type": "pong", "t": ms, "server_t": ms}
 
+For a task of several arms (the hello's `arms` names them) a command carries every arm's
+input in `"arms": [{"pos": [3], "rot": [3], "gripper": float}, ...]`, one entry per arm, in
+place of pos, rot and gripper: the page drives the arm in focus from its keys and touch
+pads (Tab or the arm button switches), and each arm from its own WebXR controller (the left
+hand's drives the first arm, the right hand's the second).
+
 `t` is when the input happened, in milliseconds since the epoch on the *server's* clock (the
 page aligns its clock with ping/pong); the session measures input-to-step latency from it.
 Server -> page: a hello (key map, control rate), status messages (JSON) and camera frames
@@ -42,7 +48,7 @@ import shutil
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +64,11 @@ from apprentice.loop_thread import listen_error, run_in_thread
 from apprentice.teleop.devices import (
     BUTTON_KEYS,
     BUTTONS,
+    FOCUS_KEY,
     GRIPPER_KEY,
     GRIPPER_OPEN,
     MOTION_KEYS,
+    ArmCommand,
     DeviceCommand,
     TeleopStatus,
 )
@@ -132,16 +140,37 @@ def decode_message(frame: bytes | str) -> dict[str, Any]:
     return message
 
 
-def parse_command(message: dict[str, Any]) -> DeviceCommand:
-    """The command in a "command" message; MalformedMessage when it is not one."""
-    seq = message.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool):
-        raise MalformedMessage("bad_field", "'seq' must be an integer")
+def _gripper(message: dict[str, Any]) -> float:
     gripper = message.get("gripper", GRIPPER_OPEN)
     if not isinstance(gripper, int | float) or isinstance(gripper, bool):
         raise MalformedMessage("bad_field", "'gripper' must be a number")
     if not math.isfinite(gripper):
         raise MalformedMessage("not_finite", "'gripper' is NaN or infinity")
+    return float(np.clip(gripper, -1.0, 1.0))
+
+
+def _arms(message: dict[str, Any], arms: int) -> tuple[ArmCommand, ...]:
+    """Every arm's input of a command for `arms` arms (none when it is one)."""
+    value = message.get("arms")
+    if arms == 1:
+        if value is not None:
+            raise MalformedMessage("bad_field", "'arms' is for tasks of several arms; this has one")
+        return ()
+    if not isinstance(value, list) or len(value) != arms:
+        raise MalformedMessage("bad_field", f"'arms' must be a list of {arms} maps, one per arm")
+    if not all(isinstance(a, dict) for a in value):
+        raise MalformedMessage("bad_field", "each of 'arms' must be a map of pos, rot, gripper")
+    return tuple(ArmCommand(_vector(a, "pos"), _vector(a, "rot"), _gripper(a)) for a in value)
+
+
+def parse_command(message: dict[str, Any], arms: int = 1) -> DeviceCommand:
+    """The command in a "command" message for a task of `arms` arms; MalformedMessage when it
+    is not one."""
+    seq = message.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise MalformedMessage("bad_field", "'seq' must be an integer")
+    gripper = _gripper(message)
+    per_arm = _arms(message, arms)
     buttons = message.get("buttons", [])
     if not isinstance(buttons, list) or not all(isinstance(b, str) for b in buttons):
         raise MalformedMessage("bad_field", "'buttons' must be a list of names")
@@ -154,14 +183,14 @@ def parse_command(message: dict[str, Any]) -> DeviceCommand:
         if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
             raise MalformedMessage("bad_field", "'t' must be a finite number (ms)")
         stamps = (float(t) / 1e3,)
-    command = DeviceCommand(
-        _vector(message, "pos"),
-        _vector(message, "rot"),
-        float(np.clip(gripper, -1.0, 1.0)),
-        frozenset(buttons),
-        stamps,
+    if per_arm:  # the top-level fields are the first arm's
+        first = per_arm[0]
+        return DeviceCommand(
+            first.delta_pos, first.delta_rot, first.gripper, frozenset(buttons), stamps, per_arm
+        )
+    return DeviceCommand(
+        _vector(message, "pos"), _vector(message, "rot"), gripper, frozenset(buttons), stamps
     )
-    return command
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = 80) -> bytes:
@@ -224,9 +253,9 @@ class BrowserDevice:
         self.transport_s: deque[float] = deque(maxlen=100_000)
         """Receive time minus input time of each stamped command (page -> server transport)."""
         self._lock = threading.Lock()
-        self._pos = np.zeros(3)
-        self._rot = np.zeros(3)
-        self._gripper = GRIPPER_OPEN
+        self.arms: tuple[str, ...] = ("arm",)
+        """The arms the page drives (`drive_arms`), sent in the hello."""
+        self._input = DeviceCommand.neutral()  # the page's last input: motion and grippers
         self._buttons: set[str] = set()
         self._stamps: list[float] = []
         self._last_command = 0.0  # time.monotonic() of the last command received
@@ -283,19 +312,29 @@ class BrowserDevice:
 
     # ---- the Device contract (called from the session's thread) ------------------------------
 
+    def drive_arms(self, arms: tuple[str, ...]) -> None:
+        with self._lock:
+            if tuple(arms) != self.arms:  # the same arms again keep the page's input
+                self.arms = tuple(arms)
+                self._input = self._rest(DeviceCommand.neutral())
+
     def poll(self) -> DeviceCommand:
         with self._lock:
             moving = time.monotonic() - self._last_command <= self.stale_s
-            cmd = DeviceCommand(
-                self._pos.copy() if moving else np.zeros(3),
-                self._rot.copy() if moving else np.zeros(3),
-                self._gripper,
-                frozenset(self._buttons),
-                tuple(self._stamps),
-            )
+            held = self._input if moving else self._input.stopped()
+            cmd = replace(held, buttons=frozenset(self._buttons), stamps=tuple(self._stamps))
             self._buttons.clear()
             self._stamps.clear()
         return cmd
+
+    def _rest(self, last: DeviceCommand) -> DeviceCommand:
+        """No motion, the grippers of `last` kept: one entry per arm when several."""
+        if len(self.arms) == 1:
+            return DeviceCommand.neutral(last.gripper)
+        grippers = [a.gripper for a in last.arms] or [GRIPPER_OPEN] * len(self.arms)
+        still = np.zeros(3)
+        arms = tuple(ArmCommand(still, still, g) for g in grippers)
+        return DeviceCommand(still, still, grippers[0], arms=arms)
 
     @property
     def connected(self) -> bool:
@@ -345,7 +384,7 @@ class BrowserDevice:
         if old is not None:
             await old.ws.close(TAKEN_OVER, "another page took over")
         with self._lock:  # a new page starts from rest: nothing held
-            self._pos, self._rot = np.zeros(3), np.zeros(3)
+            self._input = self._rest(self._input)
         sender = asyncio.create_task(page.send_loop())
         try:
             await ws.send(json.dumps(self._hello()))
@@ -361,7 +400,7 @@ class BrowserDevice:
             if self._page is page:
                 self._page = None
                 with self._lock:  # no page, no motion
-                    self._pos, self._rot = np.zeros(3), np.zeros(3)
+                    self._input = self._rest(self._input)
 
     def _hello(self) -> dict[str, Any]:
         return {
@@ -371,6 +410,8 @@ class BrowserDevice:
             "motion_keys": {k: [kind, axis, sign] for k, (kind, axis, sign) in MOTION_KEYS.items()},
             "button_keys": BUTTON_KEYS,
             "gripper_key": GRIPPER_KEY,
+            "focus_key": FOCUS_KEY,
+            "arms": list(self.arms),
             "server_t": time.time() * 1e3,
         }
 
@@ -387,15 +428,14 @@ class BrowserDevice:
                 raise MalformedMessage(
                     "unknown_type", f"unknown type {kind!r}; send command or ping"
                 )
-            command = parse_command(message)
+            command = parse_command(message, len(self.arms))
         except MalformedMessage as exc:
             self.rejected[exc.kind] += 1
             return {"type": "error", "kind": exc.kind, "message": str(exc)}
         self.received["command"] += 1
         with self._lock:
             self._last_command = time.monotonic()
-            self._pos, self._rot = command.delta_pos, command.delta_rot
-            self._gripper = command.gripper
+            self._input = replace(command, buttons=frozenset(), stamps=())
             self._buttons.update(command.buttons)
             if len(self._stamps) < 1024:
                 self._stamps.extend(command.stamps)

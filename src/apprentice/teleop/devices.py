@@ -11,6 +11,13 @@ from the viewer, z up; rotations are axis-angle rates about the same axes. Every
 [-1, 1] (full deflection); the session scales them into the task's action. Discrete presses
 travel as button names (`BUTTONS`), each reported once, on the poll after the press.
 
+A two-arm task needs a device that drives several arms (`MultiArm`): the session tells it the
+task's arms before it starts, and its commands then carry one `ArmCommand` per arm. The
+keyboard drives one arm at a time (Tab moves the focus to the next arm, the others hold
+still with their grippers as they are); the browser page does the same with its keys and
+touch pads, and drives both arms at once from two WebXR controllers. The gamepad and the
+SpaceMouse drive one arm.
+
 This module holds the contract, the keyboard (a terminal, or any key source a test injects),
 device discovery and the by-name factory; the gamepad, the SpaceMouse and the browser page
 live beside it in their own modules.
@@ -51,6 +58,22 @@ class DeviceNotFound(ApprenticeError):
 
 
 @dataclass(frozen=True)
+class ArmCommand:
+    """One arm's share of a command, in the operator's frame."""
+
+    delta_pos: np.ndarray
+    """(3,) translation rate in [-1, 1]: right, away from the viewer, up."""
+    delta_rot: np.ndarray
+    """(3,) axis-angle rotation rate in [-1, 1] about the same axes."""
+    gripper: float = GRIPPER_OPEN
+    """-1 open, +1 closed (values between are partial closure)."""
+
+    @property
+    def moving(self) -> bool:
+        return bool(np.any(self.delta_pos) or np.any(self.delta_rot))
+
+
+@dataclass(frozen=True)
 class DeviceCommand:
     """One poll's worth of operator input, in the operator's frame (module docstring)."""
 
@@ -66,11 +89,29 @@ class DeviceCommand:
     """When the input events folded into this command happened (time.time() seconds), for
     devices that know it (the browser page stamps its events): the session measures
     input-to-step latency from them."""
+    arms: tuple[ArmCommand, ...] = ()
+    """Every arm's command, in the task's arm order, from a device driving several arms (a
+    two-arm task); delta_pos, delta_rot and gripper then repeat one of them (the keys' arm in
+    focus). Empty for one arm, whose command is delta_pos, delta_rot and gripper."""
 
     @classmethod
     def neutral(cls, gripper: float = GRIPPER_OPEN) -> DeviceCommand:
         """No motion, the gripper where it is."""
         return cls(np.zeros(3), np.zeros(3), gripper)
+
+    def per_arm(self) -> tuple[ArmCommand, ...]:
+        """One command per arm the device drives (one, unless it drives several)."""
+        return self.arms or (ArmCommand(self.delta_pos, self.delta_rot, self.gripper),)
+
+    @property
+    def moving(self) -> bool:
+        """Whether any arm is commanded to move."""
+        return any(arm.moving for arm in self.per_arm())
+
+    def stopped(self) -> DeviceCommand:
+        """No motion on any arm, every gripper where it is, no buttons."""
+        still = tuple(ArmCommand(np.zeros(3), np.zeros(3), a.gripper) for a in self.arms)
+        return DeviceCommand(np.zeros(3), np.zeros(3), self.gripper, arms=still)
 
 
 @runtime_checkable
@@ -94,6 +135,15 @@ class Device(Protocol):
     def connected(self) -> bool:
         """False once the device has gone away (unplugged, the page closed)."""
         ...
+
+
+@runtime_checkable
+class MultiArm(Protocol):
+    """A device that can drive several arms (module docstring)."""
+
+    def drive_arms(self, arms: tuple[str, ...]) -> None:
+        """Drive these arms, named in the task's action order, from now on: every command
+        then carries one `ArmCommand` per arm. Called before `start`."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +209,9 @@ BUTTON_KEYS: dict[str, str] = {
 }
 """Key -> button (names as the browser's KeyboardEvent.key spells them)."""
 GRIPPER_KEY = " "
-"""Space toggles the gripper between open and closed."""
+"""Space toggles the gripper (of the arm in focus) between open and closed."""
+FOCUS_KEY = "Tab"
+"""Moves the keys' focus to the next arm, for a two-arm task (a no-op with one arm)."""
 
 
 class KeyState:
@@ -170,12 +222,26 @@ class KeyState:
     `release` and holds exactly as long as the key is down.
     """
 
-    def __init__(self, hold_s: float = 0.25) -> None:
+    def __init__(self, hold_s: float = 0.25, arms: int = 1) -> None:
         self.hold_s = hold_s
         self._until: dict[str, float] = {}  # motion key -> time it stops counting as held
         self._buttons: set[str] = set()
         self._stamps: list[float] = []
-        self.gripper = GRIPPER_OPEN
+        self.grippers = [GRIPPER_OPEN] * arms
+        """Each arm's gripper command; the keys drive the arm at `focus`."""
+        self.focus = 0
+
+    @property
+    def gripper(self) -> float:
+        """The gripper command of the arm in focus."""
+        return self.grippers[self.focus]
+
+    def drive_arms(self, arms: int) -> None:
+        """Drive `arms` arms, each starting open, the first in focus (the same number again
+        changes nothing)."""
+        if arms != len(self.grippers):
+            self.grippers = [GRIPPER_OPEN] * arms
+            self.focus = 0
 
     def press(self, key: str, t: float) -> None:
         if key in MOTION_KEYS:
@@ -183,7 +249,10 @@ class KeyState:
         elif key in BUTTON_KEYS:
             self._buttons.add(BUTTON_KEYS[key])
         elif key == GRIPPER_KEY:
-            self.gripper = GRIPPER_CLOSED if self.gripper < 0 else GRIPPER_OPEN
+            self.grippers[self.focus] = GRIPPER_CLOSED if self.gripper < 0 else GRIPPER_OPEN
+        elif key == FOCUS_KEY and len(self.grippers) > 1:
+            self.focus = (self.focus + 1) % len(self.grippers)
+            self._until.clear()  # a key held for one arm does not move the next
         else:
             return
         self._stamps.append(t)
@@ -201,12 +270,16 @@ class KeyState:
                 continue
             kind, axis, sign = MOTION_KEYS[key]
             (pos if kind == "pos" else rot)[axis] += sign
+        pos, rot = np.clip(pos, -1.0, 1.0), np.clip(rot, -1.0, 1.0)
+        arms: tuple[ArmCommand, ...] = ()
+        if len(self.grippers) > 1:  # the arm in focus moves, the others hold still
+            still = np.zeros(3)
+            arms = tuple(
+                ArmCommand(pos, rot, g) if i == self.focus else ArmCommand(still, still, g)
+                for i, g in enumerate(self.grippers)
+            )
         cmd = DeviceCommand(
-            np.clip(pos, -1.0, 1.0),
-            np.clip(rot, -1.0, 1.0),
-            self.gripper,
-            frozenset(self._buttons),
-            tuple(self._stamps),
+            pos, rot, self.gripper, frozenset(self._buttons), tuple(self._stamps), arms
         )
         self._buttons.clear()
         self._stamps.clear()
@@ -228,7 +301,7 @@ class KeySource(Protocol):
     def connected(self) -> bool: ...
 
 
-_TERMINAL_NAMES = {"\r": "Enter", "\n": "Enter"}
+_TERMINAL_NAMES = {"\r": "Enter", "\n": "Enter", "\t": "Tab"}
 
 
 class TerminalKeys:
@@ -301,7 +374,8 @@ class TerminalKeys:
 
 
 class KeyboardDevice:
-    """Keys of a terminal (or an injected `KeySource`) driving the robot: see MOTION_KEYS."""
+    """Keys of a terminal (or an injected `KeySource`) driving the robot: see MOTION_KEYS.
+    With several arms, FOCUS_KEY switches the arm the keys drive."""
 
     name = "keyboard"
 
@@ -315,6 +389,9 @@ class KeyboardDevice:
         self._keys: KeySource = keys if keys is not None else TerminalKeys()
         self._state = KeyState(hold_s)
         self._clock = clock
+
+    def drive_arms(self, arms: tuple[str, ...]) -> None:
+        self._state.drive_arms(len(arms))
 
     def start(self) -> None:
         self._keys.start()
@@ -378,6 +455,20 @@ def make_device(name: str, *, host: str = "127.0.0.1", port: int = 8780) -> Devi
 
         return BrowserDevice(host=host, port=port)
     raise ApprenticeError(f"unknown device {name!r}; devices: {', '.join(DEVICE_NAMES)}")
+
+
+def bind_arms(device: Device, arms: tuple[str, ...], task: str) -> None:
+    """Tell `device` which arms it drives; a device that drives one arm cannot take a task
+    of several (ApprenticeError naming the devices that can)."""
+    if isinstance(device, MultiArm):
+        device.drive_arms(arms)
+    elif len(arms) > 1:
+        raise ApprenticeError(
+            f"the {device.name} device drives one arm and task {task!r} has {len(arms)} "
+            f"({', '.join(arms)}); use --device browser (two WebXR controllers, or keys and "
+            f"touch pads with {FOCUS_KEY} to switch arms) or --device keyboard ({FOCUS_KEY} "
+            "switches arms)"
+        )
 
 
 def start_device(device: Device) -> None:

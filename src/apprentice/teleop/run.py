@@ -16,11 +16,13 @@ from apprentice.envs.seeds import HELD_OUT_SEED_BASE
 from apprentice.errors import ApprenticeError
 from apprentice.overrides import parse_overrides
 from apprentice.splits import check_valid_fraction
+from apprentice.teleop.arms import arm_layout
 from apprentice.teleop.devices import (
     DEVICE_NAMES,
     Device,
     Feedback,
     TeleopStatus,
+    bind_arms,
     make_device,
     start_device,
 )
@@ -37,7 +39,8 @@ class TeleopConfig:
     """Name of a registered task."""
     device: str = "browser"
     """Input device: browser (a local web page: keys, touch, tilt, WebXR), keyboard (this
-    terminal), gamepad (SDL), spacemouse (3Dconnexion, via hidapi)."""
+    terminal), gamepad (SDL), spacemouse (3Dconnexion, via hidapi). A two-arm task takes
+    browser (two WebXR controllers, or Tab switching the arm the keys drive) or keyboard."""
     out: str = "demos.hdf5"
     """Output HDF5 file; an existing file of the same task is appended to."""
     operator: str | None = None
@@ -130,6 +133,11 @@ def run_teleop(
     )
     if device is None:
         device = make_device(cfg.device, host=cfg.host, port=cfg.port)
+    try:  # a task teleop cannot drive, or a one-arm device for two arms, fails here, early
+        bind_arms(device, arm_layout(task).arms, task.name)
+    except ApprenticeError:
+        task.close()
+        raise
     if isinstance(device, Feedback):
         task.render_frame(cfg.camera, cfg.frame_size)  # a bad camera or size fails here, early
     try:

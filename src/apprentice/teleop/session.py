@@ -2,8 +2,10 @@
 
 One `TeleopSession` runs one operator with one device on one task. Each control step it
 polls the device, handles the buttons, and while recording turns the command into the
-task's 7-D action (operator frame -> world frame, scaled, clipped to [-1, 1]) and steps the
-simulator, recording what `collect` records (observations, actions, simulator states and
+task's action (`CommandMapping`: each arm's motion from the operator's frame to the world
+frame, scaled, clipped to [-1, 1]; its grasp aperture through the task's own mapping, so one
+command drives a gripper, a hand's grasp synergy or either arm of a two-arm task) and steps
+the simulator, recording what `collect` records (observations, actions, simulator states and
 MimicGen's datagen_info), so teleop demos feed `replay`, `generate` and `annotate` as oracle
 demos do.
 
@@ -33,7 +35,15 @@ from apprentice.data.episode import Episode
 from apprentice.data.store import DemoWriter
 from apprentice.envs.base import Task
 from apprentice.errors import ApprenticeError
-from apprentice.teleop.devices import Device, DeviceCommand, Feedback, TeleopStatus
+from apprentice.teleop.arms import EEF_DIMS, arm_layout, hold_action
+from apprentice.teleop.devices import (
+    ArmCommand,
+    Device,
+    DeviceCommand,
+    Feedback,
+    TeleopStatus,
+    bind_arms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -141,14 +151,44 @@ def view_rotation(yaw_deg: float) -> np.ndarray:
 
 
 def command_to_action(
-    cmd: DeviceCommand, view: np.ndarray, pos_scale: float, rot_scale: float
+    cmd: DeviceCommand | ArmCommand, view: np.ndarray, pos_scale: float, rot_scale: float
 ) -> np.ndarray:
-    """The task's action (7,) float32 in [-1, 1]: world-frame deltas and the gripper."""
+    """One arm's action [delta pose 6, gripper] (7,) float32 in [-1, 1]: the command's
+    world-frame deltas, scaled, and its gripper."""
     action = np.empty(7, dtype=np.float32)
     action[:3] = pos_scale * view @ np.asarray(cmd.delta_pos, dtype=np.float64)
     action[3:6] = rot_scale * view @ np.asarray(cmd.delta_rot, dtype=np.float64)
     action[6] = cmd.gripper
     return np.clip(action, -1.0, 1.0)
+
+
+class CommandMapping:
+    """Device commands -> a task's action (A,), arm by arm (`teleop.arms`): each arm's delta
+    pose as `command_to_action` maps its motion, its grasp dims as the task maps its gripper
+    command. Binds the device to the task's arms: a one-arm device is refused for a task of
+    several."""
+
+    def __init__(self, task: Task, device: Device, options: SessionOptions) -> None:
+        self.task = task
+        self.layout = arm_layout(task)
+        bind_arms(device, self.layout.arms, task.name)
+        self.view = view_rotation(options.view_yaw)
+        self.pos_scale = options.pos_scale
+        self.rot_scale = options.rot_scale
+
+    def __call__(self, cmd: DeviceCommand) -> np.ndarray:
+        """The task's action (A,) float32 in [-1, 1] for `cmd`."""
+        arms = cmd.per_arm()
+        if len(arms) != len(self.layout.arms):
+            raise ApprenticeError(
+                f"the device sent commands for {len(arms)} arm(s); task {self.task.name!r} "
+                f"has {len(self.layout.arms)}"
+            )
+        per_arm = [command_to_action(a, self.view, self.pos_scale, self.rot_scale) for a in arms]
+        action = hold_action(self.task, self.layout, [float(a[-1]) for a in per_arm])
+        for i, a in enumerate(per_arm):
+            action[self.layout.eef(i)] = a[:EEF_DIMS]
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
 class TeleopSession:
@@ -180,7 +220,7 @@ class TeleopSession:
         self.max_steps = opts.max_steps if opts.max_steps is not None else 4 * task.horizon
         if self.max_steps < 1:
             raise ApprenticeError(f"--max-steps must be >= 1, got {self.max_steps}")
-        self.view = view_rotation(opts.view_yaw)
+        self.mapping = CommandMapping(task, device, opts)
         self.on_status = on_status
         self.clock = clock
         self.sleep = sleep
@@ -257,7 +297,7 @@ class TeleopSession:
 
     def _step(self, cmd: DeviceCommand) -> None:
         assert self._buffer is not None
-        action = command_to_action(cmd, self.view, self.opts.pos_scale, self.opts.rot_scale)
+        action = self.mapping(cmd)
         self._buffer.before_step(self.task, self._obs, action)
         now = time.time()  # the clock the stamps are on
         self.result.latencies_s.extend(now - s for s in cmd.stamps)

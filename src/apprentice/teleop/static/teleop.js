@@ -6,12 +6,18 @@
 // buttons pressed since the last message. It is sent at once on every input event, stamped
 // with the event's time on the server's clock (aligned by ping/pong), and re-sent at the
 // control rate unstamped, so that a lost frame never leaves the robot moving.
+//
+// For a task of several arms (the hello names them) the command carries one {pos, rot,
+// gripper} per arm in "arms": the keys, touch pads and tilt drive the arm in focus (Tab or the
+// arm button moves the focus), and each WebXR controller drives its own arm (the left hand's
+// the first arm, the right hand's the second).
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const clip = (v) => Math.max(-1, Math.min(1, v));
   const zero = () => [0, 0, 0];
+  const restXR = () => ({ pos: zero(), rot: zero(), gripper: null });
 
   const s = {
     ws: null,
@@ -22,12 +28,15 @@
     motionKeys: {},
     buttonKeys: {},
     gripperKey: " ",
+    focusKey: "Tab",
+    arms: ["arm"],
+    focus: 0, // the arm the keys, touch pads and tilt drive
     held: new Set(),
-    gripper: -1,
+    grippers: [-1], // per arm
     buttons: new Set(),
     touch: { pos: zero(), rot: zero() },
     tilt: { on: false, ref: null, pos: zero() },
-    xr: { pos: zero(), rot: zero(), gripper: null },
+    xr: [restXR()], // per arm
     frames: 0,
     errors: 0,
     frameUrl: null,
@@ -55,19 +64,31 @@
   }
 
   // ---- the command ---------------------------------------------------------------------------
-  function command() {
+  function armCommand(arm) {
     const pos = zero();
     const rot = zero();
-    for (const key of s.held) {
-      const [kind, axis, sign] = s.motionKeys[key];
-      (kind === "pos" ? pos : rot)[axis] += sign;
+    const xr = s.xr[arm];
+    if (arm === s.focus) {
+      for (const key of s.held) {
+        const [kind, axis, sign] = s.motionKeys[key];
+        (kind === "pos" ? pos : rot)[axis] += sign;
+      }
+      for (let i = 0; i < 3; i++) {
+        pos[i] += s.touch.pos[i] + s.tilt.pos[i];
+        rot[i] += s.touch.rot[i];
+      }
     }
     for (let i = 0; i < 3; i++) {
-      pos[i] = clip(pos[i] + s.touch.pos[i] + s.tilt.pos[i] + s.xr.pos[i]);
-      rot[i] = clip(rot[i] + s.touch.rot[i] + s.xr.rot[i]);
+      pos[i] = clip(pos[i] + xr.pos[i]);
+      rot[i] = clip(rot[i] + xr.rot[i]);
     }
-    const gripper = s.xr.gripper !== null ? s.xr.gripper : s.gripper;
+    const gripper = xr.gripper !== null ? xr.gripper : s.grippers[arm];
     return { pos, rot, gripper };
+  }
+
+  function command() {
+    if (s.arms.length === 1) return armCommand(0);
+    return { arms: s.arms.map((_, arm) => armCommand(arm)) };
   }
 
   function send(stamp) {
@@ -83,11 +104,26 @@
     send(eventTime(ev));
   }
 
-  function toggleGripper(ev) {
-    s.gripper = s.gripper < 0 ? 1 : -1;
+  function showArm() {
+    const closed = s.grippers[s.focus] > 0;
     const b = $("gripper");
-    b.textContent = s.gripper > 0 ? "Gripper: closed" : "Gripper: open";
-    b.classList.toggle("closed", s.gripper > 0);
+    b.textContent = `Gripper: ${closed ? "closed" : "open"}`;
+    b.classList.toggle("closed", closed);
+    $("arm").hidden = s.arms.length < 2;
+    $("arm").textContent = `Arm: ${s.arms[s.focus]}`;
+  }
+
+  function toggleGripper(ev) {
+    s.grippers[s.focus] = s.grippers[s.focus] < 0 ? 1 : -1;
+    showArm();
+    send(eventTime(ev));
+  }
+
+  function nextArm(ev) {
+    if (s.arms.length < 2) return;
+    s.focus = (s.focus + 1) % s.arms.length;
+    s.held.clear(); // a key held for one arm does not move the next
+    showArm();
     send(eventTime(ev));
   }
 
@@ -105,6 +141,9 @@
     } else if (ev.key === s.gripperKey) {
       ev.preventDefault();
       if (!ev.repeat) toggleGripper(ev);
+    } else if (ev.key === s.focusKey && s.arms.length > 1) {
+      ev.preventDefault();
+      if (!ev.repeat) nextArm(ev);
     }
   });
   window.addEventListener("keyup", (ev) => {
@@ -121,6 +160,7 @@
     el.addEventListener("click", (ev) => press(el.dataset.button, ev));
   }
   $("gripper").addEventListener("click", toggleGripper);
+  $("arm").addEventListener("click", nextArm);
 
   function pad(id, apply) {
     const el = $(id);
@@ -184,6 +224,8 @@
   });
 
   // ---- WebXR: a controller's motion while its squeeze button is held (a clutch) -------------
+  // One arm: the right hand's controller (or the only one). Several: the left hand's drives
+  // the first arm, the right hand's the second.
   const XR_FULL_SPEED = 0.5; // m/s of hand motion for full speed
   const XR_FULL_TURN = 2.0; // rad/s of hand rotation for full speed
 
@@ -219,36 +261,48 @@
       const gl = canvas.getContext("webgl", { xrCompatible: true });
       session.updateRenderState({ baseLayer: new XRWebGLLayer(session, gl) });
       const space = await session.requestReferenceSpace("local");
-      let last = null;
-      const onFrame = (time, frame) => {
-        session.requestAnimationFrame(onFrame);
-        const sources = [...session.inputSources].filter((src) => src.gripSpace);
-        const src = sources.find((x) => x.handedness === "right") || sources[0];
+      const last = s.arms.map(() => null); // per arm: the pose of the previous frame
+      const track = (arm, src, frame, time) => {
+        const xr = s.xr[arm];
         const pose = src && frame.getPose(src.gripSpace, space);
         const pads = src && src.gamepad ? src.gamepad.buttons : [];
         const clutch = pads.length > 1 && pads[1].pressed;
-        s.xr.gripper = pads.length > 0 ? 2 * pads[0].value - 1 : null;
+        xr.gripper = pads.length > 0 ? 2 * pads[0].value - 1 : null;
         if (!pose || !clutch) {
-          last = null;
-          s.xr.pos = zero();
-          s.xr.rot = zero();
+          last[arm] = null;
+          xr.pos = zero();
+          xr.rot = zero();
+          return;
+        }
+        const p = pose.transform.position;
+        const q = pose.transform.orientation;
+        const prev = last[arm];
+        if (prev !== null) {
+          const dt = Math.max((time - prev.time) / 1000, 1e-3);
+          // XR space: x right, y up, -z forward -> operator frame: x right, y away, z up.
+          const v = [(p.x - prev.p.x) / dt, -(p.z - prev.p.z) / dt, (p.y - prev.p.y) / dt];
+          const r = quatDeltaRotvec(q, prev.q).map((a) => a / dt);
+          xr.pos = v.map((a) => clip(a / XR_FULL_SPEED));
+          xr.rot = [r[0], -r[2], r[1]].map((a) => clip(a / XR_FULL_TURN));
+        }
+        last[arm] = { time, p: { x: p.x, y: p.y, z: p.z }, q: { x: q.x, y: q.y, z: q.z, w: q.w } };
+      };
+      const onFrame = (time, frame) => {
+        session.requestAnimationFrame(onFrame);
+        const sources = [...session.inputSources].filter((src) => src.gripSpace);
+        if (s.arms.length === 1) {
+          track(0, sources.find((x) => x.handedness === "right") || sources[0], frame, time);
         } else {
-          const p = pose.transform.position;
-          const q = pose.transform.orientation;
-          if (last !== null) {
-            const dt = Math.max((time - last.time) / 1000, 1e-3);
-            // XR space: x right, y up, -z forward -> operator frame: x right, y away, z up.
-            const v = [(p.x - last.p.x) / dt, -(p.z - last.p.z) / dt, (p.y - last.p.y) / dt];
-            const r = quatDeltaRotvec(q, last.q).map((a) => a / dt);
-            s.xr.pos = v.map((a) => clip(a / XR_FULL_SPEED));
-            s.xr.rot = [r[0], -r[2], r[1]].map((a) => clip(a / XR_FULL_TURN));
+          const hands = ["left", "right"];
+          for (let arm = 0; arm < s.arms.length; arm++) {
+            const src = sources.find((x) => x.handedness === hands[arm]) || sources[arm];
+            track(arm, src, frame, time);
           }
-          last = { time, p: { x: p.x, y: p.y, z: p.z }, q: { x: q.x, y: q.y, z: q.z, w: q.w } };
         }
         send(performance.timeOrigin + time + s.offset);
       };
       session.addEventListener("end", () => {
-        s.xr = { pos: zero(), rot: zero(), gripper: null };
+        s.xr = s.arms.map(restXR);
       });
       session.requestAnimationFrame(onFrame);
     });
@@ -261,6 +315,15 @@
       s.motionKeys = msg.motion_keys;
       s.buttonKeys = msg.button_keys;
       s.gripperKey = msg.gripper_key;
+      s.focusKey = msg.focus_key;
+      if (msg.arms.join() !== s.arms.join()) {
+        // Another task's arms; a reconnect to the same ones keeps the grippers as they are.
+        s.arms = msg.arms;
+        s.focus = 0;
+        s.grippers = s.arms.map(() => -1);
+        s.xr = s.arms.map(restXR);
+      }
+      showArm();
     } else if (msg.type === "pong") {
       onPong(msg);
     } else if (msg.type === "status") {
