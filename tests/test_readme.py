@@ -127,7 +127,7 @@ KEEP: set[str] = {
     "rl-algo", "format", "json", "video", "min-score", "train-mask", "valid-mask", "operator",
     "device", "noise", "shield", "host", "marks", "camera", "scores", "split", "strip",
     "stop-on-success", "backend", "demo", "recipe", "action-noise", "lr", "image-key",
-    "target-key", "to", "lossless", "wandb", "spec", "make-tracks",
+    "target-key", "to", "lossless", "wandb", "spec", "make-tracks", "from-video",
 }  # fmt: skip
 """Flags whose README value is used as it is (names, paths, switches, thresholds)."""
 
@@ -241,7 +241,9 @@ OPTIONAL: dict[str, str | None] = {
 }
 """A bracketed option -> None to also run the line with it, or why it is not run."""
 
-INPUT_FLAGS = {"dataset", "demos", "source", "expert", "marks", "idm", "spec", "make-tracks"}
+INPUT_FLAGS = {
+    "dataset", "demos", "source", "expert", "marks", "idm", "spec", "make-tracks", "from-video",
+}  # fmt: skip
 OUTPUT_FLAGS = {"out", "json", "video", "failed-out"}
 PATH_SUFFIXES = (".hdf5", ".pt", ".zip", ".json", ".onnx", ".mp4", ".toml")
 
@@ -299,6 +301,21 @@ def _pendulum_states(out: Path) -> None:
     _cli("label-actions", "--demos", str(demos), "--strip", "--out", str(out))
 
 
+def _lift_videos(out: Path) -> None:
+    # One mp4 of agentview frames per camera demo, as a camera would leave them.
+    from apprentice.collect.replay import write_video
+    from apprentice.data import DemoFile
+
+    demos = out.parent / "camera.hdf5"
+    _cli("collect", "--task", "lift", "--camera", "--n", "2", "--out", str(demos),
+         "--workers", "1")  # fmt: skip
+    with DemoFile(demos) as f:
+        for name in f.demo_names:
+            ep = f.read(name, obs_keys=["agentview_image"])
+            frames = [*ep.obs["agentview_image"], ep.next_obs["agentview_image"][-1]]
+            write_video(out / f"{name}.mp4", frames)
+
+
 def _pendulum_expert(out: Path) -> None:
     # An untrained PPO model with the record train_experts.py writes beside it: the expert
     # only has to load and label, not to be good.
@@ -329,6 +346,7 @@ GIVENS: dict[str, Callable[[Path], None]] = {
     "grid.hdf5": _grid_demos,
     "ip.hdf5": _pendulum_demos,
     "states.hdf5": _pendulum_states,
+    "videos/": _lift_videos,
     "benchmarks/out/experts/InvertedPendulum-v5.zip": _pendulum_expert,
     "marks.json": _marks,
 }

@@ -1,4 +1,5 @@
-"""`apprentice label-actions`: infer the actions of state-only demos, print the labels' error."""
+"""`apprentice label-actions`: infer the actions of state-only demos or camera recordings,
+print the labels' error."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ def run(ns: argparse.Namespace) -> None:
         ("file", r.path),
         ("demos labelled", f"{r.demos} ({r.resumed} from an earlier run)"),
         ("inverse-dynamics model", r.idm_path or cfg.idm),
+        *((k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.extra.items()),
     ]
     if r.error is None:
-        rows.append(("error vs true actions", "unknown (state-only demos)"))
+        what = "camera frames only" if cfg.from_video else "state-only demos"
+        rows.append(("error vs true actions", f"unknown ({what})"))
     else:
         rows += [
             ("MAE vs true actions", f"{r.error['mae']:.4f} over {r.error['steps']} steps"),
@@ -40,7 +43,8 @@ def run(ns: argparse.Namespace) -> None:
 def command() -> Command:
     return Command(
         "label-actions",
-        "infer the actions of state-only demos with an inverse-dynamics model (BCO)",
+        "infer the actions of state-only demos (BCO) or of camera recordings (VPT-style) with "
+        "an inverse-dynamics model",
         LabelConfig,
         run,
         {"choices": {"exploration": list(EXPLORATION[:3])}},

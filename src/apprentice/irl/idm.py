@@ -22,7 +22,7 @@ concatenated), A action.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,6 +176,8 @@ class InverseDynamicsModel(nn.Module):
             d = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for foreign or truncated files
             raise ApprenticeError(f"IDM {path} cannot be read ({type(exc).__name__})") from None
+        if isinstance(d, dict) and d.get("format") == "apprentice-pixel-idm":
+            raise ApprenticeError(f"{path} is an IDM on camera frames; use it with --from-video")
         if not isinstance(d, dict) or d.get("format") != "apprentice-idm":
             raise ApprenticeError(f"{path} is not an inverse-dynamics model of apprentice")
         cfg = IDMConfig(hidden_dims=tuple(d["hidden_dims"]))
@@ -235,7 +237,18 @@ def resolve_exploration(mode: str, task: Task) -> str:
     return "oracle"
 
 
-def explore(
+@dataclass(frozen=True)
+class ExplorationStep:
+    """One env step of exploration: the observation before and after `action`, the action
+    actually executed (noise included, clipped), and whether the step starts an episode."""
+
+    obs: dict[str, np.ndarray]
+    action: np.ndarray
+    next_obs: dict[str, np.ndarray]
+    first: bool
+
+
+def exploration_steps(
     task: Task,
     steps: int,
     *,
@@ -244,23 +257,23 @@ def explore(
     seed: int,
     policy: ActFn | None = None,
     on_reset: Callable[[], None] | None = None,
-) -> Transitions:
-    """`steps` env steps of the agent's own interaction (see the module docstring), recording
-    the action actually executed. Episode i starts from seed `exploration_seed(seed, i)` (away
-    from the seeds collection uses from 0, so the IDM never trains on a demo's own initial
-    state); `policy` (with `on_reset`) drives the `policy` mode."""
+    observe: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+) -> Iterator[ExplorationStep]:
+    """`steps` env steps of the agent's own interaction (see the module docstring), one at a
+    time. Episode i starts from seed `exploration_seed(seed, i)` (away from the seeds
+    collection uses from 0, so the IDM never trains on a demo's own initial state); `policy`
+    (with `on_reset`) drives the `policy` mode. `observe` maps each observation right after
+    the task made it (after a reset or a step), e.g. adding a frame rendered then."""
     mode = resolve_exploration(mode, task)
     if mode == "policy" and policy is None:
         raise ApprenticeError("policy exploration needs a policy (BCO rounds after the first)")
     rng = np.random.default_rng([seed, 11])
-    keys = obs_keys_of(task)
     dim = int(task.action_space.shape[0])
-    obs_l: list[np.ndarray] = []
-    next_l: list[np.ndarray] = []
-    act_l: list[np.ndarray] = []
-    episode = 0
-    while len(act_l) < steps:
+    done, episode = 0, 0
+    while done < steps:
         obs, _ = task.reset(seed=exploration_seed(seed, episode))
+        if observe is not None:
+            obs = observe(obs)
         actor = policy
         if mode == "oracle":
             oracle = task.oracle(np.random.default_rng([seed, episode]))
@@ -272,17 +285,41 @@ def explore(
         # Per-episode scale: clean episodes reach the states demos visit (a carried cube,
         # which noise of 0.3 on every step almost never grasps), noisy ones vary the actions.
         scale = noise * rng.uniform()
-        for _ in range(task.horizon):
+        for t in range(task.horizon):
             if actor is None or mode == "random":
                 action = rng.uniform(-1.0, 1.0, size=dim)
             else:
                 action = np.asarray(actor(obs), np.float64) + scale * rng.standard_normal(dim)
             action = np.clip(action, -1.0, 1.0).astype(np.float32)
             next_obs, _, terminated, truncated, _ = task.step(action)
-            obs_l.append(flat(obs, keys))
-            next_l.append(flat(next_obs, keys))
-            act_l.append(action)
+            if observe is not None:
+                next_obs = observe(next_obs)
+            done += 1
+            yield ExplorationStep(obs, action, next_obs, t == 0)
             obs = next_obs
-            if terminated or truncated or len(act_l) >= steps:
+            if terminated or truncated or done >= steps:
                 break
+
+
+def explore(
+    task: Task,
+    steps: int,
+    *,
+    mode: str,
+    noise: float,
+    seed: int,
+    policy: ActFn | None = None,
+    on_reset: Callable[[], None] | None = None,
+) -> Transitions:
+    """`exploration_steps` as (s, a, s') triples of the task's low-dim observations."""
+    keys = obs_keys_of(task)
+    obs_l: list[np.ndarray] = []
+    next_l: list[np.ndarray] = []
+    act_l: list[np.ndarray] = []
+    for step in exploration_steps(
+        task, steps, mode=mode, noise=noise, seed=seed, policy=policy, on_reset=on_reset
+    ):
+        obs_l.append(flat(step.obs, keys))
+        next_l.append(flat(step.next_obs, keys))
+        act_l.append(step.action)
     return Transitions(np.stack(obs_l), np.stack(next_l), np.stack(act_l))

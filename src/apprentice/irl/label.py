@@ -59,9 +59,11 @@ def read_state_demos(path: str | Path, keys: list[str]) -> dict[str, tuple[np.nd
     with open_source(path) as f:
         missing = [k for k in keys if k not in f.obs_shapes]
         if missing:
+            video = f.image_keys[0].removesuffix("_image") if f.image_keys else ""
+            hint = f"; label its frames with --from-video {path} --camera {video}" if video else ""
             raise ApprenticeError(
                 f"{path}: lacks observation keys {', '.join(missing)} that the task gives "
-                f"(it has: {', '.join(f.obs_keys) or 'none'})"
+                f"(it has: {', '.join(f.obs_keys) or 'none'}){hint}"
             )
         for name in f.demo_names:
             ep = f.read(name, obs_keys=keys, with_images=False)
@@ -156,12 +158,17 @@ def strip_actions(src: str | Path, dst: str | Path, *, overwrite: bool = False) 
 
 @dataclass(frozen=True)
 class LabelConfig:
-    """Infer the actions of (state-only) demos with an inverse-dynamics model."""
+    """Infer the actions of demos without them (states, or camera video) with an
+    inverse-dynamics model."""
 
-    demos: str
-    """Demos to label (HDF5; state-only, or with actions to measure the labels' error)."""
     out: str
     """Labelled copy (HDF5); a partial one from a killed run is resumed."""
+    demos: str = ""
+    """Demos with states to label (HDF5; state-only, or with actions to measure the labels'
+    error)."""
+    from_video: str = ""
+    """Camera recordings to label instead: a video file, a folder of videos (one demo each), a
+    LeRobot dataset folder, or an HDF5 file with camera images."""
     task: str = ""
     """Task to explore; default: the one the file's env_args name."""
     strip: bool = False
@@ -178,6 +185,22 @@ class LabelConfig:
     """Gradient steps fitting the IDM."""
     idm_hidden_dims: tuple[int, ...] = (256, 256)
     """Hidden widths of the IDM."""
+    camera: str = "agentview"
+    """--from-video: the camera that recorded the frames; the task renders it for the IDM."""
+    image_size: int = 0
+    """--from-video: frame size the task renders; 0 = the input's env_args, else the task's."""
+    resize: bool = False
+    """--from-video: scale frames of another size to the task's instead of refusing them."""
+    labelled: str = ""
+    """--from-video: demos with actions and the camera's frames that the IDM also learns from."""
+    idm_past_frames: int = 1
+    """--from-video: frames before a step that the IDM also sees (the motion under way)."""
+    idm_future_frames: int = 1
+    """--from-video: frames after a step's end that the IDM also sees (a late gripper)."""
+    valid_fraction: float = 0.1
+    """--from-video: share of recordings in mask/valid where the input has no masks."""
+    device: str = "cpu"
+    """--from-video: torch device fitting and running the IDM (cpu, cuda)."""
     seed: int = 0
     """Seed of exploration and the IDM's training."""
     overwrite: bool = False
@@ -189,8 +212,20 @@ class LabelConfig:
             raise ApprenticeError("label-actions: exploration_steps and idm_steps must be >= 1")
         if self.exploration_noise < 0:
             raise ApprenticeError("label-actions: exploration_noise must be >= 0")
-        if Path(self.demos).resolve() == Path(self.out).resolve():
-            raise ApprenticeError("label-actions: --out must differ from --demos")
+        if bool(self.demos) == bool(self.from_video):
+            raise ApprenticeError(
+                "label-actions: give the demos to label: --demos FILE (with states) or "
+                "--from-video VIDEO_OR_FOLDER (camera frames), one of them"
+            )
+        if self.strip and not self.demos:
+            raise ApprenticeError("label-actions: --strip copies --demos; --from-video has none")
+        if min(self.idm_past_frames, self.idm_future_frames) < 0:
+            raise ApprenticeError("label-actions: idm_past_frames and idm_future_frames >= 0")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ApprenticeError("label-actions: valid_fraction must be in [0, 1)")
+        if Path(self.demos or self.from_video).resolve() == Path(self.out).resolve():
+            given = "--demos" if self.demos else "--from-video"
+            raise ApprenticeError(f"label-actions: --out must differ from {given}")
 
 
 @dataclass
@@ -203,6 +238,8 @@ class LabelResult:
     error: dict[str, Any] | None = None
     """Against the true actions when --demos has them (mae, mae_per_dim, cosine)."""
     extra: dict[str, Any] = field(default_factory=dict)
+    """What else the run has to say (label-actions --from-video: the input's form, the
+    camera and frame size, the IDM's final training loss)."""
 
 
 def build_idm(cfg: LabelConfig, task: Task, idm_path: Path) -> InverseDynamicsModel:
@@ -232,7 +269,13 @@ def build_idm(cfg: LabelConfig, task: Task, idm_path: Path) -> InverseDynamicsMo
 
 
 def label_actions(cfg: LabelConfig) -> LabelResult:
-    """Label `cfg.demos` (see LabelConfig); resumable, crash-safe through the store."""
+    """Label `cfg.demos` or `cfg.from_video` (see LabelConfig); resumable, crash-safe
+    through the store."""
+    if cfg.from_video:
+        # Imported here: label_video builds on this module's config, result and error.
+        from apprentice.irl.label_video import label_video
+
+        return label_video(cfg)
     out = Path(cfg.out)
     if cfg.strip:
         n = strip_actions(cfg.demos, out, overwrite=cfg.overwrite)
