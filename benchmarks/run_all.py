@@ -70,6 +70,16 @@ def plan(quick: bool) -> tuple[list[list[str]], dict[str, str]]:
         ["bench_images.py", "--speed", *(["--quick"] if q else ["--success"])],
         ["bench_eval.py", "--episodes", "4" if q else "20", "--repeats", "1" if q else "3"],
         [
+            "bench_robustness.py",
+            "cost",
+            *(["--steps", "100", "--camera-steps", "10", "--rounds", "1"] if q else []),
+            *(["--out", str(OUT / "robustness_cost_quick.json")] if q else []),
+        ],
+        [
+            "bench_retarget.py",
+            *(["--tasks", "lift", "--demos", "2", "--noise", "1", "--workers", "1"] if q else []),
+        ],
+        [
             "bench_sweep.py",
             *(["--quick", "--out", str(OUT / "sweep_quick.json")] if q else []),
             *(["--work", str(OUT / "sweep_quick_runs")] if q else []),
