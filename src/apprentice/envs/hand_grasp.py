@@ -22,7 +22,6 @@ drawn one is made solid and visible at the drawn size. The shape and size live i
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -30,7 +29,6 @@ import mujoco
 import numpy as np
 
 from apprentice.envs.base import Oracle, Subtask, register_task
-from apprentice.envs.gl import rendering_hint
 from apprentice.envs.hand_grasp_objects import (
     SHAPES,
     draw_half_extents,
@@ -44,6 +42,8 @@ from apprentice.envs.mujoco_task import (
     MAX_DELTA_POS,
     MAX_DELTA_ROT,
     START_YAW_RANGE,
+    CameraRenderer,
+    check_variant_and_image_size,
     matrix_from_rotvec,
     rotvec_from_matrix,
 )
@@ -121,17 +121,7 @@ class HandGrasp(gym.Env[dict[str, np.ndarray], np.ndarray]):
             raise ApprenticeError(
                 f"task {self.name!r}: camera must be true or false, not {camera!r}"
             )
-        if (
-            isinstance(image_size, bool)
-            or not isinstance(image_size, int)
-            or not 8 <= image_size <= 512
-        ):
-            raise ApprenticeError(f"image_size must be an int in [8, 512], not {image_size!r}")
-        if variant not in self.placement:
-            raise ApprenticeError(
-                f"task {self.name!r} has no variant {variant!r}; "
-                f"its variants are {', '.join(self.placement)}"
-            )
+        check_variant_and_image_size(self.name, self.placement, variant, image_size)
         self.camera = camera
         self.image_size = image_size
         self.variant = variant
@@ -165,7 +155,7 @@ class HandGrasp(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._state_spec = mujoco.mjtState.mjSTATE_INTEGRATION
         self._state_size = mujoco.mj_stateSize(m, self._state_spec)
         self._steps = 0
-        self._renderers: dict[int, mujoco.Renderer] = {}
+        self._cameras = CameraRenderer(self.name, self.model, CAMERAS)
 
         box = gym.spaces.Box
         n = len(FINGER_JOINTS)
@@ -276,9 +266,7 @@ class HandGrasp(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return self.get_observation(), float(success), False, truncated, {"success": success}
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
+        self._cameras.close()
 
     # --- state -------------------------------------------------------------------------------
 
@@ -438,23 +426,7 @@ class HandGrasp(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return obs
 
     def render_frame(self, camera: str, size: int = 84) -> np.ndarray:
-        if camera not in CAMERAS:
-            raise ApprenticeError(f"unknown camera {camera!r}; cameras: {', '.join(CAMERAS)}")
-        if not 8 <= size <= 512:
-            raise ApprenticeError(f"frame size must be in [8, 512], not {size}")
-        renderer = self._renderers.get(size)
-        if renderer is None:
-            # Made on first use so low-dim envs never open a GL context.
-            try:
-                renderer = mujoco.Renderer(self.model, size, size)
-            except (mujoco.FatalError, RuntimeError, AttributeError, ImportError, OSError) as e:
-                raise ApprenticeError(
-                    f"task {self.name}: cannot render camera {camera!r}: {e} "
-                    f"{rendering_hint(os.environ)}"
-                ) from None
-            self._renderers[size] = renderer
-        renderer.update_scene(self.data, camera=camera)
-        return np.asarray(renderer.render(), dtype=np.uint8)
+        return self._cameras.render(self.data, camera, size)
 
     def render(self) -> np.ndarray:
         return self.render_frame("agentview", 256)

@@ -144,20 +144,10 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             axis_kwargs,
             self.unsupported_axes_reason,
         )
-        if variant not in self.placement:
-            raise ApprenticeError(
-                f"task {self.name!r} has no variant {variant!r}; "
-                f"its variants are {', '.join(self.placement)}"
-            )
+        check_variant_and_image_size(self.name, self.placement, variant, image_size)
         self.variant = variant
         self.xy_range = self.placement[variant]
         """Half-width (m) of the square the objects' start xy is drawn from."""
-        if (
-            isinstance(image_size, bool)
-            or not isinstance(image_size, int)
-            or not (8 <= image_size <= 512)
-        ):
-            raise ApprenticeError(f"image_size must be an int in [8, 512], not {image_size!r}")
         self.metadata = {"render_modes": ["rgb_array"], "render_fps": self.control_freq}
         self.camera = camera
         self.image_size = image_size
@@ -411,6 +401,23 @@ class MujocoTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return gripper_holds(
             self.data, self._gripper_body, self._finger_qpos, self._finger_ctrl, point, half_width
         )
+
+
+def check_variant_and_image_size(
+    task: str, placement: dict[str, float], variant: str, image_size: Any
+) -> None:
+    """Refuse, in one line, a placement variant the task lacks or an image size outside
+    [8, 512] (the checks every built-in MuJoCo task's constructor makes)."""
+    if variant not in placement:
+        raise ApprenticeError(
+            f"task {task!r} has no variant {variant!r}; its variants are {', '.join(placement)}"
+        )
+    if (
+        isinstance(image_size, bool)
+        or not isinstance(image_size, int)
+        or not 8 <= image_size <= 512
+    ):
+        raise ApprenticeError(f"image_size must be an int in [8, 512], not {image_size!r}")
 
 
 class CameraRenderer:

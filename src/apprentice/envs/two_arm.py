@@ -38,6 +38,7 @@ from apprentice.envs.mujoco_task import (
     MAX_DELTA_POS,
     MAX_DELTA_ROT,
     CameraRenderer,
+    check_variant_and_image_size,
     finger_target,
     gripper_holds,
     matrix_from_rotvec,
@@ -135,17 +136,7 @@ class TwoArmTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             raise ApprenticeError(
                 f"task {self.name!r}: camera must be true or false, not {camera!r}"
             )
-        if (
-            isinstance(image_size, bool)
-            or not isinstance(image_size, int)
-            or not 8 <= image_size <= 512
-        ):
-            raise ApprenticeError(f"image_size must be an int in [8, 512], not {image_size!r}")
-        if variant not in self.placement:
-            raise ApprenticeError(
-                f"task {self.name!r} has no variant {variant!r}; "
-                f"its variants are {', '.join(self.placement)}"
-            )
+        check_variant_and_image_size(self.name, self.placement, variant, image_size)
         self.camera = camera
         self.image_size = image_size
         self.variant = variant
