@@ -16,16 +16,23 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 
 from apprentice.collect.record import record_episode
 from apprentice.data.episode import Episode
+from apprentice.envs.arms import MultiArmTask
 from apprentice.envs.base import Subtask, Task
 from apprentice.envs.pool import worker_task
 from apprentice.envs.seeds import HELD_OUT_SEED_BASE
-from apprentice.generate.poses import interpolate_poses, pose_distance, pose_inv, transform_segment
+from apprentice.generate.poses import (
+    grasp_correction,
+    interpolate_poses,
+    pose_distance,
+    pose_inv,
+    transform_segment,
+)
 from apprentice.generate.source import SourceDemo, Sources, check_subtasks, load_sources
 
 SELECTIONS = ("nearest", "random")
@@ -75,6 +82,33 @@ class Attempt:
         return self.failure is None
 
 
+class Player(Protocol):
+    """The actor of a generated episode: it plays transformed source segments until it has
+    none left or one fails, and says which source demos it used and why it failed."""
+
+    failure: Failure | None
+    """The failure seen while playing (a subtask's signal off when it ended), if any."""
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray: ...
+
+    def should_stop(self) -> bool:
+        """Asked after each step: whether nothing is left to play (all done, or failed)."""
+        ...
+
+    def failure_at_end(self) -> Failure:
+        """Why the attempt failed, when the episode ended with no failure seen yet and the
+        task not done."""
+        ...
+
+    def provenance(self) -> tuple[str, ...]:
+        """The source demo of each subtask whose segment was planned, by subtask number."""
+        ...
+
+    def episode_attrs(self) -> dict[str, Any]:
+        """Attributes of the generated demo beyond its provenance (may be empty)."""
+        ...
+
+
 class SegmentPlayer:
     """Plans and plays one subtask's segment at a time; the actor of a generated episode."""
 
@@ -107,6 +141,28 @@ class SegmentPlayer:
     def should_stop(self) -> bool:
         """Asked after each step: plan the next segment if the current one is spent."""
         return not self._advance()
+
+    def failure_at_end(self) -> Failure:
+        if not self.finished:
+            return Failure(
+                max(self.next_subtask - 1, 0),
+                "horizon",
+                f"the horizon of {self.task.horizon} steps ended the episode mid-subtask",
+            )
+        last = len(self.subtasks) - 1
+        demo, _, stop = self.chosen[last]
+        return Failure(
+            last,
+            "not_done",
+            f"task not done after the last segment (signals then: {signal_summary(self.task)})",
+            self.offset_from_source(last, demo, stop - 1),
+        )
+
+    def provenance(self) -> tuple[str, ...]:
+        return tuple(demo.name for demo, _, _ in self.chosen)
+
+    def episode_attrs(self) -> dict[str, Any]:
+        return {}
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         if not self._advance():  # only before the first step; later should_stop stops first
@@ -148,16 +204,7 @@ class SegmentPlayer:
     def offset_from_source(self, i: int, demo: SourceDemo, step: int) -> float:
         """Distance (m) between the eef (or the held object) now and in the source at `step`,
         both taken relative to subtask i's reference object."""
-        sub = self.subtasks[i]
-        poses = self.task.object_poses()
-        obj_now = np.eye(4) if sub.object is None else poses[sub.object]
-        if sub.held is None:
-            now, src = self.task.eef_pose(), demo.info.eef_pose[step]
-        else:
-            now, src = poses[sub.held], demo.object_pose(sub.held, step)
-        rel_now = pose_inv(obj_now) @ now
-        rel_src = pose_inv(demo.object_pose(sub.object, step)) @ src
-        return float(np.linalg.norm(rel_now[:3, 3] - rel_src[:3, 3]))
+        return source_offset(self.subtasks[i], self.task, self.task.eef_pose(), demo, step)
 
     def _plan(self, i: int) -> None:
         sub = self.subtasks[i]
@@ -180,18 +227,74 @@ class SegmentPlayer:
     def _grasp_correction(self, held: str, demo: SourceDemo, start: int) -> np.ndarray:
         """inv(eef) held pose in the source times its inverse now: right-multiplied into
         the eef poses, it makes the held object (not the eef) retrace the source's path."""
-        in_hand_src = pose_inv(demo.info.eef_pose[start]) @ demo.object_pose(held, start)
-        in_hand_now = pose_inv(self.task.eef_pose()) @ self.task.object_poses()[held]
-        return in_hand_src @ pose_inv(in_hand_now)
+        return grasp_correction(
+            demo.info.eef_pose[start],
+            demo.object_pose(held, start),
+            self.task.eef_pose(),
+            self.task.object_poses()[held],
+        )
 
     def _select(self, i: int, obj: str | None, obj_now: np.ndarray) -> tuple[SourceDemo, int, int]:
         candidates = [(d, *d.segments(self.offsets[:-1])[i]) for d in self.sources]
-        if self.settings.selection == "random" or obj is None:
-            return candidates[int(self.rng.integers(len(candidates)))]
-        dists = [pose_distance(d.object_pose(obj, start), obj_now) for d, start, _ in candidates]
-        k = min(self.settings.nearest_k, len(candidates))
-        nearest = np.argsort(dists, kind="stable")[:k]
-        return candidates[int(nearest[int(self.rng.integers(k))])]
+        return select_segment(candidates, obj, obj_now, self.settings, self.rng)
+
+
+Segment = tuple[SourceDemo, int, int]
+"""A source demo and the [start, stop) steps of one of its segments."""
+
+
+def select_segment(
+    candidates: Sequence[Segment],
+    obj: str | None,
+    obj_now: np.ndarray,
+    settings: GenerationSettings,
+    rng: np.random.Generator,
+) -> Segment:
+    """One of the candidate segments, by `settings.selection`: with "nearest", one of the
+    `nearest_k` whose reference object `obj` started closest to its pose now, `obj_now`."""
+    if settings.selection == "random" or obj is None:
+        return candidates[int(rng.integers(len(candidates)))]
+    dists = [pose_distance(d.object_pose(obj, start), obj_now) for d, start, _ in candidates]
+    k = min(settings.nearest_k, len(candidates))
+    nearest = np.argsort(dists, kind="stable")[:k]
+    return candidates[int(nearest[int(rng.integers(k))])]
+
+
+def source_offset(
+    sub: Subtask, task: Task, eef_now: np.ndarray, demo: SourceDemo, step: int
+) -> float:
+    """Distance (m) between the eef `eef_now` (or the held object) now and in the source
+    `demo` at `step`, both taken relative to the subtask's reference object."""
+    poses = task.object_poses()
+    obj_now = np.eye(4) if sub.object is None else poses[sub.object]
+    if sub.held is None:
+        now, src = eef_now, demo.info.eef_pose[step]
+    else:
+        now, src = poses[sub.held], demo.object_pose(sub.held, step)
+    rel_now = pose_inv(obj_now) @ now
+    rel_src = pose_inv(demo.object_pose(sub.object, step)) @ src
+    return float(np.linalg.norm(rel_now[:3, 3] - rel_src[:3, 3]))
+
+
+def signal_summary(task: Task) -> str:
+    """The task's subtask signals now, as "name=0/1 ..."."""
+    return " ".join(f"{k}={int(v)}" for k, v in task.subtask_signals().items())
+
+
+def make_player(
+    task: Task,
+    sources: Sequence[SourceDemo],
+    subtasks: Sequence[Subtask],
+    settings: GenerationSettings,
+    rng: np.random.Generator,
+) -> Player:
+    """A `SegmentPlayer`, or for a task with several arms a `multi_arm.MultiArmPlayer`."""
+    if int(getattr(task, "n_arms", 1)) == 1:
+        return SegmentPlayer(task, sources, subtasks, settings, rng)
+    # Imported here: multi_arm builds on this module (Failure, the settings, the selection).
+    from apprentice.generate.multi_arm import MultiArmPlayer
+
+    return MultiArmPlayer(cast(MultiArmTask, task), sources, subtasks, settings, rng)
 
 
 def run_attempt(
@@ -201,7 +304,7 @@ def run_attempt(
     subtasks = check_subtasks(task)
     rng = np.random.default_rng([seed, index])
     scene_seed = int(rng.integers(HELD_OUT_SEED_BASE))
-    player = SegmentPlayer(task, sources.demos, subtasks, settings, rng)
+    player = make_player(task, sources.demos, subtasks, settings, rng)
     episode = record_episode(
         task,
         player.act,
@@ -211,29 +314,12 @@ def run_attempt(
         should_stop=player.should_stop,
     )
     failure = player.failure
-    done = task.is_success()
-    if failure is None and not done:
-        if player.finished:
-            signals = " ".join(f"{k}={int(v)}" for k, v in task.subtask_signals().items())
-            last = len(subtasks) - 1
-            demo, _, stop = player.chosen[last]
-            failure = Failure(
-                last,
-                "not_done",
-                f"task not done after the last segment (signals then: {signals})",
-                player.offset_from_source(last, demo, stop - 1),
-            )
-        else:
-            failure = Failure(
-                max(player.next_subtask - 1, 0),
-                "horizon",
-                f"the horizon of {task.horizon} steps ended the episode mid-subtask",
-            )
-    provenance = tuple(demo.name for demo, _, _ in player.chosen)
+    if failure is None and not task.is_success():
+        failure = player.failure_at_end()
+    provenance = player.provenance()
+    attrs = {"attempt": index, "src_demos": list(provenance), "src_file": str(sources.path)}
     episode = dataclasses.replace(
-        episode,
-        success=failure is None,
-        attrs={"attempt": index, "src_demos": list(provenance), "src_file": str(sources.path)},
+        episode, success=failure is None, attrs={**attrs, **player.episode_attrs()}
     )
     return Attempt(index, scene_seed, episode, provenance, failure)
 

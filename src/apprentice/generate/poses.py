@@ -28,6 +28,17 @@ def transform_segment(
     return np.einsum("ij,tjk->tik", shift, eef_poses)
 
 
+def grasp_correction(
+    eef_src: np.ndarray, held_src: np.ndarray, eef_now: np.ndarray, held_now: np.ndarray
+) -> np.ndarray:
+    """The held object's pose in the hand in the source times its inverse now: right-multiplied
+    into a segment's eef poses, it makes the held object (not the eef) retrace the source's
+    path relative to the segment's reference object."""
+    in_hand_src = pose_inv(eef_src) @ held_src
+    in_hand_now = pose_inv(eef_now) @ held_now
+    return in_hand_src @ pose_inv(in_hand_now)
+
+
 def interpolate_poses(start: np.ndarray, end: np.ndarray, steps: int) -> np.ndarray:
     """`steps` poses (steps, 4, 4) strictly between `start` and `end`, evenly spaced.
 

@@ -7,13 +7,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
 from apprentice.data.episode import DatagenInfo
-from apprentice.data.source import open_source
+from apprentice.data.source import DemoSource, open_source
+from apprentice.envs.arms import MultiArmTask
 from apprentice.envs.base import Subtask, Task
 from apprentice.errors import ApprenticeError
+from apprentice.generate.arm_stages import arm_datagen_infos, arm_plan
 
 
 @dataclass(frozen=True)
@@ -22,11 +25,16 @@ class SourceDemo:
 
     `ends` holds, for each subtask but the last, the first step at which its terminating
     signal is on: the subtask's segment stops just before it (plus a drawn offset).
+
+    A demo of a multi-arm task has one such view per arm in `arms`, each with the arm's own
+    eef pose, target pose and gripper action in its `info` and the `ends` of the arm's list
+    of stages; its own `info` is the stored one (arm 0's) and its `ends` are empty.
     """
 
     name: str
     info: DatagenInfo
     ends: tuple[int, ...]
+    arms: tuple[SourceDemo, ...] = ()
 
     @property
     def length(self) -> int:
@@ -81,35 +89,47 @@ def subtask_ends(signals: dict[str, np.ndarray], subtasks: Sequence[Subtask]) ->
 
 
 def check_subtasks(task: Task) -> tuple[Subtask, ...]:
-    """The task's subtasks, or one clear error saying why it cannot be generated from."""
+    """The task's subtasks, or one clear error saying why it cannot be generated from.
+
+    A multi-arm task's subtasks must also split into per-arm lists and sync groups
+    (`arm_stages.arm_plan`), each arm's list checked like a single-arm task's.
+    """
     subtasks = tuple(getattr(task, "subtasks", ()))
-    arms = int(getattr(task, "n_arms", 1))
-    if arms > 1:
-        raise ApprenticeError(
-            f"task {task.name!r} has {arms} arms; generate replays one arm's segments, and "
-            "per-arm segments with coordinated stages (DexMimicGen) are not built yet"
-        )
     if not subtasks:
         raise ApprenticeError(
             f"task {task.name!r} declares no subtasks, so there is nothing to generate from; "
             "list them in its `subtasks` attribute (see apprentice.envs.Subtask)"
         )
-    for i, sub in enumerate(subtasks):
+    if int(getattr(task, "n_arms", 1)) == 1:
+        _check_stage_list(task.name, subtasks, list(range(len(subtasks))), "the")
+        return subtasks
+    for arm, stages in enumerate(arm_plan(task, subtasks).arms):
+        own = [s.subtask for s in stages]
+        _check_stage_list(task.name, own, [s.index for s in stages], f"arm {arm}'s")
+    return subtasks
+
+
+def _check_stage_list(
+    task_name: str, subtasks: Sequence[Subtask], numbers: Sequence[int], owner: str
+) -> None:
+    """One list of stages run in order: each ends on a signal but the last, which ends with
+    the demo; `numbers` are their subtask numbers, `owner` whose list it is."""
+    for i, (number, sub) in enumerate(zip(numbers, subtasks, strict=True)):
         last = i == len(subtasks) - 1
         if last and sub.term_signal is not None:
             raise ApprenticeError(
-                f"task {task.name!r}: the last subtask ends with the demo; its term_signal "
+                f"task {task_name!r}: {owner} last subtask ends with the demo; its term_signal "
                 f"must be None, not {sub.term_signal!r}"
             )
         if not last and sub.term_signal is None:
             raise ApprenticeError(
-                f"task {task.name!r}: subtask {i} needs a term_signal (only the last has none)"
+                f"task {task_name!r}: subtask {number} needs a term_signal (only {owner} last "
+                "has none)"
             )
         if sub.term_offset[0] > sub.term_offset[1]:
             raise ApprenticeError(
-                f"task {task.name!r}: subtask {i} term_offset {sub.term_offset} has lo > hi"
+                f"task {task_name!r}: subtask {number} term_offset {sub.term_offset} has lo > hi"
             )
-    return subtasks
 
 
 def load_sources(path: str | os.PathLike[str], task: Task) -> Sources:
@@ -142,11 +162,14 @@ def load_sources(path: str | os.PathLike[str], task: Task) -> Sources:
                     "recompute it"
                 )
             try:
-                ends = subtask_ends(info.subtask_term_signals, subtasks)
+                if int(getattr(task, "n_arms", 1)) > 1:
+                    multi = cast(MultiArmTask, task)
+                    demos.append(_multi_arm_demo(multi, subtasks, name, info, f))
+                else:
+                    ends = subtask_ends(info.subtask_term_signals, subtasks)
+                    demos.append(SourceDemo(name, info, ends))
             except ValueError as e:
                 skipped[name] = str(e)
-                continue
-            demos.append(SourceDemo(name, info, ends))
     if unannotated and not demos:
         raise ApprenticeError(
             f"{p}: no demo has datagen_info (e.g. {unannotated[0]}); run `apprentice annotate "
@@ -158,6 +181,26 @@ def load_sources(path: str | os.PathLike[str], task: Task) -> Sources:
         reasons = "; ".join(f"{n}: {r}" for n, r in list(skipped.items())[:3])
         raise ApprenticeError(f"{p}: no demo can seed generation ({reasons or 'file is empty'})")
     return Sources(p, demos, skipped)
+
+
+def _multi_arm_demo(
+    task: MultiArmTask,
+    subtasks: tuple[Subtask, ...],
+    name: str,
+    info: DatagenInfo,
+    f: DemoSource,
+) -> SourceDemo:
+    """A multi-arm task's source demo with its per-arm views (see `SourceDemo`); ValueError
+    saying why the demo cannot seed generation."""
+    states = f.read_states(name)
+    if states is None:
+        raise ValueError("no simulator states, from which each arm's poses are replayed")
+    infos = arm_datagen_infos(task, info, states, f.read_actions(name))
+    arms = []
+    for arm_info, stages in zip(infos, arm_plan(task, subtasks).arms, strict=True):
+        ends = subtask_ends(info.subtask_term_signals, [s.subtask for s in stages])
+        arms.append(SourceDemo(name, arm_info, ends))
+    return SourceDemo(name, info, (), tuple(arms))
 
 
 def _check_info(info: DatagenInfo, where: str) -> None:

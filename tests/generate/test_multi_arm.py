@@ -1,0 +1,154 @@
+"""Generation on the two-arm tasks: per-arm segments, sync groups and the arms' waits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from apprentice.collect.oracle import CollectConfig, collect_demos
+from apprentice.data import DemoFile
+from apprentice.envs import make_task
+from apprentice.envs.arms import ArmSubtask
+from apprentice.envs.two_arm import TwoArmTask
+from apprentice.errors import ApprenticeError
+from apprentice.generate.run import GenerateConfig, run_generate
+from apprentice.generate.source import check_subtasks, load_sources
+
+TASKS = ("handover", "bimanual_lift")
+
+
+@pytest.fixture(scope="module", params=TASKS)
+def generated(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path, Path]:
+    """(task, 4 oracle source demos, 2 demos generated from them)."""
+    task = str(request.param)
+    work = tmp_path_factory.mktemp(f"gen_{task}")
+    source, out = work / "source.hdf5", work / "gen.hdf5"
+    collect_demos(CollectConfig(task=task, n=4, out=str(source), workers=1, progress=False))
+    r = run_generate(GenerateConfig(source=str(source), out=str(out), n=2, progress=False))
+    assert r.successes == 2 and r.dgr == 2 / r.attempts
+    assert sum(r.failures.values()) == r.attempts - 2
+    return task, source, out
+
+
+def episodes(path: Path) -> list:  # type: ignore[type-arg]
+    with DemoFile(path) as f:
+        return [f.read(n) for n in f.demo_names]
+
+
+def test_per_arm_source_views_replay_each_arms_poses(generated: tuple[str, Path, Path]) -> None:
+    task_name, source, _ = generated
+    task = make_task(task_name)
+    sources = load_sources(source, task)
+    assert len(sources.demos) == 4 and not sources.skipped
+    with DemoFile(source) as f:
+        first = f.read(f.demo_names[0])
+    demo = sources.demos[0]
+    for arm, view in enumerate(demo.arms):
+        pos = first.obs[f"robot{arm}_eef_pos"]
+        np.testing.assert_allclose(view.info.eef_pose[:, :3, 3], pos, atol=1e-5)
+        np.testing.assert_array_equal(view.info.gripper_action[:, 0], first.actions[:, 7 * arm + 6])
+    # Arm 0's view is the stored (single-arm) datagen_info.
+    np.testing.assert_allclose(demo.arms[0].info.target_pose, demo.info.target_pose, atol=1e-9)
+    task.close()
+
+
+def test_generated_demos_replay_to_success(generated: tuple[str, Path, Path]) -> None:
+    task_name, _, out = generated
+    task = make_task(task_name)
+    for ep in episodes(out):
+        assert ep.success and ep.source == "generated"
+        assert ep.actions.shape[1] == 14 and np.all(np.abs(ep.actions) <= 1.0)
+        assert len(ep.attrs["src_demos"]) == len(task.subtasks)
+        task.reset(seed=ep.seed)
+        task.set_state(ep.states[0])
+        for action in ep.actions:
+            task.step(action)
+        assert task.is_success()
+    task.close()
+
+
+def test_sync_groups_start_and_end_together_and_the_early_arm_waits_still(
+    generated: tuple[str, Path, Path],
+) -> None:
+    task_name, _, out = generated
+    task = make_task(task_name)
+    assert isinstance(task, TwoArmTask)
+    subtasks = task.subtasks
+    waited = 0
+    for ep in episodes(out):
+        steps = np.asarray(ep.attrs["subtask_steps"])  # n_subtasks, 2
+        syncs = {s.sync for s in subtasks if isinstance(s, ArmSubtask) and s.sync}
+        for group in syncs:
+            members = [i for i, s in enumerate(subtasks) if getattr(s, "sync", None) == group]
+            assert len({tuple(steps[i]) for i in members}) == 1, (group, steps[members])
+            start = int(steps[members[0], 0])
+            for i in members:
+                arm = subtasks[i].arm  # type: ignore[attr-defined]
+                # The arm's previous stage ended at its stop; from there to the group's start
+                # it holds one target pose with its gripper unchanged.
+                before = [j for j, s in enumerate(subtasks[:i]) if s.arm == arm]  # type: ignore[attr-defined]
+                end = int(steps[before[-1], 1]) if before else 0
+                assert end <= start
+                if start - end < 2:
+                    continue
+                waited += 1
+                targets = []
+                for t in range(end, start):
+                    task.set_state(ep.states[t])
+                    targets.append(task.action_to_target_pose(ep.actions[t], arm))
+                np.testing.assert_allclose(np.diff(targets, axis=0), 0.0, atol=1e-4)
+                grippers = ep.actions[end:start, 7 * arm + 6]
+                assert np.all(grippers == grippers[0])
+    assert waited > 0, "no arm waited for its sync group"
+    task.close()
+
+
+def two_arm_task(*subtasks: object) -> SimpleNamespace:
+    return SimpleNamespace(name="fake2", n_arms=2, subtasks=subtasks)
+
+
+@pytest.mark.parametrize(
+    ("subtasks", "message"),
+    [
+        ((ArmSubtask("a", None, arm=0),), "arm 1 has no subtask"),
+        (
+            (ArmSubtask("a", "x", arm=0), ArmSubtask("a", None, arm=1)),
+            "arm 0's last subtask ends with the demo",
+        ),
+        (
+            (
+                ArmSubtask("a", "g", arm=0, sync="s"),
+                ArmSubtask("a", None, arm=0),
+                ArmSubtask("a", "h", arm=1, sync="s"),
+                ArmSubtask("a", None, arm=1),
+            ),
+            "sync group 's': its stages end together",
+        ),
+        (
+            (
+                ArmSubtask("a", "g", arm=0, sync="s"),
+                ArmSubtask("a", "h", arm=0, sync="t"),
+                ArmSubtask("a", None, arm=0),
+                ArmSubtask("a", "h", arm=1, sync="t"),
+                ArmSubtask("a", "g", arm=1, sync="s"),
+                ArmSubtask("a", None, arm=1),
+            ),
+            "different orders",
+        ),
+        (
+            (
+                ArmSubtask("a", None, arm=0, sync="s"),
+                ArmSubtask("b", None, arm=1, sync="s"),
+            ),
+            "one object's transform",
+        ),
+    ],
+)
+def test_malformed_arm_subtasks_are_refused(subtasks: tuple[ArmSubtask, ...], message: str) -> None:
+    with pytest.raises(ApprenticeError, match=message):
+        check_subtasks(two_arm_task(*subtasks))  # type: ignore[arg-type]
