@@ -33,14 +33,15 @@ from apprentice.policies import policy_config_class, policy_config_from_dict
 from apprentice.sweep import Cell, CellJob, CellLog, DemoSpec, run_cells
 from harness import OUT, add_out, add_quick, add_seeds, markdown_table, parser, wilson_cell
 
-POLICIES = ("mlp", "gmm", "rnn", "transformer", "act", "diffusion")
+POLICIES = ("mlp", "gmm", "rnn", "transformer", "act", "diffusion", "flow")
 CAMS = ("agentview_image", "eye_in_hand_image")
 PROPRIO = ("eef_pos", "eef_quat", "gripper_qpos")
 # One budget for every policy. The feed-forward and recurrent policies take robomimic's
 # defaults at lr 1e-3 (what the head-to-head used); the attention and diffusion policies take
 # 3e-4 and a clipped gradient, as transformers are prone to blow up at 1e-3 without warm-up.
 LR = {"mlp": 1e-3, "gmm": 1e-3, "rnn": 1e-3, "transformer": 3e-4, "act": 3e-4, "diffusion": 3e-4}
-CLIP = {"transformer": 1.0, "act": 1.0, "diffusion": 1.0}
+LR["flow"] = 3e-4
+CLIP = {"transformer": 1.0, "act": 1.0, "diffusion": 1.0, "flow": 1.0}
 # --quick: each policy's tiny size, the diffusion policy's with a transformer denoiser and
 # fewer steps still.
 QUICK_ARGS: dict[str, dict[str, Any]] = {
@@ -74,7 +75,8 @@ def job(cell: Cell, args: Any, out: Path) -> CellJob:
         threads=1,
         progress=False,
     )
-    return CellJob(cell, DemoSpec(cell.task, camera=images), train, args.episodes, args.eval_envs)
+    demos = DemoSpec(cell.task, camera=images, action_noise=args.action_noise)
+    return CellJob(cell, demos, train, args.episodes, args.eval_envs)
 
 
 def parse_cell(key: str) -> Cell:
@@ -131,6 +133,12 @@ def main() -> None:
     p.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     p.add_argument("--demos", nargs="+", type=int, default=[50, 200])
     add_seeds(p)
+    p.add_argument(
+        "--action-noise",
+        type=float,
+        default=0.0,
+        help="collect the oracle's demos under this action noise (its own --out)",
+    )
     p.add_argument("--episodes", type=int, default=50, help="held-out rollouts per cell")
     p.add_argument(
         "--eval-envs",

@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from apprentice.collect.noisy import DEFECTS, HumanNoise, collect_human_like
+from apprentice.collect.noisy import (
+    DEFECTS,
+    HumanNoise,
+    add_motion_noise,
+    collect_human_like,
+    motion_dims,
+)
 from apprentice.envs import make_task
 from apprentice.envs.hand_grasp import grasp_synergy
 
@@ -100,3 +106,23 @@ def test_a_pause_holds_both_grippers_of_a_built_in_two_arm_task(name: str) -> No
     np.testing.assert_array_equal(
         a[run][:, [6, 13]], np.tile(a[run.start - 1, [6, 13]], (len(run), 1))
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "moved"),
+    [
+        ("lift", list(range(6))),
+        ("handover", [*range(6), *range(7, 13)]),
+        ("hand_grasp", list(range(6))),
+        ("pusht", [0]),
+    ],
+)
+def test_action_noise_moves_each_arms_pose_and_not_its_grasp(name: str, moved: list[int]) -> None:
+    task = make_task(name)
+    dims = motion_dims(task)
+    assert dims == moved
+    action = np.zeros(task.action_space.shape[0])
+    noisy = add_motion_noise(action, dims, 0.1, np.random.default_rng(0))
+    assert np.all(noisy[moved] != 0.0)
+    np.testing.assert_array_equal(np.delete(noisy, moved), np.delete(action, moved))
+    task.close()

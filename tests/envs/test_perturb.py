@@ -9,7 +9,13 @@ import pytest
 
 from apprentice.envs.base import make_task
 from apprentice.envs.mujoco_perturb import HIDDEN, N_DISTRACTORS
-from apprentice.envs.perturb import AXES, Perturbations, merge_task_args, parse_level
+from apprentice.envs.perturb import (
+    AXES,
+    Actuation,
+    Perturbations,
+    merge_task_args,
+    parse_level,
+)
 from apprentice.errors import ApprenticeError
 
 MODEL_FIELDS = {
@@ -166,6 +172,18 @@ def test_action_noise_perturbs_the_executed_action_reproducibly() -> None:
     noisy = path(action_noise=1.0)
     assert np.abs(noisy - still).max() > 1e-3
     np.testing.assert_array_equal(noisy, path(action_noise=1.0))
+
+
+def test_action_noise_moves_every_arms_pose_and_no_gripper() -> None:
+    # A two-arm action (robosuite's Transport): one 7-D block per arm, the gripper last.
+    hold = np.tile(np.r_[np.zeros(6), -1.0], 2)
+    actuation = Actuation(Perturbations({"action_noise": 1.0}), hold=hold)
+    actuation.reset({"action_noise": np.random.default_rng(0)})
+    commanded = np.tile(np.r_[np.zeros(6), 0.5], 2)
+    executed = actuation(commanded)
+    grippers = [6, 13]
+    np.testing.assert_array_equal(executed[grippers], commanded[grippers])
+    assert np.all(executed[[i for i in range(14) if i not in grippers]] != 0.0)
 
 
 def test_friction_and_mass_scale_by_their_level_in_either_direction() -> None:

@@ -211,6 +211,25 @@ class HumanLikeOracle:
         action[eef.stop : block.stop] = grasp[eef.stop : block.stop]
 
 
+def motion_dims(task: Task) -> list[int]:
+    """The action dims that `--action-noise` perturbs: every arm's delta pose on an
+    end-effector task (not its grippers, nor a hand's finger targets); on any other task
+    (Push-T's planar target) every dim but the last, as before arms had layouts."""
+    try:
+        return list(arm_layout(task).eef_dims)
+    except ApprenticeError:
+        return list(range(int(task.action_space.shape[0]) - 1))
+
+
+def add_motion_noise(
+    action: np.ndarray, dims: list[int], std: float, rng: np.random.Generator
+) -> np.ndarray:
+    """A copy of `action` (A,) with Gaussian noise of `std` on `dims`, drawn from `rng`."""
+    action = np.array(action, dtype=np.float64)
+    action[dims] += std * rng.standard_normal(len(dims))
+    return action
+
+
 def collect_human_like(
     task: Task,
     oracle: Oracle,
@@ -227,12 +246,12 @@ def collect_human_like(
     """
     human = HumanLikeOracle(task, oracle, noise, np.random.default_rng([seed, 2]))
     noise_rng = np.random.default_rng([seed, 1])
+    dims = motion_dims(task)
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
         action = human.act(obs)
         if action_noise > 0 and not human.still:
-            action = action.copy()
-            action[:-1] += action_noise * noise_rng.standard_normal(len(action) - 1)
+            action = add_motion_noise(action, dims, action_noise, noise_rng)
         return action
 
     episode = record_episode(

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from apprentice.collect.noisy import add_motion_noise, motion_dims
 from apprentice.collect.record import record_episode
 from apprentice.data.episode import Episode
 from apprentice.data.reader import canonical_env_args
@@ -47,9 +48,10 @@ class CollectConfig:
     seed: int = 0
     """First initial-state seed; attempt i uses seed + i."""
     action_noise: float = 0.0
-    """Std of Gaussian noise added to the oracle's motion actions (not the gripper) and
-    recorded with them, as MimicGen does: demos then visit, and correct, slightly perturbed
-    states around the expert's path."""
+    """Std of Gaussian noise added to the oracle's motion actions (every arm's delta pose,
+    not the grippers or finger targets: `collect.noisy.motion_dims`) and recorded with them,
+    as MimicGen does: demos then visit, and correct, slightly perturbed states around the
+    expert's path."""
     steps_after_success: int = 10
     """Keep recording this many oracle steps after the task first succeeds (release, retreat)."""
     valid_fraction: float = 0.1
@@ -133,13 +135,11 @@ def _oracle_episode(
             task, oracle, human_noise, seed=seed, after=after, action_noise=noise
         )
     noise_rng = np.random.default_rng([seed, 1])  # its own stream: the oracle's stays the same
+    dims = motion_dims(task)
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
         action = oracle.act(obs)
-        if noise > 0:
-            action = action.copy()
-            action[:-1] += noise * noise_rng.standard_normal(len(action) - 1)
-        return action
+        return add_motion_noise(action, dims, noise, noise_rng) if noise > 0 else action
 
     return record_episode(
         task, act, seed=seed, source="oracle", on_reset=oracle.reset, steps_after_success=after

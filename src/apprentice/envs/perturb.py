@@ -182,7 +182,13 @@ class Actuation:
     def __init__(self, perturbations: Perturbations, hold: np.ndarray) -> None:
         self.perturbations = perturbations
         self.hold = np.asarray(hold, dtype=np.float64)
-        """The action executed while the delay line fills (no motion, gripper as at reset)."""
+        """The action executed while the delay line fills (no motion, gripper as at reset);
+        its 7-D blocks, one per arm, also say where the noise goes: on each arm's delta
+        pose, not on its gripper."""
+        blocks = np.arange(self.hold.size).reshape(-1, 7) if self.hold.size % 7 == 0 else None
+        self._motion = (
+            blocks[:, :6].reshape(-1) if blocks is not None else np.arange(self.hold.size - 1)
+        )
         self.active = any(a in perturbations.levels for a in ACTUATION_AXES)
         self.has_delay = "latency" in perturbations.levels
         self.delay = 0
@@ -203,8 +209,8 @@ class Actuation:
         """The action to execute this step, given the (clipped) one commanded."""
         a = np.asarray(action, dtype=np.float64)
         if self.noise_std > 0.0:
-            a = a.copy()
-            a[:-1] = np.clip(a[:-1] + self._rng.normal(0.0, self.noise_std, a.size - 1), -1, 1)
+            a, m = a.copy(), self._motion
+            a[m] = np.clip(a[m] + self._rng.normal(0.0, self.noise_std, m.size), -1, 1)
         if self.delay == 0:
             return a
         self._pending.append(a)
