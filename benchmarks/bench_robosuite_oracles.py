@@ -65,7 +65,8 @@ def oracle_run(name: str, episodes: int) -> dict[str, Any]:
 
 def env_steps_per_s(name: str, steps: int) -> float:
     env = make_task(name)
-    actions = np.random.default_rng(0).uniform(-1, 1, size=(steps, 7)).astype(np.float32)
+    shape = (steps, *env.action_space.shape)
+    actions = np.random.default_rng(0).uniform(-1, 1, size=shape).astype(np.float32)
     env.reset(seed=0)
     start = time.perf_counter()
     for t in range(steps):
@@ -109,7 +110,7 @@ def smoke(tasks: list[str]) -> None:
         )
         obs = {k: v[-1] for k, v in episode.next_obs.items()}
         state = env.get_state()
-        actions = np.random.default_rng(1).uniform(-1, 1, size=(3, 7))
+        actions = np.random.default_rng(1).uniform(-1, 1, size=(3, *env.action_space.shape))
         first = [env.step(a)[0] for a in actions]
         env.set_state(state)
         again = [env.step(a)[0] for a in actions]

@@ -110,7 +110,7 @@ def test_recipes_benchmark(tmp_path: Path) -> None:
 @pytest.mark.skipif(not robosuite_available(), reason="needs the robosuite extra (make robosuite)")
 def test_robosuite_benchmark_smoke() -> None:
     stdout = run("bench_robosuite_oracles.py", "--smoke")
-    for name in ("Lift", "PickPlaceCan", "NutAssemblySquare", "Stack"):
+    for name in ("Lift", "PickPlaceCan", "NutAssemblySquare", "Stack", "TwoArmTransport"):
         assert f"{name}: ok" in stdout
 
 

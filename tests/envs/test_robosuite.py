@@ -27,9 +27,23 @@ from apprentice.envs.base import task_available
 from apprentice.errors import ApprenticeError
 
 NAMES = list(rs.ROBOSUITE_TASKS)
-OBJECT_DIM = {"Lift": 10, "PickPlaceCan": 14, "NutAssemblySquare": 14, "Stack": 23}
+OBJECT_DIM = {
+    "Lift": 10,
+    "PickPlaceCan": 14,
+    "NutAssemblySquare": 14,
+    "Stack": 23,
+    "TwoArmTransport": 41,
+}
 """Size of robomimic's "object" observation in its low-dim datasets of each task."""
-LOW_DIM = {"robot0_eef_pos": (3,), "robot0_eef_quat": (4,), "robot0_gripper_qpos": (2,)}
+ARMS = {"TwoArmTransport": 2}
+"""Arms of the tasks with more than one."""
+LOW_DIM = {"eef_pos": (3,), "eef_quat": (4,), "gripper_qpos": (2,)}
+"""Each arm's low-dim observations (robot{i}_KEY) in robomimic's datasets."""
+
+
+def _low_dim(name: str) -> dict[str, tuple[int, ...]]:
+    return {f"robot{i}_{k}": v for i in range(ARMS.get(name, 1)) for k, v in LOW_DIM.items()}
+
 
 needs_robosuite = pytest.mark.skipif(
     not rs.robosuite_available(), reason="needs the robosuite extra: make robosuite"
@@ -114,7 +128,7 @@ def _run_oracle(task: Task, seed: int, steps: int) -> dict[str, np.ndarray]:
     oracle.reset()
     for _ in range(steps):
         action = oracle.act(obs)
-        assert action.shape == (7,) and np.all(np.abs(action) <= 1.0)
+        assert action.shape == task.action_space.shape and np.all(np.abs(action) <= 1.0)
         obs, _, terminated, truncated, info = task.step(action)
         assert isinstance(info["success"], bool) and not terminated and not truncated
     return obs
@@ -124,9 +138,10 @@ def _run_oracle(task: Task, seed: int, steps: int) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("name", NAMES)
 def test_observations_are_robomimic_low_dim_keys(tasks: dict[str, Task], name: str) -> None:
     task = _task(tasks, name)
-    assert task.name == name and task.control_freq == 20.0 and task.action_space.shape == (7,)
+    assert task.name == name and task.control_freq == 20.0
+    assert task.action_space.shape == (7 * ARMS.get(name, 1),)
     obs, info = task.reset(seed=0)
-    shapes = {**LOW_DIM, "object": (OBJECT_DIM[name],)}
+    shapes = {**_low_dim(name), "object": (OBJECT_DIM[name],)}
     assert {k: v.shape for k, v in obs.items()} == shapes
     assert set(task.observation_space.spaces) == set(shapes)
     for key, space in task.observation_space.spaces.items():
@@ -164,7 +179,7 @@ def test_state_replays_exactly_after_another_reset(tasks: dict[str, Task], name:
     task = _task(tasks, name)
     _run_oracle(task, seed=3, steps=15)  # mid-grasp: gripper command and contacts matter
     state = task.get_state()
-    actions = np.random.default_rng(0).uniform(-1, 1, size=(6, 7))
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(6, *task.action_space.shape))
     first = [task.step(a)[0] for a in actions]
     end = task.get_state()
     task.reset(seed=99)  # another initial state: different objects and nullspace posture
@@ -228,6 +243,7 @@ def test_env_args_round_trip(tasks: dict[str, Task], name: str) -> None:
     args = json.loads(json.dumps(task.env_args))  # as a file stores them
     assert args["env_name"] == name and args["type"] == 1
     assert args["env_kwargs"]["controller_configs"]["body_parts"]["right"]["type"] == "OSC_POSE"
+    assert len(args["env_kwargs"]["robots"]) == ARMS.get(name, 1)
     again = make_task_from_env_args(args)
     try:
         assert again.name == name and again.env_args == args
@@ -350,7 +366,10 @@ def _robomimic_env_utils(monkeypatch: pytest.MonkeyPatch) -> Any:
     from robomimic.utils import env_utils, obs_utils
 
     obs_utils.initialize_obs_modality_mapping_from_dict(
-        {"low_dim": [*LOW_DIM, "object"], "rgb": ["agentview_image", "robot0_eye_in_hand_image"]}
+        {
+            "low_dim": [*_low_dim("TwoArmTransport"), "object"],
+            "rgb": ["agentview_image", "robot0_eye_in_hand_image"],
+        }
     )
     return env_utils
 
@@ -365,7 +384,7 @@ def test_robomimic_builds_the_env_from_our_env_args(
     _run_oracle(task, seed=0, steps=8)
     env = env_utils.create_env_from_metadata(env_meta=json.loads(json.dumps(task.env_args)))
     try:
-        assert env.name == name and env.action_dimension == 7
+        assert env.name == name and env.action_dimension == task.action_space.shape[0]
         env.reset()
         # Our state (robosuite's flat state first) loads into robomimic's env as a dataset's.
         env.reset_to({"states": task.get_state()})
@@ -414,3 +433,46 @@ def test_robosuite_axes_change_the_model_replay_and_refuse_what_robosuite_cannot
     np.testing.assert_array_equal(np.array(first), np.array(second))
     with pytest.raises(ApprenticeError, match="robosuite builds its objects"):
         make_task("Lift", object_scale=0.5)
+
+
+# --- TwoArmTransport -----------------------------------------------------------------------------
+
+
+@needs_robosuite
+def test_transport_is_a_two_arm_task(tasks: dict[str, Task]) -> None:
+    from apprentice.envs.arms import MultiArmTask
+    from apprentice.teleop.arms import arm_layout
+
+    task = _task(tasks, "TwoArmTransport")
+    assert isinstance(task, MultiArmTask) and task.horizon == 1100
+    assert not isinstance(_task(tasks, "Lift"), MultiArmTask)  # single-arm tasks stay single
+    assert arm_layout(task).blocks == (slice(0, 7), slice(7, 14))
+    kwargs = task.env_args["env_kwargs"]
+    assert kwargs["env_configuration"] == "single-arm-opposed"
+    assert kwargs["controller_configs"]["body_parts"]["right"]["input_ref_frame"] == "world"
+    task.reset(seed=0)
+    # Arm 1's target, arm 0 held: arm 0's delta is zero and each arm's own mapping inverts.
+    target = task.eef_pose(1)
+    target[:3, 3] += [0.02, -0.01, 0.03]
+    action = task.target_pose_to_action(target, 1.0, arm=1)
+    assert action.shape == (14,)
+    np.testing.assert_allclose(action[:6], 0.0, atol=1e-9)
+    np.testing.assert_allclose(task.action_to_target_pose(action, arm=1), target, atol=1e-9)
+    # The deltas act in the world frame: +y moves both arms towards +y, though they face
+    # each other.
+    before = [task.eef_pose(i)[:3, 3] for i in range(2)]
+    for _ in range(3):
+        task.step(np.array([0, 0.6, 0, 0, 0, 0, -1] * 2))
+    moved = [task.eef_pose(i)[:3, 3] - before[i] for i in range(2)]
+    assert all(m[1] > 0.01 and m[1] / np.linalg.norm(m) > 0.95 for m in moved), moved
+
+
+@needs_robosuite
+@pytest.mark.parametrize("seed", [0, 2])
+def test_transport_oracle_succeeds(tasks: dict[str, Task], seed: int) -> None:
+    task = _task(tasks, "TwoArmTransport")
+    oracle = task.oracle(np.random.default_rng(seed))
+    ep = record_episode(task, oracle.act, seed=seed, source="oracle", on_reset=oracle.reset)
+    assert ep.success and len(ep.actions) < task.horizon
+    signals = task.subtask_signals()
+    assert signals["trash"] and signals["lid_off"] and signals["place"]

@@ -1,11 +1,12 @@
 """robomimic's benchmark tasks on robosuite, through apprentice's Task protocol (optional extra).
 
-The four tasks are registered under robosuite's own env names ("Lift", "PickPlaceCan",
-"NutAssemblySquare", "Stack"), so the env_args of a robomimic dataset name an apprentice task
-and `make_task_from_env_args` rebuilds it. Registration imports nothing from robosuite: the
-extra is optional, and robosuite 1.5 cannot even be imported beside the newest mujoco, so the
-first `make_task("Lift")` checks the mujoco version, then imports robosuite, and turns either
-failure into an `ApprenticeError` that says how to install the extra.
+The tasks are registered under robosuite's own env names ("Lift", "PickPlaceCan",
+"NutAssemblySquare", "Stack", "TwoArmTransport"), so the env_args of a robomimic dataset name
+an apprentice task and `make_task_from_env_args` rebuilds it. Registration imports nothing
+from robosuite: the extra is optional, and robosuite 1.5 cannot even be imported beside the
+newest mujoco, so the first `make_task("Lift")` checks the mujoco version, then imports
+robosuite, and turns either failure into an `ApprenticeError` that says how to install the
+extra.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ ROBOSUITE_TASKS: dict[str, str] = {
     "PickPlaceCan": "robosuite PickPlaceCan (Panda, OSC_POSE): put the can into its bin.",
     "NutAssemblySquare": "robosuite NutAssemblySquare (Panda, OSC_POSE): fit the nut on its peg.",
     "Stack": "robosuite Stack (Panda, OSC_POSE): stack the red cube on the green one.",
+    "TwoArmTransport": "robosuite TwoArmTransport (robomimic's Transport; two Pandas, OSC_POSE): "
+    "hand the hammer over into the target bin, the trash into the trash bin.",
 }
 """robosuite env name -> description; the names robomimic's datasets store in env_args."""
 

@@ -47,11 +47,13 @@ LOWER_STEPS = 40
 
 
 class RobosuiteOracle:
-    """Shared machinery: a phase, a timer, the pick sequence and the top-down servo."""
+    """Shared machinery: a phase, a timer, the pick sequence and the top-down servo, of one
+    arm (`arm`, the first unless given); a two-arm oracle runs one per arm."""
 
-    def __init__(self, task: RobosuiteTask, rng: np.random.Generator) -> None:
+    def __init__(self, task: RobosuiteTask, rng: np.random.Generator, arm: int = 0) -> None:
         self.task = task
         self.rng = rng
+        self.arm = arm
         self.phase = "reach"
         self.timer = 0
         self.gain = 1.0
@@ -75,17 +77,18 @@ class RobosuiteOracle:
         self.timer = 0
 
     def eef_pos(self) -> np.ndarray:
-        return self.task.eef_pose()[:3, 3]
+        return self.task.eef_pose(self.arm)[:3, 3]
 
     def eef_yaw(self) -> float:
-        return eef_yaw(self.task.eef_pose()[:3, :3])
+        return eef_yaw(self.task.eef_pose(self.arm)[:3, :3])
 
     def servo(self, pos: np.ndarray, yaw: float, gripper: float, speed: float = 1.0) -> np.ndarray:
-        """The action (7,) that moves the eef towards `pos` (3,), pointing down turned `yaw`."""
+        """The arm's action (7,) that moves its eef towards `pos` (3,), pointing down turned
+        `yaw`."""
         limit = MAX_DELTA_POS * self.speed * speed
         # The whole rotation error in one step (turn gain 1), as these oracles were tuned.
-        target = servo_target(self.task.eef_pose(), pos, yaw, self.gain, limit, 1.0)
-        return self.task.target_pose_to_action(target, gripper).astype(np.float32)
+        target = servo_target(self.task.eef_pose(self.arm), pos, yaw, self.gain, limit, 1.0)
+        return self.task.arm_action(target, gripper, self.arm).astype(np.float32)
 
     def pick(
         self, grasp: np.ndarray, finger_yaw: float, period: float, held: bool = True

@@ -3,27 +3,32 @@
 What it adds to robosuite, and why:
 
 - Observations are robomimic's low-dim keys (robot0_eef_pos, robot0_eef_quat,
-  robot0_gripper_qpos, object), computed from the current state every time, so they are a pure
-  function of the simulator state (robosuite's own lag a physics substep behind it, see
-  `step` and `get_observation`).
+  robot0_gripper_qpos, the same of robot1 where there are two arms, object), computed from
+  the current state every time, so they are a pure function of the simulator state
+  (robosuite's own lag a physics substep behind it, see `step` and `get_observation`).
   Camera images, when asked for, are rendered upright with MuJoCo's renderer, as robomimic
   stores them ("agentview_image", "robot0_eye_in_hand_image"); robosuite's offscreen renderer
   stays off.
 - `get_state` starts with robosuite's flattened state [time, qpos, qvel], which is what
   robomimic's datasets store and what its `reset_to` reads (it slices that prefix, so the
   longer vector still works there); the rest is what exact replay also needs and robosuite
-  keeps outside it: MuJoCo's warm start, controls and applied forces, the Panda gripper's
-  ramped command, the OSC controller's nullspace posture (drawn per episode) and the step.
+  keeps outside it: MuJoCo's warm start, controls and applied forces, per arm the Panda
+  gripper's ramped command and the OSC controller's nullspace posture (drawn per episode),
+  and the step.
 - Seeds: `reset(seed=s)` reseeds the generator that robosuite's placement samplers and
   initial-joint noise share, in place, so a seed gives the same initial state in any process.
 - The eef pose is the pose of the grip site, the frame the OSC_POSE controller moves; actions
   are robosuite's: position delta (x 0.05 m) and axis-angle delta (x 0.5 rad), both in the
-  robot base frame, and the gripper (-1 open, +1 closed).
+  controller's frame (the robot base, or the world where the config says so), and the gripper
+  (-1 open, +1 closed); with several arms, one such block (7,) per arm in robosuite's order.
+  The single-arm methods (`eef_pose`, `target_pose_to_action`, `holds`) read and drive arm 0
+  unless given `arm=i`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -45,7 +50,10 @@ MAX_DELTA_ROT = 0.5
 CONTROL_FREQ = 20
 CAMERAS = {"agentview": "agentview", "robot0_eye_in_hand": "robot0_eye_in_hand"}
 """Camera names (the observation key is NAME_image, as in robomimic's datasets)."""
-LOW_DIM_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
+ARM_ACTION = 7
+"""Action dims per arm: eef delta position (3), rotation (3), gripper (1)."""
+LOW_DIM_KEYS = ("eef_pos", "eef_quat", "gripper_qpos")
+"""Each arm's low-dim observations, as robot{i}_KEY."""
 
 OSC_POSE = {
     "type": "OSC_POSE",
@@ -106,6 +114,19 @@ _EXTRA_STATE = int(mujoco.mjtState.mjSTATE_INTEGRATION) & ~int(
 )
 
 
+class _ArmParts:
+    """One robot of the env as the adapter reads and drives it."""
+
+    def __init__(self, robot: Any) -> None:
+        self.robot = robot
+        self.eef_site = int(robot.eef_site_id["right"])
+        self.osc = robot.part_controllers["right"]
+        self.gripper = robot.gripper["right"]
+        self.n_joints = len(self.osc.initial_joint)
+        self.world_frame = self.osc.input_ref_frame == "world"
+        """Whether the OSC reads its deltas in the world frame (else in the robot base's)."""
+
+
 def _pose(pos: np.ndarray, mat: np.ndarray) -> np.ndarray:
     pose = np.eye(4)
     pose[:3, :3] = np.asarray(mat, dtype=np.float64).reshape(3, 3)
@@ -114,11 +135,18 @@ def _pose(pos: np.ndarray, mat: np.ndarray) -> np.ndarray:
 
 
 class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
-    """A robosuite single-arm task with a Panda on OSC_POSE: see the module docstring."""
+    """A robosuite task with Pandas on OSC_POSE (one, unless `robots` names more): see the
+    module docstring."""
 
     name: str = ""
     env_name: ClassVar[str] = ""
     """robosuite's name of the env (and of the task in apprentice's registry)."""
+    robots: ClassVar[tuple[str, ...]] = ("Panda",)
+    """The robots robosuite builds, in action order."""
+    env_defaults: ClassVar[dict[str, Any]] = {}
+    """The task's own defaults of robosuite's env_kwargs, over the single-arm ones."""
+    cameras: ClassVar[dict[str, str]] = CAMERAS
+    """The cameras of image observations and `render_frame`, the first `render`'s."""
     horizon: int = 400
     """Steps before an episode is truncated (robomimic's rollout horizon for these tasks)."""
     control_freq: float = float(CONTROL_FREQ)
@@ -177,10 +205,12 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             raise ApprenticeError(
                 f"robosuite could not make {self.env_name!r} from env_kwargs {made}: {e}"
             ) from None
-        if len(self.env.robots) != 1 or self.env.action_dim != 7:
+        n_arms = len(self.robots)
+        if len(self.env.robots) != n_arms or self.env.action_dim != ARM_ACTION * n_arms:
             raise ApprenticeError(
-                f"task {self.env_name!r} supports one arm with OSC_POSE (7 actions); env_kwargs "
-                f"give {len(self.env.robots)} robots and {self.env.action_dim} actions"
+                f"task {self.env_name!r} supports {n_arms} arm(s) with OSC_POSE "
+                f"({ARM_ACTION * n_arms} actions); env_kwargs give {len(self.env.robots)} robots "
+                f"and {self.env.action_dim} actions"
             )
         self._renderers: dict[int, mujoco.Renderer] = {}
         self._steps = 0
@@ -193,7 +223,8 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             [self._model.body(name).id for name in objects],
             objects,
         )
-        self._actuation = Actuation(self.perturbations, hold=np.r_[np.zeros(6), -1.0])
+        hold = np.tile(np.r_[np.zeros(6), -1.0], n_arms)
+        self._actuation = Actuation(self.perturbations, hold=hold)
         self._perturb_stream = np.random.default_rng()
         box = gym.spaces.Box
         obs = self.get_observation()
@@ -202,15 +233,15 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         }
         if camera:
             shape = (image_size, image_size, 3)
-            for cam in CAMERAS:
+            for cam in self.cameras:
                 spaces[f"{cam}_image"] = box(0, 255, shape, np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (7,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ARM_ACTION * n_arms,), np.float32)
 
     def _robosuite_kwargs(self, env_kwargs: dict[str, Any]) -> dict[str, Any]:
         """robomimic-style env_kwargs: the defaults of robomimic's datasets, then the caller's."""
         kwargs: dict[str, Any] = {
-            "robots": ["Panda"],
+            "robots": list(self.robots),
             "controller_configs": json.loads(json.dumps(CONTROLLER_CONFIGS)),
             "control_freq": CONTROL_FREQ,
             "reward_shaping": False,
@@ -224,6 +255,7 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             # Episodes are seeded by `reset(seed=...)`.
             "seed": 0,
         }
+        kwargs.update(json.loads(json.dumps(self.env_defaults)))
         kwargs.update(env_kwargs)
         kwargs["controller_configs"] = composite_controller_config(kwargs["controller_configs"])
         if kwargs.get("control_freq") != CONTROL_FREQ:
@@ -237,7 +269,7 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             has_renderer=False,
             has_offscreen_renderer=self.camera,
             use_camera_obs=self.camera,
-            camera_names=list(CAMERAS),
+            camera_names=list(self.cameras),
             camera_heights=self.image_size,
             camera_widths=self.image_size,
             camera_depths=False,
@@ -250,14 +282,9 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.sim = env.sim
         self._model = env.sim.model._model
         self._data = env.sim.data._data
-        robot = env.robots[0]
-        self._robot = robot
-        self._eef_site = int(robot.eef_site_id["right"])
-        self._osc = robot.part_controllers["right"]
-        self._gripper = robot.gripper["right"]
+        self._arms = [_ArmParts(robot) for robot in env.robots]
         self._flat_size = 1 + self._model.nq + self._model.nv
         self._extra_size = mujoco.mj_stateSize(self._model, _EXTRA_STATE)
-        self._n_joints = len(self._osc.initial_joint)
 
     # --- hooks for the task subclasses -------------------------------------------------------
 
@@ -301,8 +328,9 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self, action: np.ndarray
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.shape != (7,) or not np.all(np.isfinite(a)):
-            raise ApprenticeError(f"action must be 7 finite numbers, got {action!r}")
+        n = self.action_space.shape[0]
+        if a.shape != (n,) or not np.all(np.isfinite(a)):
+            raise ApprenticeError(f"action must be {n} finite numbers, got {action!r}")
         a = np.clip(a, -1.0, 1.0)
         self.env.step(self._actuation(a) if self._actuation.active else a)
         # robosuite's "lite physics" leaves body poses and contacts at the state before the last
@@ -329,7 +357,8 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     @property
     def state_size(self) -> int:
-        return self._flat_size + self._extra_size + 2 + self._n_joints + self._delay_size + 1
+        arms = sum(2 + arm.n_joints for arm in self._arms)
+        return self._flat_size + self._extra_size + arms + self._delay_size + 1
 
     @property
     def _delay_size(self) -> int:
@@ -339,11 +368,13 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         flat = np.asarray(self.sim.get_state().flatten(), dtype=np.float64)
         extra = np.empty(self._extra_size)
         mujoco.mj_getState(self._model, self._data, extra, _EXTRA_STATE)
-        # The Panda gripper's command ramps by 0.2 a step (shape (1,) until the first step).
-        grip = np.broadcast_to(np.asarray(self._gripper.current_action, dtype=np.float64), (2,))
-        posture = np.asarray(self._osc.initial_joint, dtype=np.float64)
+        arms = []
+        for arm in self._arms:
+            # The Panda gripper's command ramps by 0.2 a step (shape (1,) until the first step).
+            current = np.asarray(arm.gripper.current_action, dtype=np.float64)
+            arms += [np.broadcast_to(current, (2,)), np.asarray(arm.osc.initial_joint, float)]
         delay = self._actuation.state()
-        return np.concatenate([flat, extra, grip, posture, delay, [float(self._steps)]])
+        return np.concatenate([flat, extra, *arms, delay, [float(self._steps)]])
 
     def set_state(self, state: np.ndarray) -> None:
         """Restore a state of `get_state`, or robosuite's bare [time, qpos, qvel] (as in a
@@ -361,10 +392,11 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             extra = np.ascontiguousarray(s[i : i + self._extra_size])
             mujoco.mj_setState(self._model, self._data, extra, _EXTRA_STATE)
             i += self._extra_size
-            self._gripper.current_action = s[i : i + 2].copy()
-            i += 2
-            self._osc.initial_joint = s[i : i + self._n_joints].copy()
-            i += self._n_joints
+            for arm in self._arms:
+                arm.gripper.current_action = s[i : i + 2].copy()
+                i += 2
+                arm.osc.initial_joint = s[i : i + arm.n_joints].copy()
+                i += arm.n_joints
             self._actuation.set_state(s[i : i + self._delay_size])
             self._steps = int(s[-1])
         self.sim.forward()
@@ -377,8 +409,9 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         holds what robosuite computed before it set the fingers, after `set_state` another
         state. Either would make the next step depend on more than the state.
         """
-        for controller in self._robot.part_controllers.values():
-            controller.new_update = True
+        for arm in self._arms:
+            for controller in arm.robot.part_controllers.values():
+                controller.new_update = True
 
     @property
     def steps(self) -> int:
@@ -387,43 +420,85 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     # --- poses and the controller ------------------------------------------------------------
 
-    def eef_pose(self) -> np.ndarray:
-        d = self._data
-        return _pose(d.site_xpos[self._eef_site], d.site_xmat[self._eef_site])
+    def eef_pose(self, arm: int = 0) -> np.ndarray:
+        """(4, 4) eef pose of arm `arm` (the first unless given) in the world frame."""
+        d, site = self._data, self._arms[arm].eef_site
+        return _pose(d.site_xpos[site], d.site_xmat[site])
+
+    def eef_poses(self) -> list[np.ndarray]:
+        return [self.eef_pose(i) for i in range(len(self._arms))]
 
     def body_pose(self, body_id: int) -> np.ndarray:
         d = self._data
         return _pose(d.xpos[body_id], d.xmat[body_id])
 
-    def _base_rotation(self) -> np.ndarray:
-        """(3, 3) rotation of the frame the OSC deltas act in (the robot base)."""
-        base = self._robot.robot_model.root_body
+    def _action_frame(self, arm: int) -> np.ndarray:
+        """(3, 3) rotation of the frame arm `arm`'s OSC deltas act in (its base, or the world)."""
+        if self._arms[arm].world_frame:
+            return np.eye(3)
+        base = self._arms[arm].robot.robot_model.root_body
         return np.asarray(self.sim.data.get_body_xmat(base), dtype=np.float64).reshape(3, 3)
 
-    def action_to_target_pose(self, action: np.ndarray) -> np.ndarray:
-        a = np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[:6], -1.0, 1.0)
-        base = self._base_rotation()
-        eef = self.eef_pose()
+    def action_to_target_pose(self, action: np.ndarray, arm: int = 0) -> np.ndarray:
+        """The (4, 4) eef target pose of arm `arm` that `action` (A,) commands."""
+        start = ARM_ACTION * arm
+        a = np.asarray(action, dtype=np.float64).reshape(-1)[start : start + 6]
+        a = np.clip(a, -1.0, 1.0)
+        base = self._action_frame(arm)
+        eef = self.eef_pose(arm)
         target = np.eye(4)
         target[:3, 3] = eef[:3, 3] + base @ (MAX_DELTA_POS * a[:3])
         turn = base @ matrix_from_rotvec(MAX_DELTA_ROT * a[3:6]) @ base.T
         target[:3, :3] = turn @ eef[:3, :3]
         return target
 
-    def target_pose_to_action(self, pose: np.ndarray, gripper: float) -> np.ndarray:
+    def action_to_target_poses(self, action: np.ndarray) -> list[np.ndarray]:
+        return [self.action_to_target_pose(action, i) for i in range(len(self._arms))]
+
+    def arm_action(self, pose: np.ndarray, gripper: float, arm: int) -> np.ndarray:
+        """Arm `arm`'s share (7,) of the action: towards `pose` (4, 4), the gripper at
+        `gripper`."""
         target = np.asarray(pose, dtype=np.float64)
-        base = self._base_rotation()
-        eef = self.eef_pose()
-        action = np.empty(7)
+        base = self._action_frame(arm)
+        eef = self.eef_pose(arm)
+        action = np.empty(ARM_ACTION)
         action[:3] = base.T @ (target[:3, 3] - eef[:3, 3]) / MAX_DELTA_POS
         turn = base.T @ target[:3, :3] @ eef[:3, :3].T @ base
         action[3:6] = rotvec_from_matrix(turn) / MAX_DELTA_ROT
         action[6] = gripper
         return np.clip(action, -1.0, 1.0)
 
-    def holds(self, object_geoms: Any) -> bool:
-        """robosuite's grasp test: both finger pads touch the object (contacts of the state)."""
-        return bool(self.env._check_grasp(gripper=self._gripper, object_geoms=object_geoms))
+    def target_pose_to_action(self, pose: np.ndarray, gripper: float, arm: int = 0) -> np.ndarray:
+        """The action (A,) that drives arm `arm` towards `pose` (4, 4), its gripper at
+        `gripper`, any other arm holding its pose and its gripper command."""
+        if len(self._arms) == 1:
+            return self.arm_action(pose, gripper, arm)
+        poses = self.eef_poses()
+        grippers = [self.gripper_command(i) for i in range(len(self._arms))]
+        poses[arm], grippers[arm] = np.asarray(pose, dtype=np.float64), gripper
+        return self.target_poses_to_action(poses, grippers)
+
+    def target_poses_to_action(
+        self, poses: Sequence[np.ndarray], grippers: Sequence[float]
+    ) -> np.ndarray:
+        """The action (A,) driving each arm towards its pose (4, 4) with its gripper level."""
+        if len(poses) != len(self._arms) or len(grippers) != len(self._arms):
+            raise ApprenticeError(
+                f"task {self.env_name!r} has {len(self._arms)} arms: give one pose and one "
+                f"gripper level each, not {len(poses)} and {len(grippers)}"
+            )
+        pairs = enumerate(zip(poses, grippers, strict=True))
+        return np.concatenate([self.arm_action(p, float(g), i) for i, (p, g) in pairs])
+
+    def gripper_command(self, arm: int) -> float:
+        """The gripper level (-1 open ... +1 closed) arm `arm`'s ramped command has reached."""
+        return float(np.asarray(self._arms[arm].gripper.current_action).reshape(-1)[-1])
+
+    def holds(self, object_geoms: Any, arm: int = 0) -> bool:
+        """robosuite's grasp test: both finger pads of arm `arm` touch the object (contacts of
+        the state)."""
+        gripper = self._arms[arm].gripper
+        return bool(self.env._check_grasp(gripper=gripper, object_geoms=object_geoms))
 
     # --- observations ------------------------------------------------------------------------
 
@@ -433,16 +508,20 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         # pass refreshes the cache so the values are a function of this state alone.
         self.env._get_observations(force_update=True)
         raw = self.env._get_observations(force_update=True)
-        obs = {k: np.asarray(raw[k], dtype=np.float32) for k in LOW_DIM_KEYS}
+        obs = {
+            f"robot{i}_{k}": np.asarray(raw[f"robot{i}_{k}"], dtype=np.float32)
+            for i in range(len(self._arms))
+            for k in LOW_DIM_KEYS
+        }
         obs["object"] = np.asarray(raw["object-state"], dtype=np.float32)
         if self.camera:
-            for cam in CAMERAS:
+            for cam in self.cameras:
                 obs[f"{cam}_image"] = self.render_frame(cam, self.image_size)
         return obs
 
     def render_frame(self, camera: str, size: int = 84) -> np.ndarray:
-        if camera not in CAMERAS:
-            raise ApprenticeError(f"unknown camera {camera!r}; cameras: {', '.join(CAMERAS)}")
+        if camera not in self.cameras:
+            raise ApprenticeError(f"unknown camera {camera!r}; cameras: {', '.join(self.cameras)}")
         if not 8 <= size <= 512:
             raise ApprenticeError(f"frame size must be in [8, 512], not {size}")
         renderer = self._renderers.get(size)
@@ -450,11 +529,11 @@ class RobosuiteTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             # Made on first use so low-dim envs never open a GL context.
             renderer = mujoco.Renderer(self._model, size, size)
             self._renderers[size] = renderer
-        renderer.update_scene(self._data, camera=CAMERAS[camera])
+        renderer.update_scene(self._data, camera=self.cameras[camera])
         return np.asarray(renderer.render(), dtype=np.uint8)
 
     def render(self) -> np.ndarray:
-        return self.render_frame("agentview", 256)
+        return self.render_frame(next(iter(self.cameras)), 256)
 
     @property
     def env_args(self) -> dict[str, Any]:
