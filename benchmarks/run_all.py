@@ -145,6 +145,10 @@ def plan(quick: bool) -> tuple[list[list[str]], dict[str, str]]:
     lfo_quick = ["--parts", "label", "--lift-demos", "3", "--exploration-steps", "1000"]
     lfo_quick += ["--idm-steps", "200", "--out", str(OUT / "lfo_quick"), "--fresh"]
     runs.append(["bench_lfo.py", *(lfo_quick if q else [])])
+    # Video labelling: the latent-action route against the IDM route at equal labelled steps.
+    latent_quick = ["--quick", "--work", str(OUT / "latent_actions_quick")]
+    latent_quick += ["--out", str(OUT / "latent_actions_quick.json")]
+    runs.append(["bench_latent_actions.py", *(latent_quick if q else [])])
     # GAIL and AIRL (and BC on the same demos): normalized return against environment steps.
     irl_quick = ["--algos", "bc", "gail", "--seeds", "0", "--env-steps", "1024"]
     irl_quick += ["--demo-episodes", "2", "--eval-every", "512", "--eval-episodes", "2"]

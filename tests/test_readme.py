@@ -116,6 +116,7 @@ SIZES: dict[str, str] = {
     "eval-every": "128",
     "exploration-steps": "200",
     "idm-steps": "10",
+    "labelled-steps": "100",
     "check-samples": "20",
     "max-demos": "1",
     "port": "0",
@@ -127,7 +128,7 @@ KEEP: set[str] = {
     "rl-algo", "format", "json", "video", "min-score", "train-mask", "valid-mask", "operator",
     "device", "noise", "shield", "host", "marks", "camera", "scores", "split", "strip",
     "stop-on-success", "backend", "demo", "recipe", "action-noise", "lr", "image-key",
-    "target-key", "to", "lossless", "wandb", "spec", "make-tracks", "from-video",
+    "target-key", "to", "lossless", "wandb", "spec", "make-tracks", "from-video", "latent",
 }  # fmt: skip
 """Flags whose README value is used as it is (names, paths, switches, thresholds)."""
 
@@ -198,7 +199,7 @@ APPEND: dict[str, dict[str, str]] = {
         "batch-size": "4", "init-episodes": "2", "eval-episodes": "1", "threads": "1",
     },
     "irl": {"env-steps": "256", "eval-episodes": "1"},
-    "label-actions": {"idm-steps": "10", "exploration-steps": "200"},
+    "label-actions": {"idm-steps": "10", "exploration-steps": "200", "latent-steps": "5"},
     "export": {"check-samples": "20"},
     "eval": {"episodes": "1", "workers": "1"},
     "harden": {"episodes": "1", "demos": "2", "epochs": "1", "workers": "1"},

@@ -28,7 +28,8 @@ def _write(path: Path, make_episode: MakeEpisode, n: int = 3, **kw: bool) -> lis
 def test_round_trip_preserves_every_field(tmp_path: Path, make_episode: MakeEpisode) -> None:
     path = tmp_path / "d.hdf5"
     ep = make_episode(9, seed=4, image=True, datagen=True)
-    ep = Episode(**{**ep.__dict__, "attrs": {"dagger_round": 2}})
+    latent = np.linspace(-1, 1, 9 * 4, dtype=np.float32).reshape(9, 4)
+    ep = Episode(**{**ep.__dict__, "attrs": {"dagger_round": 2}, "action_dict": {"latent": latent}})
     with DemoWriter(path, env_args=ENV_ARGS) as w:
         assert w.append(ep, masks=["train"]) == "demo_0"
     with DemoFile(path) as f:
@@ -43,6 +44,8 @@ def test_round_trip_preserves_every_field(tmp_path: Path, make_episode: MakeEpis
     assert got.obs["agentview_image"].dtype == np.uint8
     for name in ("actions", "rewards", "dones", "states"):
         np.testing.assert_array_equal(getattr(got, name), getattr(ep, name))
+    assert list(got.action_dict) == ["latent"]
+    np.testing.assert_array_equal(got.action_dict["latent"], latent)
     assert (got.seed, got.success, got.source, got.attrs) == (4, ep.success, ep.source, ep.attrs)
     assert got.datagen_info is not None and ep.datagen_info is not None
     np.testing.assert_array_equal(got.datagen_info.target_pose, ep.datagen_info.target_pose)
@@ -174,6 +177,10 @@ def _replace(f: h5py.File, key: str, value: np.ndarray) -> None:
         (
             lambda f: _replace(f, "data/demo_1/actions", np.zeros((7, 3))),
             r"data/demo_1/actions: has 3 dims, demo_0 has 7",
+        ),
+        (
+            lambda f: f.create_dataset("data/demo_1/action_dict/latent", data=np.zeros((6, 8))),
+            r"data/demo_1/action_dict/latent: has shape \(6, 8\), actions has 7 steps",
         ),
         (lambda f: f["data"].attrs.__setitem__("total", 99), r"data attr total"),
         (

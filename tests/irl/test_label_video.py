@@ -11,8 +11,6 @@ import pytest
 import torch
 
 from apprentice.cli.main import main
-from apprentice.collect.oracle import CollectConfig, collect_demos
-from apprentice.collect.replay import write_video
 from apprentice.data import DemoFile, DemoWriter, Episode
 from apprentice.envs.base import make_task
 from apprentice.envs.seeds import exploration_seed
@@ -24,7 +22,7 @@ from apprentice.irl.pixel_idm import (
     explore_frames,
     fit_pixel_idm,
 )
-from apprentice.irl.videos import VideoCodec, read_video, through_codec
+from apprentice.irl.videos import VideoCodec, Videos, read_video, through_codec
 
 SIZE = ["--image-size", "32"]
 TINY = ["--exploration-steps", "300", "--idm-steps", "20"]
@@ -33,48 +31,6 @@ TINY = ["--exploration-steps", "300", "--idm-steps", "20"]
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def camera_demos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three lift demos with 32x32 agentview and eye-in-hand frames (and states, actions)."""
-    path = tmp_path_factory.mktemp("lift32") / "lift.hdf5"
-    cfg = CollectConfig(task="lift", n=3, out=str(path), workers=1, camera=True, progress=False)
-    collect_demos(replace(cfg, task_args=("image_size=32",)))
-    return path
-
-
-def _frames(f: DemoFile, name: str) -> np.ndarray:
-    """obs/agentview_image and the last next_obs frame: (T + 1, H, W, 3)."""
-    ep = f.read(name, obs_keys=["agentview_image"])
-    return np.concatenate([ep.obs["agentview_image"], ep.next_obs["agentview_image"][-1:]])
-
-
-@pytest.fixture(scope="module")
-def video_dir(camera_demos: Path) -> Path:
-    """One mp4 of agentview frames per demo, as a camera would leave them."""
-    folder = camera_demos.parent / "videos"
-    with DemoFile(camera_demos) as f:
-        for name in f.demo_names:
-            write_video(folder / f"{name}.mp4", list(_frames(f, name)))
-    return folder
-
-
-def _images_only(src: Path, dst: Path, *, actions: bool) -> Path:
-    """A copy of `src` holding only agentview frames (no states, no low-dim observations),
-    with its true actions or none."""
-    with DemoFile(src) as f, DemoWriter(dst, env_args=f.env_args) as w:
-        for name in f.demo_names:
-            ep = f.read(name, obs_keys=["agentview_image"])
-            t = ep.num_samples
-            kept = ep.actions if actions else np.zeros((t, 0), np.float32)
-            w.append(replace(ep, actions=kept, states=np.zeros((t, 0)), datagen_info=None))
-    return dst
-
-
-@pytest.fixture(scope="module")
-def images_file(camera_demos: Path) -> Path:
-    return _images_only(camera_demos, camera_demos.parent / "images.hdf5", actions=True)
 
 
 def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -142,8 +98,8 @@ def test_explore_frames_renders_the_camera_after_every_reset_and_step() -> None:
 
 
 def test_through_codec_keeps_the_frames_close(camera_demos: Path) -> None:
-    with DemoFile(camera_demos) as f:
-        frames = _frames(f, "demo_0")
+    with Videos(camera_demos, "agentview") as videos:
+        frames = videos.read("demo_0").frames  # T+1,H,W,3
     out = through_codec(frames, VideoCodec("h264", "yuv420p", 1.0, 20.0))
     assert out.shape == frames.shape and out.dtype == np.uint8
     assert 0 < np.abs(out.astype(int) - frames).mean() < 8

@@ -24,7 +24,7 @@ def run(ns: argparse.Namespace) -> None:
     rows: list[tuple[str, Any]] = [
         ("file", r.path),
         ("demos labelled", f"{r.demos} ({r.resumed} from an earlier run)"),
-        ("inverse-dynamics model", r.idm_path or cfg.idm),
+        ("latent action model" if cfg.latent else "inverse-dynamics model", r.idm_path or cfg.idm),
         *((k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.extra.items()),
     ]
     if r.error is None:
@@ -44,7 +44,8 @@ def command() -> Command:
     return Command(
         "label-actions",
         "infer the actions of state-only demos (BCO) or of camera recordings (VPT-style) with "
-        "an inverse-dynamics model",
+        "an inverse-dynamics model, or through latent actions learnt from the recordings "
+        "(--latent, LAPO-style)",
         LabelConfig,
         run,
         {"choices": {"exploration": list(EXPLORATION[:3])}},

@@ -30,7 +30,10 @@ class Episode:
     """A demonstration of T steps.
 
     obs / next_obs: key -> (T, ...) (low-dim float32, images uint8 HWC);
-    actions: (T, A) float32 in [-1, 1]; rewards, dones: (T,); states: (T, S).
+    actions: (T, A) float32 in [-1, 1]; rewards, dones: (T,); states: (T, S);
+    action_dict: name -> (T, ...) other representations of the same steps' actions
+    (robomimic 0.4's `action_dict` group; e.g. "latent", the latent actions of
+    `apprentice label-actions --from-video --latent`).
     """
 
     obs: dict[str, np.ndarray]
@@ -45,6 +48,7 @@ class Episode:
     source: str = "oracle"
     attrs: dict[str, Any] = field(default_factory=dict)
     """Extra per-demo attributes written to the demo group (e.g. the DAgger round)."""
+    action_dict: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -72,6 +76,7 @@ class Episode:
         }
         arrays.update({f"obs/{k}": v for k, v in self.obs.items()})
         arrays.update({f"next_obs/{k}": v for k, v in self.next_obs.items()})
+        arrays.update({f"action_dict/{k}": v for k, v in self.action_dict.items()})
         for name, arr in arrays.items():
             if arr.shape[0] != t:
                 raise ApprenticeError(

@@ -146,12 +146,12 @@ class DemoFile:
         for field in ("actions", "rewards", "dones", "states"):
             if isinstance(members.get(field), h5py.Group):
                 raise self._not_robomimic(f"{where}/{field}", "a group, not an array")
-        for group in ("obs", "next_obs"):
+        for group in ("obs", "next_obs", "action_dict"):
             g = members.get(group)
             if g is None:
                 continue
             if not isinstance(g, h5py.Group):
-                raise self._fail(f"{where}/{group}", "an array, not a group of observation keys")
+                raise self._fail(f"{where}/{group}", "an array, not a group of arrays")
             for key, ds in g.items():
                 if isinstance(ds, h5py.Group):
                     raise self._not_robomimic(f"{where}/{group}/{key}", "a group, not an array")
@@ -185,7 +185,7 @@ class DemoFile:
             ds = members.get(field)
             if ds is not None and (ds.ndim == 0 or ds.shape[0] != t):
                 raise self._fail(f"{where}/{field}", f"shape {ds.shape}, actions has {t} steps")
-        for group in ("obs", "next_obs"):
+        for group in ("obs", "next_obs", "action_dict"):
             if group not in members:
                 continue
             for key, ds in members[group].items():
@@ -321,6 +321,7 @@ class DemoFile:
         # robomimic's dones mark the last step; a file without them gets the same convention.
         dones = g["dones"][()] if "dones" in g else (np.arange(t) == t - 1).astype(np.int64)
         states = g["states"][()] if "states" in g else np.zeros((t, 0), dtype=np.float64)
+        action_dict = {k: np.asarray(v[()]) for k, v in g.get("action_dict", {}).items()}
         attrs = {k: attr_value(v) for k, v in g.attrs.items()}
         seed = attrs.pop("seed", None)
         try:
@@ -337,6 +338,7 @@ class DemoFile:
                 success=bool(attrs.pop("success", True)),
                 source=str(attrs.pop("source", "unknown")),
                 attrs={k: v for k, v in attrs.items() if k not in _KNOWN_ATTRS},
+                action_dict=action_dict,
             )
         except ApprenticeError as e:
             raise ApprenticeError(

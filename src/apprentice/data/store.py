@@ -4,6 +4,7 @@
       demo_<i>           attrs: num_samples, seed, success, source, + Episode.attrs
         obs/<key>, next_obs/<key>   (T, ...)
         actions (T, A), rewards (T,), dones (T,), states (T, S)
+        action_dict/<name>          (T, ...)  other representations of the actions
         datagen_info/    eef_pose, target_pose, gripper_action, object_poses/*,
                          subtask_term_signals/*
     mask/<name>          (M,) bytes: demo names
@@ -212,6 +213,8 @@ class DemoWriter:
         g.create_dataset("rewards", data=ep.rewards)
         g.create_dataset("dones", data=ep.dones)
         g.create_dataset("states", data=ep.states)
+        for key, arr in ep.action_dict.items():
+            g.create_dataset(f"action_dict/{key}", data=arr)
         if ep.datagen_info is not None:
             _write_datagen(g, ep.datagen_info)
 

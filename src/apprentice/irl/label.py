@@ -197,6 +197,18 @@ class LabelConfig:
     """--from-video: frames before a step that the IDM also sees (the motion under way)."""
     idm_future_frames: int = 1
     """--from-video: frames after a step's end that the IDM also sees (a late gripper)."""
+    latent: bool = False
+    """--from-video: learn latent actions from frames alone (LAPO; the recordings' and the
+    exploration's) and decode them with a decoder fitted on --labelled-steps of exploration,
+    instead of an IDM."""
+    labelled_steps: int = 2000
+    """--latent: steps of the task's exploration whose frames the latent model also learns
+    from and whose true actions fit the decoder (plus --labelled demos); --exploration-steps
+    is the IDM's."""
+    latent_dim: int = 8
+    """--latent: dimensions of a latent action."""
+    latent_steps: int = 3000
+    """--latent: gradient steps training the latent action model."""
     valid_fraction: float = 0.1
     """--from-video: share of recordings in mask/valid where the input has no masks."""
     device: str = "cpu"
@@ -219,6 +231,17 @@ class LabelConfig:
             )
         if self.strip and not self.demos:
             raise ApprenticeError("label-actions: --strip copies --demos; --from-video has none")
+        if self.latent and not self.from_video:
+            raise ApprenticeError("label-actions: --latent learns from --from-video frames")
+        if self.latent and self.idm:
+            raise ApprenticeError(
+                "label-actions: --idm loads an inverse-dynamics model; --latent fits a latent "
+                "action model instead (saved beside --out); give one of them"
+            )
+        if min(self.labelled_steps, self.latent_dim, self.latent_steps) < 1:
+            raise ApprenticeError(
+                "label-actions: labelled_steps, latent_dim and latent_steps must be >= 1"
+            )
         if min(self.idm_past_frames, self.idm_future_frames) < 0:
             raise ApprenticeError("label-actions: idm_past_frames and idm_future_frames >= 0")
         if not 0.0 <= self.valid_fraction < 1.0:
@@ -232,6 +255,7 @@ class LabelConfig:
 class LabelResult:
     path: Path
     idm_path: Path | None
+    """The model fitted and saved beside --out (with --latent: the latent action model)."""
     demos: int
     resumed: int
     """Demos already in --out from an earlier, interrupted run."""
@@ -239,7 +263,7 @@ class LabelResult:
     """Against the true actions when --demos has them (mae, mae_per_dim, cosine)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """What else the run has to say (label-actions --from-video: the input's form, the
-    camera and frame size, the IDM's final training loss)."""
+    camera and frame size, the model's final training loss)."""
 
 
 def build_idm(cfg: LabelConfig, task: Task, idm_path: Path) -> InverseDynamicsModel:

@@ -6,15 +6,23 @@ model on frames (`apprentice.irl.pixel_idm`) trained on the task's own interacti
     explore the task, rendering that camera (+ --labelled demos)    -> the IDM, saved beside --out
     label every recording's steps, write them through the store     -> demos that train
 
-The labelled demos hold the camera's frames as observations (obs and next_obs) and the IDM's
-actions: nothing the recordings did not show. Their env_args are the task's with that camera
-on, so a policy trained on them is evaluated on what it was trained to see.
+With --latent (`apprentice.irl.latent_actions`, LAPO-style) the model that labels is learnt
+from frames alone, as latent actions (the recordings' and --labelled-steps of exploration's,
++ --labelled demos', without actions), and only its decoder z -> a from that exploration's
+actions (+ --labelled demos'); it is saved beside --out as .lam.pt.
+
+The labelled demos hold the camera's frames as observations (obs and next_obs) and the
+model's actions: nothing the recordings did not show; with --latent also the latent actions,
+as action_dict/latent (T, Dz). Their env_args are the task's with that camera on, so a
+policy trained on them is evaluated on what it was trained to see.
 
 Shape legend: T steps of one recording, A action.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +34,12 @@ from apprentice.data.store import DemoWriter, split_train_valid, write_mask
 from apprentice.envs.base import Task, make_task, make_task_from_env_args, task_available, task_spec
 from apprentice.errors import ApprenticeError
 from apprentice.irl.label import LabelConfig, LabelResult, action_error
+from apprentice.irl.latent_actions import (
+    LatentActionConfig,
+    LatentActionModel,
+    fit_decoder,
+    fit_latent_actions,
+)
 from apprentice.irl.pixel_idm import (
     FrameTransitions,
     PixelIDM,
@@ -100,26 +114,13 @@ def _labelled_demos(cfg: LabelConfig, shape: tuple[int, ...], action_dim: int) -
     return FrameTransitions.from_episodes(episodes)
 
 
-def build_pixel_idm(
-    cfg: LabelConfig, videos: Videos, tasks: tuple[Task, Task], idm_path: Path
-) -> tuple[PixelIDM, dict[str, Any]]:
-    """Load `cfg.idm`, reuse a resumed run's model, or explore the task (rendering the camera,
-    through the recordings' video codec where they are video) and fit one. Returns the model
-    and what to report of its making."""
+def _own_interaction(
+    cfg: LabelConfig, videos: Videos, tasks: tuple[Task, Task], steps: int
+) -> tuple[FrameTransitions, dict[str, Any]]:
+    """`steps` of the task's exploration rendered with the camera (through the recordings'
+    video codec where they are video), plus the --labelled demos; and what to report."""
     with_camera, explorer = tasks
     shape = task_spec(with_camera).obs_shapes[videos.key]
-    action_dim = int(with_camera.action_space.shape[0])
-    if cfg.idm or (idm_path.exists() and not cfg.overwrite):
-        path = cfg.idm or idm_path
-        model, env_args = PixelIDM.load(path)
-        trained_on = (env_args.get("env_name"), model.camera, model.image_shape)
-        if trained_on != (with_camera.name, cfg.camera, tuple(shape)):
-            raise ApprenticeError(
-                f"IDM {path} was trained on task {trained_on[0]!r}, camera {trained_on[1]!r} at "
-                f"{trained_on[2][0]}x{trained_on[2][1]}, not {with_camera.name!r}, "
-                f"{cfg.camera!r} at {shape[0]}x{shape[1]}"
-            )
-        return model, {"idm": f"loaded from {path}"}
     codec = videos.codec
 
     def like_the_videos(frames: np.ndarray) -> np.ndarray:
@@ -127,7 +128,7 @@ def build_pixel_idm(
 
     data = explore_frames(
         explorer,
-        cfg.exploration_steps,
+        steps,
         camera=cfg.camera,
         size=int(shape[0]),
         mode=cfg.exploration,
@@ -135,11 +136,46 @@ def build_pixel_idm(
         seed=cfg.seed,
         transform=like_the_videos,
     )
-    steps = {"exploration steps": len(data)}
+    report: dict[str, Any] = {"exploration steps": len(data)}
     if cfg.labelled:
-        extra = _labelled_demos(cfg, tuple(shape), action_dim)
-        steps["labelled demo steps"] = len(extra)
+        extra = _labelled_demos(cfg, tuple(shape), int(with_camera.action_space.shape[0]))
+        report["labelled demo steps"] = len(extra)
         data = data + extra
+    if codec is not None:
+        report["exploration frames through"] = codec.describe()
+    return data, report
+
+
+def _check_trained_on(
+    what: str,
+    env_args: dict[str, Any],
+    model: PixelIDM | LatentActionModel,
+    task: Task,
+    camera: str,
+) -> None:
+    """Refuse a saved model of another task, camera or frame size than `task` renders."""
+    want = (task.name, camera, tuple(task_spec(task).obs_shapes[f"{camera}_image"]))
+    have = (env_args.get("env_name"), model.camera, tuple(model.image_shape))
+    if have != want:
+        raise ApprenticeError(
+            f"{what} was trained on task {have[0]!r}, camera {have[1]!r} at {have[2][0]}x"
+            f"{have[2][1]}, not {want[0]!r}, {want[1]!r} at {want[2][0]}x{want[2][1]}"
+        )
+
+
+def build_pixel_idm(
+    cfg: LabelConfig, videos: Videos, tasks: tuple[Task, Task], idm_path: Path
+) -> tuple[PixelIDM, dict[str, Any]]:
+    """Load `cfg.idm`, reuse a resumed run's model, or explore the task (rendering the camera,
+    through the recordings' video codec where they are video) and fit one. Returns the model
+    and what to report of its making."""
+    with_camera = tasks[0]
+    if cfg.idm or (idm_path.exists() and not cfg.overwrite):
+        path = cfg.idm or idm_path
+        model, env_args = PixelIDM.load(path)
+        _check_trained_on(f"IDM {path}", env_args, model, with_camera, cfg.camera)
+        return model, {"idm": f"loaded from {path}"}
+    data, report = _own_interaction(cfg, videos, tasks, cfg.exploration_steps)
     idm_cfg = PixelIDMConfig(
         past_frames=cfg.idm_past_frames,
         future_frames=cfg.idm_future_frames,
@@ -148,20 +184,77 @@ def build_pixel_idm(
     )
     model, loss = fit_pixel_idm(data, cfg.camera, idm_cfg, seed=cfg.seed, device=cfg.device)
     model.save(idm_path, with_camera.env_args)
-    report: dict[str, Any] = {**steps, "idm final loss": loss}
-    if codec is not None:
-        report["exploration frames through"] = codec.describe()
-    return model, report
+    return model, {**report, "idm final loss": loss}
+
+
+def build_latent_model(
+    cfg: LabelConfig, videos: Videos, tasks: tuple[Task, Task], path: Path
+) -> tuple[LatentActionModel, dict[str, Any]]:
+    """Reuse a resumed run's latent action model, or learn one from frames alone (the
+    recordings' and those of `cfg.labelled_steps` of exploration + --labelled demos, all
+    without their actions) and fit its decoder on that exploration with its actions. Returns
+    the model and what to report of its making."""
+    with_camera = tasks[0]
+    if path.exists() and not cfg.overwrite:
+        model, env_args = LatentActionModel.load(path)
+        _check_trained_on(f"latent action model {path}", env_args, model, with_camera, cfg.camera)
+        return model, {"latent action model": f"loaded from {path}"}
+    shape = tuple(task_spec(with_camera).obs_shapes[videos.key])
+    action_dim = int(with_camera.action_space.shape[0])
+    recordings = FrameTransitions.from_episodes(
+        (_frames(d.frames, shape), np.zeros((len(d.frames) - 1, 0), np.float32))
+        for d in map(videos.read, videos.names)
+    )  # the recordings' frames, their true actions (if any) left out
+    labelled, report = _own_interaction(cfg, videos, tasks, cfg.labelled_steps)
+    # The task's own interaction widens what the latent model sees of the scene (LAPO
+    # learns from all the observations it has); its actions stay with the decoder.
+    unlabelled = recordings + replace(labelled, actions=labelled.actions[:, :0])
+    lam_cfg = LatentActionConfig(
+        latent_dim=cfg.latent_dim,
+        past_frames=cfg.idm_past_frames,
+        future_frames=cfg.idm_future_frames,
+        steps=cfg.latent_steps,
+    )
+    model, loss = fit_latent_actions(
+        unlabelled, cfg.camera, action_dim, lam_cfg, seed=cfg.seed, device=cfg.device
+    )
+    decoder_loss = fit_decoder(model, labelled, seed=cfg.seed, device=cfg.device)
+    model.save(path, with_camera.env_args)
+    return model, {
+        "recording steps (no actions)": len(recordings),
+        **report,
+        "latent model steps (no actions)": len(unlabelled),
+        "latent model final loss": loss,
+        "decoder final loss": decoder_loss,
+    }
+
+
+Labeller = Callable[[FrameTransitions], tuple[np.ndarray, dict[str, np.ndarray]]]
+"""Transitions of one recording (N) -> actions (N, A) and other representations of them
+(an Episode's action_dict)."""
+
+
+def idm_labeller(model: PixelIDM) -> Labeller:
+    return lambda data: (model.label(data), {})
+
+
+def latent_labeller(model: LatentActionModel) -> Labeller:
+    def label(data: FrameTransitions) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        z = model.latents(data)  # N,Dz
+        return model.decode(z), {"latent": z}
+
+    return label
 
 
 def write_labelled_videos(
     videos: Videos,
     out: Path,
-    model: PixelIDM,
+    label: Labeller,
     shape: tuple[int, ...],
     *,
     env_args: dict[str, Any],
     resume: bool,
+    actions_source: str = "idm-video",
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
     """Label every recording and write it to `out` through the store (one crash-safe append
     per recording; with `resume`, recordings already in `out` are kept). Returns (labels,
@@ -179,10 +272,10 @@ def write_labelled_videos(
             demo = videos.read(name)
             frames = _frames(demo.frames, shape)  # T+1,H,W,3
             t = len(frames) - 1
-            labels = model.label(
+            labels, action_dict = label(
                 FrameTransitions.from_episodes([(frames, np.zeros((t, 0), np.float32))])
-            )  # T,A
-            if demo.actions is not None and demo.actions.shape[1] == model.action_dim:
+            )  # T,A; name -> T,...
+            if demo.actions is not None and demo.actions.shape[1] == labels.shape[1]:
                 pairs.append((labels, demo.actions))
             if name in done:
                 continue
@@ -196,7 +289,8 @@ def write_labelled_videos(
                 seed=demo.seed,
                 success=demo.success,
                 source=demo.source,
-                attrs={"labelled_from": name, "actions_source": "idm-video"},
+                attrs={"labelled_from": name, "actions_source": actions_source},
+                action_dict=action_dict,
             )
             done[name] = writer.append(episode)
     return pairs, resumed
@@ -205,14 +299,26 @@ def write_labelled_videos(
 def label_video(cfg: LabelConfig) -> LabelResult:
     """Label `cfg.from_video` (see the module docstring); resumable, crash-safe."""
     out = Path(cfg.out)
-    idm_path = out.with_suffix(".idm.pt")
+    model_path = out.with_suffix(".lam.pt" if cfg.latent else ".idm.pt")
     with Videos(cfg.from_video, cfg.camera) as videos:
         tasks = video_tasks(cfg, videos)
         with_camera = tasks[0]
         shape = tuple(task_spec(with_camera).obs_shapes[videos.key])
-        model, report = build_pixel_idm(cfg, videos, tasks, idm_path)
+        label: Labeller
+        if cfg.latent:
+            lam, report = build_latent_model(cfg, videos, tasks, model_path)
+            label, source = latent_labeller(lam), "latent-video"
+        else:
+            idm, report = build_pixel_idm(cfg, videos, tasks, model_path)
+            label, source = idm_labeller(idm), "idm-video"
         pairs, resumed = write_labelled_videos(
-            videos, out, model, shape, env_args=with_camera.env_args, resume=not cfg.overwrite
+            videos,
+            out,
+            label,
+            shape,
+            env_args=with_camera.env_args,
+            resume=not cfg.overwrite,
+            actions_source=source,
         )
         masks, form = videos.masks, videos.form
         n = len(videos.names)
@@ -232,7 +338,16 @@ def label_video(cfg: LabelConfig) -> LabelResult:
         "input": f"{form}, camera {cfg.camera} at {shape[0]}x{shape[1]}",
         **report,
     }
-    return LabelResult(out, None if cfg.idm else idm_path, n, resumed, error, extra)
+    return LabelResult(out, None if cfg.idm else model_path, n, resumed, error, extra)
 
 
-__all__ = ["build_pixel_idm", "label_video", "video_tasks", "write_labelled_videos"]
+__all__ = [
+    "Labeller",
+    "build_latent_model",
+    "build_pixel_idm",
+    "idm_labeller",
+    "label_video",
+    "latent_labeller",
+    "video_tasks",
+    "write_labelled_videos",
+]
