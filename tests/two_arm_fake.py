@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from apprentice.envs.base import Subtask
-from apprentice.envs.mujoco_task import matrix_from_rotvec, rotvec_from_matrix
+from apprentice.envs.mujoco_base import matrix_from_rotvec, rotvec_from_matrix
 
 NAME = "test_two_arm"
 ARMS = ("robot0", "robot1")

@@ -21,7 +21,8 @@ from apprentice.collect.replay import ReplayConfig, replay
 from apprentice.data import DemoFile
 from apprentice.envs import make_task, make_task_from_env_args
 from apprentice.envs.bodies import ARM_HOME, ARM_JOINTS, BODIES, body_class
-from apprentice.envs.mujoco_task import MAX_DELTA_POS, MAX_DELTA_ROT, MujocoTask, topdown_rotation
+from apprentice.envs.mujoco_base import MAX_DELTA_POS, MAX_DELTA_ROT
+from apprentice.envs.mujoco_task import MujocoTask, topdown_rotation
 from apprentice.errors import ApprenticeError
 from apprentice.generate.run import GenerateConfig, run_generate
 

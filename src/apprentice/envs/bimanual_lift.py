@@ -14,7 +14,8 @@ import numpy as np
 
 from apprentice.envs.arms import ArmSubtask
 from apprentice.envs.base import Oracle, register_task
-from apprentice.envs.mujoco_task import MAX_DELTA_POS, eef_yaw, yaw_of
+from apprentice.envs.mujoco_base import MAX_DELTA_POS
+from apprentice.envs.mujoco_task import eef_yaw, yaw_of
 from apprentice.envs.scripted_oracle import servo_target
 from apprentice.envs.two_arm import TwoArmTask
 from apprentice.envs.two_arm_oracle import ArmScript

@@ -29,24 +29,15 @@ import mujoco
 import numpy as np
 
 from apprentice.envs.base import Oracle, Subtask, register_task
+from apprentice.envs.bodies import EEF_IN_BODY
 from apprentice.envs.hand_grasp_objects import (
     SHAPES,
     draw_half_extents,
     geom_size,
     object_inertia,
 )
-from apprentice.envs.mujoco_task import (
-    ASSETS,
-    CAMERAS,
-    EEF_IN_BODY,
-    MAX_DELTA_POS,
-    MAX_DELTA_ROT,
-    START_YAW_RANGE,
-    CameraRenderer,
-    check_variant_and_image_size,
-    matrix_from_rotvec,
-    rotvec_from_matrix,
-)
+from apprentice.envs.mujoco_base import MujocoTaskBase, action_fault, refuse_unknown_args
+from apprentice.envs.mujoco_task import CAMERAS, START_YAW_RANGE
 from apprentice.errors import ApprenticeError
 
 WRIST_JOINTS = ("hand_x", "hand_y", "hand_z", "hand_rx", "hand_ry", "hand_rz")
@@ -90,45 +81,25 @@ def _hinge_angles(rot: np.ndarray) -> tuple[float, float, float]:
     "A 20-joint five-fingered hand grasps a box, cylinder, sphere or capsule of random size "
     "and lifts it 10 cm.",
 )
-class HandGrasp(gym.Env[dict[str, np.ndarray], np.ndarray]):
+class HandGrasp(MujocoTaskBase):
     """The task: see the module docstring for the hand, its actions and the objects."""
 
     name: str = "hand_grasp"
     horizon: int = 120
     """Steps before an episode is truncated."""
-    control_freq: float = 20.0
-    observation_space: gym.spaces.Dict  # type: ignore[assignment]
-    action_space: gym.spaces.Box
     subtasks: tuple[Subtask, ...] = (Subtask("object", "grasp", (0, 5)), Subtask("object", None))
+    xml_file: ClassVar[str] = "hand_grasp.xml"
     object_names: ClassVar[tuple[str, ...]] = ("object",)
-    fixture_names: ClassVar[tuple[str, ...]] = ()
     placement: ClassVar[dict[str, float]] = {"D0": 0.05, "D1": 0.12}
     """Variant -> half-width (m) of the square the object's start xy is drawn from."""
-    n_substeps: ClassVar[int] = 10
-    """Physics steps per env step: 10 x 5 ms = 50 ms = 1 / control_freq."""
-    perturbation_axes: ClassVar[tuple[str, ...]] = ()
-    """The axes of `envs.perturb` this task takes: none yet (its scene has no SceneRandomizer)."""
 
     def __init__(
         self, *, camera: bool = False, image_size: int = 84, variant: str = "D0", **kwargs: Any
     ) -> None:
-        if kwargs:
-            raise ApprenticeError(
-                f"task {self.name!r} got unknown arguments {sorted(kwargs)}; it accepts camera "
-                "(bool), image_size (int) and variant (str: D0 or D1)"
-            )
-        if not isinstance(camera, bool):
-            raise ApprenticeError(
-                f"task {self.name!r}: camera must be true or false, not {camera!r}"
-            )
-        check_variant_and_image_size(self.name, self.placement, variant, image_size)
-        self.camera = camera
-        self.image_size = image_size
-        self.variant = variant
-        self.xy_range = self.placement[variant]
-        self.metadata = {"render_modes": ["rgb_array"], "render_fps": self.control_freq}
-        self.model = mujoco.MjModel.from_xml_path(str(ASSETS / "hand_grasp.xml"))
-        self.data = mujoco.MjData(self.model)
+        refuse_unknown_args(
+            self.name, kwargs, "camera (bool), image_size (int) and variant (str: D0 or D1)"
+        )
+        super().__init__(camera=camera, image_size=image_size, variant=variant, cameras=CAMERAS)
         m = self.model
         self._eef_site = m.site("eef").id
         self._hand_body = m.body("hand").id
@@ -138,8 +109,7 @@ class HandGrasp(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._finger_qpos = m.jnt_qposadr[joints]
         self._finger_dof = m.jnt_dofadr[joints]
         self._finger_range = m.jnt_range[joints].copy()  # (20, 2) lower, upper (rad)
-        self._object_body = m.body("object").id
-        self._object_qpos = int(m.jnt_qposadr[m.body_jntadr[self._object_body]])
+        self._object_body = int(self._object_bodies[0])
         self._object_geoms = np.array([m.geom(f"object_{s}").id for s in SHAPES])
         self._object_rgba = m.geom_rgba[self._object_geoms].copy()
         self._object_size = m.geom_size[self._object_geoms].copy()
@@ -152,10 +122,6 @@ class HandGrasp(gym.Env[dict[str, np.ndarray], np.ndarray]):
             for d in (*DIGITS, "thumb")
         }
         self._configured: tuple[float, ...] = ()
-        self._state_spec = mujoco.mjtState.mjSTATE_INTEGRATION
-        self._state_size = mujoco.mj_stateSize(m, self._state_spec)
-        self._steps = 0
-        self._cameras = CameraRenderer(self.name, self.model, CAMERAS)
 
         box = gym.spaces.Box
         n = len(FINGER_JOINTS)
@@ -166,11 +132,8 @@ class HandGrasp(gym.Env[dict[str, np.ndarray], np.ndarray]):
             "hand_qvel": box(-np.inf, np.inf, (n,), np.float32),
             "object": box(-np.inf, np.inf, (10,), np.float32),
             "object_shape": box(-np.inf, np.inf, (len(SHAPES) + 3,), np.float32),
+            **self._image_spaces(),
         }
-        if camera:
-            shape = (image_size, image_size, 3)
-            spaces["agentview_image"] = box(0, 255, shape, np.uint8)
-            spaces["eye_in_hand_image"] = box(0, 255, shape, np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (6 + n,), np.float32)
         self._new_episode("box", np.array([0.025, 0.025, 0.025]), np.zeros(2), 0.0)
@@ -220,116 +183,54 @@ class HandGrasp(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._configure_object()
         mujoco.mj_resetData(self.model, d)
         d.userdata[:] = (SHAPES.index(shape), *half)
-        adr = self._object_qpos
-        d.qpos[adr : adr + 3] = (xy[0], xy[1], half[2])
-        d.qpos[adr + 3 : adr + 7] = (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
+        self.set_object_pose("object", np.array([xy[0], xy[1], half[2]]), yaw)
         open_hand = self._finger_targets(grasp_synergy(-1.0))
         d.qpos[self._finger_qpos] = open_hand
         d.ctrl[6:] = open_hand
         self._steps = 0
         mujoco.mj_forward(self.model, d)
 
-    # --- gymnasium ---------------------------------------------------------------------------
+    # --- episodes and actions ----------------------------------------------------------------
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        super().reset(seed=seed)
+    def _start_episode(self, seed: int | None) -> None:
         rng = self.np_random
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
         half = draw_half_extents(shape, rng)
         xy = rng.uniform(-self.xy_range, self.xy_range, size=2)
         yaw = float(rng.uniform(-START_YAW_RANGE, START_YAW_RANGE))
         self._new_episode(shape, half, xy, yaw)
-        return self.get_observation(), {"success": self.is_success()}
 
-    def step(
-        self, action: np.ndarray
-    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
+    def _action_error(self, action: Any) -> str:
         n = self.action_space.shape[0]
-        shape = np.shape(action)
-        if a.shape != (n,) or not np.all(np.isfinite(a)):
-            what = f"shape {shape}" if a.shape != (n,) else "NaN or inf"
-            raise ApprenticeError(
-                f"task {self.name!r}: action must be {n} finite numbers (6 wrist deltas, then "
-                f"{n - 6} finger joint targets), got {what}"
-            )
-        self._apply_action(np.clip(a, -1.0, 1.0))
-        mujoco.mj_step(self.model, self.data, self.n_substeps)
-        # mj_step leaves body poses at the state before the last integration; recompute them
-        # (kinematics only) so observations and signals describe the state now.
-        mujoco.mj_kinematics(self.model, self.data)
-        self._steps += 1
-        success = self.is_success()
-        truncated = self._steps >= self.horizon
-        return self.get_observation(), float(success), False, truncated, {"success": success}
+        return (
+            f"task {self.name!r}: action must be {n} finite numbers (6 wrist deltas, then "
+            f"{n - 6} finger joint targets), got {action_fault(action, n)}"
+        )
 
-    def close(self) -> None:
-        self._cameras.close()
-
-    # --- state -------------------------------------------------------------------------------
-
-    def get_state(self) -> np.ndarray:
-        """MuJoCo's integration state (userdata, so the object's shape and size, included)
-        and the step count."""
-        state = np.empty(self._state_size + 1)
-        mujoco.mj_getState(self.model, self.data, state[:-1], self._state_spec)
-        state[-1] = self._steps
-        return state
-
-    def set_state(self, state: np.ndarray) -> None:
-        s = np.asarray(state, dtype=np.float64).reshape(-1)
-        if s.shape != (self._state_size + 1,):
-            raise ApprenticeError(
-                f"state for task {self.name!r} must have {self._state_size + 1} values, "
-                f"got {s.shape[0]}; was it recorded with another task or mujoco version?"
-            )
-        physics = np.ascontiguousarray(s[:-1])
-        mujoco.mj_setState(self.model, self.data, physics, self._state_spec)
+    def _set_physics_state(self, physics: np.ndarray) -> None:
+        """Restore the state, the object's shape and size (in userdata) included: the model is
+        configured for that object, which resets `data`, then the state is set again."""
+        super()._set_physics_state(physics)
         if not 0 <= round(float(self.data.userdata[0])) < len(SHAPES):
             raise ApprenticeError(f"state for task {self.name!r} names no object shape")
         self._configure_object()
-        mujoco.mj_setState(self.model, self.data, physics, self._state_spec)
-        self._steps = int(s[-1])
-        mujoco.mj_kinematics(self.model, self.data)
-
-    @property
-    def steps(self) -> int:
-        """Env steps since the last reset."""
-        return self._steps
+        super()._set_physics_state(physics)
 
     # --- poses and the controller ------------------------------------------------------------
 
     def eef_pose(self) -> np.ndarray:
-        pose = np.eye(4)
-        pose[:3, :3] = self.data.site_xmat[self._eef_site].reshape(3, 3)
-        pose[:3, 3] = self.data.site_xpos[self._eef_site]
-        return pose
-
-    def object_poses(self) -> dict[str, np.ndarray]:
-        pose = np.eye(4)
-        pose[:3, :3] = self.data.xmat[self._object_body].reshape(3, 3)
-        pose[:3, 3] = self.data.xpos[self._object_body]
-        return {"object": pose}
+        return self._site_pose(self._eef_site)
 
     def action_to_target_pose(self, action: np.ndarray) -> np.ndarray:
-        a = np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[:6], -1.0, 1.0)
-        pose = np.eye(4)
-        pose[:3, 3] = self.data.site_xpos[self._eef_site] + MAX_DELTA_POS * a[:3]
-        current = self.data.site_xmat[self._eef_site].reshape(3, 3)
-        # The rotation delta acts in the world frame (left-multiplied), as in robosuite's OSC.
-        pose[:3, :3] = matrix_from_rotvec(MAX_DELTA_ROT * a[3:6]) @ current
-        return pose
+        return self._delta_target_pose(
+            self._eef_site, np.asarray(action, dtype=np.float64).reshape(-1)[:6]
+        )
 
     def target_pose_to_action(self, pose: np.ndarray, gripper: float) -> np.ndarray:
         """The wrist action towards `pose` (4, 4) and the fingers at grasp synergy level
         `gripper` (-1 open ... +1 closed)."""
-        target = np.asarray(pose, dtype=np.float64)
         action = np.empty(self.action_space.shape[0])
-        action[:3] = (target[:3, 3] - self.data.site_xpos[self._eef_site]) / MAX_DELTA_POS
-        current = self.data.site_xmat[self._eef_site].reshape(3, 3)
-        action[3:6] = rotvec_from_matrix(target[:3, :3] @ current.T) / MAX_DELTA_ROT
+        action[:6] = self._pose_delta(self._eef_site, pose)
         action[6:] = grasp_synergy(gripper)
         return np.clip(action, -1.0, 1.0)
 
@@ -403,8 +304,6 @@ class HandGrasp(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def get_observation(self) -> dict[str, np.ndarray]:
         d = self.data
         eef_pos = d.site_xpos[self._eef_site]
-        eef_quat = np.empty(4)
-        mujoco.mju_mat2Quat(eef_quat, d.site_xmat[self._eef_site])
         body = self._object_body
         # object (10,): world pos (3), quat wxyz (4), pos - eef_pos (3)
         objects = np.concatenate([d.xpos[body], d.xquat[body], d.xpos[body] - eef_pos])
@@ -412,26 +311,12 @@ class HandGrasp(gym.Env[dict[str, np.ndarray], np.ndarray]):
         shape = np.zeros(len(SHAPES) + 3)
         shape[SHAPES.index(self.shape)] = 1.0
         shape[len(SHAPES) :] = self.half_extents
-        obs = {
+        return {
             "eef_pos": eef_pos.astype(np.float32),
-            "eef_quat": eef_quat.astype(np.float32),
+            "eef_quat": self._site_quat(self._eef_site).astype(np.float32),
             "hand_qpos": d.qpos[self._finger_qpos].astype(np.float32),
             "hand_qvel": d.qvel[self._finger_dof].astype(np.float32),
             "object": objects.astype(np.float32),
             "object_shape": shape.astype(np.float32),
+            **self._images(),
         }
-        if self.camera:
-            obs["agentview_image"] = self.render_frame("agentview", self.image_size)
-            obs["eye_in_hand_image"] = self.render_frame("eye_in_hand", self.image_size)
-        return obs
-
-    def render_frame(self, camera: str, size: int = 84) -> np.ndarray:
-        return self._cameras.render(self.data, camera, size)
-
-    def render(self) -> np.ndarray:
-        return self.render_frame("agentview", 256)
-
-    @property
-    def env_args(self) -> dict[str, Any]:
-        kwargs = {"camera": self.camera, "image_size": self.image_size, "variant": self.variant}
-        return {"env_name": self.name, "env_type": "apprentice", "env_kwargs": kwargs}

@@ -13,8 +13,8 @@ import math
 import numpy as np
 
 from apprentice.envs.hand_grasp import LIFT_HEIGHT, HandGrasp
+from apprentice.envs.mujoco_base import MAX_DELTA_POS
 from apprentice.envs.mujoco_task import (
-    MAX_DELTA_POS,
     eef_yaw,
     nearest_symmetric_yaw,
     wrap_angle,

@@ -6,14 +6,12 @@ import math
 
 import numpy as np
 
+from apprentice.envs.mujoco_base import MAX_DELTA_POS, matrix_from_rotvec, rotvec_from_matrix
 from apprentice.envs.mujoco_task import (
     GRASP_MIN_Z,
-    MAX_DELTA_POS,
     MujocoTask,
     eef_yaw,
-    matrix_from_rotvec,
     nearest_symmetric_yaw,
-    rotvec_from_matrix,
     topdown_rotation,
     wrap_angle,
 )

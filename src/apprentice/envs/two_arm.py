@@ -25,25 +25,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import mujoco
 import numpy as np
 
-from apprentice.envs.base import Oracle, Subtask
+from apprentice.envs.base import Subtask
 from apprentice.envs.bodies import ARM_JOINTS, FINGER_CLOSED, FINGER_OPEN, Arm
-from apprentice.envs.mujoco_task import (
+from apprentice.envs.mujoco_base import (
     ASSETS,
-    MAX_DELTA_POS,
-    MAX_DELTA_ROT,
-    CameraRenderer,
-    check_variant_and_image_size,
-    finger_target,
-    gripper_holds,
-    matrix_from_rotvec,
-    rotvec_from_matrix,
+    MujocoTaskBase,
+    action_fault,
+    refuse_unknown_args,
 )
+from apprentice.envs.mujoco_task import finger_target, gripper_holds
 from apprentice.errors import ApprenticeError
 
 ARM_NAMES = ("robot0", "robot1")
@@ -93,18 +89,13 @@ class _ArmParts:
         self.finger_ctrl = np.array([model.actuator(f).id for f in fingers])
 
 
-class TwoArmTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
+class TwoArmTask(MujocoTaskBase):
     """A built-in two-arm task: see the module docstring for the arms, actions and
     observations. Subclasses name their MJCF and objects, draw the objects' start poses, and
     define success, subtask signals, their per-arm subtasks and their oracle."""
 
-    # Plain (not ClassVar) annotations: the Task protocol declares these as attributes.
-    name: str = ""
     horizon: int = 200
     """Steps before an episode is truncated."""
-    control_freq: float = 20.0
-    observation_space: gym.spaces.Dict  # type: ignore[assignment]
-    action_space: gym.spaces.Box
     subtasks: tuple[Subtask, ...] = ()
     """Each arm's `arms.ArmSubtask`s in order, arm after arm."""
     n_arms: int = len(ARM_NAMES)
@@ -112,50 +103,17 @@ class TwoArmTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
     arm_actions: tuple[slice, ...] = tuple(
         slice(i * ARM_ACTION, (i + 1) * ARM_ACTION) for i in range(len(ARM_NAMES))
     )
-    xml_file: ClassVar[str] = ""
-    object_names: ClassVar[tuple[str, ...]] = ()
-    """Bodies with a free joint whose poses the observation and `object_poses` report."""
-    fixture_names: ClassVar[tuple[str, ...]] = ()
-    """Fixed bodies whose poses `object_poses` reports too, for generation."""
-    placement: ClassVar[dict[str, float]] = {"D0": 0.0}
-    """Variant name -> half-width (m) of the square the objects' start xy is drawn from."""
-    n_substeps: ClassVar[int] = 10
-    """Physics steps per env step: 10 x 5 ms = 50 ms = 1 / control_freq."""
-    perturbation_axes: ClassVar[tuple[str, ...]] = ()
-    """The axes of `envs.perturb` this task takes: none (its scene has no SceneRandomizer)."""
 
     def __init__(
         self, *, camera: bool = False, image_size: int = 84, variant: str = "D0", **kwargs: Any
     ) -> None:
-        if kwargs:
-            raise ApprenticeError(
-                f"task {self.name!r} got unknown arguments {sorted(kwargs)}; it accepts camera "
-                f"(bool), image_size (int) and variant ({' or '.join(self.placement)})"
-            )
-        if not isinstance(camera, bool):
-            raise ApprenticeError(
-                f"task {self.name!r}: camera must be true or false, not {camera!r}"
-            )
-        check_variant_and_image_size(self.name, self.placement, variant, image_size)
-        self.camera = camera
-        self.image_size = image_size
-        self.variant = variant
-        self.xy_range = self.placement[variant]
-        """Half-width (m) of the square the objects' start xy is drawn from."""
-        self.metadata = {"render_modes": ["rgb_array"], "render_fps": self.control_freq}
-        self.model = build_two_arm_model(ASSETS / self.xml_file)
-        self.data = mujoco.MjData(self.model)
-        m = self.model
-        self._arms = [_ArmParts(m, name) for name in ARM_NAMES]
-        self._object_bodies = np.array([m.body(n).id for n in self.object_names], dtype=int)
-        self._fixture_bodies = np.array([m.body(n).id for n in self.fixture_names], dtype=int)
-        self._object_qpos = {
-            n: int(m.jnt_qposadr[m.body_jntadr[m.body(n).id]]) for n in self.object_names
-        }
-        self._state_spec = mujoco.mjtState.mjSTATE_INTEGRATION
-        self._state_size = mujoco.mj_stateSize(m, self._state_spec)
-        self._steps = 0
-        self._cameras = CameraRenderer(self.name, m, CAMERAS)
+        refuse_unknown_args(
+            self.name,
+            kwargs,
+            f"camera (bool), image_size (int) and variant ({' or '.join(self.placement)})",
+        )
+        super().__init__(camera=camera, image_size=image_size, variant=variant, cameras=CAMERAS)
+        self._arms = [_ArmParts(self.model, name) for name in ARM_NAMES]
 
         box = gym.spaces.Box
         n = len(ARM_JOINTS)
@@ -168,124 +126,52 @@ class TwoArmTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
             spaces[f"{arm}_joint_vel"] = box(-np.inf, np.inf, (n,), np.float32)
         per_object = 7 + 3 * self.n_arms
         spaces["object"] = box(-np.inf, np.inf, (per_object * len(self.object_names),), np.float32)
-        if camera:
-            shape = (image_size, image_size, 3)
-            for cam in CAMERAS:
-                spaces[f"{cam}_image"] = box(0, 255, shape, np.uint8)
+        spaces.update(self._image_spaces())
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ARM_ACTION * self.n_arms,), np.float32)
         self._reset_sim()
 
-    # --- hooks for the task subclasses -------------------------------------------------------
+    def _build_model(self) -> mujoco.MjModel:
+        return build_two_arm_model(ASSETS / self.xml_file)
 
-    def _place_objects(self, rng: np.random.Generator) -> None:
-        """Draw the objects' start poses (with `set_object_pose`)."""
-        raise NotImplementedError
+    # --- episodes and actions ----------------------------------------------------------------
 
-    def is_success(self) -> bool:
-        raise NotImplementedError
+    def _reset_sim(self) -> None:
+        mujoco.mj_resetData(self.model, self.data)
+        for parts in self._arms:
+            parts.arm.reset(self.data)
+            self.data.qpos[parts.finger_qpos] = FINGER_OPEN
+            self.data.ctrl[parts.finger_ctrl] = FINGER_OPEN
+        self._steps = 0
 
-    def subtask_signals(self) -> dict[str, bool]:
-        raise NotImplementedError
-
-    def oracle(self, rng: np.random.Generator) -> Oracle:
-        raise NotImplementedError
-
-    # --- gymnasium ---------------------------------------------------------------------------
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        super().reset(seed=seed)
-        self._reset_sim()
-        self._place_objects(self.np_random)
-        mujoco.mj_forward(self.model, self.data)
-        return self.get_observation(), {"success": self.is_success()}
-
-    def step(
-        self, action: np.ndarray
-    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
+    def _action_error(self, action: Any) -> str:
         n = self.action_space.shape[0]
-        if a.shape != (n,) or not np.all(np.isfinite(a)):
-            what = f"shape {np.shape(action)}" if a.shape != (n,) else "NaN or inf"
-            raise ApprenticeError(
-                f"task {self.name!r}: action must be {n} finite numbers, per arm "
-                f"({', '.join(ARM_NAMES)}) an eef delta (6) and the gripper (1); got {what}"
-            )
-        self._apply_action(np.clip(a, -1.0, 1.0))
-        mujoco.mj_step(self.model, self.data, self.n_substeps)
-        # mj_step leaves body poses at the state before the last integration; recompute them
-        # (kinematics only, cheap) so observations and signals describe the state now.
-        mujoco.mj_kinematics(self.model, self.data)
-        self._steps += 1
-        success = self.is_success()
-        truncated = self._steps >= self.horizon
-        return self.get_observation(), float(success), False, truncated, {"success": success}
+        return (
+            f"task {self.name!r}: action must be {n} finite numbers, per arm "
+            f"({', '.join(ARM_NAMES)}) an eef delta (6) and the gripper (1); "
+            f"got {action_fault(action, n)}"
+        )
 
-    def close(self) -> None:
-        self._cameras.close()
-
-    # --- state -------------------------------------------------------------------------------
-
-    def get_state(self) -> np.ndarray:
-        """MuJoCo's integration state (the servo and finger commands included) and the step
-        count."""
-        state = np.empty(self._state_size + 1)
-        mujoco.mj_getState(self.model, self.data, state[:-1], self._state_spec)
-        state[-1] = self._steps
-        return state
-
-    def set_state(self, state: np.ndarray) -> None:
-        s = np.asarray(state, dtype=np.float64).reshape(-1)
-        if s.shape != (self._state_size + 1,):
-            raise ApprenticeError(
-                f"state for task {self.name!r} must have {self._state_size + 1} values, "
-                f"got {s.shape[0]}; was it recorded with another task or mujoco version?"
-            )
-        mujoco.mj_setState(self.model, self.data, np.ascontiguousarray(s[:-1]), self._state_spec)
-        self._steps = int(s[-1])
-        mujoco.mj_kinematics(self.model, self.data)
-
-    @property
-    def steps(self) -> int:
-        """Env steps since the last reset."""
-        return self._steps
+    def _apply_action(self, action: np.ndarray) -> None:
+        """Turn a clipped action (14,) into servo targets for both arms' joints and fingers."""
+        for i, parts in enumerate(self._arms):
+            parts.arm.actuate(self.data, self.action_to_target_pose(action, arm=i))
+            gripper = float(action[self.arm_actions[i]][-1])
+            self.data.ctrl[parts.finger_ctrl] = finger_target(gripper)
 
     # --- poses and the controller, per arm ---------------------------------------------------
 
     def eef_pose(self, arm: int = 0) -> np.ndarray:
         """(4, 4) eef pose of arm `arm` (robot0 unless given) in the world frame."""
-        site = self._arms[arm].site
-        pose = np.eye(4)
-        pose[:3, :3] = self.data.site_xmat[site].reshape(3, 3)
-        pose[:3, 3] = self.data.site_xpos[site]
-        return pose
+        return self._site_pose(self._arms[arm].site)
 
     def eef_poses(self) -> list[np.ndarray]:
         return [self.eef_pose(i) for i in range(self.n_arms)]
 
-    def object_poses(self) -> dict[str, np.ndarray]:
-        poses = {}
-        names = self.object_names + self.fixture_names
-        bodies = np.concatenate([self._object_bodies, self._fixture_bodies])
-        for name, body in zip(names, bodies, strict=True):
-            pose = np.eye(4)
-            pose[:3, :3] = self.data.xmat[body].reshape(3, 3)
-            pose[:3, 3] = self.data.xpos[body]
-            poses[name] = pose
-        return poses
-
     def action_to_target_pose(self, action: np.ndarray, arm: int = 0) -> np.ndarray:
         """The (4, 4) eef target pose of arm `arm` that `action` (14,) commands."""
         a = np.asarray(action, dtype=np.float64).reshape(-1)[self.arm_actions[arm]]
-        a = np.clip(a[:6], -1.0, 1.0)
-        current = self.eef_pose(arm)
-        pose = np.eye(4)
-        pose[:3, 3] = current[:3, 3] + MAX_DELTA_POS * a[:3]
-        # The rotation delta acts in the world frame (left-multiplied), as in robosuite's OSC.
-        pose[:3, :3] = matrix_from_rotvec(MAX_DELTA_ROT * a[3:6]) @ current[:3, :3]
-        return pose
+        return self._delta_target_pose(self._arms[arm].site, a[:6])
 
     def action_to_target_poses(self, action: np.ndarray) -> list[np.ndarray]:
         return [self.action_to_target_pose(action, i) for i in range(self.n_arms)]
@@ -293,11 +179,8 @@ class TwoArmTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def arm_action(self, pose: np.ndarray, gripper: float, arm: int) -> np.ndarray:
         """Arm `arm`'s share (7,) of the action: towards `pose` (4, 4), the gripper at
         `gripper`."""
-        target = np.asarray(pose, dtype=np.float64)
-        current = self.eef_pose(arm)
         action = np.empty(ARM_ACTION)
-        action[:3] = (target[:3, 3] - current[:3, 3]) / MAX_DELTA_POS
-        action[3:6] = rotvec_from_matrix(target[:3, :3] @ current[:3, :3].T) / MAX_DELTA_ROT
+        action[:6] = self._pose_delta(self._arms[arm].site, pose)
         action[6] = gripper
         return np.clip(action, -1.0, 1.0)
 
@@ -320,13 +203,6 @@ class TwoArmTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         pairs = enumerate(zip(poses, grippers, strict=True))
         return np.concatenate([self.arm_action(p, float(g), i) for i, (p, g) in pairs])
 
-    def _apply_action(self, action: np.ndarray) -> None:
-        """Turn a clipped action (14,) into servo targets for both arms' joints and fingers."""
-        for i, parts in enumerate(self._arms):
-            parts.arm.actuate(self.data, self.action_to_target_pose(action, arm=i))
-            gripper = float(action[self.arm_actions[i]][-1])
-            self.data.ctrl[parts.finger_ctrl] = finger_target(gripper)
-
     def gripper_command(self, arm: int) -> float:
         """The gripper level (-1 open ... +1 closed) arm `arm` was last commanded."""
         ctrl = float(self.data.ctrl[self._arms[arm].finger_ctrl[0]])
@@ -347,44 +223,13 @@ class TwoArmTask(gym.Env[dict[str, np.ndarray], np.ndarray]):
         objects = [d.xpos[bodies], d.xquat[bodies]]
         for name, parts in zip(ARM_NAMES, self._arms, strict=True):
             eef_pos = d.site_xpos[parts.site]
-            eef_quat = np.empty(4)
-            mujoco.mju_mat2Quat(eef_quat, d.site_xmat[parts.site])
             obs[f"{name}_eef_pos"] = eef_pos.astype(np.float32)
-            obs[f"{name}_eef_quat"] = eef_quat.astype(np.float32)
+            obs[f"{name}_eef_quat"] = self._site_quat(parts.site).astype(np.float32)
             obs[f"{name}_gripper_qpos"] = d.qpos[parts.finger_qpos].astype(np.float32)
             for key, value in parts.arm.observe(d).items():
                 obs[f"{name}_{key}"] = value
             objects.append(d.xpos[bodies] - eef_pos)
         # object (13 * n_objects,): per object [pos (3), quat (4), pos - each arm's eef (3 + 3)]
         obs["object"] = np.concatenate(objects, axis=1).reshape(-1).astype(np.float32)
-        if self.camera:
-            for cam in CAMERAS:
-                obs[f"{cam}_image"] = self.render_frame(cam, self.image_size)
+        obs.update(self._images())
         return obs
-
-    def render_frame(self, camera: str, size: int = 84) -> np.ndarray:
-        return self._cameras.render(self.data, camera, size)
-
-    def render(self) -> np.ndarray:
-        return self.render_frame("agentview", 256)
-
-    @property
-    def env_args(self) -> dict[str, Any]:
-        kwargs = {"camera": self.camera, "image_size": self.image_size, "variant": self.variant}
-        return {"env_name": self.name, "env_type": "apprentice", "env_kwargs": kwargs}
-
-    # --- helpers for subclasses --------------------------------------------------------------
-
-    def _reset_sim(self) -> None:
-        mujoco.mj_resetData(self.model, self.data)
-        for parts in self._arms:
-            parts.arm.reset(self.data)
-            self.data.qpos[parts.finger_qpos] = FINGER_OPEN
-            self.data.ctrl[parts.finger_ctrl] = FINGER_OPEN
-        self._steps = 0
-
-    def set_object_pose(self, name: str, pos: np.ndarray, yaw: float) -> None:
-        """Put a free object at `pos` (3,) turned `yaw` about world z, at rest."""
-        adr = self._object_qpos[name]
-        self.data.qpos[adr : adr + 3] = pos
-        self.data.qpos[adr + 3 : adr + 7] = (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
