@@ -32,8 +32,6 @@ from apprentice.envs.mujoco_base import (
 )
 
 # Re-exported: the robosuite tasks and generation import the rotation helpers from here.
-from apprentice.envs.mujoco_base import matrix_from_rotvec as matrix_from_rotvec
-from apprentice.envs.mujoco_base import rotvec_from_matrix as rotvec_from_matrix
 from apprentice.envs.mujoco_perturb import SceneRandomizer, build_model
 from apprentice.envs.perturb import AXES, Actuation, Perturbations
 

@@ -125,7 +125,7 @@ class SegmentPlayer:
         self.subtasks = subtasks
         self.settings = settings
         self.rng = rng
-        self.offsets = [int(rng.integers(s.term_offset[0], s.term_offset[1] + 1)) for s in subtasks]
+        self.offsets = draw_term_offsets(subtasks, rng)
         self.queue: list[tuple[np.ndarray, float]] = []
         self.next_subtask = 0
         self.chosen: list[tuple[SourceDemo, int, int]] = []
@@ -241,6 +241,12 @@ class SegmentPlayer:
 
 Segment = tuple[SourceDemo, int, int]
 """A source demo and the [start, stop) steps of one of its segments."""
+
+
+def draw_term_offsets(subtasks: Sequence[Subtask], rng: np.random.Generator) -> list[int]:
+    """Per subtask, where its segment ends relative to its terminating signal, drawn from its
+    `term_offset` range (both ends included), one draw each in subtask order."""
+    return [int(rng.integers(s.term_offset[0], s.term_offset[1] + 1)) for s in subtasks]
 
 
 def select_segment(

@@ -35,6 +35,7 @@ from apprentice.generate.attempt import (
     Failure,
     GenerationSettings,
     Segment,
+    draw_term_offsets,
     select_segment,
     signal_summary,
     source_offset,
@@ -81,7 +82,7 @@ class MultiArmPlayer:
         self.settings = settings
         self.rng = rng
         self.plan = arm_plan(task, subtasks)
-        drawn = [int(rng.integers(s.term_offset[0], s.term_offset[1] + 1)) for s in subtasks]
+        drawn = draw_term_offsets(subtasks, rng)
         for group in self.plan.groups.values():  # a group's stages end together
             for stage in group.stages:
                 drawn[stage.index] = drawn[group.stages[0].index]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from apprentice.envs.mujoco_task import matrix_from_rotvec, rotvec_from_matrix
+from apprentice.envs.mujoco_base import matrix_from_rotvec, rotvec_from_matrix
 
 
 def pose_inv(pose: np.ndarray) -> np.ndarray:

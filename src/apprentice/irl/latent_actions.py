@@ -41,10 +41,8 @@ Shape legend: B batch, F frames per window, H, W pixels, Dz latent action, A act
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -52,11 +50,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from apprentice.errors import ApprenticeError
-from apprentice.irl.pixel_idm import FrameTransitions, PixelIDM, PixelIDMConfig
-from apprentice.policies.checkpoint import atomic_torch_save
+from apprentice.irl.pixel_idm import (
+    FrameModel,
+    FrameTransitions,
+    PixelIDM,
+    PixelIDMConfig,
+    fit_batches,
+)
 from apprentice.policies.encoders import ConvTrunk, norm_layer
-
-FORMAT = "apprentice-latent-actions"
 
 # ---- config -------------------------------------------------------------------------------
 
@@ -146,24 +147,22 @@ def _mlp(width: int, hidden: tuple[int, ...], out: int) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Linear(width, out), nn.Tanh())
 
 
-class LatentActionModel(nn.Module):
+class LatentActionModel(FrameModel):
     """The inverse and forward models over one camera's frames, and the decoder z -> a."""
 
+    FORMAT = "apprentice-latent-actions"
+    CONFIG = LatentActionConfig
+    NAME = "latent action model"
+    cfg: LatentActionConfig
     z_mean: Tensor
     z_std: Tensor
 
     def __init__(
         self, camera: str, image_shape: tuple[int, ...], action_dim: int, cfg: LatentActionConfig
     ) -> None:
-        super().__init__()
-        h, w, c = (int(s) for s in image_shape)
-        self.camera, self.image_shape, self.action_dim, self.cfg = (
-            camera,
-            (h, w, c),
-            action_dim,
-            cfg,
-        )
-        self.inverse = PixelIDM(camera, (h, w, c), cfg.latent_dim, cfg.inverse)
+        super().__init__(camera, image_shape, action_dim, cfg)
+        c = self.image_shape[2]
+        self.inverse = PixelIDM(camera, self.image_shape, cfg.latent_dim, cfg.inverse)
         self.forward_model = ForwardModel(c, cfg.latent_dim)
         self.decoder = _mlp(cfg.latent_dim, cfg.decoder_hidden_dims, action_dim)
         # The decoder's normalizer: mean and std of z over the steps it was fitted on.
@@ -200,42 +199,10 @@ class LatentActionModel(nn.Module):
         """z (B, Dz) -> (z - mean) / std with the decoder's statistics (B, Dz)."""
         return (z - self.z_mean) / self.z_std
 
-    def save(self, path: Path, env_args: dict[str, Any]) -> None:
-        """Self-describing: camera, frame shape, action size, config and the task."""
-        atomic_torch_save(
-            {
-                "format": FORMAT,
-                "camera": self.camera,
-                "image_shape": list(self.image_shape),
-                "action_dim": self.action_dim,
-                "config": json.dumps(asdict(self.cfg)),
-                "env_args": json.dumps(env_args),
-                "state_dict": {k: v.cpu() for k, v in self.state_dict().items()},
-            },
-            path,
-        )
-
     @classmethod
-    def load(cls, path: str | Path) -> tuple[LatentActionModel, dict[str, Any]]:
-        """The model saved at `path` and the env_args of the task it was trained for."""
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for foreign or truncated files
-            raise ApprenticeError(
-                f"latent action model {path} cannot be read ({type(exc).__name__})"
-            ) from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise ApprenticeError(f"{path} is not a latent action model (label-actions --latent)")
-        try:
-            cfg = LatentActionConfig(**json.loads(d["config"]))
-            model = cls(d["camera"], tuple(d["image_shape"]), int(d["action_dim"]), cfg)
-            model.load_state_dict(d["state_dict"])
-        except (KeyError, TypeError, RuntimeError) as exc:  # another version's layout
-            reason = str(exc).strip().splitlines()[-1].strip()
-            raise ApprenticeError(
-                f"latent action model {path} does not fit this version ({reason})"
-            ) from None
-        return model.eval(), json.loads(d["env_args"])
+    def foreign(cls, path: str | Path, saved: object) -> str:
+        """The error message for a file at `path` that holds `saved`, not this model."""
+        return f"{path} is not a latent action model (label-actions --latent)"
 
 
 # ---- training -----------------------------------------------------------------------------
@@ -257,21 +224,22 @@ def fit_latent_actions(
         raise ApprenticeError("latent actions: no transitions to learn from")
     torch.manual_seed(seed)
     model = LatentActionModel(camera, frames.frames.shape[1:], action_dim, cfg).to(device)
-    params = [*model.inverse.parameters(), *model.forward_model.parameters()]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
-    rng = np.random.default_rng([seed, 13])
-    tail: list[float] = []
-    model.train()
-    for step in range(cfg.steps):
-        idx = rng.integers(0, len(frames), size=cfg.batch_size)
+
+    def batch_loss(idx: np.ndarray) -> Tensor:
         w = frames.windows(idx, cfg.past_frames, cfg.future_frames)  # B,F,H,W,C
-        loss = model.reconstruction_loss(torch.as_tensor(w, device=device), cfg.noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step >= cfg.steps * 0.9:
-            tail.append(float(loss.detach()))
-    return model.cpu().eval(), float(np.mean(tail)) if tail else float("nan")
+        return model.reconstruction_loss(torch.as_tensor(w, device=device), cfg.noise)
+
+    model.train()
+    loss = fit_batches(
+        [*model.inverse.parameters(), *model.forward_model.parameters()],
+        batch_loss,
+        n=len(frames),
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        rng=np.random.default_rng([seed, 13]),
+    )
+    return model.cpu().eval(), loss
 
 
 def fit_decoder(
@@ -293,19 +261,22 @@ def fit_decoder(
     actions = torch.as_tensor(labelled.actions, device=device)  # N,A
     torch.manual_seed(seed)
     decoder = model.decoder.to(device).train()
-    opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
-    rng = np.random.default_rng([seed, 14])
-    tail: list[float] = []
-    for step in range(cfg.decoder_steps):
-        idx = torch.as_tensor(rng.integers(0, len(labelled), size=cfg.batch_size), device=device)
-        loss = (decoder(z[idx]) - actions[idx]).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step >= cfg.decoder_steps * 0.9:
-            tail.append(float(loss.detach()))
+
+    def batch_loss(idx: np.ndarray) -> Tensor:
+        i = torch.as_tensor(idx, device=device)  # B
+        return (decoder(z[i]) - actions[i]).pow(2).mean()
+
+    loss = fit_batches(
+        decoder.parameters(),
+        batch_loss,
+        n=len(labelled),
+        steps=cfg.decoder_steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        rng=np.random.default_rng([seed, 14]),
+    )
     model.cpu().eval()
-    return float(np.mean(tail)) if tail else float("nan")
+    return loss
 
 
 __all__ = [

@@ -32,7 +32,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -43,8 +43,6 @@ from apprentice.errors import ApprenticeError
 from apprentice.irl.idm import exploration_steps
 from apprentice.policies.checkpoint import atomic_torch_save
 from apprentice.policies.encoders import ConvTrunk, norm_layer
-
-FORMAT = "apprentice-pixel-idm"
 
 # ---- config and data ----------------------------------------------------------------------
 
@@ -146,11 +144,18 @@ class FrameTransitions:
 # ---- the model ----------------------------------------------------------------------------
 
 
-class PixelIDM(nn.Module):
-    """Frames t-P .. t+1+Q -> a_t in [-1, 1] (see the module docstring)."""
+class FrameModel(nn.Module):
+    """A network over one camera's frames whose checkpoint rebuilds it: the camera, the frame
+    shape (H, W, C), the action size, the config and the task it was trained on, with the
+    weights. A subclass names its format, its config class and what errors call it."""
+
+    FORMAT: ClassVar[str]
+    CONFIG: ClassVar[type[Any]]
+    NAME: ClassVar[str]
+    """What error messages call the model."""
 
     def __init__(
-        self, camera: str, image_shape: tuple[int, ...], action_dim: int, cfg: PixelIDMConfig
+        self, camera: str, image_shape: tuple[int, ...], action_dim: int, cfg: Any
     ) -> None:
         super().__init__()
         h, w, c = (int(s) for s in image_shape)
@@ -160,6 +165,63 @@ class PixelIDM(nn.Module):
             action_dim,
             cfg,
         )
+
+    @classmethod
+    def foreign(cls, path: str | Path, saved: object) -> str:
+        """The error message for a file at `path` that holds `saved`, not this model."""
+        raise NotImplementedError
+
+    def save(self, path: Path, env_args: dict[str, Any]) -> None:
+        """Self-describing: camera, frame shape, action size, config and the task."""
+        atomic_torch_save(
+            {
+                "format": self.FORMAT,
+                "camera": self.camera,
+                "image_shape": list(self.image_shape),
+                "action_dim": self.action_dim,
+                "config": json.dumps(asdict(self.cfg)),
+                "env_args": json.dumps(env_args),
+                "state_dict": {k: v.cpu() for k, v in self.state_dict().items()},
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> tuple[Self, dict[str, Any]]:
+        """The model saved at `path` and the env_args of the task it was trained on."""
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for foreign or truncated files
+            raise ApprenticeError(
+                f"{cls.NAME} {path} cannot be read ({type(exc).__name__})"
+            ) from None
+        if not isinstance(d, dict) or d.get("format") != cls.FORMAT:
+            raise ApprenticeError(cls.foreign(path, d))
+        try:
+            cfg = cls.CONFIG(**json.loads(d["config"]))
+            model = cls(d["camera"], tuple(d["image_shape"]), int(d["action_dim"]), cfg)
+            model.load_state_dict(d["state_dict"])
+        except (KeyError, TypeError, RuntimeError) as exc:  # another version's layout
+            reason = str(exc).strip().splitlines()[-1].strip()
+            raise ApprenticeError(
+                f"{cls.NAME} {path} does not fit this version ({reason})"
+            ) from None
+        return model.eval(), json.loads(d["env_args"])
+
+
+class PixelIDM(FrameModel):
+    """Frames t-P .. t+1+Q -> a_t in [-1, 1] (see the module docstring)."""
+
+    FORMAT = "apprentice-pixel-idm"
+    CONFIG = PixelIDMConfig
+    NAME = "IDM"
+    cfg: PixelIDMConfig
+
+    def __init__(
+        self, camera: str, image_shape: tuple[int, ...], action_dim: int, cfg: PixelIDMConfig
+    ) -> None:
+        super().__init__(camera, image_shape, action_dim, cfg)
+        h, w, c = self.image_shape
         n = cfg.window
         channels = (2 * n - 1) * c  # n frames and n - 1 differences
         self.trunk = nn.Sequential(
@@ -199,39 +261,36 @@ class PixelIDM(nn.Module):
                 out.append(self(torch.as_tensor(x, device=device)).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 
-    def save(self, path: Path, env_args: dict[str, Any]) -> None:
-        """Self-describing: camera, frame shape, config and the task, with the weights."""
-        atomic_torch_save(
-            {
-                "format": FORMAT,
-                "camera": self.camera,
-                "image_shape": list(self.image_shape),
-                "action_dim": self.action_dim,
-                "config": json.dumps(asdict(self.cfg)),
-                "env_args": json.dumps(env_args),
-                "state_dict": {k: v.cpu() for k, v in self.state_dict().items()},
-            },
-            path,
-        )
-
     @classmethod
-    def load(cls, path: str | Path) -> tuple[PixelIDM, dict[str, Any]]:
-        """The model saved at `path` and the env_args of the task it was trained on."""
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for foreign or truncated files
-            raise ApprenticeError(f"IDM {path} cannot be read ({type(exc).__name__})") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            what = "a state IDM (label-actions --demos)" if isinstance(d, dict) else "no IDM"
-            raise ApprenticeError(f"{path} is {what}, not an IDM on camera frames")
-        try:
-            cfg = PixelIDMConfig(**json.loads(d["config"]))
-            model = cls(d["camera"], tuple(d["image_shape"]), int(d["action_dim"]), cfg)
-            model.load_state_dict(d["state_dict"])
-        except (KeyError, TypeError, RuntimeError) as exc:  # another version's layout
-            reason = str(exc).strip().splitlines()[-1].strip()
-            raise ApprenticeError(f"IDM {path} does not fit this version ({reason})") from None
-        return model.eval(), json.loads(d["env_args"])
+    def foreign(cls, path: str | Path, saved: object) -> str:
+        """The error message for a file at `path` that holds `saved`, not this model."""
+        what = "a state IDM (label-actions --demos)" if isinstance(saved, dict) else "no IDM"
+        return f"{path} is {what}, not an IDM on camera frames"
+
+
+def fit_batches(
+    params: Iterable[nn.Parameter],
+    batch_loss: Callable[[np.ndarray], Tensor],
+    *,
+    n: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    rng: np.random.Generator,
+) -> float:
+    """Adam on `params` for `steps` steps, each on the loss `batch_loss(idx)` of `batch_size`
+    indices idx (B,) drawn from 0 .. n - 1 with replacement by `rng`; returns the mean loss of
+    the last 10% of the steps."""
+    opt = torch.optim.Adam(params, lr=lr)
+    tail: list[float] = []
+    for step in range(steps):
+        loss = batch_loss(rng.integers(0, n, size=batch_size))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step >= steps * 0.9:
+            tail.append(float(loss.detach()))
+    return float(np.mean(tail)) if tail else float("nan")
 
 
 def fit_pixel_idm(
@@ -248,21 +307,24 @@ def fit_pixel_idm(
         raise ApprenticeError("pixel IDM: no transitions to learn from")
     torch.manual_seed(seed)
     model = PixelIDM(camera, data.frames.shape[1:], data.actions.shape[1], cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    rng = np.random.default_rng([seed, 12])
-    actions = torch.as_tensor(data.actions, device=device)
-    tail: list[float] = []
+    actions = torch.as_tensor(data.actions, device=device)  # N,A
+
+    def batch_loss(idx: np.ndarray) -> Tensor:
+        x = data.windows(idx, cfg.past_frames, cfg.future_frames)  # B,F,H,W,C
+        predicted = model(torch.as_tensor(x, device=device))  # B,A
+        return (predicted - actions[torch.as_tensor(idx, device=device)]).pow(2).mean()
+
     model.train()
-    for step in range(cfg.steps):
-        idx = rng.integers(0, len(data), size=cfg.batch_size)
-        x = torch.as_tensor(data.windows(idx, cfg.past_frames, cfg.future_frames), device=device)
-        loss = (model(x) - actions[torch.as_tensor(idx, device=device)]).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step >= cfg.steps * 0.9:
-            tail.append(float(loss.detach()))
-    return model.cpu().eval(), float(np.mean(tail)) if tail else float("nan")
+    loss = fit_batches(
+        model.parameters(),
+        batch_loss,
+        n=len(data),
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        rng=np.random.default_rng([seed, 12]),
+    )
+    return model.cpu().eval(), loss
 
 
 # ---- exploration --------------------------------------------------------------------------

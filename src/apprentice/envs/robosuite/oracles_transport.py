@@ -93,16 +93,36 @@ class TransportOracle:
     def _hold(self, arm: RobosuiteOracle, gripper: float) -> np.ndarray:
         return arm.servo(arm.eef_pos(), arm.eef_yaw(), gripper)
 
-    def _after_release(self, arm: RobosuiteOracle, next_stage: str) -> np.ndarray | str:
-        """Release then back away for RETREAT_STEPS; `next_stage` once done."""
+    def _after_release(
+        self, arm: RobosuiteOracle, stage: str, next_stage: str
+    ) -> tuple[np.ndarray, str]:
+        """Release, then back away for RETREAT_STEPS: the arm's action (7,) and its stage,
+        `stage` until the retreat is over, then `next_stage` (the arm holding still, open)."""
         yaw = arm.eef_yaw()
         if arm.phase == "release":
-            return arm.release(yaw)
+            return arm.release(yaw), stage
         arm.timer += 1
         if arm.timer > RETREAT_STEPS:
             arm.goto("reach")
-            return next_stage
-        return arm.retreat(yaw)
+            return self._hold(arm, OPEN), next_stage
+        return arm.retreat(yaw), stage
+
+    def _carry_and_lower(
+        self, arm: RobosuiteOracle, part: np.ndarray, goal: np.ndarray, drop_z: float, near: float
+    ) -> np.ndarray:
+        """The arm's action (7,) carrying the held part at `part` (3,) to `goal` (3,) (phase
+        "carry") until within `near` m of it in x, y, then lowering it (phase "lower") until
+        it is below `drop_z` or LOWER_STEPS have passed (then phase "release")."""
+        yaw = arm.eef_yaw()
+        if arm.phase == "carry":
+            if np.linalg.norm(part[:2] - goal[:2]) < near:
+                arm.goto("lower")
+            return arm.servo(arm.carry_target(part, goal), yaw, CLOSE)
+        arm.timer += 1
+        if part[2] < drop_z or arm.timer > LOWER_STEPS:
+            arm.goto("release")
+        low = np.array([goal[0], goal[1], drop_z - 0.02])
+        return arm.servo(arm.eef_pos() + (low - part), yaw, CLOSE, speed=0.6)
 
     # --- robot0 ------------------------------------------------------------------------------
 
@@ -118,11 +138,8 @@ class TransportOracle:
                 if self.stage1 == "take" and self.arm1.phase == "carry":
                     arm.goto("release")
                 return self._present()
-            done = self._after_release(arm, "done")
-            if isinstance(done, str):
-                self.stage0 = done
-                return self._hold(arm, OPEN)
-            return done
+            retreat, self.stage0 = self._after_release(arm, self.stage0, "done")
+            return retreat
         return self._hold(arm, OPEN)
 
     def _lid(self) -> np.ndarray:
@@ -132,27 +149,15 @@ class TransportOracle:
         if arm.phase in ("carry", "lower") and not held:
             arm.goto("reach")
         if arm.phase in ("release", "retreat"):
-            done = self._after_release(arm, "hammer")
-            if isinstance(done, str):
-                self.stage0 = done
-                return self._hold(arm, OPEN)
-            return done
+            retreat, self.stage0 = self._after_release(arm, self.stage0, "hammer")
+            return retreat
         # The handle is a bar along y: the fingers close along x.
         action = arm.pick(handle + np.array([0.0, 0.0, 0.005]), 0.0, math.pi, held)
         if action is not None:
             return action
         bin_pos = task.object_poses()["start_bin"][:3, 3]
         goal = np.array([bin_pos[0] - LID_SHIFT, bin_pos[1], LID_CARRY_Z])
-        yaw = arm.eef_yaw()
-        if arm.phase == "carry":
-            if np.linalg.norm(handle[:2] - goal[:2]) < 0.02:
-                arm.goto("lower")
-            return arm.servo(arm.carry_target(handle, goal), yaw, CLOSE)
-        arm.timer += 1
-        if handle[2] < LID_DROP_Z or arm.timer > LOWER_STEPS:
-            arm.goto("release")
-        low = np.array([goal[0], goal[1], LID_DROP_Z - 0.02])
-        return arm.servo(arm.eef_pos() + (low - handle), yaw, CLOSE, speed=0.6)
+        return self._carry_and_lower(arm, handle, goal, LID_DROP_Z, near=0.02)
 
     def _hammer(self) -> np.ndarray:
         task, arm = self.task, self.arm0
@@ -234,47 +239,24 @@ class TransportOracle:
         cube, bin_pos = poses["trash"], poses["trash_bin"][:3, 3]
         p = cube[:3, 3]
         held = task.holds(transport.trash, arm=1)
-        yaw = arm.eef_yaw()
         if arm.phase in ("carry", "lower") and not held:
             arm.goto("reach")
         if arm.phase in ("release", "retreat"):
-            done = self._after_release(arm, "wait")
-            if isinstance(done, str):
-                # Missed the bin: pick it up again from wherever it lies.
-                self.stage1 = done if transport.trash_in_trash_bin else "trash"
-                return self._hold(arm, OPEN)
-            return done
+            # Missed the bin: pick it up again from wherever it lies.
+            next_stage = "wait" if transport.trash_in_trash_bin else "trash"
+            retreat, self.stage1 = self._after_release(arm, self.stage1, next_stage)
+            return retreat
         action = self._pick(arm, p, yaw_of(cube[:3, :3]), math.pi / 2, held)
         if action is not None:
             return action
         above = np.array([bin_pos[0], bin_pos[1], CARRY_Z])
-        if arm.phase == "carry":
-            if np.linalg.norm(p[:2] - above[:2]) < 0.02:
-                arm.goto("lower")
-            return arm.servo(arm.carry_target(p, above), yaw, CLOSE)
-        arm.timer += 1
-        if p[2] < TRASH_DROP_Z or arm.timer > LOWER_STEPS:
-            arm.goto("release")
-        low = np.array([bin_pos[0], bin_pos[1], TRASH_DROP_Z - 0.02])
-        return arm.servo(arm.eef_pos() + (low - p), yaw, CLOSE, speed=0.6)
+        return self._carry_and_lower(arm, p, above, TRASH_DROP_Z, near=0.02)
 
     def _place(self, centre: np.ndarray, head: float) -> np.ndarray:
         task, arm = self.task, self.arm1
-        yaw = arm.eef_yaw()
         if arm.phase in ("release", "retreat"):
-            done = self._after_release(arm, "done")
-            if isinstance(done, str):
-                self.stage1 = done
-                return self._hold(arm, OPEN)
-            return done
+            retreat, self.stage1 = self._after_release(arm, self.stage1, "done")
+            return retreat
         target_bin = task.object_poses()["target_bin"][:3, 3]
         above = np.array([target_bin[0], target_bin[1] - head * PLACE_DY, CARRY_Z])
-        if arm.phase == "carry":
-            if np.linalg.norm(centre[:2] - above[:2]) < 0.015:
-                arm.goto("lower")
-            return arm.servo(arm.carry_target(centre, above), yaw, CLOSE)
-        arm.timer += 1
-        if centre[2] < PLACE_Z or arm.timer > LOWER_STEPS:
-            arm.goto("release")
-        low = np.array([above[0], above[1], PLACE_Z - 0.02])
-        return arm.servo(arm.eef_pos() + (low - centre), yaw, CLOSE, speed=0.6)
+        return self._carry_and_lower(arm, centre, above, PLACE_Z, near=0.015)

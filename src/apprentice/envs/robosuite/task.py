@@ -37,8 +37,8 @@ import numpy as np
 import robosuite
 
 from apprentice.envs.base import Oracle, Subtask
+from apprentice.envs.mujoco_base import matrix_from_rotvec, rotvec_from_matrix
 from apprentice.envs.mujoco_perturb import SceneRandomizer
-from apprentice.envs.mujoco_task import matrix_from_rotvec, rotvec_from_matrix
 from apprentice.envs.perturb import AXES, Actuation, Perturbations
 from apprentice.envs.robosuite import PERTURBATION_AXES, UNSUPPORTED_AXES_REASON
 from apprentice.errors import ApprenticeError
