@@ -12,8 +12,13 @@ from apprentice.collect.oracle import CollectConfig, collect_demos
 from apprentice.data import DemoFile
 from apprentice.envs import make_task
 from apprentice.envs.arms import ArmSubtask
+from apprentice.envs.handover import Handover
+from apprentice.envs.mujoco_task import yaw_of
 from apprentice.envs.two_arm import TwoArmTask
 from apprentice.errors import ApprenticeError
+from apprentice.generate.attempt import GenerationSettings
+from apprentice.generate.multi_arm import MultiArmPlayer
+from apprentice.generate.poses import pose_inv
 from apprentice.generate.run import GenerateConfig, run_generate
 from apprentice.generate.source import check_subtasks, load_sources
 
@@ -152,3 +157,55 @@ def two_arm_task(*subtasks: object) -> SimpleNamespace:
 def test_malformed_arm_subtasks_are_refused(subtasks: tuple[ArmSubtask, ...], message: str) -> None:
     with pytest.raises(ApprenticeError, match=message):
         check_subtasks(two_arm_task(*subtasks))  # type: ignore[arg-type]
+
+
+def test_a_sync_stage_holding_an_object_makes_the_object_keep_the_sources_path(
+    generated: tuple[str, Path, Path],
+) -> None:
+    """handover's giving arm holds the bar through the handover group. When the bar has
+    slipped in its hand since the source, the giving arm's planned path takes up the slip, so
+    the receiving arm's path stays where the source's was relative to the bar, not the eef."""
+    task_name, source, _ = generated
+    if task_name != "handover":
+        pytest.skip("only handover has a sync stage whose arm holds an object")
+    task = make_task(task_name)
+    assert isinstance(task, Handover)
+    sources = load_sources(source, task)
+    demo = sources.demos[0]
+    settings = GenerationSettings(action_noise=0.0)
+    player = MultiArmPlayer(task, [demo], task.subtasks, settings, np.random.default_rng(0))
+    group = player.plan.groups["handover"]
+    giver, taker = group.stages
+    assert (giver.arm, giver.subtask.held, taker.subtask.held) == (0, "bar", None)
+    cuts = [demo.arms[s.arm].segments(player.offsets[s.arm])[s.position] for s in group.stages]
+    start, stop = max(c[0] for c in cuts), min(c[1] for c in cuts)
+    with DemoFile(source) as f:
+        ep = f.read(demo.name)
+    task.reset(seed=ep.seed)
+    task.set_state(ep.states[start])
+    # The scene where the source's group starts, with the bar 8 mm lower in the giving hand.
+    bar = task.bar_pose()
+    task.set_object_pose("bar", bar[:3, 3] - [0.0, 0.0, 0.008], yaw_of(bar[:3, :3]))
+    task.set_state(task.get_state())
+    bar_now, in_hand_now = task.bar_pose(), pose_inv(task.eef_pose(0)) @ task.bar_pose()
+    for s in group.stages:
+        player.arms[s.arm].next = s.position
+        player.arms[s.arm].target = task.eef_pose(s.arm)
+    player._plan_group(group)
+
+    skip = settings.interp_steps + settings.fixed_steps
+    planned = [np.array([p for p, _ in player.arms[s.arm].queue[skip:]]) for s in group.stages]
+    giver_src, taker_src = demo.arms[0].info, demo.arms[1].info
+    in_hand_src = pose_inv(giver_src.eef_pose[start]) @ giver_src.object_poses["bar"][start]
+    # T, 4, 4: the receiving arm's targets relative to the bar the giving arm carries.
+    rel_src = (
+        np.linalg.inv(giver_src.target_pose[start:stop] @ in_hand_src)
+        @ taker_src.target_pose[start:stop]
+    )
+    rel_now = np.linalg.inv(planned[0] @ in_hand_now) @ planned[1]
+    np.testing.assert_allclose(rel_now, rel_src, atol=1e-6)
+    # The giving arm's eef, not the bar, departs from the group's transform by the slip.
+    shift = bar_now @ pose_inv(giver_src.object_poses["bar"][start])
+    off = np.linalg.norm(planned[0][0, :3, 3] - (shift @ giver_src.target_pose[start])[:3, 3])
+    assert 0.006 < off < 0.012, off
+    task.close()

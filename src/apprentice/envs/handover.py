@@ -25,6 +25,9 @@ START_CENTRE = np.array([0.0, -0.15])
 TARGET_XY = np.array([0.0, 0.17])
 TARGET_TOL = 0.04
 """Success: the bar's centre within this distance (m) of TARGET_XY along x and along y."""
+LIFT_CLEAR = 0.04
+"""left_lift: the left arm holds the bar with its underside at least this high (m) off the
+table."""
 HANDOVER_ZONE = 0.03
 """at_handover: the bar's centre within this distance (m) of the table's centre line (x and
 y)..."""
@@ -46,9 +49,17 @@ class Handover(TwoArmTask):
     placement: ClassVar[dict[str, float]] = {"D0": 0.04, "D1": 0.08}
     """The bar's start xy: START_CENTRE + [-r, r]^2."""
     subtasks = (
-        ArmSubtask("bar", "left_grasp", (0, 5), arm=0),
-        ArmSubtask(None, "at_handover", arm=0, held="bar"),
-        ArmSubtask("bar", "handover", arm=0, sync="handover"),
+        # The grasp stage runs on until the bar is off the table: the carry is played in the
+        # world frame, so the interpolation into it moves the held bar (up to ~8 cm and a
+        # third of a turn) towards where the source's carry started, which dragged along the
+        # table slides the bar across the fingers until they no longer hold it.
+        ArmSubtask("bar", "left_lift", (0, 2), arm=0),
+        # at_handover first turns on with the bar at the zone's edge: ending a step or more
+        # later leaves a margin for a generated carry lagging a centimetre behind.
+        ArmSubtask(None, "at_handover", (1, 3), arm=0, held="bar"),
+        # The bar slips a few mm in the giving hand on the way; held makes the bar, not the
+        # eef, follow the source, so the right arm closes on it where the source's did.
+        ArmSubtask("bar", "handover", arm=0, sync="handover", held="bar"),
         ArmSubtask(None, None, arm=0),
         ArmSubtask(None, "at_handover", arm=1),
         ArmSubtask("bar", "handover", arm=1, sync="handover"),
@@ -79,6 +90,9 @@ class Handover(TwoArmTask):
         along = float(np.clip(axis @ (eef - bar[:3, 3]), -BAR_HALF[1], BAR_HALF[1]))
         return self.holds(arm, bar[:3, 3] + along * axis, BAR_HALF[0])
 
+    def lifted_by_left(self) -> bool:
+        return bool(self.bar_pose()[2, 3] > BAR_HALF[2] + LIFT_CLEAR) and self.holds_bar(0)
+
     def at_handover(self) -> bool:
         centre = self.bar_pose()[:3, 3]
         in_zone = bool(np.all(np.abs(centre[:2]) < HANDOVER_ZONE) and centre[2] > HANDOVER_MIN_Z)
@@ -97,6 +111,7 @@ class Handover(TwoArmTask):
         left, right = self.holds_bar(0), self.holds_bar(1)
         return {
             "left_grasp": left,
+            "left_lift": self.lifted_by_left(),
             "at_handover": self.at_handover(),
             "right_grasp": right,
             "handover": right and not left,

@@ -273,7 +273,8 @@ def source_offset(
     `demo` at `step`, both taken relative to the subtask's reference object."""
     poses = task.object_poses()
     obj_now = np.eye(4) if sub.object is None else poses[sub.object]
-    if sub.held is None:
+    # A held object measured relative to itself would always be 0 m off: take the eef then.
+    if sub.held is None or sub.held == sub.object:
         now, src = eef_now, demo.info.eef_pose[step]
     else:
         now, src = poses[sub.held], demo.object_pose(sub.held, step)

@@ -10,7 +10,9 @@ kinds of subtasks):
 - parallel: stages outside sync groups run independently, each arm at its own pace;
 - coordination: the stages of one sync group are cut from one source demo at the same steps
   and moved by one shared transform (of the group's object), and start on the same step, so
-  the arms keep their motion relative to each other and play it in lockstep;
+  the arms keep their motion relative to each other and play it in lockstep (a stage whose
+  arm holds an object gets its grasp correction, so the object keeps that relation even when
+  it has slipped in the hand);
 - sequential: an arm that reaches a group first waits, holding its last target and gripper,
   until every other arm of the group has finished the stages before it. So in handover the
   receiving arm, staged above the table, closes on the bar only after the giving arm has
@@ -223,14 +225,7 @@ class MultiArmPlayer:
         poses = transform_segment(
             demo.info.target_pose[start:stop], demo.object_pose(sub.object, start), obj_now
         )
-        if sub.held is not None:
-            poses = poses @ grasp_correction(
-                demo.info.eef_pose[start],
-                demo.object_pose(sub.held, start),
-                self.task.eef_pose(arm),
-                self.task.object_poses()[sub.held],
-            )
-        self._queue(stage, (demo, start, stop), poses)
+        self._queue(stage, (demo, start, stop), self._hold_as_source(stage, demo, start, poses))
 
     def _plan_group(self, group: SyncGroup) -> None:
         """Plan a sync group's stages: one source demo, cut for every arm at the same steps
@@ -248,7 +243,28 @@ class MultiArmPlayer:
         for stage in group.stages:
             view = demo.arms[stage.arm]
             poses = transform_segment(view.info.target_pose[start:stop], obj_src, obj_now)
-            self._queue(stage, (view, start, stop), poses)
+            self._queue(stage, (view, start, stop), self._hold_as_source(stage, view, start, poses))
+
+    def _hold_as_source(
+        self, stage: ArmStage, view: SourceDemo, start: int, poses: np.ndarray
+    ) -> np.ndarray:
+        """`poses` (T, 4, 4) with the grasp correction of the object the stage's arm holds,
+        if it holds one: the held object, not the eef, then follows the source's path.
+
+        In a sync group this keeps the arms' motion relative to each other in terms of the
+        object: when the holding arm's grip has slipped since the source (handover's bar sits
+        5-12 mm lower in the giving hand after the carry), its uncorrected eef path would
+        carry the object that far away from where the other arm closes on it.
+        """
+        held = stage.subtask.held
+        if held is None:
+            return poses
+        return poses @ grasp_correction(
+            view.info.eef_pose[start],
+            view.object_pose(held, start),
+            self.task.eef_pose(stage.arm),
+            self.task.object_poses()[held],
+        )
 
     def _queue(self, stage: ArmStage, segment: Segment, poses: np.ndarray) -> None:
         """Queue the interpolation from the arm's last target into `poses` (T, 4, 4), then
