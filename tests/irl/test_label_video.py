@@ -183,7 +183,6 @@ def test_resize_and_labelled_demos(
 
 
 def test_label_a_lerobot_folder(camera_demos: Path, tmp_path: Path) -> None:
-    pytest.importorskip("av")
     folder = tmp_path / "lerobot"
     assert main(["convert", str(camera_demos), str(folder), "--to", "lerobot"]) == 0
     cfg = LabelConfig(from_video=str(folder), out=str(tmp_path / "l.hdf5"), idm_steps=20)
